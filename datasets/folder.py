@@ -1,0 +1,39 @@
+"""Any folder of images: ``--dataset folder --dataset-option path=DIR`` (train/ and test/ inside, or
+one flat folder used for both splits)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from denoise_bench.data import CleanImage, Dataset
+from denoise_bench.errors import BenchError
+from denoise_bench.hookspecs import hookimpl
+from denoise_bench.images import list_images, read_image
+
+
+class ImageFolder(Dataset):
+    name = "folder"
+    description = "a folder of images (option path=DIR; train/ and test/ subfolders, else the folder itself)"
+
+    def __init__(self, data_dir: Path | None = None, **options: str) -> None:
+        super().__init__(data_dir, **options)
+        if "path" not in options:
+            raise BenchError("dataset 'folder' needs a path: --dataset-option path=DIR")
+        self.root = Path(options["path"]).expanduser()
+        if options.get("channels") is not None:
+            if options["channels"] not in ("1", "3"):
+                raise BenchError(f"dataset 'folder': channels must be 1 or 3, not {options['channels']!r}")
+            self.channels = int(options["channels"])  # type: ignore[misc]
+
+    def load(self, split: str) -> list[CleanImage]:
+        folder = self.root / split if (self.root / split).is_dir() else self.root
+        files = list_images(folder)
+        if not files:
+            raise BenchError(f"dataset 'folder': no image files in {folder}")
+        return [CleanImage(f.stem, read_image(f, self.channels)) for f in files]
+
+
+@hookimpl
+def register_datasets(register: Callable[[type[Dataset]], None]) -> None:
+    register(ImageFolder)

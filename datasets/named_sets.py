@@ -1,0 +1,136 @@
+"""The standard sets, read from a data directory (``--data-dir`` or ``$DENOISE_BENCH_DATA``).
+
+The directory holds one folder per set (``BSD68/``, ``Set12/``, ...) and optionally a
+``MANIFEST.csv`` with a sha256 per file; when the manifest is present every file is checked against
+it, so a corrupt or altered image is refused with its name instead of silently changing a result.
+
+Training splits follow the data README: grayscale sets train on Train400 (no overlap with BSD68 or
+Set12); colour CBSD68/Set14 train on the 32 BSD300 test images that are not in CBSD68.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+from collections.abc import Callable
+from functools import lru_cache
+from pathlib import Path
+from typing import ClassVar
+
+from denoise_bench.data import TEST, TRAIN, CleanImage, Dataset
+from denoise_bench.errors import BenchError
+from denoise_bench.hookspecs import hookimpl
+from denoise_bench.images import list_images, read_image
+
+MANIFEST = "MANIFEST.csv"
+
+
+@lru_cache(maxsize=8)
+def _manifest(data_dir: Path) -> dict[str, str]:
+    path = data_dir / MANIFEST
+    if not path.is_file():
+        return {}
+    with path.open(newline="") as fh:
+        return {row["file"]: row["sha256"] for row in csv.DictReader(fh)}
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+class NamedSet(Dataset):
+    """A set stored as ``<data_dir>/<folder>/``; subclasses name the folders of each split."""
+
+    folders: ClassVar[dict[str, tuple[str, ...]]] = {}
+    # Images of a folder to leave out of a split (e.g. test images inside a training folder).
+    exclude: ClassVar[dict[str, str]] = {}
+
+    def _folder(self, name: str) -> Path:
+        if self.data_dir is None:
+            raise BenchError(
+                f"dataset {self.name!r} needs a data directory: pass --data-dir DIR or set "
+                f"DENOISE_BENCH_DATA to a folder that contains {name}/"
+            )
+        folder = self.data_dir / name
+        if not folder.is_dir():
+            raise BenchError(f"dataset {self.name!r}: folder {folder} not found (expected {name}/ inside the data directory)")
+        return folder
+
+    def _files(self, split: str) -> list[Path]:
+        files: list[Path] = []
+        for name in self.folders[split]:
+            files.extend(list_images(self._folder(name)))
+        if split in self.exclude:
+            excluded = {p.stem for p in list_images(self._folder(self.exclude[split]))}
+            files = [f for f in files if f.stem not in excluded]
+        return files
+
+    def load(self, split: str) -> list[CleanImage]:
+        assert self.data_dir is not None or not self.folders[split]
+        manifest = _manifest(self.data_dir) if self.data_dir else {}
+        images = []
+        for path in self._files(split):
+            key = path.relative_to(self.data_dir).as_posix() if self.data_dir else path.name
+            expected = manifest.get(key)
+            if expected is not None and _sha256(path) != expected:
+                raise BenchError(f"{path}: checksum does not match {MANIFEST} (corrupt or modified file)")
+            images.append(CleanImage(path.stem, read_image(path, self.channels)))
+        return images
+
+
+class BSD68(NamedSet):
+    name = "bsd68"
+    description = "BSD68 gray test set (Roth & Black); trains on Train400"
+    channels = 1
+    folders = {TRAIN: ("Train400",), TEST: ("BSD68",)}
+
+
+class Set12(NamedSet):
+    name = "set12"
+    description = "Set12 gray test set (DnCNN); trains on Train400"
+    channels = 1
+    folders = {TRAIN: ("Train400",), TEST: ("Set12",)}
+
+
+class Train400(NamedSet):
+    name = "train400"
+    description = "Train400 gray training crops (180x180) as both splits, for smoke tests"
+    channels = 1
+    folders = {TRAIN: ("Train400",), TEST: ("Train400",)}
+
+
+class CBSD68(NamedSet):
+    name = "cbsd68"
+    description = "CBSD68 colour test set; trains on the 32 BSD300 test images not in CBSD68"
+    channels = 3
+    folders = {TRAIN: ("BSD300_test",), TEST: ("CBSD68",)}
+    exclude = {TRAIN: "CBSD68"}
+
+
+class Set14(NamedSet):
+    name = "set14"
+    description = "Set14 colour (12 images, Neighbor2Neighbor copy); trains like cbsd68"
+    channels = 3
+    folders = {TRAIN: ("BSD300_test",), TEST: ("Set14",)}
+    exclude = {TRAIN: "CBSD68"}
+
+
+class BSD300(NamedSet):
+    name = "bsd300"
+    description = "BSD300 test split, 100 colour images (the IDDP paper's test set); no local training split"
+    channels = 3
+    folders = {TRAIN: (), TEST: ("BSD300_test",)}
+
+    def load(self, split: str) -> list[CleanImage]:
+        if split == TRAIN:
+            raise BenchError(
+                "dataset 'bsd300' has no local training split (the paper trains on the Waterloo "
+                "Exploration Database); pass --train-dataset, e.g. --train-dataset cbsd68"
+            )
+        return super().load(split)
+
+
+@hookimpl
+def register_datasets(register: Callable[[type[Dataset]], None]) -> None:
+    for cls in (BSD68, Set12, CBSD68, BSD300, Set14, Train400):
+        register(cls)

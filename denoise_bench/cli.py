@@ -1,0 +1,154 @@
+"""The ``bench`` command line."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from denoise_bench.data import resolve_data_dir
+from denoise_bench.errors import BenchError
+from denoise_bench.noise import resolve_setting
+from denoise_bench.plugins import get_registry
+from denoise_bench.profiles import PROFILES
+from denoise_bench.protocol import PROTOCOLS
+from denoise_bench.results import write_tables
+from denoise_bench.runner import RunRequest, plan, run
+
+DEFAULT_METHODS = "iddp,unet,n2n,bm3d"
+
+
+class BenchGroup(click.Group):
+    """Prints a user error as one line and exits 2, instead of a traceback."""
+
+    def invoke(self, ctx: click.Context):  # type: ignore[override]
+        try:
+            return super().invoke(ctx)
+        except BenchError as exc:
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(2)
+
+
+@click.group(cls=BenchGroup)
+def main() -> None:
+    """denoise-bench: benchmark self-supervised image denoisers (IDDP and friends)."""
+
+
+def _split(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _key_values(pairs: tuple[str, ...], what: str) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        key, eq, value = pair.partition("=")
+        if not eq or not key.strip():
+            raise BenchError(f"{what} {pair!r} is not of the form KEY=VALUE")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _method_options(pairs: tuple[str, ...]) -> dict[str, dict[str, str]]:
+    out: dict[str, dict[str, str]] = {}
+    for pair in pairs:
+        method, colon, rest = pair.partition(":")
+        if not colon:
+            raise BenchError(f"--method-option {pair!r} is not of the form METHOD:KEY=VALUE")
+        out.setdefault(method.strip(), {}).update(_key_values((rest,), "--method-option"))
+    return out
+
+
+@main.command("run")
+@click.option("--methods", default=DEFAULT_METHODS, show_default=True, help="Comma-separated method names (see `bench list`).")
+@click.option("--noise", "noises", multiple=True, default=("gaussian",), show_default=True,
+              help="A family (paper preset: train on the range, test on the fixed level and the range) or a spec "
+                   "such as gaussian:sigma=25 or poisson:lam=5-50. Repeat for several.")
+@click.option("--dataset", "datasets", default="skimage", show_default=True, help="Comma-separated dataset names.")
+@click.option("--train-dataset", default=None, help="Train on this dataset's train split instead of each test dataset's own.")
+@click.option("--profile", type=click.Choice(list(PROFILES)), default="quick", show_default=True)
+@click.option("--seeds", default="0", show_default=True, help="Comma-separated training seeds.")
+@click.option("--iterations", type=int, default=None, help="Override the profile's training iterations.")
+@click.option("--batch-size", type=int, default=None)
+@click.option("--crop-size", type=int, default=None)
+@click.option("--width", type=int, default=None, help="U-Net width.")
+@click.option("--test-images", type=int, default=None, help="Evaluate only the first N test images.")
+@click.option("--protocol", type=click.Choice(list(PROTOCOLS)), default="nb2nb", show_default=True)
+@click.option("--noise-policy", type=click.Choice(["fresh", "fixed"]), default="fresh", show_default=True,
+              help="fresh: new training noise every iteration (official codes); fixed: one noisy copy per image.")
+@click.option("--device", default="auto", show_default=True, help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None, help="Folder of the named sets [env DENOISE_BENCH_DATA].")
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Run folder (default runs/<timestamp>).")
+@click.option("--method-option", "method_options", multiple=True, help="METHOD:KEY=VALUE, e.g. iddp:stop_gradient=false.")
+@click.option("--dataset-option", "dataset_options", multiple=True, help="KEY=VALUE for the dataset, e.g. path=DIR for 'folder'.")
+@click.option("--progress/--no-progress", default=True, show_default=True)
+def run_command(methods: str, noises: tuple[str, ...], datasets: str, train_dataset: str | None, profile: str, seeds: str,
+                iterations: int | None, batch_size: int | None, crop_size: int | None, width: int | None,
+                test_images: int | None, protocol: str, noise_policy: str, device: str, data_dir: Path | None,
+                out: Path | None, method_options: tuple[str, ...], dataset_options: tuple[str, ...], progress: bool) -> None:
+    """Train and evaluate a grid of methods x noise x datasets x seeds; print the tables."""
+    try:
+        seed_list = [int(s) for s in _split(seeds)]
+    except ValueError:
+        raise BenchError(f"--seeds {seeds!r} must be comma-separated integers") from None
+    request = RunRequest(
+        methods=_split(methods), noises=list(noises), datasets=_split(datasets), seeds=seed_list, profile=profile,
+        overrides={"iterations": iterations, "batch_size": batch_size, "crop_size": crop_size, "width": width,
+                   "test_images": test_images},
+        protocol=protocol, noise_policy=noise_policy, train_dataset=train_dataset, data_dir=resolve_data_dir(data_dir),
+        device=device, out=out, method_options=_method_options(method_options),
+        dataset_options=_key_values(dataset_options, "--dataset-option"), progress=progress,
+    )
+    for failure in get_registry().failures:
+        click.echo(f"warning: {failure}", err=True)
+    the_plan = plan(request)
+    click.echo(f"run folder: {the_plan.run_dir}  (device {the_plan.device}, profile {profile}, protocol {the_plan.protocol.id})")
+    result = run(the_plan, echo=click.echo)
+    click.echo(result.tables["psnr"])
+    click.echo(result.tables["ssim"])
+    click.echo(f"records: {result.run_dir / 'records.csv'}  tables: {result.run_dir / 'tables'}")
+    if not result.failed.empty:
+        click.echo(f"error: {len(result.failed)} job(s) failed; see {result.run_dir / 'jobs.csv'}", err=True)
+        sys.exit(1)
+
+
+@main.command("list")
+def list_command() -> None:
+    """List the registered methods, datasets and noise models."""
+    registry = get_registry()
+    click.echo("Methods:")
+    for name, cls in sorted(registry.methods.items()):
+        flags = [f"supervision={cls.supervision.value if hasattr(cls.supervision, 'value') else cls.supervision}"]
+        if cls.uses_noise_level:
+            flags.append("uses noise level")
+        if not cls.trainable:
+            flags.append("per image")
+        click.echo(f"  {name:<12} {cls.description} [{', '.join(flags)}]")
+        click.echo(f"  {'':<12} {cls.citation}")
+    click.echo("Datasets:")
+    for name, cls in sorted(registry.datasets.items()):
+        kind = "gray" if cls.channels == 1 else "colour"
+        click.echo(f"  {name:<12} {cls.description} [{kind}]")
+    click.echo("Noise models:")
+    for name, family in sorted(registry.noise_families.items()):
+        params = ",".join(p.name for p in family.params)
+        click.echo(f"  {name:<17} {family.description} (params: {params})")
+        if family.preset_train:
+            setting = resolve_setting(name, registry.noise_families)
+            tests = "; ".join(str(t) for t in setting.tests)
+            click.echo(f"  {'':<17} preset: train {setting.train}; test {tests}")
+    for failure in registry.failures:
+        click.echo(f"warning: {failure}", err=True)
+
+
+@main.command("table")
+@click.argument("run_dir", type=click.Path(path_type=Path, file_okay=False))
+def table_command(run_dir: Path) -> None:
+    """Re-render the PSNR and SSIM tables of RUN_DIR from its records."""
+    tables = write_tables(run_dir)
+    click.echo(tables["psnr"])
+    click.echo(tables["ssim"])
+
+
+if __name__ == "__main__":
+    main()

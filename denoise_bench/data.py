@@ -1,0 +1,78 @@
+"""The dataset contract: a name, splits, and clean 8-bit images.
+
+Datasets only ever yield *clean* images; noise is added by the runner (for training, through a
+supervision-limited view; for testing, with a fixed seed per image and setting).
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+
+from denoise_bench.errors import BenchError
+
+DATA_DIR_ENV = "DENOISE_BENCH_DATA"
+TRAIN, TEST = "train", "test"
+
+
+@dataclass(frozen=True)
+class CleanImage:
+    """A clean image: a stable id (file stem) and (H, W, C) uint8 pixels."""
+
+    id: str
+    pixels: np.ndarray
+
+    @property
+    def channels(self) -> int:
+        return int(self.pixels.shape[2])
+
+
+def resolve_data_dir(flag: str | Path | None) -> Path | None:
+    """The data directory from ``--data-dir`` or ``$DENOISE_BENCH_DATA`` (flag wins); None if neither."""
+    value = flag if flag else os.environ.get(DATA_DIR_ENV)
+    return Path(value).expanduser() if value else None
+
+
+class Dataset(ABC):
+    """Base class for dataset plugins.
+
+    Subclasses set ``name``, ``description`` and ``channels`` (1 gray, 3 colour) and implement
+    :meth:`load`. Instances are created by the runner with the data directory (may be None).
+    """
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    channels: ClassVar[int] = 3
+    splits: ClassVar[tuple[str, ...]] = (TRAIN, TEST)
+
+    def __init__(self, data_dir: Path | None = None, **options: str) -> None:
+        self.data_dir = data_dir
+        self.options = options
+
+    @abstractmethod
+    def load(self, split: str) -> list[CleanImage]:
+        """All clean images of ``split``, in a fixed order."""
+
+    def images(self, split: str) -> list[CleanImage]:
+        """Checked wrapper around :meth:`load`: known split, at least one image, right channels."""
+        if split not in self.splits:
+            raise BenchError(f"dataset {self.name!r} has no {split!r} split (it has {', '.join(self.splits)})")
+        images = self.load(split)
+        if not images:
+            raise BenchError(f"dataset {self.name!r}: the {split!r} split has no images")
+        for image in images:
+            if image.pixels.dtype != np.uint8 or image.pixels.ndim != 3 or image.channels != self.channels:
+                raise BenchError(
+                    f"dataset {self.name!r}: image {image.id!r} must be (H, W, {self.channels}) uint8, "
+                    f"got {image.pixels.shape} {image.pixels.dtype}"
+                )
+        return images
+
+    def describe(self) -> str:
+        kind = "gray" if self.channels == 1 else "colour"
+        return f"{self.description} [{kind}]"

@@ -1,0 +1,89 @@
+"""Evaluation: fixed noisy test images, and one record per (image, repeat) per method."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import torch
+
+from denoise_bench.data import CleanImage
+from denoise_bench.method import Method, NoiseInfo
+from denoise_bench.noise import Levels, NoiseSpec
+from denoise_bench.protocol import EvalProtocol
+
+
+@dataclass(frozen=True)
+class TestCase:
+    """One noisy test input. The noise depends only on (protocol seed, dataset, image, setting, repeat)."""
+
+    dataset: str
+    image_id: str
+    clean_u8: torch.Tensor  # (C, H, W) uint8, CPU
+    spec: NoiseSpec
+    repeat: int
+    noise_seed: int
+    noisy: torch.Tensor  # (1, C, H, W) float32, CPU, never clipped or quantised
+    levels: Levels
+
+    @property
+    def level_text(self) -> str:
+        return json.dumps({k: round(float(v[0]), 6) for k, v in self.levels.items()}, sort_keys=True)
+
+
+def centre_crop(pixels: torch.Tensor, size: int | None) -> torch.Tensor:
+    if size is None:
+        return pixels
+    h, w = pixels.shape[-2:]
+    top, left = max(0, (h - size) // 2), max(0, (w - size) // 2)
+    return pixels[..., top:top + size, left:left + size]
+
+
+def make_test_cases(dataset: str, images: list[CleanImage], spec: NoiseSpec, protocol: EvalProtocol,
+                    crop: int | None = None) -> list[TestCase]:
+    """Noisy copies of every test image, drawn on the CPU so every device and method sees the same bits."""
+    cases = []
+    for image in images:
+        clean_u8 = centre_crop(torch.from_numpy(image.pixels).permute(2, 0, 1).contiguous(), crop)
+        clean = clean_u8.float().div(255.0).unsqueeze(0)
+        for repeat in range(protocol.repeats_for(dataset)):
+            seed = protocol.noise_seed(dataset, image.id, str(spec), repeat)
+            noisy, levels = spec.sample(clean, torch.Generator().manual_seed(seed))
+            cases.append(TestCase(dataset, image.id, clean_u8, spec, repeat, seed, noisy, levels))
+    return cases
+
+
+def evaluate(method: Method, cases: list[TestCase], protocol: EvalProtocol, device: torch.device,
+             on_case: Callable[[], None] = lambda: None) -> Iterator[dict]:
+    """Denoise each case and yield its record fields (metrics of the estimate and of the noisy input)."""
+    for case in cases:
+        noisy = case.noisy.to(device)
+        h, w = noisy.shape[-2:]
+        padded = protocol.pad(noisy, method.input_multiple)
+        info = NoiseInfo.from_levels(case.spec, case.levels) if method.uses_noise_level else None
+        start = time.perf_counter()
+        estimate = method.denoise(padded, info)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        seconds = time.perf_counter() - start
+        if estimate.shape != padded.shape:
+            raise ValueError(f"{method.name}.denoise returned shape {tuple(estimate.shape)} for input {tuple(padded.shape)}")
+        estimate = estimate[..., :h, :w]
+        psnr, ssim = protocol.score(estimate[0], case.clean_u8.to(device))
+        input_psnr, input_ssim = protocol.score(noisy[0], case.clean_u8.to(device))
+        on_case()
+        yield {
+            "test_noise": str(case.spec),
+            "dataset": case.dataset,
+            "image": case.image_id,
+            "repeat": case.repeat,
+            "noise_seed": case.noise_seed,
+            "noise_level": case.level_text,
+            "psnr": psnr,
+            "ssim": ssim,
+            "input_psnr": input_psnr,
+            "input_ssim": input_ssim,
+            "seconds": seconds,
+        }

@@ -1,0 +1,60 @@
+"""Reading 8-bit images from disk, with errors that name the file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from denoise_bench.errors import BenchError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".ppm", ".pgm")
+# Modes that are 8 bits per channel and convert losslessly (apart from colour->gray) to L or RGB.
+SUPPORTED_MODES = {"L", "RGB", "RGBA", "P", "LA", "1", "CMYK", "YCbCr"}
+
+
+def to_channels(pixels: np.ndarray, channels: int) -> np.ndarray:
+    """(H, W) or (H, W, C) uint8 -> (H, W, channels) uint8.
+
+    Gray->colour replicates the plane (so every method sees three channels, as the official loaders
+    do with ``.convert('RGB')``); colour->gray uses BT.601 luma, rounded, as BSD68 was made from CBSD68.
+    """
+    if pixels.ndim == 2:
+        pixels = pixels[:, :, None]
+    if pixels.shape[2] == 4:
+        pixels = pixels[:, :, :3]
+    have = pixels.shape[2]
+    if have == channels:
+        return np.ascontiguousarray(pixels)
+    if have == 1 and channels == 3:
+        return np.repeat(pixels, 3, axis=2)
+    if have == 3 and channels == 1:
+        luma = pixels.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+        return np.clip(np.floor(luma + 0.5), 0, 255).astype(np.uint8)[:, :, None]
+    raise BenchError(f"cannot convert an image with {have} channels to {channels}")
+
+
+def read_image(path: Path, channels: int) -> np.ndarray:
+    """Read an 8-bit image file as (H, W, channels) uint8, or raise a BenchError naming the file."""
+    if not path.is_file():
+        raise BenchError(f"image file not found: {path}")
+    try:
+        with Image.open(path) as img:
+            if img.mode not in SUPPORTED_MODES:
+                raise BenchError(f"{path}: unsupported image mode {img.mode!r} (expected 8-bit gray or colour)")
+            img.load()
+            rgb_or_l = img.convert("L" if img.mode in ("L", "1", "LA") else "RGB")
+            pixels = np.asarray(rgb_or_l, dtype=np.uint8)
+    except BenchError:
+        raise
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise BenchError(f"{path}: not a readable image ({exc})") from None
+    return to_channels(pixels, channels)
+
+
+def list_images(folder: Path) -> list[Path]:
+    """Image files directly inside ``folder``, sorted by name."""
+    if not folder.is_dir():
+        raise BenchError(f"image folder not found: {folder}")
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())

@@ -1,0 +1,138 @@
+"""The method contract.
+
+A method is a class with a name, a one-line description, a citation and a declared supervision. The
+runner creates one instance per training job with a :class:`MethodSetup`, calls :meth:`Method.fit`
+once (trainable methods only) with a supervision-limited training view, then :meth:`Method.denoise`
+on every noisy test image. Trained state round-trips through :meth:`state_dict` /
+:meth:`load_state_dict`.
+
+Noise assumptions: ``requires`` lists the properties of the noise (see ``denoise_bench.noise``) the
+method relies on; the runner skips (method, noise) cells whose family lacks one, and says why.
+A method that needs the true noise level (BM3D) sets ``uses_noise_level``; only those get it, and
+tables mark them.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+
+from denoise_bench.errors import BenchError
+from denoise_bench.noise import KNOWN_PROPERTIES, Levels, NoiseFamily, NoiseSpec
+from denoise_bench.profiles import Budget
+from denoise_bench.supervision import Supervision, TrainingView
+
+
+@dataclass(frozen=True)
+class MethodSetup:
+    """Everything a method needs to build itself."""
+
+    channels: int  # 1 gray, 3 colour
+    budget: Budget
+    device: torch.device = torch.device("cpu")
+    seed: int = 0
+    options: dict[str, str] = field(default_factory=dict)  # --method-option NAME:KEY=VALUE
+
+
+@dataclass(frozen=True)
+class NoiseInfo:
+    """The true noise of one test image, for methods that declare ``uses_noise_level``."""
+
+    spec: NoiseSpec
+    levels: dict[str, float]  # this image's drawn parameter values, e.g. {"sigma": 25.0}
+
+    @staticmethod
+    def from_levels(spec: NoiseSpec, levels: Levels) -> "NoiseInfo":
+        return NoiseInfo(spec, {k: float(v.reshape(-1)[0]) for k, v in levels.items()})
+
+
+@dataclass
+class TrainContext:
+    """Hooks the runner gives to ``fit``: progress reporting and where the method may write."""
+
+    on_step: Callable[[int, float], None] = lambda step, loss: None
+    log: Callable[[str], None] = lambda message: None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Method(ABC):
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    citation: ClassVar[str] = ""
+    supervision: ClassVar[Supervision] = Supervision.NONE
+    requires: ClassVar[frozenset[str]] = frozenset()
+    uses_noise_level: ClassVar[bool] = False
+    trainable: ClassVar[bool] = True
+    # Input sides the method needs; the evaluator pads test images (per the protocol) to a multiple.
+    input_multiple: ClassVar[int] = 1
+    # Tunable options and their defaults; values given as text are converted to the default's type.
+    options: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, setup: MethodSetup) -> None:
+        self.setup = setup
+        self.opts: dict[str, Any] = resolve_options(self.name, self.options, setup.options)
+
+    @classmethod
+    def incompatibility(cls, family: NoiseFamily) -> str | None:
+        """Why this method cannot run on ``family``, or None if it can."""
+        missing = sorted(cls.requires - family.properties)
+        if missing:
+            return f"{cls.name} assumes {', '.join(missing)} noise; {family.name} is not"
+        return None
+
+    def fit(self, view: TrainingView, context: TrainContext) -> None:
+        """Train on the view (``setup.budget`` says how long). Per-image methods need not train."""
+
+    @abstractmethod
+    def denoise(self, noisy: torch.Tensor, noise: NoiseInfo | None = None) -> torch.Tensor:
+        """Estimate the clean image of a (1, C, H, W) noisy tensor; same shape, same device."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"method": self.name}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("method") != self.name:
+            raise BenchError(f"checkpoint is for method {state.get('method')!r}, not {self.name!r}")
+
+
+def validate_method_class(obj: object) -> str:
+    """Check a registered method class; returns its name or raises BenchError saying what is wrong."""
+    if not (isinstance(obj, type) and issubclass(obj, Method)):
+        raise BenchError(f"register_methods expects a Method subclass, got {obj!r}")
+    for attr in ("name", "description", "citation"):
+        if not isinstance(getattr(obj, attr, None), str) or not getattr(obj, attr):
+            raise BenchError(f"method class {obj.__name__} must set a non-empty {attr}")
+    try:
+        Supervision(obj.supervision)
+    except ValueError:
+        raise BenchError(f"method {obj.name!r}: unknown supervision {obj.supervision!r}") from None
+    unknown = set(obj.requires) - KNOWN_PROPERTIES
+    if unknown:
+        raise BenchError(f"method {obj.name!r} requires unknown noise properties {sorted(unknown)}")
+    return obj.name
+
+
+def _coerce(method: str, key: str, raw: Any, default: Any) -> Any:
+    if not isinstance(raw, str):
+        return raw
+    try:
+        if isinstance(default, bool):
+            if raw.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError(raw)
+            return raw.lower() in ("true", "1", "yes")
+        return type(default)(raw)
+    except ValueError:
+        raise BenchError(f"method {method!r}: option {key}={raw!r} is not a valid {type(default).__name__}") from None
+
+
+def resolve_options(method: str, defaults: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
+    """Defaults overridden by the given values, each converted to its default's type."""
+    unknown = set(given) - set(defaults)
+    if unknown:
+        valid = ", ".join(sorted(defaults)) or "none"
+        raise BenchError(f"method {method!r} has no option(s) {', '.join(sorted(unknown))}; options: {valid}")
+    return {k: _coerce(method, k, given.get(k, v), v) for k, v in defaults.items()}

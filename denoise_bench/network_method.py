@@ -1,0 +1,59 @@
+"""Base class for methods that train the shared U-Net with the shared training loop.
+
+A subclass states only what makes it different: its loss (:meth:`training_loss`), its optimiser
+settings and the shape of its learning-rate schedule, and U-Net variant options.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import torch
+
+from denoise_bench.errors import BenchError
+from denoise_bench.method import Method, MethodSetup, NoiseInfo, TrainContext
+from denoise_bench.nets.unet import DOWNSAMPLE_FACTOR, UNet
+from denoise_bench.schedules import constant
+from denoise_bench.supervision import Batch, TrainingView
+from denoise_bench.training import train
+
+
+class NetworkMethod(Method):
+    input_multiple = DOWNSAMPLE_FACTOR
+    learning_rate: ClassVar[float] = 3e-4
+    adam_betas: ClassVar[tuple[float, float]] = (0.9, 0.999)
+    weight_decay: ClassVar[float] = 0.0
+    lr_schedule: ClassVar[Callable[[float], float]] = staticmethod(constant)
+    unet_options: ClassVar[dict[str, Any]] = {}  # e.g. {"upsample": "nearest", "slope": 0.1}
+
+    def __init__(self, setup: MethodSetup) -> None:
+        super().__init__(setup)
+        torch.manual_seed(setup.seed)  # network initialisation is part of the seeded run
+        self.net = UNet(setup.channels, setup.channels, width=setup.budget.width, **self.unet_options).to(setup.device)
+
+    @abstractmethod
+    def training_loss(self, batch: Batch, progress: float) -> torch.Tensor:
+        """The scalar loss of one batch; ``progress`` in [0, 1) drives any weight schedule."""
+
+    def make_optimizer(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.net.parameters(), lr=self.learning_rate, betas=self.adam_betas, weight_decay=self.weight_decay)
+
+    def fit(self, view: TrainingView, context: TrainContext) -> None:
+        self.net.train()
+        train(self, view, self.setup.budget, context)
+
+    def denoise(self, noisy: torch.Tensor, noise: NoiseInfo | None = None) -> torch.Tensor:
+        self.net.eval()
+        with torch.no_grad():
+            return self.net(noisy)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"method": self.name, "net_config": dict(self.net.config), "net": self.net.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        if state.get("net_config") != self.net.config:
+            raise BenchError(f"checkpoint network {state.get('net_config')} does not match this {self.name} network {self.net.config}")
+        self.net.load_state_dict(state["net"])

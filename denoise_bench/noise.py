@@ -1,0 +1,291 @@
+"""Noise models: families, spec strings, and the paper presets.
+
+A *family* (gaussian, poisson, speckle, poisson-gaussian, or one a plugin registers) knows how to
+corrupt a clean batch given one parameter value per image. A *spec* (``gaussian:sigma=0-50``)
+fixes each parameter to a value or a range; ranges draw one value per image. A *setting* is what
+``--noise`` resolves to: one training spec and the test specs it is evaluated on.
+
+Conventions (design.md): clean images are floats in [0, 1]; ``sigma`` is on the 0-255 scale;
+Poisson is ``poisson(lam * x) / lam``; speckle is ``x + x * n`` with ``n`` uniform, zero mean and
+variance ``v``. Noisy images are never clipped or quantised.
+
+Sampling is a pure function of (clean batch, torch generator) and runs on whatever device the
+batch lives on.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import torch
+
+from denoise_bench.errors import BenchError
+from denoise_bench.hookspecs import hookimpl
+
+# Statistical properties a family can declare and a method can require.
+ZERO_MEAN = "zero-mean"  # E[y | x] = x, so a noisy target is an unbiased clean target
+PIXEL_INDEPENDENT = "pixel-independent"  # noise independent across pixels given x
+SYMMETRIC = "symmetric"  # y - x symmetric about 0 given x (sign flips keep its law)
+SIGNAL_INDEPENDENT = "signal-independent"  # noise law does not depend on x
+KNOWN_PROPERTIES = frozenset({ZERO_MEAN, PIXEL_INDEPENDENT, SYMMETRIC, SIGNAL_INDEPENDENT})
+
+Levels = dict[str, torch.Tensor]  # parameter name -> one value per image, shape (B,)
+Sampler = Callable[[torch.Tensor, Levels, torch.Generator], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Param:
+    """One parameter of a family, with the closed interval of values that make sense."""
+
+    name: str
+    description: str
+    minimum: float
+    maximum: float
+    minimum_exclusive: bool = False  # e.g. lam must be > 0
+
+    def check(self, value: float, spec: str) -> None:
+        low_ok = value > self.minimum if self.minimum_exclusive else value >= self.minimum
+        if not (math.isfinite(value) and low_ok and value <= self.maximum):
+            bracket = "(" if self.minimum_exclusive else "["
+            raise BenchError(
+                f"noise spec {spec!r}: {self.name}={value:g} is out of range "
+                f"{bracket}{self.minimum:g}, {self.maximum:g}]"
+            )
+
+
+@dataclass(frozen=True)
+class NoiseFamily:
+    """A registered noise family. Plugins create one and pass it to ``register``."""
+
+    name: str
+    description: str
+    params: tuple[Param, ...]
+    sampler: Sampler
+    properties: frozenset[str]
+    # The paper protocol for ``--noise <family>``: one training spec, then the test specs.
+    preset_train: str | None = None
+    preset_tests: tuple[str, ...] = ()
+
+    def param(self, name: str) -> Param:
+        for p in self.params:
+            if p.name == name:
+                return p
+        raise KeyError(name)
+
+
+@dataclass(frozen=True)
+class ParamValue:
+    """A fixed value (low == high) or a uniform range [low, high] drawn once per image."""
+
+    low: float
+    high: float
+
+    @property
+    def is_range(self) -> bool:
+        return self.high > self.low
+
+    def __str__(self) -> str:
+        return f"{self.low:g}-{self.high:g}" if self.is_range else f"{self.low:g}"
+
+
+@dataclass(frozen=True)
+class NoiseSpec:
+    """A family with every parameter fixed to a value or a range."""
+
+    family: NoiseFamily = field(compare=False, hash=False, repr=False)
+    values: tuple[tuple[str, ParamValue], ...]
+
+    @property
+    def name(self) -> str:
+        return self.family.name
+
+    @property
+    def is_range(self) -> bool:
+        return any(v.is_range for _, v in self.values)
+
+    def __str__(self) -> str:
+        return f"{self.family.name}:" + ",".join(f"{k}={v}" for k, v in self.values)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, NoiseSpec) and str(self) == str(other)
+
+    def __hash__(self) -> int:
+        return hash(str(self))
+
+    def draw_levels(self, batch: int, generator: torch.Generator, device: torch.device) -> Levels:
+        """One value per image for each parameter; fixed values are broadcast."""
+        levels: Levels = {}
+        for name, value in self.values:
+            u = torch.rand(batch, generator=generator, device=device, dtype=torch.float64)
+            levels[name] = (value.low + (value.high - value.low) * u).to(torch.float32)
+        return levels
+
+    def sample(self, clean: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, Levels]:
+        """Corrupt a (B, C, H, W) batch in [0, 1]; returns the noisy batch and per-image levels."""
+        if clean.ndim != 4:
+            raise ValueError(f"expected a (B, C, H, W) batch, got shape {tuple(clean.shape)}")
+        levels = self.draw_levels(clean.shape[0], generator, clean.device)
+        return self.family.sampler(clean, levels, generator), levels
+
+
+@dataclass(frozen=True)
+class NoiseSetting:
+    """What ``--noise`` means: train on one spec, evaluate on each test spec."""
+
+    label: str
+    train: NoiseSpec
+    tests: tuple[NoiseSpec, ...]
+
+    @property
+    def family(self) -> NoiseFamily:
+        return self.train.family
+
+
+_NUMBER = r"[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?"
+_VALUE_RE = re.compile(rf"^\s*({_NUMBER})\s*(?:-\s*({_NUMBER})\s*)?$")
+
+
+def parse_spec(spec: str, families: Mapping[str, NoiseFamily]) -> NoiseSpec:
+    """Parse ``family:key=value[,key=value...]`` where a value is ``x`` or ``low-high``."""
+    text = spec.strip()
+    family_name, sep, body = text.partition(":")
+    family_name = family_name.strip().lower()
+    if family_name not in families:
+        names = ", ".join(sorted(families))
+        raise BenchError(f"noise spec {spec!r}: unknown noise family {family_name!r}; valid noise families: {names}")
+    family = families[family_name]
+    if not sep or not body.strip():
+        raise BenchError(
+            f"noise spec {spec!r}: expected {family_name}:"
+            + ",".join(f"{p.name}=VALUE" for p in family.params)
+            + " (a VALUE is a number or a range LOW-HIGH)"
+        )
+    given: dict[str, ParamValue] = {}
+    for item in body.split(","):
+        key, eq, raw = item.partition("=")
+        key = key.strip().lower()
+        if not eq:
+            raise BenchError(f"noise spec {spec!r}: {item.strip()!r} is not of the form key=value")
+        try:
+            param = family.param(key)
+        except KeyError:
+            valid = ", ".join(p.name for p in family.params)
+            raise BenchError(f"noise spec {spec!r}: {family_name} has no parameter {key!r}; it takes {valid}") from None
+        if key in given:
+            raise BenchError(f"noise spec {spec!r}: parameter {key!r} given twice")
+        match = _VALUE_RE.match(raw)
+        if not match:
+            raise BenchError(f"noise spec {spec!r}: {key}={raw.strip()!r} is not a number or a range LOW-HIGH")
+        low = float(match.group(1))
+        high = float(match.group(2)) if match.group(2) is not None else low
+        if high < low:
+            raise BenchError(f"noise spec {spec!r}: range {key}={raw.strip()} has its high end below its low end")
+        param.check(low, spec)
+        param.check(high, spec)
+        given[key] = ParamValue(low, high)
+    missing = [p.name for p in family.params if p.name not in given]
+    if missing:
+        raise BenchError(f"noise spec {spec!r}: missing parameter(s) {', '.join(missing)}")
+    return NoiseSpec(family, tuple((p.name, given[p.name]) for p in family.params))
+
+
+def resolve_setting(text: str, families: Mapping[str, NoiseFamily]) -> NoiseSetting:
+    """A family name alone gives its paper preset; a full spec trains and tests on itself."""
+    name = text.strip().lower()
+    if ":" not in name:
+        if name not in families:
+            names = ", ".join(sorted(families))
+            raise BenchError(f"unknown noise {text!r}; valid noise families: {names} (or a spec like gaussian:sigma=25)")
+        family = families[name]
+        if family.preset_train is None:
+            raise BenchError(f"noise family {name!r} has no preset; give a full spec such as {name}:" + ",".join(f"{p.name}=..." for p in family.params))
+        train = parse_spec(family.preset_train, families)
+        tests = tuple(parse_spec(t, families) for t in family.preset_tests) or (train,)
+        return NoiseSetting(name, train, tests)
+    spec = parse_spec(text, families)
+    return NoiseSetting(str(spec), spec, (spec,))
+
+
+# --- built-in families ---------------------------------------------------------------------------
+
+
+def _per_image(levels: Levels, name: str, like: torch.Tensor) -> torch.Tensor:
+    return levels[name].to(device=like.device, dtype=like.dtype).view(-1, 1, 1, 1)
+
+
+def _gaussian(x: torch.Tensor, levels: Levels, g: torch.Generator) -> torch.Tensor:
+    sigma = _per_image(levels, "sigma", x) / 255.0
+    return x + sigma * torch.randn(x.shape, generator=g, device=x.device, dtype=x.dtype)
+
+
+def _poisson_counts(x: torch.Tensor, lam: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    # clamp: a clean image is in [0, 1], but resampled/interpolated inputs may dip below 0.
+    return torch.poisson((lam * x).clamp_min(0), generator=g) / lam
+
+
+def _poisson(x: torch.Tensor, levels: Levels, g: torch.Generator) -> torch.Tensor:
+    return _poisson_counts(x, _per_image(levels, "lam", x), g)
+
+
+def _speckle(x: torch.Tensor, levels: Levels, g: torch.Generator) -> torch.Tensor:
+    # n ~ U(-a, a) has variance a^2 / 3, so a = sqrt(3 v).
+    half_width = torch.sqrt(3.0 * _per_image(levels, "v", x))
+    n = (2.0 * torch.rand(x.shape, generator=g, device=x.device, dtype=x.dtype) - 1.0) * half_width
+    return x + x * n
+
+
+def _poisson_gaussian(x: torch.Tensor, levels: Levels, g: torch.Generator) -> torch.Tensor:
+    shot = _poisson_counts(x, _per_image(levels, "lam", x), g)
+    sigma = _per_image(levels, "sigma", x) / 255.0
+    return shot + sigma * torch.randn(x.shape, generator=g, device=x.device, dtype=x.dtype)
+
+
+SIGMA = Param("sigma", "standard deviation on the 0-255 scale", 0.0, 255.0)
+LAM = Param("lam", "photon count at intensity 1 (higher is less noisy)", 0.0, 1e6, minimum_exclusive=True)
+
+GAUSSIAN = NoiseFamily(
+    name="gaussian",
+    description="additive white Gaussian: x + sigma/255 * N(0, 1)",
+    params=(SIGMA,),
+    sampler=_gaussian,
+    properties=frozenset({ZERO_MEAN, PIXEL_INDEPENDENT, SYMMETRIC, SIGNAL_INDEPENDENT}),
+    preset_train="gaussian:sigma=0-50",
+    preset_tests=("gaussian:sigma=25", "gaussian:sigma=0-50"),
+)
+POISSON = NoiseFamily(
+    name="poisson",
+    description="shot noise: poisson(lam * x) / lam",
+    params=(LAM,),
+    sampler=_poisson,
+    properties=frozenset({ZERO_MEAN, PIXEL_INDEPENDENT}),
+    preset_train="poisson:lam=5-50",
+    preset_tests=("poisson:lam=30", "poisson:lam=5-50"),
+)
+SPECKLE = NoiseFamily(
+    name="speckle",
+    description="multiplicative: x + x * n, n uniform with zero mean and variance v",
+    params=(Param("v", "variance of the multiplicative noise", 0.0, 1.0),),
+    sampler=_speckle,
+    properties=frozenset({ZERO_MEAN, PIXEL_INDEPENDENT, SYMMETRIC}),
+    preset_train="speckle:v=0-0.2",
+    preset_tests=("speckle:v=0.1", "speckle:v=0-0.2"),
+)
+POISSON_GAUSSIAN = NoiseFamily(
+    name="poisson-gaussian",
+    description="shot plus read noise: poisson(lam * x) / lam + sigma/255 * N(0, 1)",
+    params=(LAM, SIGMA),
+    sampler=_poisson_gaussian,
+    properties=frozenset({ZERO_MEAN, PIXEL_INDEPENDENT}),
+    # Not in the IDDP paper; a moderate low-light preset in the same spirit as the others.
+    preset_train="poisson-gaussian:lam=5-50,sigma=0-25",
+    preset_tests=("poisson-gaussian:lam=30,sigma=10", "poisson-gaussian:lam=5-50,sigma=0-25"),
+)
+
+
+@hookimpl
+def register_noise_models(register: Callable[[NoiseFamily], None]) -> None:
+    for family in (GAUSSIAN, POISSON, SPECKLE, POISSON_GAUSSIAN):
+        register(family)

@@ -1,0 +1,118 @@
+"""The evaluation protocol: an explicit, versioned object recorded in every result row.
+
+Most "cannot reproduce the paper" reports in this field come from evaluation differences (8-bit or
+float PSNR, clipping, colour handling, padding, repeats), so every choice is a field here and the
+protocol's id (``name-vN``) is written next to each number. Change a field's meaning -> bump the
+version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+
+from denoise_bench.errors import BenchError
+from denoise_bench.metrics import psnr, ssim
+
+
+@dataclass(frozen=True)
+class EvalProtocol:
+    name: str
+    version: int
+    description: str
+    clip: bool = True  # clamp the estimate to [0, 1] before scoring
+    quantize_8bit: bool = True  # score uint8(clip(255 p + 0.5)) against the 8-bit original
+    color: Literal["rgb", "y"] = "rgb"  # all channels, or BT.601 luma of colour images
+    padding: Literal["reflect-square", "reflect-multiple"] = "reflect-square"
+    repeats: tuple[tuple[str, int], ...] = ()  # noisy draws per test image, by dataset name
+    default_repeats: int = 1
+    seed: int = 101  # test-noise seed; per (dataset, image, setting, repeat) seeds derive from it
+    ssim_window: int = 11
+    ssim_sigma: float = 1.5
+
+    @property
+    def id(self) -> str:
+        return f"{self.name}-v{self.version}"
+
+    def as_dict(self) -> dict:
+        return asdict(self) | {"id": self.id}
+
+    def repeats_for(self, dataset: str) -> int:
+        return dict(self.repeats).get(dataset, self.default_repeats)
+
+    def noise_seed(self, dataset: str, image_id: str, setting: str, repeat: int) -> int:
+        """A seed that depends only on what is evaluated, never on run order or method."""
+        key = f"{self.seed}|{dataset}|{image_id}|{setting}|{repeat}".encode()
+        return int.from_bytes(hashlib.sha256(key).digest()[:8], "little") & ((1 << 63) - 1)
+
+    # --- padding ---------------------------------------------------------------------------------
+
+    def pad(self, image: torch.Tensor, multiple: int) -> torch.Tensor:
+        """Reflect-pad a (1, C, H, W) image at the bottom/right so the method can take it."""
+        if multiple <= 1:
+            return image
+        h, w = image.shape[-2:]
+        if self.padding == "reflect-square":
+            side = -(-max(h, w) // multiple) * multiple
+            target_h, target_w = side, side
+        else:
+            target_h, target_w = -(-h // multiple) * multiple, -(-w // multiple) * multiple
+        return reflect_pad(image, target_h - h, target_w - w)
+
+    # --- scoring ---------------------------------------------------------------------------------
+
+    def score(self, estimate: torch.Tensor, clean_u8: torch.Tensor) -> tuple[float, float]:
+        """(PSNR, SSIM) of a (C, H, W) float estimate against the (C, H, W) uint8 original."""
+        ref = clean_u8.double()
+        est = estimate.double()
+        if self.clip:
+            est = est.clamp(0.0, 1.0)
+        est = est * 255.0
+        if self.quantize_8bit:
+            est = torch.floor(est + 0.5).clamp(0.0, 255.0)
+        if self.color == "y" and est.shape[0] == 3:
+            est, ref = to_luma(est), to_luma(ref)
+        return psnr(est, ref, 255.0), ssim(est, ref, 255.0, self.ssim_window, self.ssim_sigma)
+
+
+def to_luma(rgb: torch.Tensor) -> torch.Tensor:
+    weights = torch.tensor([0.299, 0.587, 0.114], dtype=rgb.dtype, device=rgb.device).view(3, 1, 1)
+    return (rgb * weights).sum(dim=0, keepdim=True)
+
+
+def reflect_pad(image: torch.Tensor, pad_h: int, pad_w: int) -> torch.Tensor:
+    """Reflect padding that also works when the pad exceeds the image side (repeated reflection)."""
+    while pad_h > 0 or pad_w > 0:
+        step_h = min(pad_h, image.shape[-2] - 1)
+        step_w = min(pad_w, image.shape[-1] - 1)
+        image = F.pad(image, (0, step_w, 0, step_h), mode="reflect")
+        pad_h -= step_h
+        pad_w -= step_w
+    return image
+
+
+NB2NB = EvalProtocol(
+    name="nb2nb",
+    version=1,
+    description="Neighbor2Neighbor/Blind2Unblind evaluator: clamp, 8-bit, RGB, reflect to a square multiple of 32, "
+    "Kodak x10 / BSD300 x3 / Set14 x20 repeats, seed 101, SSIM 11x11 Gaussian sigma 1.5",
+    repeats=(("kodak", 10), ("bsd300", 3), ("set14", 20)),
+)
+FLOAT = EvalProtocol(
+    name="float",
+    version=1,
+    description="float PSNR/SSIM on the clamped estimate (DIP notebook style), one draw per image",
+    quantize_8bit=False,
+    padding="reflect-multiple",
+)
+PROTOCOLS = {p.name: p for p in (NB2NB, FLOAT)}
+
+
+def get_protocol(name: str) -> EvalProtocol:
+    if name not in PROTOCOLS:
+        raise BenchError(f"unknown protocol {name!r}; valid protocols: {', '.join(PROTOCOLS)}")
+    return PROTOCOLS[name]

@@ -1,0 +1,133 @@
+"""Run folders: per-image records, and the paper-style tables made from them.
+
+Layout of a run folder::
+
+    config.json        the resolved request (methods, noise, datasets, budget, protocol, seeds)
+    environment.json   versions, device, git commit
+    records.csv        one row per evaluated image (and repeat)
+    jobs.csv           one row per (method, dataset, train noise, seed): done / failed / skipped, and why
+    checkpoints/       trained state of each job
+    tables/psnr.{csv,md}, tables/ssim.{csv,md}
+
+Tables are laid out like the IDDP paper's Table 1: one block per (dataset, training noise), rows are
+test settings, columns are methods, plus the noisy input for reference.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+from denoise_bench.errors import BenchError
+
+RECORDS = "records.csv"
+JOBS = "jobs.csv"
+TABLES = "tables"
+NOISY_INPUT = "noisy input"
+ORACLE_MARK = "†"  # methods told the true noise level
+METRICS = {"psnr": 2, "ssim": 4}  # metric -> decimals shown
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write to a temporary file in the same folder, then rename: readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", newline="") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, data: dict) -> None:
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def write_frame(path: Path, frame: pd.DataFrame) -> None:
+    write_text_atomic(path, frame.to_csv(index=False))
+
+
+def read_records(run_dir: Path) -> pd.DataFrame:
+    path = run_dir / RECORDS
+    if not path.is_file():
+        raise BenchError(f"{run_dir} is not a run folder (no {RECORDS})")
+    return pd.read_csv(path)
+
+
+def read_jobs(run_dir: Path) -> pd.DataFrame:
+    path = run_dir / JOBS
+    return pd.read_csv(path) if path.is_file() else pd.DataFrame()
+
+
+def method_label(method: str, oracle: bool) -> str:
+    return f"{method}{ORACLE_MARK}" if oracle else method
+
+
+def build_tables(records: pd.DataFrame, jobs: pd.DataFrame, metric: str) -> dict[tuple[str, str], pd.DataFrame]:
+    """(dataset, train noise) -> table of mean ``metric``: rows test settings, columns methods."""
+    tables: dict[tuple[str, str], pd.DataFrame] = {}
+    if records.empty and jobs.empty:
+        return tables
+    blocks = set(map(tuple, records[["dataset", "train_noise"]].drop_duplicates().values)) if not records.empty else set()
+    if not jobs.empty:
+        blocks |= set(map(tuple, jobs[["dataset", "train_noise"]].drop_duplicates().values))
+    for dataset, train_noise in sorted(blocks):
+        block = records[(records.dataset == dataset) & (records.train_noise == train_noise)] if not records.empty else records
+        columns: dict[str, pd.Series] = {}
+        order = list(dict.fromkeys(block["test_noise"])) if not block.empty else []
+        if not block.empty:
+            # Mean over images, repeats and seeds; the noisy input is the same for every method.
+            columns[NOISY_INPUT] = block.groupby("test_noise", sort=False)[f"input_{metric}"].mean()
+            for (method, oracle), rows in block.groupby(["method", "uses_noise_level"], sort=False):
+                columns[method_label(method, bool(oracle))] = rows.groupby("test_noise", sort=False)[metric].mean()
+        table = pd.DataFrame(columns, index=pd.Index(order, name="test noise")).round(METRICS[metric])
+        table = table.astype(object)
+        if not jobs.empty:
+            # Failed or skipped jobs show as such instead of silently missing.
+            sel = jobs[(jobs.dataset == dataset) & (jobs.train_noise == train_noise) & (jobs.status != "done")]
+            for _, job in sel.iterrows():
+                label = method_label(job["method"], bool(job.get("uses_noise_level", False)))
+                if label not in table.columns:
+                    table[label] = job["status"]
+        tables[(dataset, train_noise)] = table
+    return tables
+
+
+def render_markdown(tables: dict[tuple[str, str], pd.DataFrame], metric: str, protocol: str) -> str:
+    lines = [f"# {metric.upper()} (protocol {protocol})", ""]
+    for (dataset, train_noise), table in tables.items():
+        lines += [f"## {dataset}, trained on {train_noise}", "", table.to_markdown(), ""]
+    lines.append(f"{ORACLE_MARK} told the true noise level of each test image. "
+                 "Means over test images, noise repeats and seeds.")
+    return "\n".join(lines) + "\n"
+
+
+def tables_to_csv(tables: dict[tuple[str, str], pd.DataFrame]) -> pd.DataFrame:
+    frames = []
+    for (dataset, train_noise), table in tables.items():
+        frame = table.reset_index()
+        frame.insert(0, "train noise", train_noise)
+        frame.insert(0, "dataset", dataset)
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def write_tables(run_dir: Path) -> dict[str, str]:
+    """(Re)write tables/ from records.csv and jobs.csv; returns the markdown of each metric."""
+    records = read_records(run_dir)
+    jobs = read_jobs(run_dir)
+    protocol = ", ".join(sorted(records["protocol"].dropna().unique())) if not records.empty else "n/a"
+    rendered = {}
+    for metric in METRICS:
+        tables = build_tables(records, jobs, metric)
+        markdown = render_markdown(tables, metric, protocol)
+        write_text_atomic(run_dir / TABLES / f"{metric}.md", markdown)
+        write_frame(run_dir / TABLES / f"{metric}.csv", tables_to_csv(tables))
+        rendered[metric] = markdown
+    return rendered

@@ -1,0 +1,249 @@
+"""The runner: a grid of methods x training noise x datasets x seeds.
+
+Each (method, dataset, noise setting, seed) job trains once on the dataset's training split, through
+a view limited to the method's supervision, then is evaluated on every test setting of the noise
+setting. Records are appended to the run folder after every job, so whatever finished is on disk
+even if a later job fails or the process is killed. A job that raises is recorded as failed and the
+grid goes on; an incompatible (method, noise) cell is recorded as skipped, with the reason.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from denoise_bench.data import TEST, TRAIN, CleanImage, Dataset
+from denoise_bench.environment import describe_environment, pick_device
+from denoise_bench.errors import BenchError
+from denoise_bench.evaluate import TestCase, evaluate, make_test_cases
+from denoise_bench.method import Method, MethodSetup, TrainContext
+from denoise_bench.noise import NoiseSetting, resolve_setting
+from denoise_bench.plugins import Registry, get_registry
+from denoise_bench.profiles import Budget, get_profile
+from denoise_bench.protocol import EvalProtocol, get_protocol
+from denoise_bench.results import JOBS, RECORDS, write_frame, write_json, write_tables
+from denoise_bench.supervision import NoisePolicy, Supervision, build_view
+
+
+@dataclass
+class RunRequest:
+    """What the user asked for; names are resolved and checked by :func:`plan`."""
+
+    methods: list[str]
+    noises: list[str]
+    datasets: list[str]
+    seeds: list[int] = field(default_factory=lambda: [0])
+    profile: str = "quick"
+    overrides: dict[str, int | None] = field(default_factory=dict)
+    protocol: str = "nb2nb"
+    noise_policy: str = NoisePolicy.FRESH.value
+    train_dataset: str | None = None
+    data_dir: Path | None = None
+    device: str | None = None
+    out: Path | None = None
+    method_options: dict[str, dict[str, str]] = field(default_factory=dict)
+    dataset_options: dict[str, str] = field(default_factory=dict)
+    progress: bool = True
+
+
+@dataclass
+class RunPlan:
+    """A checked request: every name resolved, nothing run yet."""
+
+    request: RunRequest
+    methods: list[type[Method]]
+    settings: list[NoiseSetting]
+    datasets: list[Dataset]
+    train_dataset: Dataset | None
+    budget: Budget
+    protocol: EvalProtocol
+    policy: NoisePolicy
+    device: torch.device
+    run_dir: Path
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    records: pd.DataFrame
+    jobs: pd.DataFrame
+    tables: dict[str, str]
+
+    @property
+    def failed(self) -> pd.DataFrame:
+        return self.jobs[self.jobs.status == "failed"] if not self.jobs.empty else self.jobs
+
+
+def plan(request: RunRequest, registry: Registry | None = None) -> RunPlan:
+    """Resolve every name up front so a typo fails in a second, not after an hour of training."""
+    registry = registry or get_registry()
+    if not request.methods:
+        raise BenchError("no methods given")
+    methods = [registry.method(name) for name in request.methods]
+    for name in request.method_options:
+        registry.method(name)
+    settings = [resolve_setting(text, registry.noise_families) for text in request.noises]
+    datasets = [registry.dataset(name)(request.data_dir, **request.dataset_options) for name in request.datasets]
+    train_dataset = None
+    if request.train_dataset:
+        train_dataset = registry.dataset(request.train_dataset)(request.data_dir, **request.dataset_options)
+    budget = get_profile(request.profile).override(**request.overrides)
+    try:
+        policy = NoisePolicy(request.noise_policy)
+    except ValueError:
+        raise BenchError(f"unknown noise policy {request.noise_policy!r}; valid: fresh, fixed") from None
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    run_dir = request.out or Path("runs") / stamp
+    return RunPlan(request, methods, settings, datasets, train_dataset, budget, get_protocol(request.protocol), policy,
+                   pick_device(request.device), run_dir)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9.=-]+", "_", text).strip("_")
+
+
+def _config(p: RunPlan) -> dict:
+    return {
+        "run_id": p.run_dir.name,
+        "methods": [{"name": m.name, "citation": m.citation, "supervision": Supervision(m.supervision).value,
+                     "uses_noise_level": m.uses_noise_level, "options": p.request.method_options.get(m.name, {})}
+                    for m in p.methods],
+        "noise": [{"label": s.label, "train": str(s.train), "tests": [str(t) for t in s.tests]} for s in p.settings],
+        "datasets": [d.name for d in p.datasets],
+        "train_dataset": p.train_dataset.name if p.train_dataset else None,
+        "dataset_options": p.request.dataset_options,
+        "seeds": p.request.seeds,
+        "profile": p.request.profile,
+        "budget": p.budget.as_dict(),
+        "protocol": p.protocol.as_dict(),
+        "noise_policy": p.policy.value,
+        "device": str(p.device),
+    }
+
+
+class _Images:
+    """Loads each dataset split once per run, as torch tensors."""
+
+    def __init__(self, p: RunPlan) -> None:
+        self.plan = p
+        self._cache: dict[tuple[str, str], list[CleanImage]] = {}
+
+    def get(self, dataset: Dataset, split: str) -> list[CleanImage]:
+        key = (dataset.name, split)
+        if key not in self._cache:
+            self._cache[key] = dataset.images(split)
+        return self._cache[key]
+
+    def train(self, dataset: Dataset) -> list[torch.Tensor]:
+        source = self.plan.train_dataset or dataset
+        if source.channels != dataset.channels:
+            raise BenchError(f"training set {source.name!r} has {source.channels} channel(s), test set {dataset.name!r} has {dataset.channels}")
+        return [torch.from_numpy(im.pixels).permute(2, 0, 1).contiguous() for im in self.get(source, TRAIN)]
+
+    def test(self, dataset: Dataset) -> list[CleanImage]:
+        images = self.get(dataset, TEST)
+        limit = self.plan.budget.test_images
+        return images[:limit] if limit else images
+
+
+def run(p: RunPlan, echo: Callable[[str], None] = print) -> RunResult:
+    """Run every job of the plan; returns the records and the rendered tables."""
+    run_dir = p.run_dir
+    (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+    write_json(run_dir / "config.json", _config(p))
+    write_json(run_dir / "environment.json", describe_environment(p.device))
+    images = _Images(p)
+    records: list[dict] = []
+    jobs: list[dict] = []
+    test_cache: dict[tuple[str, str], list[TestCase]] = {}
+
+    def save() -> None:
+        write_frame(run_dir / RECORDS, pd.DataFrame(records, columns=RECORD_COLUMNS))
+        write_frame(run_dir / JOBS, pd.DataFrame(jobs, columns=JOB_COLUMNS))
+
+    for dataset in p.datasets:
+        for setting in p.settings:
+            for seed in p.request.seeds:
+                for method_cls in p.methods:
+                    job = {"method": method_cls.name, "dataset": dataset.name, "train_noise": str(setting.train),
+                           "seed": seed, "uses_noise_level": method_cls.uses_noise_level,
+                           "supervision": Supervision(method_cls.supervision).value}
+                    reason = method_cls.incompatibility(setting.family)
+                    if reason:
+                        echo(f"skip {method_cls.name} on {setting.label}: {reason}")
+                        jobs.append(job | {"status": "skipped", "error": reason})
+                        save()
+                        continue
+                    start = time.perf_counter()
+                    try:
+                        train_seconds, job_records = _run_job(p, method_cls, dataset, setting, seed, images, test_cache)
+                    except Exception as exc:  # isolate the failure; the grid goes on
+                        message = f"{type(exc).__name__}: {exc}"
+                        echo(f"FAILED {method_cls.name} on {dataset.name} / {setting.label} (seed {seed}): {message}")
+                        jobs.append(job | {"status": "failed", "error": message, "traceback": traceback.format_exc(limit=8),
+                                           "seconds": time.perf_counter() - start})
+                        save()
+                        continue
+                    common = job | {"run_id": run_dir.name, "protocol": p.protocol.id, "profile": p.request.profile,
+                                    "iterations": p.budget.iterations if method_cls.trainable else 0,
+                                    "noise_policy": p.policy.value, "device": str(p.device), "train_seconds": train_seconds}
+                    records.extend(common | r for r in job_records)
+                    jobs.append(job | {"status": "done", "seconds": time.perf_counter() - start})
+                    save()
+    save()
+    tables = write_tables(run_dir)
+    return RunResult(run_dir, pd.DataFrame(records, columns=RECORD_COLUMNS), pd.DataFrame(jobs, columns=JOB_COLUMNS), tables)
+
+
+def _run_job(p: RunPlan, method_cls: type[Method], dataset: Dataset, setting: NoiseSetting, seed: int,
+             images: _Images, test_cache: dict[tuple[str, str], list[TestCase]]) -> tuple[float, list[dict]]:
+    setup = MethodSetup(channels=dataset.channels, budget=p.budget, device=p.device, seed=seed,
+                        options=p.request.method_options.get(method_cls.name, {}))
+    method = method_cls(setup)
+    name = f"{method_cls.name}__{dataset.name}__{_slug(str(setting.train))}__seed{seed}"
+    train_seconds = 0.0
+    if method_cls.trainable:
+        view = build_view(Supervision(method_cls.supervision), images.train(dataset), setting.train, p.policy, p.device, seed)
+        bar = tqdm(total=p.budget.iterations, desc=f"train {method_cls.name}", disable=not p.request.progress, leave=False)
+        last = [0]
+
+        def on_step(step: int, loss: float) -> None:
+            bar.update(step - last[0])
+            last[0] = step
+            bar.set_postfix(loss=f"{loss:.4g}")
+
+        start = time.perf_counter()
+        try:
+            method.fit(view, TrainContext(on_step=on_step))
+        finally:
+            bar.close()
+        train_seconds = time.perf_counter() - start
+        torch.save(method.state_dict(), p.run_dir / "checkpoints" / f"{name}.pt")
+    job_records = []
+    for spec in setting.tests:
+        key = (dataset.name, str(spec))
+        if key not in test_cache:
+            test_cache[key] = make_test_cases(dataset.name, images.test(dataset), spec, p.protocol, p.budget.test_crop)
+        cases = test_cache[key]
+        bar = tqdm(total=len(cases), desc=f"test {method_cls.name} {spec}", disable=not p.request.progress, leave=False)
+        try:
+            job_records.extend(evaluate(method, cases, p.protocol, p.device, on_case=lambda: bar.update(1)))
+        finally:
+            bar.close()
+    return train_seconds, job_records
+
+
+RECORD_COLUMNS = ["run_id", "protocol", "profile", "method", "supervision", "uses_noise_level", "train_noise", "test_noise",
+                  "dataset", "image", "repeat", "seed", "noise_seed", "noise_level", "psnr", "ssim", "input_psnr",
+                  "input_ssim", "seconds", "train_seconds", "iterations", "noise_policy", "device"]
+JOB_COLUMNS = ["method", "dataset", "train_noise", "seed", "supervision", "uses_noise_level", "status", "error", "seconds",
+               "traceback"]

@@ -1,0 +1,34 @@
+"""Learning-rate schedules as a multiplier of the base rate, given training progress t in [0, 1).
+
+Official codes define schedules in epochs or iterations of a fixed-length run; expressing them in
+progress keeps their shape when a profile scales the run up or down.
+"""
+
+from __future__ import annotations
+
+import math
+
+
+def constant(t: float) -> float:
+    return 1.0
+
+
+def constant_then_linear_decay(t: float, constant_fraction: float = 0.5) -> float:
+    """IDDP: constant for the first half (1M of 2M iterations), then linearly to zero."""
+    if t < constant_fraction:
+        return 1.0
+    return max(0.0, (1.0 - t) / (1.0 - constant_fraction))
+
+
+def halve_every_fifth(t: float) -> float:
+    """Neighbor2Neighbor / Blind2Unblind: x0.5 after epochs 20, 40, 60, 80 of 100."""
+    return 0.5 ** min(4, int(t * 5 + 1e-9))
+
+
+def cosine_squared_rampdown(t: float, rampdown_fraction: float = 0.3) -> float:
+    """Noise2Noise: constant, then (0.5 + 0.5 cos(pi s))^2 over the last 30 % of training."""
+    start = 1.0 - rampdown_fraction
+    if t < start:
+        return 1.0
+    s = (t - start) / rampdown_fraction
+    return (0.5 + 0.5 * math.cos(math.pi * s)) ** 2

@@ -1,0 +1,136 @@
+"""The supervision boundary: what a method may see during training.
+
+The runner holds the clean training images. It hands a method a *view* built for the method's
+declared supervision, and the view only ever returns batches of that kind:
+
+* ``none``         -> :class:`NoisyBatch`      (one noisy draw per crop)
+* ``noisy-pairs``  -> :class:`NoisyPairBatch`  (two independent noisy draws of the same crop)
+* ``clean``        -> :class:`CleanBatch`      (noisy input and its clean target)
+
+A view keeps its image source inside a closure and exposes no attribute holding clean pixels. Under
+the ``fixed`` noise policy the clean images are not even kept: the view is built from one noisy copy
+per image (two for noisy pairs), which is exactly what a single-noisy-image user has.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from enum import Enum
+
+import torch
+
+from denoise_bench.crops import CropSampler
+from denoise_bench.errors import BenchError
+from denoise_bench.noise import NoiseSpec
+
+
+class Supervision(str, Enum):
+    NONE = "none"
+    NOISY_PAIRS = "noisy-pairs"
+    CLEAN = "clean"
+
+
+class NoisePolicy(str, Enum):
+    FRESH = "fresh"  # new noise every iteration (the official codes; paper-compatible default)
+    FIXED = "fixed"  # one noisy copy per training image (strict single-noisy-image setting)
+
+
+@dataclass(frozen=True)
+class NoisyBatch:
+    noisy: torch.Tensor
+
+
+@dataclass(frozen=True)
+class NoisyPairBatch:
+    noisy: torch.Tensor
+    noisy2: torch.Tensor
+
+
+@dataclass(frozen=True)
+class CleanBatch:
+    noisy: torch.Tensor
+    clean: torch.Tensor
+
+
+Batch = NoisyBatch | NoisyPairBatch | CleanBatch
+BATCH_TYPES: dict[Supervision, type] = {
+    Supervision.NONE: NoisyBatch,
+    Supervision.NOISY_PAIRS: NoisyPairBatch,
+    Supervision.CLEAN: CleanBatch,
+}
+
+
+class TrainingView:
+    """Random training crops of the kind the supervision allows; nothing else."""
+
+    def __init__(self, supervision: Supervision, channels: int, num_images: int, device: torch.device,
+                 draw: Callable[[int, int], Batch], rng_state: Callable[[], dict], set_rng_state: Callable[[dict], None]) -> None:
+        self.supervision = supervision
+        self.channels = channels
+        self.num_images = num_images
+        self.device = device
+        self._draw = draw
+        self.rng_state = rng_state
+        self.set_rng_state = set_rng_state
+
+    def sample(self, batch_size: int, crop_size: int) -> Batch:
+        """A batch of ``batch_size`` random ``crop_size`` x ``crop_size`` crops, float32 on the view's device."""
+        return self._draw(batch_size, crop_size)
+
+
+def build_view(
+    supervision: Supervision,
+    clean_images: Sequence[torch.Tensor],
+    noise: NoiseSpec,
+    policy: NoisePolicy,
+    device: torch.device,
+    seed: int,
+) -> TrainingView:
+    """Build the view for ``supervision`` over clean (C, H, W) uint8 images.
+
+    ``seed`` fixes the crop positions and the noise, so a training run is reproducible.
+    """
+    if not clean_images:
+        raise BenchError("the training split has no images")
+    channels = int(clean_images[0].shape[0])
+    crop_gen = torch.Generator().manual_seed(seed)
+    noise_gen = torch.Generator(device=device).manual_seed(seed + 1)
+
+    def noisy_of(x: torch.Tensor) -> torch.Tensor:
+        return noise.sample(x, noise_gen)[0]
+
+    if policy is NoisePolicy.FIXED:
+        # Draw the noisy copies once, per whole image, and forget the clean images.
+        copies = 2 if supervision is Supervision.NOISY_PAIRS else 1
+        planes = [[noisy_of(img.to(device).float().div(255).unsqueeze(0))[0] for img in clean_images] for _ in range(copies)]
+        if supervision is Supervision.CLEAN:
+            planes.append([img.to(device).float().div(255) for img in clean_images])
+    else:
+        planes = [[img.to(device) for img in clean_images]]
+    sampler = CropSampler(planes, crop_gen)
+    del clean_images
+
+    def draw(batch_size: int, crop_size: int) -> Batch:
+        crops = sampler.sample(batch_size, crop_size)
+        if policy is NoisePolicy.FIXED:
+            if supervision is Supervision.NONE:
+                return NoisyBatch(crops[0])
+            if supervision is Supervision.NOISY_PAIRS:
+                return NoisyPairBatch(crops[0], crops[1])
+            return CleanBatch(crops[0], crops[1])
+        clean = crops[0].float().div_(255)
+        if supervision is Supervision.NONE:
+            return NoisyBatch(noisy_of(clean))
+        if supervision is Supervision.NOISY_PAIRS:
+            return NoisyPairBatch(noisy_of(clean), noisy_of(clean))
+        return CleanBatch(noisy_of(clean), clean)
+
+    def rng_state() -> dict:
+        return {"crop": crop_gen.get_state(), "noise": noise_gen.get_state()}
+
+    def set_rng_state(state: dict) -> None:
+        crop_gen.set_state(state["crop"])
+        noise_gen.set_state(state["noise"])
+
+    return TrainingView(supervision, channels, len(sampler), device, draw, rng_state, set_rng_state)

@@ -1,0 +1,1 @@
+"""Built-in method plugins (installed as ``denoise_bench.methods``), one module per method."""
