@@ -45,7 +45,7 @@ def read_image(path: Path, channels: int) -> np.ndarray:
                 raise BenchError(f"{path}: unsupported image mode {img.mode!r} (expected 8-bit gray or colour)")
             img.load()
             rgb_or_l = img.convert("L" if img.mode in ("L", "1", "LA") else "RGB")
-            pixels = np.asarray(rgb_or_l, dtype=np.uint8)
+            pixels = np.array(rgb_or_l, dtype=np.uint8)  # a writable copy
     except BenchError:
         raise
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:

@@ -108,7 +108,7 @@ def _check_pending(pm: pluggy.PluginManager) -> None:
     try:
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
-        raise BenchError(f"plugin {exc.plugin_name!r} implements an unknown hook: {exc}") from None
+        raise BenchError(f"a plugin implements an unknown hook: {exc}") from None
 
 
 def register_plugin(plugin: ModuleType | object, name: str | None = None) -> None:
@@ -122,6 +122,14 @@ def register_plugin(plugin: ModuleType | object, name: str | None = None) -> Non
 def unregister_plugin(name: str) -> None:
     pm = get_plugin_manager()
     pm.unregister(name=name)
+    reset_registry()
+
+
+def reset_plugin_manager() -> None:
+    """Forget every plugin; the next use rebuilds from built-ins and entry points."""
+    global _pm
+    _pm = None
+    _load_failures.clear()
     reset_registry()
 
 
@@ -155,7 +163,7 @@ def _call_each(
 ) -> None:
     """Call each implementation on its own, so one failing plugin does not hide the rest."""
     hook = getattr(pm.hook, hook_name)
-    for impl in reversed(hook.get_hookimpls()):  # registration order
+    for impl in hook.get_hookimpls():  # registration order (pluggy calls them in reverse)
         staged: dict[str, Any] = {}
 
         def register(obj: object, _staged: dict[str, Any] = staged) -> None:

@@ -1,0 +1,50 @@
+"""Shared fixtures. Entry-point autoload is off in tests so installed packages cannot leak in."""
+
+from __future__ import annotations
+
+import os
+
+os.environ["DENOISE_BENCH_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from denoise_bench import plugins  # noqa: E402
+from denoise_bench.data import DATA_DIR_ENV  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _shared_data() -> Path | None:
+    candidates = [os.environ.get(DATA_DIR_ENV), REPO.parent / "shared" / "data"]
+    for c in candidates:
+        if c and (Path(c) / "MANIFEST.csv").is_file():
+            return Path(c)
+    return None
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """The read-only standard sets (../shared/data or $DENOISE_BENCH_DATA). Required under CI."""
+    found = _shared_data()
+    if found is None:
+        if os.environ.get("CI"):
+            pytest.fail("the standard image sets are missing: set DENOISE_BENCH_DATA or provide ../shared/data")
+        pytest.skip("standard image sets not available (set DENOISE_BENCH_DATA)")
+    return found
+
+
+@pytest.fixture(autouse=True)
+def _fresh_plugin_state():
+    """Every test starts from the built-in plugins only and a seeded RNG."""
+    torch.manual_seed(0)
+    np.random.seed(0)
+    yield
+    pm = plugins.get_plugin_manager()
+    for name, _ in list(pm.list_name_plugin()):
+        if name not in plugins.BUILTIN_PLUGINS:
+            pm.unregister(name=name)
+    plugins.reset_registry()

@@ -1,0 +1,56 @@
+"""Small plugins and utilities shared by the tests."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+from denoise_bench import hookimpl
+from denoise_bench.method import Method, NoiseInfo
+from denoise_bench.noise import PIXEL_INDEPENDENT, NoiseFamily, Param
+from denoise_bench.supervision import Supervision
+
+
+class Median3(Method):
+    """A per-image 3x3 median filter: a real (if weak) denoiser, defined outside the package."""
+
+    name = "median3"
+    description = "3x3 median filter (test plugin)"
+    citation = "Tukey, 1971"
+    supervision = Supervision.NONE
+    trainable = False
+
+    def denoise(self, noisy: torch.Tensor, noise: NoiseInfo | None = None) -> torch.Tensor:
+        padded = F.pad(noisy, (1, 1, 1, 1), mode="reflect")
+        patches = padded.unfold(2, 3, 1).unfold(3, 3, 1)  # (1, C, H, W, 3, 3)
+        return patches.reshape(*patches.shape[:4], 9).median(dim=-1).values
+
+
+def _salt(x: torch.Tensor, levels: dict[str, torch.Tensor], g: torch.Generator) -> torch.Tensor:
+    p = levels["p"].to(x).view(-1, 1, 1, 1)
+    hit = torch.rand(x.shape, generator=g, device=x.device) < p
+    return torch.where(hit, torch.ones_like(x), x)
+
+
+# Salt noise is not zero-mean: methods that regress onto noisy targets must be skipped on it.
+SALT = NoiseFamily(
+    name="salt",
+    description="salt noise: pixels set to 1 with probability p (test plugin)",
+    params=(Param("p", "probability", 0.0, 1.0),),
+    sampler=_salt,
+    properties=frozenset({PIXEL_INDEPENDENT}),
+)
+
+
+class ToyPlugin:
+    """Registers the median filter and salt noise, exactly as a third-party package would."""
+
+    @hookimpl
+    def register_methods(self, register: Callable[[type[Method]], None]) -> None:
+        register(Median3)
+
+    @hookimpl
+    def register_noise_models(self, register: Callable[[NoiseFamily], None]) -> None:
+        register(SALT)
