@@ -26,6 +26,10 @@ class ImageFolder(Dataset):
                 raise BenchError(f"dataset 'folder': channels must be 1 or 3, not {options['channels']!r}")
             self.channels = int(options["channels"])  # type: ignore[misc]
 
+    def check(self, split: str) -> None:
+        if not self.root.is_dir():
+            raise BenchError(f"dataset 'folder': {self.root} is not a folder")
+
     def load(self, split: str) -> list[CleanImage]:
         folder = self.root / split if (self.root / split).is_dir() else self.root
         files = list_images(folder)

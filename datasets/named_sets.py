@@ -65,8 +65,11 @@ class NamedSet(Dataset):
             files = [f for f in files if f.stem not in excluded]
         return files
 
+    def check(self, split: str) -> None:
+        for name in self.folders[split]:
+            self._folder(name)
+
     def load(self, split: str) -> list[CleanImage]:
-        assert self.data_dir is not None or not self.folders[split]
         manifest = _manifest(self.data_dir) if self.data_dir else {}
         images = []
         for path in self._files(split):
@@ -120,6 +123,11 @@ class BSD300(NamedSet):
     description = "BSD300 test split, 100 colour images (the IDDP paper's test set); no local training split"
     channels = 3
     folders = {TRAIN: (), TEST: ("BSD300_test",)}
+
+    def check(self, split: str) -> None:
+        if split == TRAIN:
+            self.load(split)
+        super().check(split)
 
     def load(self, split: str) -> list[CleanImage]:
         if split == TRAIN:

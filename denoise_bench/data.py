@@ -54,6 +54,12 @@ class Dataset(ABC):
         self.data_dir = data_dir
         self.options = options
 
+    def check(self, split: str) -> None:
+        """Raise BenchError now if ``split`` cannot be loaded (missing folder, no data directory).
+
+        Called when a run is planned, so a missing dataset fails before any training starts.
+        """
+
     @abstractmethod
     def load(self, split: str) -> list[CleanImage]:
         """All clean images of ``split``, in a fixed order."""

@@ -88,7 +88,12 @@ class ParamValue:
         return self.high > self.low
 
     def __str__(self) -> str:
-        return f"{self.low:g}-{self.high:g}" if self.is_range else f"{self.low:g}"
+        # repr() is the shortest text that parses back to the same float; drop a trailing ".0".
+        def text(x: float) -> str:
+            r = repr(float(x))
+            return r[:-2] if r.endswith(".0") else r
+
+        return f"{text(self.low)}-{text(self.high)}" if self.is_range else text(self.low)
 
 
 @dataclass(frozen=True)
@@ -145,7 +150,8 @@ class NoiseSetting:
 
 
 _NUMBER = r"[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?"
-_VALUE_RE = re.compile(rf"^\s*({_NUMBER})\s*(?:-\s*({_NUMBER})\s*)?$")
+# A value or a range LOW-HIGH; a leading minus is accepted so that "-3" is reported as out of range.
+_VALUE_RE = re.compile(rf"^\s*(-?{_NUMBER})\s*(?:-\s*(-?{_NUMBER})\s*)?$")
 
 
 def parse_spec(spec: str, families: Mapping[str, NoiseFamily]) -> NoiseSpec:

@@ -97,6 +97,13 @@ def plan(request: RunRequest, registry: Registry | None = None) -> RunPlan:
     if request.train_dataset:
         train_dataset = registry.dataset(request.train_dataset)(request.data_dir, **request.dataset_options)
     budget = get_profile(request.profile).override(**request.overrides)
+    needs_training = any(m.trainable for m in methods)
+    for dataset in datasets:
+        dataset.check(TEST)
+        if needs_training and train_dataset is None:
+            dataset.check(TRAIN)
+    if train_dataset is not None and needs_training:
+        train_dataset.check(TRAIN)
     try:
         policy = NoisePolicy(request.noise_policy)
     except ValueError:

@@ -18,7 +18,7 @@ from denoise_bench.errors import BenchError
 from denoise_bench.evaluate import make_test_cases
 from denoise_bench.noise import NoiseFamily, parse_spec
 from denoise_bench.plugins import get_registry
-from denoise_bench.protocol import FLOAT, NB2NB, PROTOCOLS, get_protocol
+from denoise_bench.protocol import FLOAT, NB2NB, PROTOCOLS, EvalProtocol, get_protocol
 
 
 @pytest.fixture
@@ -134,7 +134,7 @@ def test_nb2nb_score_is_clamped_8bit_psnr(image_name: str, request: pytest.Fixtu
 
 
 @pytest.mark.parametrize("protocol", [NB2NB, FLOAT], ids=lambda p: p.name)
-def test_estimates_outside_the_unit_range_are_clamped(protocol, astronaut: np.ndarray) -> None:
+def test_estimates_outside_the_unit_range_are_clamped(protocol: EvalProtocol, astronaut: np.ndarray) -> None:
     clean = _chw(astronaut[:64, :64])
     above, one = torch.full(clean.shape, 1.3), torch.ones(clean.shape)
     below, zero = torch.full(clean.shape, -0.2), torch.zeros(clean.shape)
@@ -173,7 +173,7 @@ def _image(camera: np.ndarray, h: int, w: int) -> torch.Tensor:
     ],
     ids=lambda v: getattr(v, "name", None) or str(v),
 )
-def test_pad_reflects_to_the_protocol_size(protocol, size: tuple[int, int], multiple: int,
+def test_pad_reflects_to_the_protocol_size(protocol: EvalProtocol, size: tuple[int, int], multiple: int,
                                            expected: tuple[int, int], camera_full: np.ndarray) -> None:
     image = _image(camera_full, *size)
     padded = protocol.pad(image, multiple)
@@ -195,7 +195,7 @@ def test_pad_keeps_batch_and_channels(astronaut: np.ndarray) -> None:
 
 
 @pytest.mark.parametrize("protocol", [NB2NB, FLOAT], ids=lambda p: p.name)
-def test_pad_with_multiple_one_is_a_no_op(protocol, camera_full: np.ndarray) -> None:
+def test_pad_with_multiple_one_is_a_no_op(protocol: EvalProtocol, camera_full: np.ndarray) -> None:
     image = _image(camera_full, 321, 481)
     assert protocol.pad(image, 1) is image
 

@@ -183,12 +183,6 @@ def test_parse_spec_canonical_string_round_trips(text: str, canonical: str, fami
     assert again == spec and again.values == spec.values
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: ParamValue.__str__ formats with %g, so a valid range whose ends agree to 6 significant "
-    "digits prints as 'sigma=1-1', which parses back as the fixed value sigma=1 (is_range lost, and "
-    "NoiseSpec.__eq__/__hash__, which compare str(), call the two different specs equal)",
-)
 def test_canonical_string_keeps_a_narrow_range_a_range(families: Mapping[str, NoiseFamily]) -> None:
     spec = parse_spec("gaussian:sigma=1.0000001-1.0000002", families)
     assert spec.is_range

@@ -1,0 +1,129 @@
+"""The ``bench`` command line and the run folder it writes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from click.testing import CliRunner
+
+from denoise_bench import hookimpl, plugins
+from denoise_bench.cli import main
+from denoise_bench.method import Method, MethodSetup, TrainContext
+from denoise_bench.methods.iddp import IDDP
+from denoise_bench.profiles import get_profile
+from denoise_bench.runner import RECORD_COLUMNS
+from denoise_bench.supervision import Supervision
+
+
+def bench(*args: str) -> "click.testing.Result":  # noqa: F821
+    return CliRunner().invoke(main, list(args))
+
+
+@pytest.mark.parametrize("args,expected", [
+    (["--methods", "iddp,nope"], "error: unknown method 'nope'; valid methods: bm3d, iddp, n2n, unet"),
+    (["--dataset", "imagenet"], "error: unknown dataset 'imagenet'; valid datasets: bsd300, bsd68, cbsd68, folder"),
+    (["--noise", "laplace"], "error: unknown noise 'laplace'; valid noise families: gaussian, poisson, poisson-gaussian, speckle"),
+    (["--noise", "gaussian:sigma=-3"], "error: noise spec 'gaussian:sigma=-3': sigma=-3 is out of range [0, 255]"),
+    (["--noise", "poisson:lam=0"], "error: noise spec 'poisson:lam=0': lam=0 is out of range (0, 1e+06]"),
+    (["--seeds", "one"], "error: --seeds 'one' must be comma-separated integers"),
+    (["--method-option", "iddp:alpha"], "error: --method-option 'alpha' is not of the form KEY=VALUE"),
+    (["--dataset", "bsd68", "--data-dir", "/nonexistent"], "error: dataset 'bsd68': folder /nonexistent/BSD68 not found"),
+])
+def test_bad_input_gives_one_line_and_exit_2(args: list[str], expected: str, tmp_path: Path) -> None:
+    result = bench("run", "--profile", "smoke", "--no-progress", "--out", str(tmp_path / "r"), *args)
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert lines[-1].startswith(expected), result.output
+    assert "Traceback" not in result.output
+
+
+def test_smoke_run_writes_a_complete_run_folder(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    result = bench("run", "--methods", "iddp,unet,n2n,bm3d", "--noise", "gaussian", "--profile", "smoke", "--iterations", "4",
+                   "--out", str(out), "--no-progress", "--seeds", "0,1")
+    assert result.exit_code == 0, result.output
+    records = pd.read_csv(out / "records.csv")
+    assert list(records.columns) == RECORD_COLUMNS
+    # 4 methods x 2 seeds x 2 test settings x 2 smoke test images, one repeat each
+    assert len(records) == 4 * 2 * 2 * 2
+    assert set(records.test_noise) == {"gaussian:sigma=25", "gaussian:sigma=0-50"}
+    assert set(records.train_noise) == {"gaussian:sigma=0-50"}
+    assert set(records.protocol) == {"nb2nb-v1"}
+    assert records.psnr.notna().all() and records.ssim.between(-1, 1).all()
+    # Every method saw exactly the same noisy test inputs.
+    per_method = records.groupby("method")[["noise_seed", "input_psnr"]].apply(lambda f: tuple(map(tuple, f.values)))
+    assert per_method.nunique() == 1
+    config = json.loads((out / "config.json").read_text())
+    assert config["budget"]["iterations"] == 4 and config["protocol"]["id"] == "nb2nb-v1"
+    assert config["noise"][0]["tests"] == ["gaussian:sigma=25", "gaussian:sigma=0-50"]
+    env = json.loads((out / "environment.json").read_text())
+    assert env["device"] == "cpu" and env["versions"]["torch"]
+    # Trained methods leave loadable checkpoints; per-image methods none.
+    checkpoints = sorted(p.name for p in (out / "checkpoints").iterdir())
+    assert len(checkpoints) == 3 * 2 and not any(c.startswith("bm3d") for c in checkpoints)
+    state = torch.load(out / "checkpoints" / [c for c in checkpoints if c.startswith("iddp")][0], weights_only=True)
+    IDDP(MethodSetup(channels=1, budget=get_profile("smoke").override(iterations=4))).load_state_dict(state)
+    # Tables: rows are test settings, columns the noisy input and each method; bm3d marked as oracle.
+    table = pd.read_csv(out / "tables" / "psnr.csv")
+    assert list(table["test noise"]) == ["gaussian:sigma=25", "gaussian:sigma=0-50"]
+    assert list(table.columns[3:]) == ["noisy input", "iddp", "unet", "n2n", "bm3d†"]
+    markdown = (out / "tables" / "psnr.md").read_text()
+    assert "| test noise" in markdown and "bm3d†" in markdown
+    assert "gaussian:sigma=25" in result.output  # tables printed
+
+
+def test_table_command_rerenders_from_records(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    assert bench("run", "--methods", "bm3d", "--noise", "gaussian:sigma=25", "--profile", "smoke", "--out", str(out),
+                 "--no-progress").exit_code == 0
+    (out / "tables" / "psnr.md").unlink()
+    records = pd.read_csv(out / "records.csv")
+    result = bench("table", str(out))
+    assert result.exit_code == 0, result.output
+    assert f"{records.psnr.mean():.2f}" in (out / "tables" / "psnr.md").read_text()
+    assert bench("table", str(tmp_path / "missing")).exit_code == 2
+
+
+class Failing(Method):
+    name = "failing"
+    description = "raises during training (test plugin)"
+    citation = "none"
+    supervision = Supervision.NONE
+
+    def fit(self, view, context: TrainContext) -> None:
+        raise RuntimeError("deliberate failure")
+
+    def denoise(self, noisy, noise=None):
+        return noisy
+
+
+class FailingPlugin:
+    @hookimpl
+    def register_methods(self, register) -> None:
+        register(Failing)
+
+
+def test_a_failing_method_is_recorded_and_the_grid_goes_on(tmp_path: Path) -> None:
+    plugins.register_plugin(FailingPlugin(), name="failing")
+    out = tmp_path / "run"
+    result = bench("run", "--methods", "failing,bm3d", "--noise", "gaussian:sigma=25", "--profile", "smoke", "--out", str(out),
+                   "--no-progress")
+    assert result.exit_code == 1
+    assert "FAILED failing" in result.output and "1 job(s) failed" in result.output
+    jobs = pd.read_csv(out / "jobs.csv")
+    assert dict(zip(jobs.method, jobs.status)) == {"failing": "failed", "bm3d": "done"}
+    assert "deliberate failure" in jobs.set_index("method").loc["failing", "error"]
+    assert set(pd.read_csv(out / "records.csv").method) == {"bm3d"}
+    assert "failed" in (out / "tables" / "psnr.md").read_text()
+
+
+def test_list_shows_descriptions_and_presets() -> None:
+    result = bench("list")
+    assert result.exit_code == 0
+    assert "iddp" in result.output and "Lin et al." in result.output
+    assert "preset: train poisson:lam=5-50; test poisson:lam=30; poisson:lam=5-50" in result.output
+    assert "supervision=clean" in result.output and "uses noise level" in result.output
