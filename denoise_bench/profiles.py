@@ -41,7 +41,7 @@ PROFILES: dict[str, Budget] = {
     # Seconds on a laptop CPU: proves the plumbing, not the numbers. Used by the tests.
     "smoke": Budget(iterations=30, batch_size=2, crop_size=64, width=16, test_images=2, test_crop=96, per_image_iterations=30),
     # Minutes on a 2-core CPU; every trained method clearly beats the noisy input.
-    "quick": Budget(iterations=400, batch_size=4, crop_size=64, width=48, test_images=8, test_crop=None, per_image_iterations=500),
+    "quick": Budget(iterations=800, batch_size=4, crop_size=64, width=32, test_images=8, test_crop=None, per_image_iterations=500),
     # About an hour per method on one GPU.
     "standard": Budget(iterations=100_000, batch_size=4, crop_size=128, width=48, test_images=None, test_crop=None, per_image_iterations=3000),
     # The IDDP paper's schedule: batch 1, 128x128 crops, 1M constant + 1M linear decay iterations.
