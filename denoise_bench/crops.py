@@ -22,11 +22,14 @@ class CropSampler:
         self.planes = planes
         self.generator = generator
         self.sizes = [(int(im.shape[-2]), int(im.shape[-1])) for im in planes[0]]
+        self._fits: set[int] = set()  # crop sizes already checked
 
     def __len__(self) -> int:
         return len(self.sizes)
 
     def check_fits(self, crop_size: int) -> None:
+        if crop_size in self._fits:
+            return
         small = [i for i, (h, w) in enumerate(self.sizes) if h < crop_size or w < crop_size]
         if small:
             h, w = self.sizes[small[0]]
@@ -34,6 +37,7 @@ class CropSampler:
                 f"{len(small)} training image(s) are smaller than the {crop_size}x{crop_size} crop "
                 f"(e.g. image #{small[0]} is {h}x{w}); choose a smaller --crop-size"
             )
+        self._fits.add(crop_size)
 
     def sample(self, batch_size: int, crop_size: int) -> list[torch.Tensor]:
         self.check_fits(crop_size)

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import torch
 
+from denoise_bench.errors import BenchError
+
 PACKAGES = ("denoise-bench", "torch", "numpy", "pandas", "scikit-image", "bm3d", "pluggy", "click")
 
 
@@ -16,7 +18,13 @@ def pick_device(requested: str | None) -> torch.device:
     """CUDA when present unless told otherwise."""
     if requested in (None, "", "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(requested)
+    try:
+        device = torch.device(requested)
+    except RuntimeError:
+        raise BenchError(f"unknown device {requested!r}; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise BenchError(f"device {requested!r} requested but CUDA is not available here; use --device cpu")
+    return device
 
 
 def git_commit(path: Path) -> str | None:

@@ -127,3 +127,29 @@ def test_list_shows_descriptions_and_presets() -> None:
     assert "iddp" in result.output and "Lin et al." in result.output
     assert "preset: train poisson:lam=5-50; test poisson:lam=30; poisson:lam=5-50" in result.output
     assert "supervision=clean" in result.output and "uses noise level" in result.output
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_requested_without_cuda_is_a_clear_error(tmp_path: Path) -> None:
+    result = bench("run", "--device", "cuda", "--profile", "smoke", "--out", str(tmp_path / "r"))
+    assert result.exit_code == 2
+    assert "error: device 'cuda' requested but CUDA is not available here; use --device cpu" in result.output
+
+
+def test_folder_dataset_runs_end_to_end(tmp_path: Path) -> None:
+    import numpy as np
+    import skimage.data
+    from PIL import Image
+
+    for split, names in {"train": ["brick", "grass"], "test": ["camera"]}.items():
+        (tmp_path / "imgs" / split).mkdir(parents=True)
+        for name in names:
+            Image.fromarray(np.asarray(getattr(skimage.data, name)())[:160, :160]).save(tmp_path / "imgs" / split / f"{name}.png")
+    out = tmp_path / "run"
+    result = bench("run", "--methods", "iddp", "--noise", "poisson:lam=30", "--dataset", "folder", "--dataset-option",
+                   f"path={tmp_path / 'imgs'}", "--dataset-option", "channels=1", "--profile", "smoke", "--iterations", "2",
+                   "--out", str(out), "--no-progress")
+    assert result.exit_code == 0, result.output
+    records = pd.read_csv(out / "records.csv")
+    assert set(records.image) == {"camera"} and set(records.dataset) == {"folder"}
+    assert set(records.test_noise) == {"poisson:lam=30"}
