@@ -15,6 +15,7 @@ from denoise_bench.profiles import PROFILES
 from denoise_bench.protocol import PROTOCOLS
 from denoise_bench.results import write_tables
 from denoise_bench.runner import RunRequest, plan, run
+from denoise_bench.supervision import Supervision
 
 DEFAULT_METHODS = "iddp,unet,n2n,bm3d"
 
@@ -118,7 +119,7 @@ def list_command() -> None:
     registry = get_registry()
     click.echo("Methods:")
     for name, cls in sorted(registry.methods.items()):
-        flags = [f"supervision={cls.supervision.value if hasattr(cls.supervision, 'value') else cls.supervision}"]
+        flags = [f"supervision={Supervision(cls.supervision).value}"]
         if cls.uses_noise_level:
             flags.append("uses noise level")
         if not cls.trainable:
@@ -126,9 +127,9 @@ def list_command() -> None:
         click.echo(f"  {name:<12} {cls.description} [{', '.join(flags)}]")
         click.echo(f"  {'':<12} {cls.citation}")
     click.echo("Datasets:")
-    for name, cls in sorted(registry.datasets.items()):
-        kind = "gray" if cls.channels == 1 else "colour"
-        click.echo(f"  {name:<12} {cls.description} [{kind}]")
+    for name, dataset_cls in sorted(registry.datasets.items()):
+        kind = "gray" if dataset_cls.channels == 1 else "colour"
+        click.echo(f"  {name:<12} {dataset_cls.description} [{kind}]")
     click.echo("Noise models:")
     for name, family in sorted(registry.noise_families.items()):
         params = ",".join(p.name for p in family.params)

@@ -45,7 +45,7 @@ class CropSampler:
         index = torch.randint(len(self.sizes), (batch_size,), generator=g).tolist()
         u = torch.rand(batch_size, 2, generator=g, dtype=torch.float64).tolist()
         out: list[list[torch.Tensor]] = [[] for _ in self.planes]
-        for k, (i, (ui, uj)) in enumerate(zip(index, u)):
+        for i, (ui, uj) in zip(index, u):
             h, w = self.sizes[i]
             top = int(ui * (h - crop_size + 1))
             left = int(uj * (w - crop_size + 1))

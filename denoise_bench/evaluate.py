@@ -56,7 +56,7 @@ def make_test_cases(dataset: str, images: list[CleanImage], spec: NoiseSpec, pro
 
 
 def evaluate(method: Method, cases: list[TestCase], protocol: EvalProtocol, device: torch.device,
-             on_case: Callable[[], None] = lambda: None) -> Iterator[dict]:
+             on_case: Callable[[], object] = lambda: None) -> Iterator[dict]:
     """Denoise each case and yield its record fields (metrics of the estimate and of the noisy input)."""
     for case in cases:
         noisy = case.noisy.to(device)

@@ -7,7 +7,6 @@ settings and the shape of its learning-rate schedule, and U-Net variant options.
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Callable
 from typing import Any, ClassVar
 
 import torch
@@ -16,7 +15,7 @@ from denoise_bench.errors import BenchError
 from denoise_bench.method import Method, MethodSetup, NoiseInfo, TrainContext
 from denoise_bench.nets.unet import DOWNSAMPLE_FACTOR, UNet
 from denoise_bench.schedules import constant
-from denoise_bench.supervision import Batch, TrainingView
+from denoise_bench.supervision import TrainingView
 from denoise_bench.training import train
 
 
@@ -25,7 +24,6 @@ class NetworkMethod(Method):
     learning_rate: ClassVar[float] = 3e-4
     adam_betas: ClassVar[tuple[float, float]] = (0.9, 0.999)
     weight_decay: ClassVar[float] = 0.0
-    lr_schedule: ClassVar[Callable[[float], float]] = staticmethod(constant)
     unet_options: ClassVar[dict[str, Any]] = {}  # e.g. {"upsample": "nearest", "slope": 0.1}
 
     def __init__(self, setup: MethodSetup) -> None:
@@ -34,8 +32,13 @@ class NetworkMethod(Method):
         self.net = UNet(setup.channels, setup.channels, width=setup.budget.width, **self.unet_options).to(setup.device)
 
     @abstractmethod
-    def training_loss(self, batch: Batch, progress: float) -> torch.Tensor:
-        """The scalar loss of one batch; ``progress`` in [0, 1) drives any weight schedule."""
+    def training_loss(self, batch: Any, progress: float) -> torch.Tensor:
+        """The scalar loss of one batch (of the type the method's supervision gets, see
+        ``denoise_bench.supervision``); ``progress`` in [0, 1) drives any weight schedule."""
+
+    def lr_factor(self, progress: float) -> float:
+        """Learning-rate multiplier at ``progress`` in [0, 1): the shape of the published schedule."""
+        return constant(progress)
 
     def make_optimizer(self) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.net.parameters(), lr=self.learning_rate, betas=self.adam_betas, weight_decay=self.weight_decay)

@@ -235,17 +235,15 @@ def _run_job(p: RunPlan, method_cls: type[Method], dataset: Dataset, setting: No
             bar.close()
         train_seconds = time.perf_counter() - start
         torch.save(method.state_dict(), p.run_dir / "checkpoints" / f"{name}.pt")
-    job_records = []
+    job_records: list[dict] = []
     for spec in setting.tests:
         key = (dataset.name, str(spec))
         if key not in test_cache:
             test_cache[key] = make_test_cases(dataset.name, images.test(dataset), spec, p.protocol, p.budget.test_crop)
         cases = test_cache[key]
-        bar = tqdm(total=len(cases), desc=f"test {method_cls.name} {spec}", disable=not p.request.progress, leave=False)
-        try:
-            job_records.extend(evaluate(method, cases, p.protocol, p.device, on_case=lambda: bar.update(1)))
-        finally:
-            bar.close()
+        with tqdm(total=len(cases), desc=f"test {method_cls.name} {spec}", disable=not p.request.progress,
+                  leave=False) as bar:
+            job_records.extend(evaluate(method, cases, p.protocol, p.device, on_case=bar.update))
     return train_seconds, job_records
 
 

@@ -28,7 +28,7 @@ def train(method: NetworkMethod, view: TrainingView, budget: Budget, context: Tr
     """Adam on ``method.training_loss`` for ``budget.iterations`` steps, with the method's schedule."""
     optimizer = method.make_optimizer()
     total = budget.iterations
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: method.lr_schedule(step / total))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: method.lr_factor(step / total))
     for step in range(total):
         batch = view.sample(budget.batch_size, budget.crop_size)
         loss = method.training_loss(batch, step / total)

@@ -47,8 +47,10 @@ class IDDP(NetworkMethod):
     supervision = Supervision.NONE
     requires = frozenset({ZERO_MEAN, PIXEL_INDEPENDENT})
     learning_rate = 2e-4
-    lr_schedule = staticmethod(constant_then_linear_decay)
     options = {"stop_gradient": True, "blur_kernel": 3, "alpha": 0.001, "beta": 1.0}
+
+    def lr_factor(self, progress: float) -> float:
+        return constant_then_linear_decay(progress)
 
     def training_loss(self, batch: NoisyBatch, progress: float) -> torch.Tensor:
         y = batch.noisy

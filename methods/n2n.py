@@ -30,7 +30,9 @@ class Noise2Noise(NetworkMethod):
     requires = frozenset({ZERO_MEAN})
     learning_rate = 3e-4
     adam_betas = (0.9, 0.99)
-    lr_schedule = staticmethod(cosine_squared_rampdown)
+
+    def lr_factor(self, progress: float) -> float:
+        return cosine_squared_rampdown(progress)
 
     def training_loss(self, batch: NoisyPairBatch, progress: float) -> torch.Tensor:
         return F.mse_loss(self.net(batch.noisy), batch.noisy2)

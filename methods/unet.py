@@ -26,7 +26,9 @@ class SupervisedUNet(NetworkMethod):
     citation = "Ronneberger et al., MICCAI 2015; trained as the N2C baseline of Huang et al., CVPR 2021"
     supervision = Supervision.CLEAN
     learning_rate = 3e-4
-    lr_schedule = staticmethod(halve_every_fifth)
+
+    def lr_factor(self, progress: float) -> float:
+        return halve_every_fifth(progress)
 
     def training_loss(self, batch: CleanBatch, progress: float) -> torch.Tensor:
         return F.mse_loss(self.net(batch.noisy), batch.clean)

@@ -69,9 +69,8 @@ class UNet(nn.Module):
         self.enc = nn.ModuleList(conv(w, w) for _ in range(5))  # enc_conv2 .. enc_conv6
         # Decoder: upsample+concat then two convs, four times; the last upsample meets the input.
         self.ups = nn.ModuleList([_Up(w, upsample)] + [_Up(w2, upsample) for _ in range(4)])
-        self.dec = nn.ModuleList(
-            nn.ModuleList([conv(2 * w if i == 0 else w2 + w, w2), conv(w2, w2)]) for i in range(4)
-        )
+        self.dec_a = nn.ModuleList(conv(2 * w if i == 0 else w2 + w, w2) for i in range(4))
+        self.dec_b = nn.ModuleList(conv(w2, w2) for _ in range(4))
         self.out_a = conv(w2 + in_channels, w2)
         self.out_b = conv(w2, w2)
         self.nin_a = nn.Conv2d(w2, w2, 1)
@@ -95,7 +94,7 @@ class UNet(nn.Module):
                 if i < 3:
                     skips.append(h)  # pool2 .. pool4
         # h is enc_conv6 at 1/32 resolution; skips = [input, pool1, pool2, pool3, pool4]
-        for up, (conv_a, conv_b), skip in zip(self.ups[:4], self.dec, reversed(skips[1:])):
+        for up, conv_a, conv_b, skip in zip(self.ups[:4], self.dec_a, self.dec_b, reversed(skips[1:])):
             h = act(conv_b(act(conv_a(up(h, skip)))))
         h = self.ups[4](h, skips[0])
         h = act(self.out_b(act(self.out_a(h))))
