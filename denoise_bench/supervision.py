@@ -109,7 +109,6 @@ def build_view(
     else:
         planes = [[img.to(device) for img in clean_images]]
     sampler = CropSampler(planes, crop_gen)
-    del clean_images
 
     def draw(batch_size: int, crop_size: int) -> Batch:
         crops = sampler.sample(batch_size, crop_size)
