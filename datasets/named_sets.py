@@ -4,6 +4,8 @@ The directory holds one folder per set (``BSD68/``, ``Set12/``, ...) and optiona
 ``MANIFEST.csv`` with a sha256 per file; when the manifest is present every file is checked against
 it, so a corrupt or altered image is refused with its name instead of silently changing a result.
 
+The BSD300 test split (downloadable) and Kodak24 live in ``remote_sets.py``.
+
 Training splits follow the data README: grayscale sets train on Train400 (no overlap with BSD68 or
 Set12); colour CBSD68/Set14 train on the 32 BSD300 test images that are not in CBSD68.
 """
@@ -118,27 +120,7 @@ class Set14(NamedSet):
     exclude = {TRAIN: "CBSD68"}
 
 
-class BSD300(NamedSet):
-    name = "bsd300"
-    description = "BSD300 test split, 100 colour images (the IDDP paper's test set); no local training split"
-    channels = 3
-    folders = {TRAIN: (), TEST: ("BSD300_test",)}
-
-    def check(self, split: str) -> None:
-        if split == TRAIN:
-            self.load(split)
-        super().check(split)
-
-    def load(self, split: str) -> list[CleanImage]:
-        if split == TRAIN:
-            raise BenchError(
-                "dataset 'bsd300' has no local training split (the paper trains on the Waterloo "
-                "Exploration Database); pass --train-dataset, e.g. --train-dataset cbsd68"
-            )
-        return super().load(split)
-
-
 @hookimpl
 def register_datasets(register: Callable[[type[Dataset]], None]) -> None:
-    for cls in (BSD68, Set12, CBSD68, BSD300, Set14, Train400):
+    for cls in (BSD68, Set12, CBSD68, Set14, Train400):
         register(cls)

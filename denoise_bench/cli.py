@@ -82,28 +82,42 @@ def _method_options(pairs: tuple[str, ...]) -> dict[str, dict[str, str]]:
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Run folder (default runs/<timestamp>).")
 @click.option("--method-option", "method_options", multiple=True, help="METHOD:KEY=VALUE, e.g. iddp:stop_gradient=false.")
 @click.option("--dataset-option", "dataset_options", multiple=True, help="KEY=VALUE for the dataset, e.g. path=DIR for 'folder'.")
+@click.option("--checkpoint-every", type=int, default=200, show_default=True,
+              help="Save a resumable training state every N steps (0: only the final weights).")
+@click.option("--resume", "resume_dir", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Continue an interrupted run folder with the request recorded in it (other grid options are ignored). "
+                   "Re-running the same command with the same --out continues it too.")
 @click.option("--progress/--no-progress", default=True, show_default=True)
 def run_command(methods: str, noises: tuple[str, ...], datasets: str, train_dataset: str | None, profile: str, seeds: str,
                 iterations: int | None, batch_size: int | None, crop_size: int | None, width: int | None,
                 test_images: int | None, protocol: str, noise_policy: str, device: str, data_dir: Path | None,
-                out: Path | None, method_options: tuple[str, ...], dataset_options: tuple[str, ...], progress: bool) -> None:
+                out: Path | None, method_options: tuple[str, ...], dataset_options: tuple[str, ...], checkpoint_every: int,
+                resume_dir: Path | None, progress: bool) -> None:
     """Train and evaluate a grid of methods x noise x datasets x seeds; print the tables."""
     try:
         seed_list = [int(s) for s in _split(seeds)]
     except ValueError:
         raise BenchError(f"--seeds {seeds!r} must be comma-separated integers") from None
-    request = RunRequest(
-        methods=_split(methods), noises=list(noises), datasets=_split(datasets), seeds=seed_list, profile=profile,
-        overrides={"iterations": iterations, "batch_size": batch_size, "crop_size": crop_size, "width": width,
-                   "test_images": test_images},
-        protocol=protocol, noise_policy=noise_policy, train_dataset=train_dataset, data_dir=resolve_data_dir(data_dir),
-        device=device, out=out, method_options=_method_options(method_options),
-        dataset_options=_key_values(dataset_options, "--dataset-option"), progress=progress,
-    )
+    if checkpoint_every < 0:
+        raise BenchError(f"--checkpoint-every must be >= 0, got {checkpoint_every}")
+    if resume_dir is not None:
+        request = RunRequest.from_run_dir(resume_dir)
+        request.progress = progress
+    else:
+        request = RunRequest(
+            methods=_split(methods), noises=list(noises), datasets=_split(datasets), seeds=seed_list, profile=profile,
+            overrides={"iterations": iterations, "batch_size": batch_size, "crop_size": crop_size, "width": width,
+                       "test_images": test_images},
+            protocol=protocol, noise_policy=noise_policy, train_dataset=train_dataset, data_dir=resolve_data_dir(data_dir),
+            device=device, out=out, method_options=_method_options(method_options),
+            dataset_options=_key_values(dataset_options, "--dataset-option"), progress=progress,
+            checkpoint_every=checkpoint_every,
+        )
     for failure in get_registry().failures:
         click.echo(f"warning: {failure}", err=True)
     the_plan = plan(request)
-    click.echo(f"run folder: {the_plan.run_dir}  (device {the_plan.device}, profile {profile}, protocol {the_plan.protocol.id})")
+    click.echo(f"run folder: {the_plan.run_dir}  (device {the_plan.device}, profile {request.profile}, "
+               f"protocol {the_plan.protocol.id})")
     result = run(the_plan, echo=click.echo)
     click.echo(result.tables["psnr"])
     click.echo(result.tables["ssim"])

@@ -17,6 +17,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
@@ -52,11 +53,17 @@ class NoiseInfo:
 
 @dataclass
 class TrainContext:
-    """Hooks the runner gives to ``fit``: progress reporting and where the method may write."""
+    """What the runner gives to ``fit``: progress reporting and where to keep a resumable state.
+
+    A method that trains for long should save its full training state (weights, optimiser,
+    schedule, RNG) to ``checkpoint_path`` every ``checkpoint_every`` steps and continue from it when
+    the file exists; the shared training loop does this for every network method.
+    """
 
     on_step: Callable[[int, float], None] = lambda step, loss: None
     log: Callable[[str], None] = lambda message: None
-    extra: dict[str, Any] = field(default_factory=dict)
+    checkpoint_path: Path | None = None
+    checkpoint_every: int = 0  # 0: never
 
 
 class Method(ABC):

@@ -38,6 +38,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "denoise_bench.datasets.skimage_samples",
     "denoise_bench.datasets.folder",
     "denoise_bench.datasets.named_sets",
+    "denoise_bench.datasets.remote_sets",
 )
 
 

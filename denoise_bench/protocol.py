@@ -100,7 +100,7 @@ NB2NB = EvalProtocol(
     version=1,
     description="Neighbor2Neighbor/Blind2Unblind evaluator: clamp, 8-bit, RGB, reflect to a square multiple of 32, "
     "Kodak x10 / BSD300 x3 / Set14 x20 repeats, seed 101, SSIM 11x11 Gaussian sigma 1.5",
-    repeats=(("kodak", 10), ("bsd300", 3), ("set14", 20)),
+    repeats=(("kodak24", 10), ("bsd300", 3), ("set14", 20)),
 )
 FLOAT = EvalProtocol(
     name="float",

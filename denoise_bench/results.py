@@ -24,6 +24,8 @@ import pandas as pd
 
 from denoise_bench.errors import BenchError
 
+RESULTS_FORMAT = 1  # bump when the layout or meaning of a run folder changes
+CONFIG = "config.json"
 RECORDS = "records.csv"
 JOBS = "jobs.csv"
 TABLES = "tables"
@@ -54,7 +56,24 @@ def write_frame(path: Path, frame: pd.DataFrame) -> None:
     write_text_atomic(path, frame.to_csv(index=False))
 
 
+def read_config(run_dir: Path) -> dict:
+    """The run's config, refusing folders written by an incompatible version of denoise-bench."""
+    path = run_dir / CONFIG
+    if not path.is_file():
+        raise BenchError(f"{run_dir} is not a run folder (no {CONFIG})")
+    try:
+        config = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise BenchError(f"{path} is not valid JSON ({exc})") from None
+    found = config.get("format_version") if isinstance(config, dict) else None
+    if found != RESULTS_FORMAT:
+        raise BenchError(f"{run_dir} was written by an incompatible version of denoise-bench "
+                         f"(results format {found}, this version reads {RESULTS_FORMAT})")
+    return config
+
+
 def read_records(run_dir: Path) -> pd.DataFrame:
+    read_config(run_dir)
     path = run_dir / RECORDS
     if not path.is_file():
         raise BenchError(f"{run_dir} is not a run folder (no {RECORDS})")

@@ -9,6 +9,7 @@ grid goes on; an incompatible (method, noise) cell is recorded as skipped, with 
 
 from __future__ import annotations
 
+import json
 import re
 import time
 import traceback
@@ -21,6 +22,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from denoise_bench.checkpoints import load_checkpoint, save_checkpoint
 from denoise_bench.data import TEST, TRAIN, CleanImage, Dataset
 from denoise_bench.environment import describe_environment, pick_device
 from denoise_bench.errors import BenchError
@@ -30,7 +32,8 @@ from denoise_bench.noise import NoiseSetting, resolve_setting
 from denoise_bench.plugins import Registry, get_registry
 from denoise_bench.profiles import Budget, get_profile
 from denoise_bench.protocol import EvalProtocol, get_protocol
-from denoise_bench.results import JOBS, RECORDS, write_frame, write_json, write_tables
+from denoise_bench.results import (JOBS, RECORDS, RESULTS_FORMAT, read_config, read_jobs, read_records, write_frame,
+                                   write_json, write_tables)
 from denoise_bench.supervision import NoisePolicy, Supervision, build_view
 
 
@@ -53,6 +56,15 @@ class RunRequest:
     method_options: dict[str, dict[str, str]] = field(default_factory=dict)
     dataset_options: dict[str, str] = field(default_factory=dict)
     progress: bool = True
+    checkpoint_every: int = 200  # training steps between resumable checkpoints (0: only at the end)
+
+    @staticmethod
+    def from_run_dir(run_dir: Path) -> "RunRequest":
+        """The request recorded in a run folder, to continue it (``bench run --resume``)."""
+        config = read_config(run_dir)
+        stored = dict(config["request"])
+        stored["data_dir"] = Path(stored["data_dir"]) if stored.get("data_dir") else None
+        return RunRequest(**stored, out=run_dir)
 
 
 @dataclass
@@ -119,7 +131,14 @@ def _slug(text: str) -> str:
 
 
 def _config(p: RunPlan) -> dict:
+    r = p.request
     return {
+        "format_version": RESULTS_FORMAT,
+        "request": {"methods": r.methods, "noises": r.noises, "datasets": r.datasets, "seeds": r.seeds,
+                    "profile": r.profile, "overrides": r.overrides, "protocol": r.protocol,
+                    "noise_policy": r.noise_policy, "train_dataset": r.train_dataset,
+                    "data_dir": str(r.data_dir) if r.data_dir else None, "method_options": r.method_options,
+                    "dataset_options": r.dataset_options, "checkpoint_every": r.checkpoint_every},
         "run_id": p.run_dir.name,
         "methods": [{"name": m.name, "citation": m.citation, "supervision": Supervision(m.supervision).value,
                      "uses_noise_level": m.uses_noise_level, "options": p.request.method_options.get(m.name, {})}
@@ -165,12 +184,13 @@ class _Images:
 def run(p: RunPlan, echo: Callable[[str], None] = print) -> RunResult:
     """Run every job of the plan; returns the records and the rendered tables."""
     run_dir = p.run_dir
+    config = _config(p)
+    records, jobs = _resume_state(run_dir, config, echo)
+    finished = {_job_key(j) for j in jobs}
     (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-    write_json(run_dir / "config.json", _config(p))
+    write_json(run_dir / "config.json", config)
     write_json(run_dir / "environment.json", describe_environment(p.device))
     images = _Images(p)
-    records: list[dict] = []
-    jobs: list[dict] = []
     test_cache: dict[tuple[str, str], list[TestCase]] = {}
 
     def save() -> None:
@@ -184,6 +204,8 @@ def run(p: RunPlan, echo: Callable[[str], None] = print) -> RunResult:
                     job = {"method": method_cls.name, "dataset": dataset.name, "train_noise": str(setting.train),
                            "seed": seed, "uses_noise_level": method_cls.uses_noise_level,
                            "supervision": Supervision(method_cls.supervision).value}
+                    if _job_key(job) in finished:
+                        continue  # done in an earlier, interrupted invocation
                     reason = method_cls.incompatibility(setting.family)
                     if reason:
                         echo(f"skip {method_cls.name} on {setting.label}: {reason}")
@@ -192,7 +214,7 @@ def run(p: RunPlan, echo: Callable[[str], None] = print) -> RunResult:
                         continue
                     start = time.perf_counter()
                     try:
-                        train_seconds, job_records = _run_job(p, method_cls, dataset, setting, seed, images, test_cache)
+                        train_seconds, job_records = _run_job(p, method_cls, dataset, setting, seed, images, test_cache, echo)
                     except Exception as exc:  # isolate the failure; the grid goes on
                         message = f"{type(exc).__name__}: {exc}"
                         echo(f"FAILED {method_cls.name} on {dataset.name} / {setting.label} (seed {seed}): {message}")
@@ -211,14 +233,48 @@ def run(p: RunPlan, echo: Callable[[str], None] = print) -> RunResult:
     return RunResult(run_dir, pd.DataFrame(records, columns=RECORD_COLUMNS), pd.DataFrame(jobs, columns=JOB_COLUMNS), tables)
 
 
+def _job_key(row: dict) -> tuple:
+    return (row["method"], row["dataset"], row["train_noise"], int(row["seed"]))
+
+
+def _comparable(config: dict) -> dict:
+    """The parts of a config that must match to continue a run (not the device or progress)."""
+    request = dict(config.get("request", {}))
+    request.pop("checkpoint_every", None)
+    request.pop("data_dir", None)
+    return {k: v for k, v in config.items() if k not in ("device", "run_id")} | {"request": request}
+
+
+def _resume_state(run_dir: Path, config: dict, echo: Callable[[str], None]) -> tuple[list[dict], list[dict]]:
+    """Finished jobs and their records from an earlier invocation into the same folder."""
+    if not (run_dir / "config.json").exists():
+        return [], []
+    previous = read_config(run_dir)
+    if _comparable(json.loads(json.dumps(previous, default=str))) != _comparable(json.loads(json.dumps(config, default=str))):
+        raise BenchError(f"run folder {run_dir} was made by a different request; continue it with "
+                         f"`bench run --resume {run_dir}` or choose a new --out")
+    old_jobs = read_jobs(run_dir)
+    done = old_jobs[old_jobs.status.isin(["done", "skipped"])] if not old_jobs.empty else old_jobs
+    keys = {_job_key(j) for j in done.to_dict("records")}
+    old_records = read_records(run_dir) if (run_dir / RECORDS).exists() else pd.DataFrame(columns=RECORD_COLUMNS)
+    kept = [r for r in old_records.to_dict("records") if _job_key(r) in keys]
+    if keys:
+        echo(f"resuming {run_dir}: {len(keys)} job(s) already finished")
+    return kept, done.to_dict("records")
+
+
 def _run_job(p: RunPlan, method_cls: type[Method], dataset: Dataset, setting: NoiseSetting, seed: int,
-             images: _Images, test_cache: dict[tuple[str, str], list[TestCase]]) -> tuple[float, list[dict]]:
+             images: _Images, test_cache: dict[tuple[str, str], list[TestCase]],
+             echo: Callable[[str], None]) -> tuple[float, list[dict]]:
     setup = MethodSetup(channels=dataset.channels, budget=p.budget, device=p.device, seed=seed,
                         options=p.request.method_options.get(method_cls.name, {}))
     method = method_cls(setup)
     name = f"{method_cls.name}__{dataset.name}__{_slug(str(setting.train))}__seed{seed}"
     train_seconds = 0.0
-    if method_cls.trainable:
+    trained = p.run_dir / "checkpoints" / f"{name}.pt"
+    if method_cls.trainable and trained.exists():
+        method.load_state_dict(load_checkpoint(trained, p.device))  # trained before an interruption
+    elif method_cls.trainable:
         view = build_view(Supervision(method_cls.supervision), images.train(dataset), setting.train, p.policy, p.device, seed)
         bar = tqdm(total=p.budget.iterations, desc=f"train {method_cls.name}", disable=not p.request.progress, leave=False)
         last = [0]
@@ -229,12 +285,15 @@ def _run_job(p: RunPlan, method_cls: type[Method], dataset: Dataset, setting: No
             bar.set_postfix(loss=f"{loss:.4g}")
 
         start = time.perf_counter()
+        state_path = p.run_dir / "checkpoints" / f"{name}.train.pt"
         try:
-            method.fit(view, TrainContext(on_step=on_step))
+            method.fit(view, TrainContext(on_step=on_step, log=echo, checkpoint_path=state_path,
+                                          checkpoint_every=p.request.checkpoint_every))
         finally:
             bar.close()
         train_seconds = time.perf_counter() - start
-        torch.save(method.state_dict(), p.run_dir / "checkpoints" / f"{name}.pt")
+        save_checkpoint(method.state_dict(), trained)
+        state_path.unlink(missing_ok=True)  # the optimiser state is no longer needed
     job_records: list[dict] = []
     for spec in setting.tests:
         key = (dataset.name, str(spec))

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
+from torch.optim.lr_scheduler import LRScheduler
 
+from denoise_bench.checkpoints import load_checkpoint, save_checkpoint
 from denoise_bench.errors import BenchError
 from denoise_bench.method import TrainContext
 from denoise_bench.profiles import Budget
@@ -24,12 +27,58 @@ class TrainingDiverged(BenchError):
     """The loss became NaN or infinite."""
 
 
+TRAINING_STATE_FORMAT = 1
+
+
+def _training_state(method: NetworkMethod, optimizer: torch.optim.Optimizer, scheduler: LRScheduler,
+                    view: TrainingView, step: int, total: int) -> dict[str, Any]:
+    """Everything needed to continue bit for bit: weights, optimiser, schedule, every RNG."""
+    state = {
+        "format": TRAINING_STATE_FORMAT,
+        "step": step,
+        "total": total,
+        "method": method.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "rng_torch": torch.get_rng_state(),
+        "rng_view": view.rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["rng_cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _restore(method: NetworkMethod, optimizer: torch.optim.Optimizer, scheduler: LRScheduler, view: TrainingView,
+             state: dict[str, Any], path: Path, total: int) -> int:
+    if state.get("format") != TRAINING_STATE_FORMAT or state.get("total") != total:
+        raise BenchError(f"{path}: training state is from a different version or budget "
+                         f"(format {state.get('format')}, {state.get('total')} steps; expected {total}); delete it to restart")
+    method.load_state_dict(state["method"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    torch.set_rng_state(state["rng_torch"])
+    view.set_rng_state(state["rng_view"])
+    if "rng_cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["rng_cuda"])
+    return int(state["step"])
+
+
 def train(method: NetworkMethod, view: TrainingView, budget: Budget, context: TrainContext) -> None:
-    """Adam on ``method.training_loss`` for ``budget.iterations`` steps, with the method's schedule."""
+    """Adam on ``method.training_loss`` for ``budget.iterations`` steps, with the method's schedule.
+
+    With ``context.checkpoint_path`` set, the full training state is saved every
+    ``context.checkpoint_every`` steps (and at the end), and training continues from it if it exists.
+    """
     optimizer = method.make_optimizer()
     total = budget.iterations
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: method.lr_factor(step / total))
-    for step in range(total):
+    path = context.checkpoint_path
+    start = 0
+    if path is not None and path.exists():
+        start = _restore(method, optimizer, scheduler, view, load_checkpoint(path, method.setup.device), path, total)
+        context.log(f"{method.name}: resuming from step {start} of {total}")
+        context.on_step(start, math.nan)
+    for step in range(start, total):
         batch = view.sample(budget.batch_size, budget.crop_size)
         loss = method.training_loss(batch, step / total)
         optimizer.zero_grad(set_to_none=True)
@@ -41,3 +90,5 @@ def train(method: NetworkMethod, view: TrainingView, budget: Budget, context: Tr
             if not math.isfinite(value):
                 raise TrainingDiverged(f"{method.name}: loss became {value} at step {step + 1}")
             context.on_step(step + 1, value)
+        if path is not None and context.checkpoint_every and ((step + 1) % context.checkpoint_every == 0 or step + 1 == total):
+            save_checkpoint(_training_state(method, optimizer, scheduler, view, step + 1, total), path)

@@ -212,7 +212,7 @@ def test_protocol_ids_and_lookup() -> None:
         get_protocol("dip")
 
 
-@pytest.mark.parametrize(("dataset", "repeats"), [("bsd300", 3), ("set14", 20), ("kodak", 10), ("bsd68", 1), ("cbsd68", 1)])
+@pytest.mark.parametrize(("dataset", "repeats"), [("bsd300", 3), ("set14", 20), ("kodak24", 10), ("bsd68", 1), ("cbsd68", 1)])
 def test_repeats_for(dataset: str, repeats: int) -> None:
     assert NB2NB.repeats_for(dataset) == repeats
     assert FLOAT.repeats_for(dataset) == 1

@@ -1,0 +1,45 @@
+"""Saving and loading checkpoints: atomically, and without ever unpickling arbitrary objects.
+
+``torch.load(weights_only=True)`` only rebuilds tensors and plain containers, so a checkpoint from an
+untrusted source cannot run code. Saves go to a temporary file in the same folder and are renamed
+into place, so a kill at any moment leaves the old file or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from denoise_bench.errors import BenchError
+
+
+def save_checkpoint(state: dict[str, Any], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: Path, map_location: torch.device | str = "cpu") -> dict[str, Any]:
+    """Load a checkpoint of tensors and plain Python values; refuse anything else."""
+    if not path.is_file():
+        raise BenchError(f"checkpoint not found: {path}")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise BenchError(f"{path}: refusing to load, it is not a plain weights checkpoint ({str(exc).splitlines()[0]})") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+        raise BenchError(f"{path}: not a readable checkpoint ({exc})") from None
+    if not isinstance(state, dict):
+        raise BenchError(f"{path}: not a denoise-bench checkpoint (found {type(state).__name__})")
+    return state
