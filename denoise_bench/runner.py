@@ -173,7 +173,14 @@ class _Images:
         source = self.plan.train_dataset or dataset
         if source.channels != dataset.channels:
             raise BenchError(f"training set {source.name!r} has {source.channels} channel(s), test set {dataset.name!r} has {dataset.channels}")
-        return [torch.from_numpy(im.pixels).permute(2, 0, 1).contiguous() for im in self.get(source, TRAIN)]
+        images = self.get(source, TRAIN)
+        crop = self.plan.budget.crop_size
+        small = [im for im in images if min(im.pixels.shape[:2]) < crop]
+        if small:
+            h, w = small[0].pixels.shape[:2]
+            raise BenchError(f"training image {small[0].id!r} of {source.name!r} is {h}x{w}, smaller than the "
+                             f"{crop}x{crop} crop ({len(small)} image(s) in all); choose a smaller --crop-size")
+        return [torch.from_numpy(im.pixels).permute(2, 0, 1).contiguous() for im in images]
 
     def test(self, dataset: Dataset) -> list[CleanImage]:
         images = self.get(dataset, TEST)

@@ -153,3 +153,20 @@ def test_folder_dataset_runs_end_to_end(tmp_path: Path) -> None:
     records = pd.read_csv(out / "records.csv")
     assert set(records.image) == {"camera"} and set(records.dataset) == {"folder"}
     assert set(records.test_noise) == {"poisson:lam=30"}
+
+
+def test_training_image_smaller_than_the_crop_is_named(tmp_path: Path) -> None:
+    import numpy as np
+    from PIL import Image
+
+    for split in ("train", "test"):
+        (tmp_path / "imgs" / split).mkdir(parents=True)
+    Image.fromarray(np.full((40, 50), 128, np.uint8)).save(tmp_path / "imgs" / "train" / "tiny.png")
+    Image.fromarray(np.full((96, 96), 128, np.uint8)).save(tmp_path / "imgs" / "test" / "t.png")
+    out = tmp_path / "run"
+    result = bench("run", "--methods", "iddp", "--noise", "gaussian:sigma=25", "--dataset", "folder", "--dataset-option",
+                   f"path={tmp_path / 'imgs'}", "--dataset-option", "channels=1", "--profile", "smoke", "--out", str(out),
+                   "--no-progress")
+    assert result.exit_code == 1
+    error = pd.read_csv(out / "jobs.csv").error[0]
+    assert "training image 'tiny' of 'folder' is 40x50, smaller than the 64x64 crop" in error
