@@ -27,7 +27,7 @@ from denoise_bench.data import TEST, TRAIN, CleanImage, Dataset
 from denoise_bench.environment import describe_environment, pick_device
 from denoise_bench.errors import BenchError
 from denoise_bench.evaluate import TestCase, evaluate, make_test_cases
-from denoise_bench.method import Method, MethodSetup, TrainContext
+from denoise_bench.method import Method, MethodSetup, TrainContext, resolve_options
 from denoise_bench.noise import NoiseSetting, resolve_setting
 from denoise_bench.plugins import Registry, get_registry
 from denoise_bench.profiles import Budget, get_profile
@@ -101,8 +101,9 @@ def plan(request: RunRequest, registry: Registry | None = None) -> RunPlan:
     if not request.methods:
         raise BenchError("no methods given")
     methods = [registry.method(name) for name in request.methods]
-    for name in request.method_options:
-        registry.method(name)
+    for name, given in request.method_options.items():
+        method_cls = registry.method(name)
+        resolve_options(name, method_cls.options, given)  # a bad option fails now, not after training others
     settings = [resolve_setting(text, registry.noise_families) for text in request.noises]
     datasets = [registry.dataset(name)(request.data_dir, **request.dataset_options) for name in request.datasets]
     train_dataset = None

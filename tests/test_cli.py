@@ -31,6 +31,10 @@ def bench(*args: str) -> "click.testing.Result":  # noqa: F821
     (["--noise", "poisson:lam=0"], "error: noise spec 'poisson:lam=0': lam=0 is out of range (0, 1e+06]"),
     (["--seeds", "one"], "error: --seeds 'one' must be comma-separated integers"),
     (["--method-option", "iddp:alpha"], "error: --method-option 'alpha' is not of the form KEY=VALUE"),
+    (["--method-option", "iddp:stop_gradient=maybe"], "error: method 'iddp': option stop_gradient='maybe' is not a valid bool"),
+    (["--method-option", "iddp:dropout=0.1"], "error: method 'iddp' has no option(s) dropout; options: alpha, beta, blur_kernel"),
+    (["--checkpoint-every", "-1"], "error: --checkpoint-every must be >= 0, got -1"),
+    (["--resume", "/nonexistent"], "error: /nonexistent is not a run folder (no config.json)"),
     (["--dataset", "bsd68", "--data-dir", "/nonexistent"], "error: dataset 'bsd68': folder /nonexistent/BSD68 not found"),
 ])
 def test_bad_input_gives_one_line_and_exit_2(args: list[str], expected: str, tmp_path: Path) -> None:
