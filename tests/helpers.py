@@ -54,3 +54,15 @@ class ToyPlugin:
     @hookimpl
     def register_noise_models(self, register: Callable[[NoiseFamily], None]) -> None:
         register(SALT)
+
+
+class MethodPlugin:
+    """A plugin object that registers the given method classes (for one-off test plugins)."""
+
+    def __init__(self, *methods: type[Method]) -> None:
+        self.methods = methods
+
+    @hookimpl
+    def register_methods(self, register: Callable[[type[Method]], None]) -> None:
+        for method in self.methods:
+            register(method)

@@ -10,13 +10,14 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from denoise_bench import hookimpl, plugins
+from denoise_bench import plugins
 from denoise_bench.cli import main
 from denoise_bench.method import Method, MethodSetup, TrainContext
 from denoise_bench.methods.iddp import IDDP
 from denoise_bench.profiles import get_profile
 from denoise_bench.runner import RECORD_COLUMNS
 from denoise_bench.supervision import Supervision
+from helpers import MethodPlugin
 
 
 def bench(*args: str) -> "click.testing.Result":  # noqa: F821
@@ -105,14 +106,8 @@ class Failing(Method):
         return noisy
 
 
-class FailingPlugin:
-    @hookimpl
-    def register_methods(self, register) -> None:
-        register(Failing)
-
-
 def test_a_failing_method_is_recorded_and_the_grid_goes_on(tmp_path: Path) -> None:
-    plugins.register_plugin(FailingPlugin(), name="failing")
+    plugins.register_plugin(MethodPlugin(Failing), name="failing")
     out = tmp_path / "run"
     result = bench("run", "--methods", "failing,bm3d", "--noise", "gaussian:sigma=25", "--profile", "smoke", "--out", str(out),
                    "--no-progress")

@@ -15,7 +15,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from denoise_bench import hookimpl, plugins
+from denoise_bench import plugins
 from denoise_bench.checkpoints import load_checkpoint, save_checkpoint
 from denoise_bench.cli import main
 from denoise_bench.errors import BenchError
@@ -25,6 +25,7 @@ from denoise_bench.results import write_text_atomic
 TRAIN_ARGS = ["--methods", "iddp", "--noise", "gaussian:sigma=25", "--profile", "smoke", "--iterations", "60",
               "--width", "16", "--checkpoint-every", "10", "--no-progress"]
 STATE = "checkpoints/iddp__skimage__gaussian_sigma=25__seed0.train.pt"
+from helpers import MethodPlugin
 
 
 def bench_process(*args: str) -> list[str]:
@@ -179,14 +180,8 @@ class NaNMethod(IDDP):
         return super().training_loss(batch, progress) * float("nan")
 
 
-class NaNPlugin:
-    @hookimpl
-    def register_methods(self, register) -> None:
-        register(NaNMethod)
-
-
 def test_nan_loss_is_recorded_as_failed_and_the_grid_goes_on(tmp_path: Path) -> None:
-    plugins.register_plugin(NaNPlugin(), name="nan")
+    plugins.register_plugin(MethodPlugin(NaNMethod), name="nan")
     out = tmp_path / "run"
     result = CliRunner().invoke(main, ["run", "--methods", "nan-iddp,bm3d", "--noise", "gaussian:sigma=25", "--profile",
                                        "smoke", "--iterations", "30", "--out", str(out), "--no-progress"])

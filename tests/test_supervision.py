@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import types
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
 
-from denoise_bench import hookimpl, plugins
+from denoise_bench import plugins
 from denoise_bench.method import Method, NoiseInfo, TrainContext
 from denoise_bench.noise import parse_spec
 from denoise_bench.runner import RunRequest, plan, run
 from denoise_bench.supervision import (CleanBatch, NoisePolicy, NoisyBatch, NoisyPairBatch, Supervision,
                                        TrainingView, build_view)
+from helpers import MethodPlugin
 
 
 def reachable_tensors(root: object, depth: int = 12) -> Iterator[torch.Tensor]:
@@ -140,15 +141,9 @@ class Spy(Method):
         return noisy
 
 
-class SpyPlugin:
-    @hookimpl
-    def register_methods(self, register: Callable) -> None:
-        register(Spy)
-
-
 @pytest.mark.parametrize("policy", ["fresh", "fixed"])
 def test_runner_gives_a_self_supervised_method_no_clean_pixels(tmp_path: Path, policy: str, monkeypatch) -> None:
-    plugins.register_plugin(SpyPlugin(), name="spy")
+    plugins.register_plugin(MethodPlugin(Spy), name="spy")
     Spy.seen = []
     # Capture the clean training images the runner loads, to compare against what the method saw.
     from denoise_bench import runner as runner_module
