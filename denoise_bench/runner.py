@@ -9,6 +9,7 @@ grid goes on; an incompatible (method, noise) cell is recorded as skipped, with 
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import time
@@ -205,37 +206,35 @@ def run(p: RunPlan, echo: Callable[[str], None] = print) -> RunResult:
         write_frame(run_dir / RECORDS, pd.DataFrame(records, columns=RECORD_COLUMNS))
         write_frame(run_dir / JOBS, pd.DataFrame(jobs, columns=JOB_COLUMNS))
 
-    for dataset in p.datasets:
-        for setting in p.settings:
-            for seed in p.request.seeds:
-                for method_cls in p.methods:
-                    job = {"method": method_cls.name, "dataset": dataset.name, "train_noise": str(setting.train),
-                           "seed": seed, "uses_noise_level": method_cls.uses_noise_level,
-                           "supervision": Supervision(method_cls.supervision).value}
-                    if _job_key(job) in finished:
-                        continue  # done in an earlier, interrupted invocation
-                    reason = method_cls.incompatibility(setting.family)
-                    if reason:
-                        echo(f"skip {method_cls.name} on {setting.label}: {reason}")
-                        jobs.append(job | {"status": "skipped", "error": reason})
-                        save()
-                        continue
-                    start = time.perf_counter()
-                    try:
-                        train_seconds, job_records = _run_job(p, method_cls, dataset, setting, seed, images, test_cache, echo)
-                    except Exception as exc:  # isolate the failure; the grid goes on
-                        message = f"{type(exc).__name__}: {exc}"
-                        echo(f"FAILED {method_cls.name} on {dataset.name} / {setting.label} (seed {seed}): {message}")
-                        jobs.append(job | {"status": "failed", "error": message, "traceback": traceback.format_exc(limit=8),
-                                           "seconds": time.perf_counter() - start})
-                        save()
-                        continue
-                    common = job | {"run_id": run_dir.name, "protocol": p.protocol.id, "profile": p.request.profile,
-                                    "iterations": p.budget.iterations if method_cls.trainable else 0,
-                                    "noise_policy": p.policy.value, "device": str(p.device), "train_seconds": train_seconds}
-                    records.extend(common | r for r in job_records)
-                    jobs.append(job | {"status": "done", "seconds": time.perf_counter() - start})
-                    save()
+    # One job per (dataset, training noise, seed, method), in this order.
+    for dataset, setting, seed, method_cls in itertools.product(p.datasets, p.settings, p.request.seeds, p.methods):
+        job = {"method": method_cls.name, "dataset": dataset.name, "train_noise": str(setting.train),
+               "seed": seed, "uses_noise_level": method_cls.uses_noise_level,
+               "supervision": Supervision(method_cls.supervision).value}
+        if _job_key(job) in finished:
+            continue  # done in an earlier, interrupted invocation
+        reason = method_cls.incompatibility(setting.family)
+        if reason:
+            echo(f"skip {method_cls.name} on {setting.label}: {reason}")
+            jobs.append(job | {"status": "skipped", "error": reason})
+            save()
+            continue
+        start = time.perf_counter()
+        try:
+            train_seconds, job_records = _run_job(p, method_cls, dataset, setting, seed, images, test_cache, echo)
+        except Exception as exc:  # isolate the failure; the grid goes on
+            message = f"{type(exc).__name__}: {exc}"
+            echo(f"FAILED {method_cls.name} on {dataset.name} / {setting.label} (seed {seed}): {message}")
+            jobs.append(job | {"status": "failed", "error": message, "traceback": traceback.format_exc(limit=8),
+                               "seconds": time.perf_counter() - start})
+            save()
+            continue
+        common = job | {"run_id": run_dir.name, "protocol": p.protocol.id, "profile": p.request.profile,
+                        "iterations": p.budget.iterations if method_cls.trainable else 0,
+                        "noise_policy": p.policy.value, "device": str(p.device), "train_seconds": train_seconds}
+        records.extend(common | r for r in job_records)
+        jobs.append(job | {"status": "done", "seconds": time.perf_counter() - start})
+        save()
     save()
     tables = write_tables(run_dir)
     return RunResult(run_dir, pd.DataFrame(records, columns=RECORD_COLUMNS), pd.DataFrame(jobs, columns=JOB_COLUMNS), tables)
