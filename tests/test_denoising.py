@@ -9,7 +9,7 @@ test multiplies each method's own learning rate by LR_SCALE (schedule shapes and
 the point is that the *loss* teaches denoising, which is what could break.
 
 Measured with exactly this set-up on a 2-core CPU (mean gain over the noisy input, dB; smallest
-per-image gain in brackets): iddp 2.49 (1.11), n2n 3.14 (1.90), unet 1.57 (0.09); every method also
+per-image gain in brackets): iddp 2.31 (0.87), n2n 3.16 (1.94), unet 1.93 (0.44); every method also
 raised SSIM on every image. The asserted margins are about two thirds of the means.
 """
 
@@ -27,7 +27,7 @@ from denoise_bench.runner import RunRequest, plan, run
 
 BUDGET = {"iterations": 300, "batch_size": 4, "crop_size": 64, "width": 32, "test_images": 3, "test_crop": 128}
 LR_SCALE = 3.0
-MARGIN = {"iddp": 1.6, "n2n": 2.0, "unet": 1.0}
+MARGIN = {"iddp": 1.6, "n2n": 2.0, "unet": 1.3}
 
 
 @pytest.fixture(scope="module")
