@@ -13,13 +13,13 @@ Set12); colour CBSD68/Set14 train on the 32 BSD300 test images that are not in C
 from __future__ import annotations
 
 import csv
-import hashlib
 from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 from typing import ClassVar
 
 from denoise_bench.data import TEST, TRAIN, CleanImage, Dataset
+from denoise_bench.download import sha256_file
 from denoise_bench.errors import BenchError
 from denoise_bench.hookspecs import hookimpl
 from denoise_bench.images import list_images, read_image
@@ -34,10 +34,6 @@ def _manifest(data_dir: Path) -> dict[str, str]:
         return {}
     with path.open(newline="") as fh:
         return {row["file"]: row["sha256"] for row in csv.DictReader(fh)}
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 class NamedSet(Dataset):
@@ -77,7 +73,7 @@ class NamedSet(Dataset):
         for path in self._files(split):
             key = path.relative_to(self.data_dir).as_posix() if self.data_dir else path.name
             expected = manifest.get(key)
-            if expected is not None and _sha256(path) != expected:
+            if expected is not None and sha256_file(path) != expected:
                 raise BenchError(f"{path}: checksum does not match {MANIFEST} (corrupt or modified file)")
             images.append(CleanImage(path.stem, read_image(path, self.channels)))
         return images

@@ -33,7 +33,7 @@ from denoise_bench.noise import NoiseSetting, resolve_setting
 from denoise_bench.plugins import Registry, get_registry
 from denoise_bench.profiles import Budget, get_profile
 from denoise_bench.protocol import EvalProtocol, get_protocol
-from denoise_bench.results import (JOBS, RECORDS, RESULTS_FORMAT, read_config, read_jobs, read_records, write_frame,
+from denoise_bench.results import (CONFIG, JOBS, RECORDS, RESULTS_FORMAT, read_config, read_jobs, read_records, write_frame,
                                    write_json, write_tables)
 from denoise_bench.supervision import NoisePolicy, Supervision, build_view
 
@@ -197,7 +197,7 @@ def run(p: RunPlan, echo: Callable[[str], None] = print) -> RunResult:
     records, jobs = _resume_state(run_dir, config, echo)
     finished = {_job_key(j) for j in jobs}
     (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-    write_json(run_dir / "config.json", config)
+    write_json(run_dir / CONFIG, config)
     write_json(run_dir / "environment.json", describe_environment(p.device))
     images = _Images(p)
     test_cache: dict[tuple[str, str], list[TestCase]] = {}
@@ -245,7 +245,11 @@ def _job_key(row: dict) -> tuple:
 
 
 def _comparable(config: dict) -> dict:
-    """The parts of a config that must match to continue a run (not the device or progress)."""
+    """The parts of a config that must match to continue a run (not the device or progress).
+
+    A JSON round trip first, so a config read back from disk and one built in memory compare alike.
+    """
+    config = json.loads(json.dumps(config, default=str))
     request = dict(config.get("request", {}))
     request.pop("checkpoint_every", None)
     request.pop("data_dir", None)
@@ -254,10 +258,10 @@ def _comparable(config: dict) -> dict:
 
 def _resume_state(run_dir: Path, config: dict, echo: Callable[[str], None]) -> tuple[list[dict], list[dict]]:
     """Finished jobs and their records from an earlier invocation into the same folder."""
-    if not (run_dir / "config.json").exists():
+    if not (run_dir / CONFIG).exists():
         return [], []
     previous = read_config(run_dir)
-    if _comparable(json.loads(json.dumps(previous, default=str))) != _comparable(json.loads(json.dumps(config, default=str))):
+    if _comparable(previous) != _comparable(config):
         raise BenchError(f"run folder {run_dir} was made by a different request; continue it with "
                          f"`bench run --resume {run_dir}` or choose a new --out")
     old_jobs = read_jobs(run_dir)
