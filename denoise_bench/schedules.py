@@ -32,3 +32,21 @@ def cosine_squared_rampdown(t: float, rampdown_fraction: float = 0.3) -> float:
         return 1.0
     s = (t - start) / rampdown_fraction
     return (0.5 + 0.5 * math.cos(math.pi * s)) ** 2
+
+
+# Loss-weight schedules. Neighbor2Neighbor and Blind2Unblind change a loss weight once per epoch as a
+# function of ``epoch / n_epoch`` of a 100-epoch run, with epochs counted from 1.
+
+def epoch_fraction(t: float, epochs: int = 100) -> float:
+    """``epoch / epochs`` at progress ``t``, where ``t`` in [k/epochs, (k+1)/epochs) is epoch k + 1.
+
+    1/epochs during the first epoch and exactly 1 during the last, as the official loops compute it.
+    """
+    return min(epochs, int(t * epochs + 1e-9) + 1) / epochs
+
+
+def constant_then_linear_ramp(t: float, start: float, end: float, ramp_from: float) -> float:
+    """``start`` while ``t <= ramp_from``, then linearly to ``end`` at ``t = 1`` (Blind2Unblind's lambda)."""
+    if t <= ramp_from:
+        return start
+    return start + (t - ramp_from) * (end - start) / (1.0 - ramp_from)
