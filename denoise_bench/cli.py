@@ -10,6 +10,7 @@ import click
 from denoise_bench.data import resolve_data_dir
 from denoise_bench.errors import BenchError
 from denoise_bench.noise import resolve_setting
+from denoise_bench.leaderboard import write_leaderboard
 from denoise_bench.plugins import get_registry
 from denoise_bench.profiles import PROFILES
 from denoise_bench.protocol import PROTOCOLS
@@ -154,6 +155,17 @@ def list_command() -> None:
             click.echo(f"  {'':<17} preset: train {setting.train}; test {tests}")
     for failure in registry.failures:
         click.echo(f"warning: {failure}", err=True)
+
+
+@main.command("leaderboard")
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(path_type=Path, file_okay=False))
+@click.option("--out", "out", required=True, type=click.Path(path_type=Path, file_okay=False),
+              help="Folder for leaderboard.{csv,md} and pairs.{csv,md}.")
+@click.option("--allow-mismatch", is_flag=True, help="Merge runs whose protocol, profile or budget differ (listed in the output).")
+@click.option("--paper/--no-paper", default=True, show_default=True, help="Show published numbers beside ours where they exist.")
+def leaderboard_command(run_dirs: tuple[Path, ...], out: Path, allow_mismatch: bool, paper: bool) -> None:
+    """Merge the records of RUN_DIRS into ranked tables with paired significance tests."""
+    click.echo(write_leaderboard(list(run_dirs), out, allow_mismatch, paper))
 
 
 @main.command("table")

@@ -1,0 +1,189 @@
+"""Leaderboards merged from several run folders.
+
+``bench leaderboard RUN_DIR... --out DIR`` reads the per-image records of each run and writes, for
+every (dataset, test noise), one table ranking the methods by mean PSNR: mean PSNR and SSIM, how many
+images (and records) the mean is over, the training budget (iterations, training time, device) and
+the supervision each method had. Each method is compared with the one ranked just above it on their
+common images (``significance``): the mean paired PSNR difference and its 95 % bootstrap interval;
+an interval containing 0 is marked as a tie. All pairs are written to ``pairs.{csv,md}``.
+
+Runs are merged only when their numbers are comparable: same evaluation protocol (noise seeds,
+repeats, metric convention), same profile and budget (which also fixes the test subset), same
+training-noise policy and training set. ``allow_mismatch`` merges anyway and lists the differences
+at the top of the markdown.
+"""
+
+from __future__ import annotations
+
+import json
+from io import StringIO
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import pandas as pd
+
+from denoise_bench.errors import BenchError
+from denoise_bench.results import ORACLE_MARK, method_label, read_config, read_jobs, read_records, write_frame, write_text_atomic
+from denoise_bench.significance import PairedDifference, all_pairs, compare, per_image_means
+
+# What must agree between runs for their means to be comparable.
+COMPARABLE_FIELDS = ("protocol", "profile", "budget", "noise_policy", "train_dataset")
+PAPER_RESULTS = ("denoise_bench", "reference/paper_results.csv")
+
+
+@dataclass
+class MergedRuns:
+    records: pd.DataFrame
+    jobs: pd.DataFrame
+    mismatches: list[str]  # human-readable differences that were allowed
+
+
+def _comparable(config: dict) -> dict:
+    return json.loads(json.dumps({k: config.get(k) for k in COMPARABLE_FIELDS}, default=str, sort_keys=True))
+
+
+def merge_runs(run_dirs: list[Path], allow_mismatch: bool = False) -> MergedRuns:
+    """Records and jobs of every run, refusing incomparable or overlapping runs."""
+    if not run_dirs:
+        raise BenchError("no run folders given")
+    if len(set(map(Path.resolve, run_dirs))) != len(run_dirs):
+        raise BenchError("the same run folder is given twice")
+    first_dir, first = run_dirs[0], _comparable(read_config(run_dirs[0]))
+    mismatches: list[str] = []
+    records, jobs = [], []
+    for run_dir in run_dirs:
+        config = _comparable(read_config(run_dir))
+        for key in COMPARABLE_FIELDS:
+            if config[key] != first[key]:
+                mismatches.append(f"{key} of {run_dir} differs from {first_dir}: {config[key]} vs {first[key]}")
+        run_records = read_records(run_dir)
+        run_records["run_dir"] = str(run_dir)
+        records.append(run_records)
+        run_jobs = read_jobs(run_dir)
+        if not run_jobs.empty:
+            jobs.append(run_jobs.assign(run_dir=str(run_dir)))
+    if mismatches and not allow_mismatch:
+        raise BenchError("runs are not comparable (pass --allow-mismatch to merge anyway): " + "; ".join(mismatches))
+    merged = pd.concat(records, ignore_index=True)
+    key = ["method", "dataset", "train_noise", "seed"]
+    owners = merged.groupby(key)["run_dir"].nunique()
+    overlap = owners[owners > 1]
+    if not overlap.empty:
+        method, dataset, train_noise, seed = overlap.index[0]
+        raise BenchError(f"{method} on {dataset} (trained on {train_noise}, seed {seed}) appears in more than one "
+                         f"run; give each job once")
+    return MergedRuns(merged, pd.concat(jobs, ignore_index=True) if jobs else pd.DataFrame(), mismatches)
+
+
+def read_paper_results() -> pd.DataFrame:
+    """Published numbers (see ``denoise_bench/reference/README.md`` for their sources)."""
+    text = resources.files(PAPER_RESULTS[0]).joinpath(PAPER_RESULTS[1]).read_text(encoding="utf-8")
+    return pd.read_csv(StringIO(text))
+
+
+GAP_COLUMN = "gap to the method above (dB, 95% CI)"
+
+
+def _gap(diff: PairedDifference) -> str:
+    """How far the method above leads, e.g. ``0.56 [0.20, 0.86]`` or ``0.32 [-0.34, 0.95] tie``."""
+    if diff.images < 2:
+        return f"{diff.mean:.2f} (1 image, no interval)"
+    text = f"{diff.mean:.2f} [{diff.low:.2f}, {diff.high:.2f}]"
+    return f"{text} tie" if diff.tie else text
+
+
+def _budget_of(block: pd.DataFrame) -> pd.DataFrame:
+    """Per method: iterations, training seconds (mean over jobs), device, supervision, runs."""
+    jobs = block.drop_duplicates(["run_id", "method", "train_noise", "seed"])
+    return jobs.groupby("method").agg(
+        iterations=("iterations", "max"),
+        train_seconds=("train_seconds", "mean"),
+        device=("device", lambda s: ",".join(sorted(set(map(str, s))))),
+        supervision=("supervision", "first"),
+        oracle=("uses_noise_level", "max"),
+        run=("run_id", lambda s: ",".join(sorted(set(map(str, s))))),
+    )
+
+
+def leaderboard_tables(records: pd.DataFrame, paper: pd.DataFrame | None = None) -> dict[tuple[str, str], pd.DataFrame]:
+    """(dataset, test noise) -> ranked table of methods."""
+    tables = {}
+    for (dataset, test_noise), block in records.groupby(["dataset", "test_noise"], sort=True):
+        per_image = per_image_means(block, "psnr")
+        ranked = per_image.mean().sort_values(ascending=False)
+        budget = _budget_of(block)
+        rows = []
+        for rank, method in enumerate(ranked.index):
+            rows_m = block[block.method == method]
+            info = budget.loc[method]
+            row = {
+                "method": method_label(method, bool(info.oracle)),
+                "psnr": rows_m.psnr.mean(),
+                "ssim": rows_m.ssim.mean(),
+                "images": rows_m.image.nunique(),
+                "records": len(rows_m),
+                GAP_COLUMN: _gap(compare(per_image, ranked.index[rank - 1], method)) if rank else "",
+                "supervision": info.supervision,
+                "iterations": int(info.iterations),
+                "train s": round(float(info.train_seconds), 1),
+                "device": info.device,
+                "run": info.run,
+            }
+            if paper is not None:
+                ref = paper[(paper.dataset == dataset) & (paper.test_noise == test_noise) & (paper.method == method)]
+                row["paper psnr"] = ref.psnr.iloc[0] if len(ref) else None
+                row["paper ssim"] = ref.ssim.iloc[0] if len(ref) else None
+                row["psnr - paper"] = row["psnr"] - ref.psnr.iloc[0] if len(ref) else None
+            rows.append(row)
+        noisy = block.drop_duplicates(["image", "repeat", "test_noise"])
+        rows.append({"method": "noisy input", "psnr": noisy.input_psnr.mean(), "ssim": noisy.input_ssim.mean(),
+                     "images": noisy.image.nunique(), "records": len(noisy)})
+        table = pd.DataFrame(rows).round({"psnr": 2, "ssim": 4, "psnr - paper": 2})
+        if paper is not None and table["paper psnr"].isna().all():
+            table = table.drop(columns=["paper psnr", "paper ssim", "psnr - paper"])  # no published numbers here
+        tables[(dataset, test_noise)] = table
+    return tables
+
+
+def pairs_table(records: pd.DataFrame) -> pd.DataFrame:
+    rows = []
+    for (dataset, test_noise), block in records.groupby(["dataset", "test_noise"], sort=True):
+        for d in all_pairs(block, "psnr"):
+            rows.append({"dataset": dataset, "test noise": test_noise, "method": d.first, "vs": d.second,
+                         "images": d.images, "mean psnr difference": round(d.mean, 3), "ci low": round(d.low, 3),
+                         "ci high": round(d.high, 3), "tie": d.tie})
+    return pd.DataFrame(rows)
+
+
+def write_leaderboard(run_dirs: list[Path], out: Path, allow_mismatch: bool = False, paper: bool = True) -> str:
+    """Merge the runs and write leaderboard.{csv,md} and pairs.{csv,md} to ``out``; returns the markdown."""
+    merged = merge_runs(run_dirs, allow_mismatch)
+    records = merged.records[merged.records.psnr.notna()]
+    if records.empty:
+        raise BenchError("the runs hold no evaluated records")
+    tables = leaderboard_tables(records, read_paper_results() if paper else None)
+    lines = ["# Leaderboard", "", "Runs: " + ", ".join(f"`{d}`" for d in run_dirs), ""]
+    protocols = ", ".join(sorted(records.protocol.unique()))
+    lines += [f"Protocol {protocols}. Methods ranked by mean PSNR; each is compared with the one above it on their "
+              "common images: mean paired PSNR difference and 95 % bootstrap interval over images "
+              "(\"tie\" when it contains 0).", ""]
+    if merged.mismatches:
+        lines += ["**Merged despite differences:**", ""] + [f"* {m}" for m in merged.mismatches] + [""]
+    frames = []
+    for (dataset, test_noise), table in tables.items():
+        shown = table.astype(object).where(table.notna(), "")
+        lines += [f"## {dataset}, {test_noise}", "", shown.to_markdown(index=False), ""]
+        frames.append(table.assign(dataset=dataset, test_noise=test_noise))
+    lines.append(f"{ORACLE_MARK} told the true noise level of each test image.")
+    failed = merged.jobs[merged.jobs.status == "failed"] if not merged.jobs.empty else merged.jobs
+    if not failed.empty:
+        lines += ["", "Failed jobs (no numbers): " + ", ".join(f"{j.method} on {j.dataset} ({j.train_noise})" for j in failed.itertuples())]
+    markdown = "\n".join(lines) + "\n"
+    write_text_atomic(out / "leaderboard.md", markdown)
+    write_frame(out / "leaderboard.csv", pd.concat(frames, ignore_index=True))
+    pairs = pairs_table(records)
+    write_frame(out / "pairs.csv", pairs)
+    write_text_atomic(out / "pairs.md", "# Paired PSNR differences (95 % bootstrap intervals over images)\n\n"
+                      + pairs.to_markdown(index=False) + "\n")
+    return markdown

@@ -1,0 +1,134 @@
+"""Leaderboards: merging runs, refusing incomparable ones, paired bootstrap intervals, paper numbers.
+
+The runs here are synthetic record files whose answer is known by construction.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from denoise_bench.cli import main
+from denoise_bench.errors import BenchError
+from denoise_bench.leaderboard import GAP_COLUMN, leaderboard_tables, merge_runs, read_paper_results, write_leaderboard
+from denoise_bench.results import CONFIG, RECORDS, RESULTS_FORMAT, write_frame, write_json
+from denoise_bench.runner import RECORD_COLUMNS
+from denoise_bench.significance import all_pairs, paired_bootstrap
+
+IMAGES = [f"img{i:02d}" for i in range(20)]
+BASE = np.random.default_rng(1).uniform(24, 30, len(IMAGES))  # per-image PSNR of a reference method
+
+
+def _config(**changes: object) -> dict:
+    config = {"format_version": RESULTS_FORMAT, "protocol": {"id": "nb2nb-v1", "seed": 101}, "profile": "quick",
+              "budget": {"iterations": 800, "test_images": 20}, "noise_policy": "fresh", "train_dataset": None}
+    return config | changes
+
+
+def _write_run(path: Path, offsets: dict[str, np.ndarray], dataset: str = "bsd68", test_noise: str = "gaussian:sigma=25",
+               **config_changes: object) -> Path:
+    """A run folder whose method ``m`` scores BASE + offsets[m] on each image."""
+    rows = []
+    for method, offset in offsets.items():
+        for image, base, delta in zip(IMAGES, BASE, offset):
+            row = dict.fromkeys(RECORD_COLUMNS)
+            row |= {"run_id": path.name, "protocol": "nb2nb-v1", "profile": "quick", "method": method,
+                    "supervision": "none", "uses_noise_level": method == "bm3d", "train_noise": "gaussian:sigma=0-50",
+                    "test_noise": test_noise, "dataset": dataset, "image": image, "repeat": 0, "seed": 0,
+                    "psnr": base + delta, "ssim": 0.8, "input_psnr": 20.0, "input_ssim": 0.4, "seconds": 0.1,
+                    "train_seconds": 60.0, "iterations": 800, "device": "cpu"}
+            rows.append(row)
+    path.mkdir(parents=True)
+    write_json(path / CONFIG, _config(**config_changes))
+    write_frame(path / RECORDS, pd.DataFrame(rows, columns=RECORD_COLUMNS))
+    return path
+
+
+def test_constant_difference_has_a_degenerate_interval_and_is_not_a_tie() -> None:
+    mean, low, high = paired_bootstrap(np.full(20, 0.3))
+    assert (mean, low, high) == pytest.approx((0.3, 0.3, 0.3))
+
+
+def test_bootstrap_interval_covers_the_true_mean_at_about_the_stated_rate() -> None:
+    rng = np.random.default_rng(7)
+    covered = 0
+    for trial in range(200):
+        _, low, high = paired_bootstrap(rng.normal(0.5, 1.0, 40), samples=2000, seed=trial)
+        covered += low <= 0.5 <= high
+    assert 0.88 <= covered / 200 <= 0.99  # percentile bootstrap of a mean, n=40: close to 95 %
+
+
+def test_pairs_find_the_known_winner_and_the_known_tie() -> None:
+    rng = np.random.default_rng(3)
+    noise = rng.normal(0, 1.0, len(IMAGES))
+    offsets = {"strong": np.full(len(IMAGES), 1.0), "base": np.zeros(len(IMAGES)), "coin": noise - noise.mean()}
+    records = pd.concat([pd.DataFrame({"image": IMAGES, "method": m, "psnr": BASE + o}) for m, o in offsets.items()])
+    pairs = {(d.first, d.second): d for d in all_pairs(records)}
+    strong_vs_base = pairs[("strong", "base")]
+    assert strong_vs_base.mean == pytest.approx(1.0) and not strong_vs_base.tie
+    coin = pairs.get(("coin", "base")) or pairs[("base", "coin")]
+    assert abs(coin.mean) < 1e-9 and coin.tie and coin.low < 0 < coin.high
+
+
+def test_leaderboard_merges_runs_ranks_methods_and_marks_ties(tmp_path: Path) -> None:
+    jitter = np.random.default_rng(5).normal(0, 0.8, len(IMAGES))
+    a = _write_run(tmp_path / "a", {"iddp": np.full(len(IMAGES), 1.0), "unet": np.zeros(len(IMAGES))})
+    b = _write_run(tmp_path / "b", {"n2v": jitter - jitter.mean() - 0.01})  # 0.01 dB below unet: a tie
+    markdown = write_leaderboard([a, b], tmp_path / "board")
+    table = pd.read_csv(tmp_path / "board" / "leaderboard.csv")
+    assert list(table.method) == ["iddp", "unet", "n2v", "noisy input"]
+    gaps = dict(zip(table.method, table[GAP_COLUMN].fillna("")))
+    assert gaps["iddp"] == ""
+    assert gaps["unet"] == "1.00 [1.00, 1.00]"  # a constant 1 dB lead on every image
+    assert gaps["n2v"].startswith("0.01 [-") and gaps["n2v"].endswith("tie")
+    assert set(table.images.dropna()) == {20}
+    assert "## bsd68, gaussian:sigma=25" in markdown
+    pairs = pd.read_csv(tmp_path / "board" / "pairs.csv")
+    assert len(pairs) == 3  # every pair of the three methods
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("protocol", {"id": "float-v1", "seed": 101}),
+    ("profile", "smoke"),
+    ("budget", {"iterations": 30, "test_images": 2}),
+    ("noise_policy", "fixed"),
+])
+def test_incomparable_runs_are_refused_unless_allowed(tmp_path: Path, field: str, value: object) -> None:
+    a = _write_run(tmp_path / "a", {"iddp": np.zeros(len(IMAGES))})
+    b = _write_run(tmp_path / "b", {"unet": np.zeros(len(IMAGES))}, **{field: value})
+    with pytest.raises(BenchError, match=rf"{field} of .* differs.*allow-mismatch|allow-mismatch.*{field} of"):
+        merge_runs([a, b])
+    markdown = write_leaderboard([a, b], tmp_path / "board", allow_mismatch=True)
+    assert "Merged despite differences" in markdown and field in markdown
+
+
+def test_the_same_job_in_two_runs_is_refused(tmp_path: Path) -> None:
+    a = _write_run(tmp_path / "a", {"iddp": np.zeros(len(IMAGES))})
+    b = _write_run(tmp_path / "b", {"iddp": np.ones(len(IMAGES))})
+    with pytest.raises(BenchError, match="iddp on bsd68 .* appears in more than one run"):
+        merge_runs([a, b])
+
+
+def test_paper_numbers_sit_beside_ours_with_the_difference(tmp_path: Path) -> None:
+    paper = read_paper_results()
+    assert set(paper.source) == {"iddp-aaai2023"} and len(paper) == 60
+    iddp = paper[(paper.method == "iddp") & (paper.test_noise == "gaussian:sigma=25")]
+    assert iddp.psnr.item() == pytest.approx(31.70)
+    run = _write_run(tmp_path / "a", {"iddp": np.zeros(len(IMAGES))}, dataset="bsd300")
+    records = pd.read_csv(run / RECORDS)
+    table = leaderboard_tables(records, paper)[("bsd300", "gaussian:sigma=25")]
+    row = table[table.method == "iddp"].iloc[0]
+    assert row["paper psnr"] == pytest.approx(31.70)
+    assert row["psnr - paper"] == pytest.approx(round(BASE.mean() - 31.70, 2))
+    other = leaderboard_tables(records.assign(dataset="bsd68"), paper)[("bsd68", "gaussian:sigma=25")]
+    assert "paper psnr" not in other.columns  # nothing published for this dataset
+
+
+def test_cli_leaderboard_errors_in_one_line(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["leaderboard", str(tmp_path), "--out", str(tmp_path / "board")])
+    assert result.exit_code == 2
+    assert result.output.strip() == f"error: {tmp_path} is not a run folder (no config.json)"
