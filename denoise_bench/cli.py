@@ -88,19 +88,22 @@ def _method_options(pairs: tuple[str, ...]) -> dict[str, dict[str, str]]:
 @click.option("--resume", "resume_dir", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Continue an interrupted run folder with the request recorded in it (other grid options are ignored). "
                    "Re-running the same command with the same --out continues it too.")
+@click.option("--eval-every", type=int, default=0, show_default=True,
+              help="Score the test images every N training steps (learning curves in curves.csv; 0: never).")
 @click.option("--progress/--no-progress", default=True, show_default=True)
 def run_command(methods: str, noises: tuple[str, ...], datasets: str, train_dataset: str | None, profile: str, seeds: str,
                 iterations: int | None, batch_size: int | None, crop_size: int | None, width: int | None,
                 test_images: int | None, protocol: str, noise_policy: str, device: str, data_dir: Path | None,
                 out: Path | None, method_options: tuple[str, ...], dataset_options: tuple[str, ...], checkpoint_every: int,
-                resume_dir: Path | None, progress: bool) -> None:
+                eval_every: int, resume_dir: Path | None, progress: bool) -> None:
     """Train and evaluate a grid of methods x noise x datasets x seeds; print the tables."""
     try:
         seed_list = [int(s) for s in _split(seeds)]
     except ValueError:
         raise BenchError(f"--seeds {seeds!r} must be comma-separated integers") from None
-    if checkpoint_every < 0:
-        raise BenchError(f"--checkpoint-every must be >= 0, got {checkpoint_every}")
+    for flag, value in (("--checkpoint-every", checkpoint_every), ("--eval-every", eval_every)):
+        if value < 0:
+            raise BenchError(f"{flag} must be >= 0, got {value}")
     if resume_dir is not None:
         request = RunRequest.from_run_dir(resume_dir)
         request.progress = progress
@@ -112,7 +115,7 @@ def run_command(methods: str, noises: tuple[str, ...], datasets: str, train_data
             protocol=protocol, noise_policy=noise_policy, train_dataset=train_dataset, data_dir=resolve_data_dir(data_dir),
             device=device, out=out, method_options=_method_options(method_options),
             dataset_options=_key_values(dataset_options, "--dataset-option"), progress=progress,
-            checkpoint_every=checkpoint_every,
+            checkpoint_every=checkpoint_every, eval_every=eval_every,
         )
     for failure in get_registry().failures:
         click.echo(f"warning: {failure}", err=True)

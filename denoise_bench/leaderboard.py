@@ -24,7 +24,8 @@ from pathlib import Path
 import pandas as pd
 
 from denoise_bench.errors import BenchError
-from denoise_bench.results import ORACLE_MARK, method_label, read_config, read_jobs, read_records, write_frame, write_text_atomic
+from denoise_bench.results import (ORACLE_MARK, method_label, read_config, read_curves, read_jobs, read_records, write_frame,
+                                   write_text_atomic)
 from denoise_bench.significance import PairedDifference, all_pairs, compare, per_image_means
 
 # What must agree between runs for their means to be comparable.
@@ -36,6 +37,7 @@ PAPER_RESULTS = ("denoise_bench", "reference/paper_results.csv")
 class MergedRuns:
     records: pd.DataFrame
     jobs: pd.DataFrame
+    curves: pd.DataFrame  # learning curves of runs made with --eval-every (may be empty)
     mismatches: list[str]  # human-readable differences that were allowed
 
 
@@ -51,7 +53,7 @@ def merge_runs(run_dirs: list[Path], allow_mismatch: bool = False) -> MergedRuns
         raise BenchError("the same run folder is given twice")
     first_dir, first = run_dirs[0], _comparable(read_config(run_dirs[0]))
     mismatches: list[str] = []
-    records, jobs = [], []
+    records, jobs, curves = [], [], []
     for run_dir in run_dirs:
         config = _comparable(read_config(run_dir))
         for key in COMPARABLE_FIELDS:
@@ -63,6 +65,9 @@ def merge_runs(run_dirs: list[Path], allow_mismatch: bool = False) -> MergedRuns
         run_jobs = read_jobs(run_dir)
         if not run_jobs.empty:
             jobs.append(run_jobs.assign(run_dir=str(run_dir)))
+        run_curves = read_curves(run_dir)
+        if not run_curves.empty:
+            curves.append(run_curves.assign(run_dir=str(run_dir)))
     if mismatches and not allow_mismatch:
         raise BenchError("runs are not comparable (pass --allow-mismatch to merge anyway): " + "; ".join(mismatches))
     merged = pd.concat(records, ignore_index=True)
@@ -73,7 +78,8 @@ def merge_runs(run_dirs: list[Path], allow_mismatch: bool = False) -> MergedRuns
         method, dataset, train_noise, seed = overlap.index[0]
         raise BenchError(f"{method} on {dataset} (trained on {train_noise}, seed {seed}) appears in more than one "
                          f"run; give each job once")
-    return MergedRuns(merged, pd.concat(jobs, ignore_index=True) if jobs else pd.DataFrame(), mismatches)
+    return MergedRuns(merged, pd.concat(jobs, ignore_index=True) if jobs else pd.DataFrame(),
+                      pd.concat(curves, ignore_index=True) if curves else pd.DataFrame(), mismatches)
 
 
 def read_paper_results() -> pd.DataFrame:
@@ -156,6 +162,17 @@ def pairs_table(records: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def curve_tables(curves: pd.DataFrame) -> dict[tuple[str, str], pd.DataFrame]:
+    """(dataset, test noise) -> mean test PSNR at each evaluated step (rows) per method (columns),
+    with each method's training seconds to reach that step in brackets: the compute-matched view."""
+    tables = {}
+    for (dataset, test_noise), block in curves.groupby(["dataset", "test_noise"], sort=True):
+        mean = block.groupby(["step", "method"]).agg(psnr=("psnr", "mean"), seconds=("train_seconds", "mean"))
+        cells = mean.apply(lambda r: f"{r.psnr:.2f} ({r.seconds:.0f} s)", axis=1).unstack("method")
+        tables[(dataset, test_noise)] = cells.fillna("")
+    return tables
+
+
 def write_leaderboard(run_dirs: list[Path], out: Path, allow_mismatch: bool = False, paper: bool = True) -> str:
     """Merge the runs and write leaderboard.{csv,md} and pairs.{csv,md} to ``out``; returns the markdown."""
     merged = merge_runs(run_dirs, allow_mismatch)
@@ -176,6 +193,12 @@ def write_leaderboard(run_dirs: list[Path], out: Path, allow_mismatch: bool = Fa
         lines += [f"## {dataset}, {test_noise}", "", shown.to_markdown(index=False), ""]
         frames.append(table.assign(dataset=dataset, test_noise=test_noise))
     lines.append(f"{ORACLE_MARK} told the true noise level of each test image.")
+    if not merged.curves.empty:
+        lines += ["", "# Learning curves", "", "Mean test PSNR at training steps, with the training seconds spent to reach "
+                  "them (evaluation time excluded): compare methods at equal iterations or equal time.", ""]
+        for (dataset, test_noise), table in curve_tables(merged.curves).items():
+            lines += [f"## {dataset}, {test_noise}", "", table.to_markdown(), ""]
+        write_frame(out / "curves.csv", merged.curves.drop(columns="run_dir"))
     failed = merged.jobs[merged.jobs.status == "failed"] if not merged.jobs.empty else merged.jobs
     if not failed.empty:
         lines += ["", "Failed jobs (no numbers): " + ", ".join(f"{j.method} on {j.dataset} ({j.train_noise})" for j in failed.itertuples())]

@@ -64,6 +64,10 @@ class TrainContext:
     log: Callable[[str], None] = lambda message: None
     checkpoint_path: Path | None = None
     checkpoint_every: int = 0  # 0: never
+    # Learning curves: call on_evaluate(step) every evaluate_every steps (0: never); the runner scores
+    # the current state on the test images there, without touching the training RNG streams.
+    evaluate_every: int = 0
+    on_evaluate: Callable[[int], None] = lambda step: None
 
 
 class Method(ABC):

@@ -6,6 +6,7 @@ Layout of a run folder::
     environment.json   versions, device, git commit
     records.csv        one row per evaluated image (and repeat)
     jobs.csv           one row per (method, dataset, train noise, seed): done / failed / skipped, and why
+    curves.csv         with --eval-every: mean test PSNR/SSIM at training steps (learning curves)
     checkpoints/       trained state of each job
     tables/psnr.{csv,md}, tables/ssim.{csv,md}
 
@@ -28,6 +29,7 @@ RESULTS_FORMAT = 1  # bump when the layout or meaning of a run folder changes
 CONFIG = "config.json"
 RECORDS = "records.csv"
 JOBS = "jobs.csv"
+CURVES = "curves.csv"  # learning curves: mean test PSNR/SSIM during training (runs with --eval-every)
 TABLES = "tables"
 NOISY_INPUT = "noisy input"
 ORACLE_MARK = "†"  # methods told the true noise level
@@ -78,6 +80,11 @@ def read_records(run_dir: Path) -> pd.DataFrame:
     if not path.is_file():
         raise BenchError(f"{run_dir} is not a run folder (no {RECORDS})")
     return pd.read_csv(path)
+
+
+def read_curves(run_dir: Path) -> pd.DataFrame:
+    path = run_dir / CURVES
+    return pd.read_csv(path) if path.is_file() else pd.DataFrame()
 
 
 def read_jobs(run_dir: Path) -> pd.DataFrame:

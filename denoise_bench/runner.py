@@ -29,12 +29,12 @@ from denoise_bench.environment import describe_environment, pick_device
 from denoise_bench.errors import BenchError
 from denoise_bench.evaluate import TestCase, evaluate, make_test_cases
 from denoise_bench.method import Method, MethodSetup, TrainContext, resolve_options
-from denoise_bench.noise import NoiseSetting, resolve_setting
+from denoise_bench.noise import NoiseSetting, NoiseSpec, resolve_setting
 from denoise_bench.plugins import Registry, get_registry
 from denoise_bench.profiles import Budget, get_profile
 from denoise_bench.protocol import EvalProtocol, get_protocol
-from denoise_bench.results import (CONFIG, JOBS, RECORDS, RESULTS_FORMAT, read_config, read_jobs, read_records, write_frame,
-                                   write_json, write_tables)
+from denoise_bench.results import (CONFIG, CURVES, JOBS, RECORDS, RESULTS_FORMAT, read_config, read_curves, read_jobs,
+                                   read_records, write_frame, write_json, write_tables)
 from denoise_bench.supervision import NoisePolicy, Supervision, build_view
 
 
@@ -58,6 +58,7 @@ class RunRequest:
     dataset_options: dict[str, str] = field(default_factory=dict)
     progress: bool = True
     checkpoint_every: int = 200  # training steps between resumable checkpoints (0: only at the end)
+    eval_every: int = 0  # training steps between learning-curve evaluations on the test images (0: none)
 
     @staticmethod
     def from_run_dir(run_dir: Path) -> "RunRequest":
@@ -140,7 +141,8 @@ def _config(p: RunPlan) -> dict:
                     "profile": r.profile, "overrides": r.overrides, "protocol": r.protocol,
                     "noise_policy": r.noise_policy, "train_dataset": r.train_dataset,
                     "data_dir": str(r.data_dir) if r.data_dir else None, "method_options": r.method_options,
-                    "dataset_options": r.dataset_options, "checkpoint_every": r.checkpoint_every},
+                    "dataset_options": r.dataset_options, "checkpoint_every": r.checkpoint_every,
+                    "eval_every": r.eval_every},
         "run_id": p.run_dir.name,
         "methods": [{"name": m.name, "citation": m.citation, "supervision": Supervision(m.supervision).value,
                      "uses_noise_level": m.uses_noise_level, "options": p.request.method_options.get(m.name, {})}
@@ -195,6 +197,8 @@ def run(p: RunPlan, echo: Callable[[str], None] = print) -> RunResult:
     run_dir = p.run_dir
     config = _config(p)
     records, jobs = _resume_state(run_dir, config, echo)
+    # Learning-curve points of unfinished jobs stay valid: a resumed job retrains bit for bit.
+    curves: list[dict] = read_curves(run_dir).to_dict("records") if (run_dir / CONFIG).exists() else []
     finished = {_job_key(j) for j in jobs}
     (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
     write_json(run_dir / CONFIG, config)
@@ -205,6 +209,13 @@ def run(p: RunPlan, echo: Callable[[str], None] = print) -> RunResult:
     def save() -> None:
         write_frame(run_dir / RECORDS, pd.DataFrame(records, columns=RECORD_COLUMNS))
         write_frame(run_dir / JOBS, pd.DataFrame(jobs, columns=JOB_COLUMNS))
+        if curves:
+            frame = pd.DataFrame(curves, columns=CURVE_COLUMNS)
+            write_frame(run_dir / CURVES, frame.drop_duplicates(CURVE_KEY, keep="last"))
+
+    def add_curve_point(point: dict) -> None:
+        curves.append(point)
+        save()
 
     # One job per (dataset, training noise, seed, method), in this order.
     for dataset, setting, seed, method_cls in itertools.product(p.datasets, p.settings, p.request.seeds, p.methods):
@@ -221,7 +232,8 @@ def run(p: RunPlan, echo: Callable[[str], None] = print) -> RunResult:
             continue
         start = time.perf_counter()
         try:
-            train_seconds, job_records = _run_job(p, method_cls, dataset, setting, seed, images, test_cache, echo)
+            train_seconds, job_records = _run_job(p, method_cls, dataset, setting, seed, images, test_cache, echo,
+                                                  add_curve_point)
         except Exception as exc:  # isolate the failure; the grid goes on
             message = f"{type(exc).__name__}: {exc}"
             echo(f"FAILED {method_cls.name} on {dataset.name} / {setting.label} (seed {seed}): {message}")
@@ -276,13 +288,20 @@ def _resume_state(run_dir: Path, config: dict, echo: Callable[[str], None]) -> t
 
 def _run_job(p: RunPlan, method_cls: type[Method], dataset: Dataset, setting: NoiseSetting, seed: int,
              images: _Images, test_cache: dict[tuple[str, str], list[TestCase]],
-             echo: Callable[[str], None]) -> tuple[float, list[dict]]:
+             echo: Callable[[str], None], add_curve_point: Callable[[dict], None]) -> tuple[float, list[dict]]:
     setup = MethodSetup(channels=dataset.channels, budget=p.budget, device=p.device, seed=seed,
                         options=p.request.method_options.get(method_cls.name, {}))
     method = method_cls(setup)
     name = f"{method_cls.name}__{dataset.name}__{_slug(str(setting.train))}__seed{seed}"
     train_seconds = 0.0
     trained = p.run_dir / "checkpoints" / f"{name}.pt"
+
+    def cases(spec: NoiseSpec) -> list[TestCase]:
+        key = (dataset.name, str(spec))
+        if key not in test_cache:
+            test_cache[key] = make_test_cases(dataset.name, images.test(dataset), spec, p.protocol, p.budget.test_crop)
+        return test_cache[key]
+
     if method_cls.trainable and trained.exists():
         method.load_state_dict(load_checkpoint(trained, p.device))  # trained before an interruption
     elif method_cls.trainable:
@@ -296,29 +315,44 @@ def _run_job(p: RunPlan, method_cls: type[Method], dataset: Dataset, setting: No
             bar.set_postfix(loss=f"{loss:.4g}")
 
         start = time.perf_counter()
+        evaluating = [0.0]  # seconds spent on learning-curve evaluations, not counted as training
+
+        def on_evaluate(step: int) -> None:
+            began = time.perf_counter()
+            rng = torch.get_rng_state()  # inference draws nothing, but a plugin's denoise might
+            for spec in setting.tests:
+                rows = list(evaluate(method, cases(spec), p.protocol, p.device))
+                add_curve_point({"method": method_cls.name, "dataset": dataset.name, "train_noise": str(setting.train),
+                                 "seed": seed, "test_noise": str(spec), "step": step,
+                                 "train_seconds": began - start - evaluating[0],
+                                 "psnr": sum(r["psnr"] for r in rows) / len(rows),
+                                 "ssim": sum(r["ssim"] for r in rows) / len(rows), "records": len(rows)})
+            torch.set_rng_state(rng)
+            evaluating[0] += time.perf_counter() - began
+
         state_path = p.run_dir / "checkpoints" / f"{name}.train.pt"
         try:
             method.fit(view, TrainContext(on_step=on_step, log=echo, checkpoint_path=state_path,
-                                          checkpoint_every=p.request.checkpoint_every))
+                                          checkpoint_every=p.request.checkpoint_every,
+                                          evaluate_every=p.request.eval_every, on_evaluate=on_evaluate))
         finally:
             bar.close()
-        train_seconds = time.perf_counter() - start
+        train_seconds = time.perf_counter() - start - evaluating[0]
         save_checkpoint(method.state_dict(), trained)
         state_path.unlink(missing_ok=True)  # the optimiser state is no longer needed
     job_records: list[dict] = []
     for spec in setting.tests:
-        key = (dataset.name, str(spec))
-        if key not in test_cache:
-            test_cache[key] = make_test_cases(dataset.name, images.test(dataset), spec, p.protocol, p.budget.test_crop)
-        cases = test_cache[key]
-        with tqdm(total=len(cases), desc=f"test {method_cls.name} {spec}", disable=not p.request.progress,
+        test_cases = cases(spec)
+        with tqdm(total=len(test_cases), desc=f"test {method_cls.name} {spec}", disable=not p.request.progress,
                   leave=False) as bar:
-            job_records.extend(evaluate(method, cases, p.protocol, p.device, on_case=bar.update))
+            job_records.extend(evaluate(method, test_cases, p.protocol, p.device, on_case=bar.update))
     return train_seconds, job_records
 
 
 RECORD_COLUMNS = ["run_id", "protocol", "profile", "method", "supervision", "uses_noise_level", "train_noise", "test_noise",
                   "dataset", "image", "repeat", "seed", "noise_seed", "noise_level", "psnr", "ssim", "input_psnr",
                   "input_ssim", "seconds", "train_seconds", "iterations", "noise_policy", "device"]
+CURVE_KEY = ["method", "dataset", "train_noise", "seed", "test_noise", "step"]
+CURVE_COLUMNS = CURVE_KEY + ["train_seconds", "psnr", "ssim", "records"]
 JOB_COLUMNS = ["method", "dataset", "train_noise", "seed", "supervision", "uses_noise_level", "status", "error", "seconds",
                "traceback"]

@@ -92,3 +92,6 @@ def train(method: NetworkMethod, view: TrainingView, budget: Budget, context: Tr
             context.on_step(step + 1, value)
         if path is not None and context.checkpoint_every and ((step + 1) % context.checkpoint_every == 0 or step + 1 == total):
             save_checkpoint(_training_state(method, optimizer, scheduler, view, step + 1, total), path)
+        if context.evaluate_every and (step + 1) % context.evaluate_every == 0:
+            context.on_evaluate(step + 1)
+            method.net.train()  # evaluation put the network in inference mode

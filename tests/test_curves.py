@@ -1,0 +1,65 @@
+"""Learning curves (--eval-every): test scores during training, without disturbing the training."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from denoise_bench.leaderboard import write_leaderboard
+from denoise_bench.results import CURVES
+from denoise_bench.runner import RunRequest, plan, run
+
+
+def _run(out: Path, eval_every: int) -> pd.DataFrame:
+    request = RunRequest(methods=["iddp", "unet"], noises=["gaussian"], datasets=["skimage"], profile="smoke",
+                         out=out, progress=False, eval_every=eval_every)
+    result = run(plan(request), echo=lambda _: None)
+    assert result.failed.empty, result.failed
+    return result.records
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pd.DataFrame, pd.DataFrame]:
+    base = tmp_path_factory.mktemp("curves")
+    with_curves = _run(base / "curves", eval_every=10)
+    without = _run(base / "plain", eval_every=0)
+    return base / "curves", with_curves, without
+
+
+def test_curve_points_at_every_interval_for_every_test_setting(runs: tuple[Path, pd.DataFrame, pd.DataFrame]) -> None:
+    run_dir, _, _ = runs
+    curves = pd.read_csv(run_dir / CURVES)
+    assert set(curves.method) == {"iddp", "unet"}
+    assert set(curves.test_noise) == {"gaussian:sigma=25", "gaussian:sigma=0-50"}
+    for _, block in curves.groupby(["method", "test_noise"]):
+        assert list(block.step) == [10, 20, 30]  # smoke profile: 30 steps
+        assert block.train_seconds.is_monotonic_increasing
+
+
+def test_last_curve_point_is_the_final_score(runs: tuple[Path, pd.DataFrame, pd.DataFrame]) -> None:
+    run_dir, records, _ = runs
+    curves = pd.read_csv(run_dir / CURVES)
+    last = curves[curves.step == 30].set_index(["method", "test_noise"]).psnr
+    final = records.groupby(["method", "test_noise"]).psnr.mean()
+    pd.testing.assert_series_equal(last.sort_index(), final.sort_index(), check_names=False, rtol=1e-9)
+
+
+def test_evaluating_during_training_does_not_change_the_result(runs: tuple[Path, pd.DataFrame, pd.DataFrame]) -> None:
+    _, with_curves, without = runs
+    key = ["method", "test_noise", "image", "repeat"]
+    a = with_curves.sort_values(key).psnr.to_numpy()
+    b = without.sort_values(key).psnr.to_numpy()
+    assert (a == b).all()
+
+
+def test_leaderboard_shows_the_learning_curves(runs: tuple[Path, pd.DataFrame, pd.DataFrame], tmp_path: Path) -> None:
+    run_dir, _, _ = runs
+    markdown = write_leaderboard([run_dir], tmp_path / "board")
+    assert "# Learning curves" in markdown
+    section = markdown.split("# Learning curves")[1]
+    assert re.search(r"\|\s+step\s+\|\s+iddp\s+\|\s+unet\s+\|", section)
+    assert re.search(r"\|\s+30 \| \d+\.\d\d \(\d+ s\)", section)
+    assert len(pd.read_csv(tmp_path / "board" / "curves.csv")) == 12  # 2 methods x 2 settings x 3 steps
