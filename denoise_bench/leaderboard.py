@@ -25,7 +25,7 @@ import pandas as pd
 
 from denoise_bench.errors import BenchError
 from denoise_bench.results import (ORACLE_MARK, method_label, read_config, read_curves, read_jobs, read_records, write_frame,
-                                   write_text_atomic)
+                                   write_json, write_text_atomic)
 from denoise_bench.significance import PairedDifference, all_pairs, compare, per_image_means
 
 # What must agree between runs for their means to be comparable.
@@ -203,6 +203,9 @@ def write_leaderboard(run_dirs: list[Path], out: Path, allow_mismatch: bool = Fa
     if not failed.empty:
         lines += ["", "Failed jobs (no numbers): " + ", ".join(f"{j.method} on {j.dataset} ({j.train_noise})" for j in failed.itertuples())]
     markdown = "\n".join(lines) + "\n"
+    # What the leaderboard was made from, so that it can be checked and re-made.
+    write_json(out / "leaderboard.json", {"runs": [str(d) for d in run_dirs], "allow_mismatch": allow_mismatch,
+                                          "paper": paper})
     write_text_atomic(out / "leaderboard.md", markdown)
     write_frame(out / "leaderboard.csv", pd.concat(frames, ignore_index=True))
     pairs = pairs_table(records)
