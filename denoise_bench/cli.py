@@ -166,9 +166,12 @@ def list_command() -> None:
               help="Folder for leaderboard.{csv,md} and pairs.{csv,md}.")
 @click.option("--allow-mismatch", is_flag=True, help="Merge runs whose protocol, profile or budget differ (listed in the output).")
 @click.option("--paper/--no-paper", default=True, show_default=True, help="Show published numbers beside ours where they exist.")
-def leaderboard_command(run_dirs: tuple[Path, ...], out: Path, allow_mismatch: bool, paper: bool) -> None:
+@click.option("--html/--no-html", default=True, show_default=True, help="Also write index.html with plots (PNG and SVG) and sample crops.")
+def leaderboard_command(run_dirs: tuple[Path, ...], out: Path, allow_mismatch: bool, paper: bool, html: bool) -> None:
     """Merge the records of RUN_DIRS into ranked tables with paired significance tests."""
-    click.echo(write_leaderboard(list(run_dirs), out, allow_mismatch, paper))
+    click.echo(write_leaderboard(list(run_dirs), out, allow_mismatch, paper, html))
+    if html:
+        click.echo(f"page: {out / 'index.html'}")
 
 
 @main.command("table")

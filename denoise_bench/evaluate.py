@@ -56,8 +56,11 @@ def make_test_cases(dataset: str, images: list[CleanImage], spec: NoiseSpec, pro
 
 
 def evaluate(method: Method, cases: list[TestCase], protocol: EvalProtocol, device: torch.device,
-             on_case: Callable[[], object] = lambda: None) -> Iterator[dict]:
-    """Denoise each case and yield its record fields (metrics of the estimate and of the noisy input)."""
+             on_case: Callable[[], object] = lambda: None,
+             on_estimate: Callable[[TestCase, torch.Tensor], None] | None = None) -> Iterator[dict]:
+    """Denoise each case and yield its record fields (metrics of the estimate and of the noisy input).
+
+    ``on_estimate(case, estimate)`` sees each (cropped back) estimate, e.g. to save example images."""
     for case in cases:
         noisy = case.noisy.to(device)
         h, w = noisy.shape[-2:]
@@ -71,6 +74,8 @@ def evaluate(method: Method, cases: list[TestCase], protocol: EvalProtocol, devi
         if estimate.shape != padded.shape:
             raise ValueError(f"{method.name}.denoise returned shape {tuple(estimate.shape)} for input {tuple(padded.shape)}")
         estimate = estimate[..., :h, :w]
+        if on_estimate is not None:
+            on_estimate(case, estimate)
         psnr, ssim = protocol.score(estimate[0], case.clean_u8.to(device))
         input_psnr, input_ssim = protocol.score(noisy[0], case.clean_u8.to(device))
         on_case()

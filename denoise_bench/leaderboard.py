@@ -146,6 +146,7 @@ def leaderboard_tables(records: pd.DataFrame, paper: pd.DataFrame | None = None)
         rows.append({"method": "noisy input", "psnr": noisy.input_psnr.mean(), "ssim": noisy.input_ssim.mean(),
                      "images": noisy.image.nunique(), "records": len(noisy)})
         table = pd.DataFrame(rows).round({"psnr": 2, "ssim": 4, "psnr - paper": 2})
+        table = table.astype({"images": "Int64", "records": "Int64", "iterations": "Int64"})  # the noisy row has none
         if paper is not None and table["paper psnr"].isna().all():
             table = table.drop(columns=["paper psnr", "paper ssim", "psnr - paper"])  # no published numbers here
         tables[(dataset, test_noise)] = table
@@ -173,8 +174,10 @@ def curve_tables(curves: pd.DataFrame) -> dict[tuple[str, str], pd.DataFrame]:
     return tables
 
 
-def write_leaderboard(run_dirs: list[Path], out: Path, allow_mismatch: bool = False, paper: bool = True) -> str:
-    """Merge the runs and write leaderboard.{csv,md} and pairs.{csv,md} to ``out``; returns the markdown."""
+def write_leaderboard(run_dirs: list[Path], out: Path, allow_mismatch: bool = False, paper: bool = True,
+                      html: bool = True) -> str:
+    """Merge the runs and write leaderboard.{csv,md}, pairs.{csv,md} and (``html``) the page with its
+    plots to ``out``; returns the markdown."""
     merged = merge_runs(run_dirs, allow_mismatch)
     records = merged.records[merged.records.psnr.notna()]
     if records.empty:
@@ -212,4 +215,8 @@ def write_leaderboard(run_dirs: list[Path], out: Path, allow_mismatch: bool = Fa
     write_frame(out / "pairs.csv", pairs)
     write_text_atomic(out / "pairs.md", "# Paired PSNR differences (95 % bootstrap intervals over images)\n\n"
                       + pairs.to_markdown(index=False) + "\n")
+    if html:
+        from denoise_bench.report import write_html  # matplotlib is imported only when a page is made
+
+        write_html(out, tables, records, merged.curves, run_dirs)
     return markdown

@@ -35,6 +35,7 @@ from denoise_bench.profiles import Budget, get_profile
 from denoise_bench.protocol import EvalProtocol, get_protocol
 from denoise_bench.results import (CONFIG, CURVES, JOBS, RECORDS, RESULTS_FORMAT, read_config, read_curves, read_jobs,
                                    read_records, write_frame, write_json, write_tables)
+from denoise_bench.samples import is_sample_case, save_sample
 from denoise_bench.supervision import NoisePolicy, Supervision, build_view
 
 
@@ -341,11 +342,16 @@ def _run_job(p: RunPlan, method_cls: type[Method], dataset: Dataset, setting: No
         save_checkpoint(method.state_dict(), trained)
         state_path.unlink(missing_ok=True)  # the optimiser state is no longer needed
     job_records: list[dict] = []
+    def keep_sample(case: TestCase, estimate: torch.Tensor) -> None:
+        if is_sample_case(case, test_cases[0].image_id):
+            save_sample(p.run_dir, case, method_cls.name, estimate)
+
     for spec in setting.tests:
         test_cases = cases(spec)
         with tqdm(total=len(test_cases), desc=f"test {method_cls.name} {spec}", disable=not p.request.progress,
                   leave=False) as bar:
-            job_records.extend(evaluate(method, test_cases, p.protocol, p.device, on_case=bar.update))
+            job_records.extend(evaluate(method, test_cases, p.protocol, p.device, on_case=bar.update,
+                                        on_estimate=keep_sample))
     return train_seconds, job_records
 
 
