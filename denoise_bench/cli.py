@@ -8,9 +8,12 @@ from pathlib import Path
 import click
 
 from denoise_bench.data import resolve_data_dir
+from denoise_bench.environment import pick_device
 from denoise_bench.errors import BenchError
-from denoise_bench.noise import resolve_setting
 from denoise_bench.leaderboard import write_leaderboard
+from denoise_bench.network_method import NetworkMethod
+from denoise_bench.noise import resolve_setting
+from denoise_bench.perf import PerfSettings, write_report
 from denoise_bench.plugins import get_registry
 from denoise_bench.profiles import PROFILES
 from denoise_bench.protocol import PROTOCOLS
@@ -172,6 +175,33 @@ def leaderboard_command(run_dirs: tuple[Path, ...], out: Path, allow_mismatch: b
     click.echo(write_leaderboard(list(run_dirs), out, allow_mismatch, paper, html))
     if html:
         click.echo(f"page: {out / 'index.html'}")
+
+
+@main.command("perf")
+@click.option("--methods", default="iddp,nb2nb,n2v", show_default=True, help="Network methods to time.")
+@click.option("--batches", default="1,8", show_default=True, help="Comma-separated batch sizes.")
+@click.option("--crop", type=int, default=128, show_default=True)
+@click.option("--width", type=int, default=48, show_default=True)
+@click.option("--steps", type=int, default=20, show_default=True, help="Timed iterations per measurement.")
+@click.option("--rounds", type=int, default=3, show_default=True, help="Measurements per case; the fastest is reported.")
+@click.option("--device", default=None, help="cpu or cuda (default: cuda when present).")
+@click.option("--peak-tflops", type=float, default=None, help="The device's peak rate, for the arithmetic bound.")
+@click.option("--out", "out", required=True, type=click.Path(path_type=Path, file_okay=False),
+              help="Folder for perf.json and perf.md.")
+def perf_command(methods: str, batches: str, crop: int, width: int, steps: int, rounds: int, device: str | None,
+                 peak_tflops: float | None, out: Path) -> None:
+    """Time training iterations and evaluation; compare with a bare PyTorch loop and the physical bounds."""
+    try:
+        batch_sizes = tuple(int(b) for b in _split(batches))
+    except ValueError:
+        raise BenchError(f"--batches {batches!r} must be comma-separated integers") from None
+    registry = get_registry()
+    for name in _split(methods):
+        if not issubclass(registry.method(name), NetworkMethod):
+            raise BenchError(f"bench perf times network methods; {name!r} is not one")
+    settings = PerfSettings(methods=tuple(_split(methods)), batches=batch_sizes, crop=crop, width=width, steps=steps,
+                            rounds=rounds, device=pick_device(device), peak_tflops=peak_tflops)
+    click.echo(write_report(settings, out))
 
 
 @main.command("table")

@@ -1,0 +1,221 @@
+"""``bench perf``: how fast the training and evaluation steps run, and how far that is from the limit.
+
+For each method and batch size it measures the shared training loop (``training.train``, exactly
+what ``bench run`` executes: crops and noise drawn by the training view on the device, the method's
+loss, Adam, the schedule) in iterations per second, and evaluation in images per second. Against
+that it states two bounds for one training iteration:
+
+* arithmetic: floating-point operations counted by ``torch.utils.flop_counter`` divided by the
+  device's peak rate (``peak_tflops``; unknown for CPUs unless given);
+* launch: operators dispatched per iteration (counted with ``torch.profiler``) times a per-launch
+  cost (10 us by default, typical of a CUDA kernel launch from eager PyTorch).
+
+On any device it also runs a bare PyTorch loop of the same network, loss and optimiser on
+pre-drawn batches and reports the ratio suite / bare, interleaving the two so that a busy machine
+slows both alike: the suite's overhead over hand-written code.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import skimage.data
+import torch
+import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
+
+from denoise_bench.method import MethodSetup, TrainContext
+from denoise_bench.methods.iddp import box_filter, random_signs
+from denoise_bench.network_method import NetworkMethod
+from denoise_bench.noise import parse_spec
+from denoise_bench.plugins import get_registry
+from denoise_bench.profiles import Budget
+from denoise_bench.results import write_json, write_text_atomic
+from denoise_bench.supervision import NoisePolicy, Supervision, TrainingView, build_view
+from denoise_bench.training import train
+
+LAUNCH_COST_S = 10e-6
+CHANNELS = 3  # colour, as in the paper's tables
+
+
+@dataclass
+class PerfSettings:
+    methods: tuple[str, ...] = ("iddp", "nb2nb", "n2v")
+    batches: tuple[int, ...] = (1, 8)
+    crop: int = 128
+    width: int = 48
+    steps: int = 20  # timed iterations per measurement (after WARMUP)
+    rounds: int = 3  # repeated measurements; the fastest is reported (least disturbed by other load)
+    eval_size: int = 512  # evaluation on eval_size x eval_size images (a padded BSD300 image)
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    peak_tflops: float | None = None
+    launch_cost_s: float = LAUNCH_COST_S
+
+
+WARMUP = 3
+
+
+def _view(supervision: Supervision, device: torch.device) -> TrainingView:
+    """Crops of two photographs, noise drawn on the device: the runner's own data path."""
+    photo = torch.from_numpy(np.ascontiguousarray(skimage.data.astronaut())).permute(2, 0, 1)
+    images = [photo[:, :256, :256].contiguous(), photo[:, 256:, 256:].contiguous()]
+    return build_view(supervision, images, parse_spec("gaussian:sigma=0-50", get_registry().noise_families),
+                      NoisePolicy.FRESH, device, seed=0)
+
+
+def _method(name: str, s: PerfSettings, batch: int, iterations: int) -> NetworkMethod:
+    budget = Budget(iterations=iterations, batch_size=batch, crop_size=s.crop, width=s.width, test_images=None,
+                    test_crop=None, per_image_iterations=1)
+    return get_registry().method(name)(MethodSetup(channels=CHANNELS, budget=budget, device=s.device))
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_suite_steps(name: str, s: PerfSettings, batch: int) -> float:
+    """Seconds per iteration of the shared training loop (WARMUP untimed iterations first)."""
+    method = _method(name, s, batch, WARMUP + s.steps)
+    view = _view(Supervision(method.supervision), s.device)
+    train(method, view, method.setup.budget.override(iterations=WARMUP), TrainContext())
+    _sync(s.device)
+    start = time.perf_counter()
+    train(method, view, method.setup.budget.override(iterations=s.steps), TrainContext())
+    _sync(s.device)
+    return (time.perf_counter() - start) / s.steps
+
+
+def time_bare_iddp_steps(s: PerfSettings, batch: int) -> float:
+    """The same IDDP iteration written as a plain PyTorch loop over pre-drawn noisy crops."""
+    method = _method("iddp", s, batch, 1)
+    net = method.net
+    optimizer = torch.optim.Adam(net.parameters(), lr=2e-4)
+    generator = torch.Generator(device=s.device).manual_seed(0)
+    data = [torch.rand(batch, CHANNELS, s.crop, s.crop, device=s.device, generator=generator) for _ in range(4)]
+
+    def step(y: torch.Tensor) -> None:
+        estimate = net(y)
+        prior = estimate.detach()
+        loss = 0.001 * F.mse_loss(estimate, box_filter(y, 3)) + F.mse_loss(net(prior + random_signs(y) * (y - prior)), prior)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    for i in range(WARMUP):
+        step(data[i % len(data)])
+    _sync(s.device)
+    start = time.perf_counter()
+    for i in range(s.steps):
+        step(data[i % len(data)])
+    _sync(s.device)
+    return (time.perf_counter() - start) / s.steps
+
+
+def count_step(name: str, s: PerfSettings, batch: int) -> tuple[int, int]:
+    """(floating-point operations, dispatched operators) of one training iteration."""
+    method = _method(name, s, batch, 1)
+    view = _view(Supervision(method.supervision), s.device)
+    optimizer = method.make_optimizer()
+
+    def one() -> None:
+        loss = method.training_loss(view.sample(batch, s.crop), 0.0)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    one()  # Adam's state is created on the first step; count a steady-state one
+    with FlopCounterMode(display=False) as flops:
+        one()
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    if s.device.type == "cuda":
+        activities.append(torch.profiler.ProfilerActivity.CUDA)
+    with torch.profiler.profile(activities=activities) as prof:
+        one()
+        _sync(s.device)
+    events = prof.events()
+    if s.device.type == "cuda":
+        launches = sum(1 for e in events if e.device_type == torch.autograd.DeviceType.CUDA)
+    else:
+        # Leaf operators actually executed (an op that calls others is not itself a kernel).
+        launches = sum(1 for e in events if not e.cpu_children)
+    return int(flops.get_total_flops()), launches
+
+
+def time_evaluation(s: PerfSettings) -> float:
+    """Images per second of a trained-network forward pass (batch 1, ``eval_size`` squared)."""
+    method = _method("iddp", s, 1, 1)
+    y = torch.rand(1, CHANNELS, s.eval_size, s.eval_size, device=s.device)
+    method.denoise(y)
+    _sync(s.device)
+    times = []
+    for _ in range(s.rounds):
+        start = time.perf_counter()
+        method.denoise(y)
+        _sync(s.device)
+        times.append(time.perf_counter() - start)
+    return 1.0 / min(times)
+
+
+def measure(s: PerfSettings) -> dict:
+    rows = []
+    for name in s.methods:
+        for batch in s.batches:
+            seconds = min(time_suite_steps(name, s, batch) for _ in range(s.rounds))
+            flops, launches = count_step(name, s, batch)
+            peak = s.peak_tflops * 1e12 if s.peak_tflops else None
+            rows.append({"method": name, "batch": batch, "crop": s.crop, "width": s.width,
+                         "ms_per_iteration": seconds * 1e3, "iterations_per_s": 1.0 / seconds,
+                         "gflop_per_iteration": flops / 1e9, "achieved_tflops": flops / seconds / 1e12,
+                         "arithmetic_bound_ms": flops / peak * 1e3 if peak else None,
+                         "operators_per_iteration": launches,
+                         "launch_bound_ms": launches * s.launch_cost_s * 1e3})
+    # Suite vs bare loop, interleaved, IDDP at the first batch size.
+    suite, bare = [], []
+    for _ in range(s.rounds):
+        bare.append(time_bare_iddp_steps(s, s.batches[0]))
+        suite.append(time_suite_steps("iddp", s, s.batches[0]))
+    return {
+        "device": str(s.device),
+        "device_name": torch.cuda.get_device_name(s.device) if s.device.type == "cuda" else "cpu",
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "settings": {k: (str(v) if isinstance(v, torch.device) else v) for k, v in asdict(s).items()},
+        "training": rows,
+        "evaluation_images_per_s": time_evaluation(s),
+        "suite_vs_bare": {"method": "iddp", "batch": s.batches[0], "suite_ms": min(suite) * 1e3,
+                          "bare_ms": min(bare) * 1e3, "ratio": min(suite) / min(bare),
+                          "all_suite_ms": [t * 1e3 for t in suite], "all_bare_ms": [t * 1e3 for t in bare]},
+    }
+
+
+def render(report: dict) -> str:
+    lines = [f"# Performance: {report['device_name']} ({report['device']}, torch {report['torch']}, "
+             f"{report['threads']} threads)", "",
+             "| method | batch | ms / iteration | iterations / s | GFLOP / iteration | achieved TFLOP/s | "
+             "arithmetic bound (ms) | operators / iteration | launch bound (ms) |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in report["training"]:
+        bound = f"{r['arithmetic_bound_ms']:.3f}" if r["arithmetic_bound_ms"] is not None else "n/a (peak unknown)"
+        lines.append(f"| {r['method']} | {r['batch']} | {r['ms_per_iteration']:.1f} | {r['iterations_per_s']:.2f} | "
+                     f"{r['gflop_per_iteration']:.1f} | {r['achieved_tflops']:.3f} | {bound} | "
+                     f"{r['operators_per_iteration']} | {r['launch_bound_ms']:.2f} |")
+    c = report["suite_vs_bare"]
+    lines += ["", f"Crops {report['settings']['crop']}x{report['settings']['crop']}, U-Net width "
+              f"{report['settings']['width']}, colour. Evaluation: {report['evaluation_images_per_s']:.2f} images/s "
+              f"at {report['settings']['eval_size']}x{report['settings']['eval_size']}.", "",
+              f"Suite training loop vs a bare PyTorch loop ({c['method']}, batch {c['batch']}, fastest of "
+              f"{len(c['all_suite_ms'])} interleaved rounds): {c['suite_ms']:.1f} ms vs {c['bare_ms']:.1f} ms, "
+              f"ratio **{c['ratio']:.3f}**."]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(s: PerfSettings, out: Path) -> str:
+    report = measure(s)
+    write_json(out / "perf.json", report)
+    markdown = render(report)
+    write_text_atomic(out / "perf.md", markdown)
+    return markdown
