@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import html
 import json
-import re
 import shutil
 from pathlib import Path
 
@@ -21,6 +20,7 @@ matplotlib.use("Agg")  # files only, never a window
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from denoise_bench.results import file_slug  # noqa: E402
 from denoise_bench.samples import CLEAN, NOISY, SAMPLES, sample_dir  # noqa: E402
 
 PLOTS = "plots"
@@ -67,10 +67,6 @@ img.plot { max-width: 45em; }
 """
 
 
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9.=-]+", "_", text)
-
-
 def _save(fig: plt.Figure, out: Path, name: str) -> str:
     """Write ``name``.png and ``name``.svg under plots/; returns the SVG's path relative to ``out``."""
     folder = out / PLOTS
@@ -109,7 +105,7 @@ def plot_psnr_vs_noise(records: pd.DataFrame, out: Path) -> dict[str, str]:
         ax.plot(means.level, means.psnr, linestyle="--", color="grey", label="noisy input")
         ax.set(xlabel=f"{family} noise level of the test image", ylabel="PSNR (dB)", title=f"{dataset}: PSNR vs noise level")
         ax.legend(fontsize="small")
-        plots[f"{dataset}, {family}"] = _save(fig, out, f"psnr_vs_noise_{_slug(dataset)}_{_slug(family)}")
+        plots[f"{dataset}, {family}"] = _save(fig, out, f"psnr_vs_noise_{file_slug(dataset)}_{file_slug(family)}")
     return plots
 
 
@@ -131,7 +127,7 @@ def plot_psnr_vs_budget(records: pd.DataFrame, curves: pd.DataFrame, out: Path) 
         ax.set(xlabel="training time (s)", ylabel="PSNR (dB)", title=f"{dataset}, {test_noise}: PSNR vs training time")
         if not curves.empty:
             ax.legend(fontsize="small")
-        plots[f"{dataset}, {test_noise}"] = _save(fig, out, f"psnr_vs_budget_{_slug(dataset)}_{_slug(test_noise)}")
+        plots[f"{dataset}, {test_noise}"] = _save(fig, out, f"psnr_vs_budget_{file_slug(dataset)}_{file_slug(test_noise)}")
     return plots
 
 

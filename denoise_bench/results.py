@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -34,6 +35,11 @@ TABLES = "tables"
 NOISY_INPUT = "noisy input"
 ORACLE_MARK = "†"  # methods told the true noise level
 METRICS = {"psnr": 2, "ssim": 4}  # metric -> decimals shown
+
+
+def file_slug(text: str) -> str:
+    """A file or folder name for a method, dataset or noise spec: ``gaussian:sigma=25`` -> ``gaussian_sigma=25``."""
+    return re.sub(r"[^A-Za-z0-9.=-]+", "_", text).strip("_")
 
 
 def write_text_atomic(path: Path, text: str) -> None:

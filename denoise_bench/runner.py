@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import re
 import time
 import traceback
 from collections.abc import Callable
@@ -33,8 +32,8 @@ from denoise_bench.noise import NoiseSetting, NoiseSpec, resolve_setting
 from denoise_bench.plugins import Registry, get_registry
 from denoise_bench.profiles import Budget, get_profile
 from denoise_bench.protocol import EvalProtocol, get_protocol
-from denoise_bench.results import (CONFIG, CURVES, JOBS, RECORDS, RESULTS_FORMAT, read_config, read_curves, read_jobs,
-                                   read_records, write_frame, write_json, write_tables)
+from denoise_bench.results import (CONFIG, CURVES, JOBS, RECORDS, RESULTS_FORMAT, file_slug, read_config, read_curves,
+                                   read_jobs, read_records, write_frame, write_json, write_tables)
 from denoise_bench.samples import is_sample_case, save_sample
 from denoise_bench.supervision import NoisePolicy, Supervision, build_view
 
@@ -130,10 +129,6 @@ def plan(request: RunRequest, registry: Registry | None = None) -> RunPlan:
                    pick_device(request.device), run_dir)
 
 
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9.=-]+", "_", text).strip("_")
-
-
 def _config(p: RunPlan) -> dict:
     r = p.request
     return {
@@ -199,7 +194,7 @@ def run(p: RunPlan, echo: Callable[[str], None] = print) -> RunResult:
     config = _config(p)
     records, jobs = _resume_state(run_dir, config, echo)
     # Learning-curve points of unfinished jobs stay valid: a resumed job retrains bit for bit.
-    curves: list[dict] = read_curves(run_dir).to_dict("records") if (run_dir / CONFIG).exists() else []
+    curves: list[dict] = read_curves(run_dir).to_dict("records")
     finished = {_job_key(j) for j in jobs}
     (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
     write_json(run_dir / CONFIG, config)
@@ -293,7 +288,7 @@ def _run_job(p: RunPlan, method_cls: type[Method], dataset: Dataset, setting: No
     setup = MethodSetup(channels=dataset.channels, budget=p.budget, device=p.device, seed=seed,
                         options=p.request.method_options.get(method_cls.name, {}))
     method = method_cls(setup)
-    name = f"{method_cls.name}__{dataset.name}__{_slug(str(setting.train))}__seed{seed}"
+    name = f"{method_cls.name}__{dataset.name}__{file_slug(str(setting.train))}__seed{seed}"
     train_seconds = 0.0
     trained = p.run_dir / "checkpoints" / f"{name}.pt"
 

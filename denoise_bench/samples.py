@@ -7,7 +7,6 @@ clean image, of its first noisy draw and of every method's estimate as 8-bit PNG
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +14,7 @@ import torch
 from PIL import Image
 
 from denoise_bench.evaluate import TestCase, centre_crop
+from denoise_bench.results import file_slug
 
 SAMPLES = "samples"
 SAMPLE_SIZE = 128  # side of the centre crop shown
@@ -22,7 +22,7 @@ CLEAN, NOISY = "clean", "noisy"
 
 
 def sample_dir(run_dir: Path, dataset: str, test_noise: str) -> Path:
-    return run_dir / SAMPLES / dataset / re.sub(r"[^A-Za-z0-9.=-]+", "_", test_noise)
+    return run_dir / SAMPLES / dataset / file_slug(test_noise)
 
 
 def _to_png(image: torch.Tensor, path: Path) -> None:
