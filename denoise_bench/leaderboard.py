@@ -51,14 +51,12 @@ def merge_runs(run_dirs: list[Path], allow_mismatch: bool = False) -> MergedRuns
         raise BenchError("no run folders given")
     if len(set(map(Path.resolve, run_dirs))) != len(run_dirs):
         raise BenchError("the same run folder is given twice")
-    first_dir, first = run_dirs[0], _comparable(read_config(run_dirs[0]))
-    mismatches: list[str] = []
+    configs = [_comparable(read_config(run_dir)) for run_dir in run_dirs]
+    mismatches = [f"{key} of {run_dir} differs from {run_dirs[0]}: {config[key]} vs {configs[0][key]}"
+                  for run_dir, config in zip(run_dirs[1:], configs[1:]) for key in COMPARABLE_FIELDS
+                  if config[key] != configs[0][key]]
     records, jobs, curves = [], [], []
     for run_dir in run_dirs:
-        config = _comparable(read_config(run_dir))
-        for key in COMPARABLE_FIELDS:
-            if config[key] != first[key]:
-                mismatches.append(f"{key} of {run_dir} differs from {first_dir}: {config[key]} vs {first[key]}")
         run_records = read_records(run_dir)
         run_records["run_dir"] = str(run_dir)
         records.append(run_records)

@@ -145,7 +145,7 @@ def collect_samples(run_dirs: list[Path], records: pd.DataFrame, out: Path) -> d
             continue
         markers = [sample_dir(d, dataset, test_noise) / "image.txt" for d in run_dirs]
         image_name = next((m.read_text().strip() for m in markers if m.is_file()), "")
-        order = [NOISY] + sorted(block.groupby("method").psnr.mean().sort_values(ascending=False).index) + [CLEAN]
+        order = [NOISY] + list(block.groupby("method").psnr.mean().sort_values(ascending=False).index) + [CLEAN]
         cells = []
         for name in order:
             if name not in found:
