@@ -63,6 +63,11 @@ class NamedSet(Dataset):
             files = [f for f in files if f.stem not in excluded]
         return files
 
+    def training_set_id(self) -> str:
+        # The folders (and exclusions) fully determine the train split within one data directory.
+        folders = "+".join(self.folders[TRAIN])
+        return f"{folders}-minus-{self.exclude[TRAIN]}" if TRAIN in self.exclude else folders
+
     def check(self, split: str) -> None:
         for name in self.folders[split]:
             self._folder(name)

@@ -12,7 +12,7 @@ from denoise_bench.environment import pick_device
 from denoise_bench.errors import BenchError
 from denoise_bench.leaderboard import write_leaderboard
 from denoise_bench.network_method import NetworkMethod
-from denoise_bench.noise import resolve_setting
+from denoise_bench.noise import resolve_setting, split_noise_list
 from denoise_bench.perf import PerfSettings, write_report
 from denoise_bench.plugins import get_registry
 from denoise_bench.profiles import PROFILES
@@ -68,7 +68,7 @@ def _method_options(pairs: tuple[str, ...]) -> dict[str, dict[str, str]]:
 @click.option("--methods", default=DEFAULT_METHODS, show_default=True, help="Comma-separated method names (see `bench list`).")
 @click.option("--noise", "noises", multiple=True, default=("gaussian",), show_default=True,
               help="A family (paper preset: train on the range, test on the fixed level and the range) or a spec "
-                   "such as gaussian:sigma=25 or poisson:lam=5-50. Repeat for several.")
+                   "such as gaussian:sigma=25 or poisson:lam=5-50. Several: comma-separated or repeated.")
 @click.option("--dataset", "datasets", default="skimage", show_default=True, help="Comma-separated dataset names.")
 @click.option("--train-dataset", default=None, help="Train on this dataset's train split instead of each test dataset's own.")
 @click.option("--profile", type=click.Choice(list(PROFILES)), default="quick", show_default=True)
@@ -112,7 +112,7 @@ def run_command(methods: str, noises: tuple[str, ...], datasets: str, train_data
         request.progress = progress
     else:
         request = RunRequest(
-            methods=_split(methods), noises=list(noises), datasets=_split(datasets), seeds=seed_list, profile=profile,
+            methods=_split(methods), noises=[item for text in noises for item in split_noise_list(text)], datasets=_split(datasets), seeds=seed_list, profile=profile,
             overrides={"iterations": iterations, "batch_size": batch_size, "crop_size": crop_size, "width": width,
                        "test_images": test_images},
             protocol=protocol, noise_policy=noise_policy, train_dataset=train_dataset, data_dir=resolve_data_dir(data_dir),

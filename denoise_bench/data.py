@@ -79,6 +79,15 @@ class Dataset(ABC):
                 )
         return images
 
+    def training_set_id(self) -> str:
+        """Names the images of the train split; datasets that return the same id share trained models.
+
+        The runner trains each method once per (training set, noise, seed) and evaluates that model on
+        every test set with the same training set (BSD68 and Set12 both train on Train400). The default,
+        the dataset's own name, never shares; override it only when the train split really is identical.
+        """
+        return self.name
+
     def describe(self) -> str:
         kind = "gray" if self.channels == 1 else "colour"
         return f"{self.description} [{kind}]"

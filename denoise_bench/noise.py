@@ -198,6 +198,23 @@ def parse_spec(spec: str, families: Mapping[str, NoiseFamily]) -> NoiseSpec:
     return NoiseSpec(family, tuple((p.name, given[p.name]) for p in family.params))
 
 
+def split_noise_list(text: str) -> list[str]:
+    """``gaussian,poisson:lam=30`` -> ``["gaussian", "poisson:lam=30"]``.
+
+    Commas also separate a spec's parameters, so a piece of the form ``key=value`` (no family name)
+    continues the spec before it: ``poisson-gaussian:lam=30,sigma=10,gaussian`` is two settings.
+    """
+    items: list[str] = []
+    for piece in (part.strip() for part in text.split(",")):
+        if not piece:
+            continue
+        if items and "=" in piece and ":" not in piece and ":" in items[-1]:
+            items[-1] += f",{piece}"
+        else:
+            items.append(piece)
+    return items
+
+
 def resolve_setting(text: str, families: Mapping[str, NoiseFamily]) -> NoiseSetting:
     """A family name alone gives its paper preset; a full spec trains and tests on itself."""
     name = text.strip().lower()

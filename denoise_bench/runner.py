@@ -1,8 +1,8 @@
 """The runner: a grid of methods x training noise x datasets x seeds.
 
-Each (method, dataset, noise setting, seed) job trains once on the dataset's training split, through
-a view limited to the method's supervision, then is evaluated on every test setting of the noise
-setting. Records are appended to the run folder after every job, so whatever finished is on disk
+Each (method, dataset, noise setting, seed) job trains on the dataset's training split, through a
+view limited to the method's supervision, then is evaluated on every test setting of the noise
+setting. Datasets with the same training set (BSD68 and Set12: Train400) share one trained model. Records are appended to the run folder after every job, so whatever finished is on disk
 even if a later job fails or the process is killed. A job that raises is recorded as failed and the
 grid goes on; an incompatible (method, noise) cell is recorded as skipped, with the reason.
 """
@@ -213,36 +213,56 @@ def run(p: RunPlan, echo: Callable[[str], None] = print) -> RunResult:
         curves.append(point)
         save()
 
-    # One job per (dataset, training noise, seed, method), in this order.
-    for dataset, setting, seed, method_cls in itertools.product(p.datasets, p.settings, p.request.seeds, p.methods):
-        job = {"method": method_cls.name, "dataset": dataset.name, "train_noise": str(setting.train),
-               "seed": seed, "uses_noise_level": method_cls.uses_noise_level,
-               "supervision": Supervision(method_cls.supervision).value}
-        if _job_key(job) in finished:
-            continue  # done in an earlier, interrupted invocation
-        reason = method_cls.incompatibility(setting.family)
-        if reason:
-            echo(f"skip {method_cls.name} on {setting.label}: {reason}")
-            jobs.append(job | {"status": "skipped", "error": reason})
-            save()
-            continue
-        start = time.perf_counter()
-        try:
-            train_seconds, job_records = _run_job(p, method_cls, dataset, setting, seed, images, test_cache, echo,
-                                                  add_curve_point)
-        except Exception as exc:  # isolate the failure; the grid goes on
-            message = f"{type(exc).__name__}: {exc}"
-            echo(f"FAILED {method_cls.name} on {dataset.name} / {setting.label} (seed {seed}): {message}")
-            jobs.append(job | {"status": "failed", "error": message, "traceback": traceback.format_exc(limit=8),
-                               "seconds": time.perf_counter() - start})
-            save()
-            continue
-        common = job | {"run_id": run_dir.name, "protocol": p.protocol.id, "profile": p.request.profile,
-                        "iterations": p.budget.iterations if method_cls.trainable else 0,
-                        "noise_policy": p.policy.value, "device": str(p.device), "train_seconds": train_seconds}
-        records.extend(common | r for r in job_records)
-        jobs.append(job | {"status": "done", "seconds": time.perf_counter() - start})
+    def cases(dataset: Dataset, spec: NoiseSpec) -> list[TestCase]:
+        key = (dataset.name, str(spec))
+        if key not in test_cache:
+            test_cache[key] = make_test_cases(dataset.name, images.test(dataset), spec, p.protocol, p.budget.test_crop)
+        return test_cache[key]
+
+    def fail(job: dict, exc: Exception, began: float) -> None:  # isolate the failure; the grid goes on
+        message = f"{type(exc).__name__}: {exc}"
+        echo(f"FAILED {job['method']} on {job['dataset']} / {job['train_noise']} (seed {job['seed']}): {message}")
+        jobs.append(job | {"status": "failed", "error": message, "traceback": traceback.format_exc(limit=8),
+                           "seconds": time.perf_counter() - began})
         save()
+
+    # One job per (dataset, training noise, seed, method). Datasets that share a training set form
+    # one group, and each method is trained once per group and tested on every dataset in it.
+    for group in _training_groups(p):
+        for setting, seed, method_cls in itertools.product(p.settings, p.request.seeds, p.methods):
+            todo = [(d, job) for d in group
+                    if _job_key(job := _job_row(method_cls, d, setting, seed)) not in finished]
+            if not todo:
+                continue  # done in an earlier, interrupted invocation
+            reason = method_cls.incompatibility(setting.family)
+            if reason:
+                echo(f"skip {method_cls.name} on {setting.label}: {reason}")
+                jobs.extend(job | {"status": "skipped", "error": reason} for _, job in todo)
+                save()
+                continue
+            began = time.perf_counter()
+            try:
+                method, train_seconds = _trained_method(p, method_cls, [d for d, _ in todo], setting, seed, images,
+                                                        cases, echo, add_curve_point)
+            except Exception as exc:
+                for _, job in todo:
+                    fail(job, exc, began)
+                continue
+            for dataset, job in todo:
+                try:
+                    job_records = _test(p, method, dataset, setting, cases)
+                except Exception as exc:
+                    fail(job, exc, began)
+                    began = time.perf_counter()
+                    continue
+                common = job | {"run_id": run_dir.name, "protocol": p.protocol.id, "profile": p.request.profile,
+                                "iterations": p.budget.iterations if method_cls.trainable else 0,
+                                "noise_policy": p.policy.value, "device": str(p.device), "train_seconds": train_seconds}
+                records.extend(common | r for r in job_records)
+                # The first dataset's job time includes the shared training; later ones only their tests.
+                jobs.append(job | {"status": "done", "seconds": time.perf_counter() - began})
+                began = time.perf_counter()
+                save()
     save()
     tables = write_tables(run_dir)
     return RunResult(run_dir, pd.DataFrame(records, columns=RECORD_COLUMNS), pd.DataFrame(jobs, columns=JOB_COLUMNS), tables)
@@ -282,72 +302,99 @@ def _resume_state(run_dir: Path, config: dict, echo: Callable[[str], None]) -> t
     return kept, done.to_dict("records")
 
 
-def _run_job(p: RunPlan, method_cls: type[Method], dataset: Dataset, setting: NoiseSetting, seed: int,
-             images: _Images, test_cache: dict[tuple[str, str], list[TestCase]],
-             echo: Callable[[str], None], add_curve_point: Callable[[dict], None]) -> tuple[float, list[dict]]:
-    setup = MethodSetup(channels=dataset.channels, budget=p.budget, device=p.device, seed=seed,
+def _job_row(method_cls: type[Method], dataset: Dataset, setting: NoiseSetting, seed: int) -> dict:
+    return {"method": method_cls.name, "dataset": dataset.name, "train_noise": str(setting.train), "seed": seed,
+            "uses_noise_level": method_cls.uses_noise_level, "supervision": Supervision(method_cls.supervision).value}
+
+
+def _training_groups(p: RunPlan) -> list[list[Dataset]]:
+    """The requested datasets grouped by training set (and channels), in the order they were given."""
+    groups: dict[tuple[str, int], list[Dataset]] = {}
+    for dataset in p.datasets:
+        source = p.train_dataset or dataset
+        groups.setdefault((source.training_set_id(), dataset.channels), []).append(dataset)
+    return list(groups.values())
+
+
+CaseSource = Callable[[Dataset, NoiseSpec], list[TestCase]]
+
+
+def _trained_method(p: RunPlan, method_cls: type[Method], datasets: list[Dataset], setting: NoiseSetting, seed: int,
+                    images: _Images, cases: CaseSource, echo: Callable[[str], None],
+                    add_curve_point: Callable[[dict], None]) -> tuple[Method, float]:
+    """The method trained (or loaded, if an earlier invocation trained it) for ``datasets``, which share a training set.
+
+    Returns the method and its training seconds (learning-curve evaluations excluded).
+    """
+    first = datasets[0]
+    setup = MethodSetup(channels=first.channels, budget=p.budget, device=p.device, seed=seed,
                         options=p.request.method_options.get(method_cls.name, {}))
     method = method_cls(setup)
-    name = f"{method_cls.name}__{dataset.name}__{file_slug(str(setting.train))}__seed{seed}"
-    train_seconds = 0.0
+    if not method_cls.trainable:
+        return method, 0.0
+    source = p.train_dataset or first
+    name = f"{method_cls.name}__{file_slug(source.training_set_id())}__{file_slug(str(setting.train))}__seed{seed}"
     trained = p.run_dir / "checkpoints" / f"{name}.pt"
+    timing = trained.with_suffix(".json")
+    if trained.exists():  # trained before an interruption
+        method.load_state_dict(load_checkpoint(trained, p.device))
+        seconds = json.loads(timing.read_text())["train_seconds"] if timing.exists() else 0.0
+        return method, float(seconds)
+    view = build_view(Supervision(method_cls.supervision), images.train(first), setting.train, p.policy, p.device, seed)
+    bar = tqdm(total=p.budget.iterations, desc=f"train {method_cls.name}", disable=not p.request.progress, leave=False)
+    last = [0]
 
-    def cases(spec: NoiseSpec) -> list[TestCase]:
-        key = (dataset.name, str(spec))
-        if key not in test_cache:
-            test_cache[key] = make_test_cases(dataset.name, images.test(dataset), spec, p.protocol, p.budget.test_crop)
-        return test_cache[key]
+    def on_step(step: int, loss: float) -> None:
+        bar.update(step - last[0])
+        last[0] = step
+        bar.set_postfix(loss=f"{loss:.4g}")
 
-    if method_cls.trainable and trained.exists():
-        method.load_state_dict(load_checkpoint(trained, p.device))  # trained before an interruption
-    elif method_cls.trainable:
-        view = build_view(Supervision(method_cls.supervision), images.train(dataset), setting.train, p.policy, p.device, seed)
-        bar = tqdm(total=p.budget.iterations, desc=f"train {method_cls.name}", disable=not p.request.progress, leave=False)
-        last = [0]
+    start = time.perf_counter()
+    evaluating = [0.0]  # seconds spent on learning-curve evaluations, not counted as training
 
-        def on_step(step: int, loss: float) -> None:
-            bar.update(step - last[0])
-            last[0] = step
-            bar.set_postfix(loss=f"{loss:.4g}")
-
-        start = time.perf_counter()
-        evaluating = [0.0]  # seconds spent on learning-curve evaluations, not counted as training
-
-        def on_evaluate(step: int) -> None:
-            began = time.perf_counter()
-            rng = torch.get_rng_state()  # inference draws nothing, but a plugin's denoise might
+    def on_evaluate(step: int) -> None:
+        began = time.perf_counter()
+        rng = torch.get_rng_state()  # inference draws nothing, but a plugin's denoise might
+        for dataset in datasets:
             for spec in setting.tests:
-                rows = list(evaluate(method, cases(spec), p.protocol, p.device))
+                rows = list(evaluate(method, cases(dataset, spec), p.protocol, p.device))
                 add_curve_point({"method": method_cls.name, "dataset": dataset.name, "train_noise": str(setting.train),
                                  "seed": seed, "test_noise": str(spec), "step": step,
                                  "train_seconds": began - start - evaluating[0],
                                  "psnr": sum(r["psnr"] for r in rows) / len(rows),
                                  "ssim": sum(r["ssim"] for r in rows) / len(rows), "records": len(rows)})
-            torch.set_rng_state(rng)
-            evaluating[0] += time.perf_counter() - began
+        torch.set_rng_state(rng)
+        evaluating[0] += time.perf_counter() - began
 
-        state_path = p.run_dir / "checkpoints" / f"{name}.train.pt"
-        try:
-            method.fit(view, TrainContext(on_step=on_step, log=echo, checkpoint_path=state_path,
-                                          checkpoint_every=p.request.checkpoint_every,
-                                          evaluate_every=p.request.eval_every, on_evaluate=on_evaluate))
-        finally:
-            bar.close()
-        train_seconds = time.perf_counter() - start - evaluating[0]
-        save_checkpoint(method.state_dict(), trained)
-        state_path.unlink(missing_ok=True)  # the optimiser state is no longer needed
+    state_path = p.run_dir / "checkpoints" / f"{name}.train.pt"
+    try:
+        method.fit(view, TrainContext(on_step=on_step, log=echo, checkpoint_path=state_path,
+                                      checkpoint_every=p.request.checkpoint_every,
+                                      evaluate_every=p.request.eval_every, on_evaluate=on_evaluate))
+    finally:
+        bar.close()
+    train_seconds = time.perf_counter() - start - evaluating[0]
+    write_json(timing, {"train_seconds": train_seconds})  # before the weights: their presence means "trained"
+    save_checkpoint(method.state_dict(), trained)
+    state_path.unlink(missing_ok=True)  # the optimiser state is no longer needed
+    return method, train_seconds
+
+
+def _test(p: RunPlan, method: Method, dataset: Dataset, setting: NoiseSetting, cases: CaseSource) -> list[dict]:
+    """Per-image records of ``method`` on every test setting of ``setting``; keeps the sample crops."""
     job_records: list[dict] = []
-    def keep_sample(case: TestCase, estimate: torch.Tensor) -> None:
-        if is_sample_case(case, test_cases[0].image_id):
-            save_sample(p.run_dir, case, method_cls.name, estimate)
-
     for spec in setting.tests:
-        test_cases = cases(spec)
-        with tqdm(total=len(test_cases), desc=f"test {method_cls.name} {spec}", disable=not p.request.progress,
+        test_cases = cases(dataset, spec)
+
+        def keep_sample(case: TestCase, estimate: torch.Tensor) -> None:
+            if is_sample_case(case, test_cases[0].image_id):
+                save_sample(p.run_dir, case, method.name, estimate)
+
+        with tqdm(total=len(test_cases), desc=f"test {method.name} {spec}", disable=not p.request.progress,
                   leave=False) as bar:
             job_records.extend(evaluate(method, test_cases, p.protocol, p.device, on_case=bar.update,
                                         on_estimate=keep_sample))
-    return train_seconds, job_records
+    return job_records
 
 
 RECORD_COLUMNS = ["run_id", "protocol", "profile", "method", "supervision", "uses_noise_level", "train_noise", "test_noise",

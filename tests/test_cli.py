@@ -67,9 +67,11 @@ def test_smoke_run_writes_a_complete_run_folder(tmp_path: Path) -> None:
     assert config["noise"][0]["tests"] == ["gaussian:sigma=25", "gaussian:sigma=0-50"]
     env = json.loads((out / "environment.json").read_text())
     assert env["device"] == "cpu" and env["versions"]["torch"]
-    # Trained methods leave loadable checkpoints; per-image methods none.
-    checkpoints = sorted(p.name for p in (out / "checkpoints").iterdir())
+    # Trained methods leave loadable checkpoints, each with its training time; per-image methods none.
+    checkpoints = sorted(p.name for p in (out / "checkpoints").glob("*.pt"))
     assert len(checkpoints) == 3 * 2 and not any(c.startswith("bm3d") for c in checkpoints)
+    timings = {p.stem: json.loads(p.read_text())["train_seconds"] for p in (out / "checkpoints").glob("*.json")}
+    assert sorted(f"{t}.pt" for t in timings) == checkpoints and all(t > 0 for t in timings.values())
     state = torch.load(out / "checkpoints" / [c for c in checkpoints if c.startswith("iddp")][0], weights_only=True)
     IDDP(MethodSetup(channels=1, budget=get_profile("smoke").override(iterations=4))).load_state_dict(state)
     # Tables: rows are test settings, columns the noisy input and each method; bm3d marked as oracle.
@@ -169,3 +171,21 @@ def test_training_image_smaller_than_the_crop_is_named(tmp_path: Path) -> None:
     assert result.exit_code == 1
     error = pd.read_csv(out / "jobs.csv").error[0]
     assert "training image 'tiny' of 'folder' is 40x50, smaller than the 64x64 crop" in error
+
+
+def test_datasets_with_one_training_set_share_one_trained_model(tmp_path: Path, data_dir: Path) -> None:
+    """BSD68 and Set12 both train on Train400: one training per method, and the shared model scores
+    exactly what a run on Set12 alone trains and scores."""
+    common = ["--methods", "n2n", "--noise", "gaussian:sigma=25", "--profile", "smoke", "--iterations", "3",
+              "--test-images", "1", "--data-dir", str(data_dir), "--no-progress"]
+    both, alone = tmp_path / "both", tmp_path / "alone"
+    assert bench("run", "--dataset", "bsd68,set12", "--out", str(both), *common).exit_code == 0
+    assert bench("run", "--dataset", "set12", "--out", str(alone), *common).exit_code == 0
+    assert [p.name for p in (both / "checkpoints").glob("*.pt")] == ["n2n__Train400__gaussian_sigma=25__seed0.pt"]
+    jobs = pd.read_csv(both / "jobs.csv")
+    assert list(jobs.dataset) == ["bsd68", "set12"] and set(jobs.status) == {"done"}
+    records = pd.read_csv(both / "records.csv")
+    assert records.groupby("dataset").train_seconds.first().nunique() == 1  # both carry the one training's cost
+    shared = records[records.dataset == "set12"].reset_index(drop=True)
+    solo = pd.read_csv(alone / "records.csv")
+    pd.testing.assert_series_equal(shared.psnr, solo.psnr)

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from denoise_bench.errors import BenchError
-from denoise_bench.noise import NoiseFamily, NoiseSpec, ParamValue, parse_spec, resolve_setting
+from denoise_bench.noise import NoiseFamily, NoiseSpec, ParamValue, parse_spec, resolve_setting, split_noise_list
 from denoise_bench.plugins import get_registry
 
 # Clean intensities used for the moment checks: dark, mid and bright.
@@ -341,3 +341,14 @@ def test_property_arbitrary_text_parses_or_raises_bench_error(text: str, familie
         assert value.low <= value.high
         spec.family.param(name).check(value.low, text)
         spec.family.param(name).check(value.high, text)
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("gaussian,poisson", ["gaussian", "poisson"]),
+    ("gaussian:sigma=25, poisson:lam=30", ["gaussian:sigma=25", "poisson:lam=30"]),
+    ("poisson-gaussian:lam=30,sigma=10,gaussian", ["poisson-gaussian:lam=30,sigma=10", "gaussian"]),
+    ("speckle,poisson-gaussian:lam=5-50,sigma=0-25", ["speckle", "poisson-gaussian:lam=5-50,sigma=0-25"]),
+    ("sigma=25,gaussian", ["sigma=25", "gaussian"]),  # left for the parser to reject by name
+])
+def test_a_noise_list_splits_between_settings_not_between_parameters(text: str, expected: list[str]) -> None:
+    assert split_noise_list(text) == expected
