@@ -10,6 +10,7 @@ import click
 from denoise_bench.data import resolve_data_dir
 from denoise_bench.environment import pick_device
 from denoise_bench.errors import BenchError
+from denoise_bench.executors import make_executor
 from denoise_bench.leaderboard import write_leaderboard
 from denoise_bench.network_method import NetworkMethod
 from denoise_bench.noise import resolve_setting, split_noise_list
@@ -93,12 +94,17 @@ def _method_options(pairs: tuple[str, ...]) -> dict[str, dict[str, str]]:
                    "Re-running the same command with the same --out continues it too.")
 @click.option("--eval-every", type=int, default=0, show_default=True,
               help="Score the test images every N training steps (learning curves in curves.csv; 0: never).")
+@click.option("--executor", default="inline", show_default=True,
+              help="inline: run the jobs here; slurm: submit each job through submitit; local: submitit's local processes.")
+@click.option("--executor-option", "executor_options", multiple=True,
+              help="KEY=VALUE for submitit, e.g. slurm_partition=gpu, gpus_per_node=1, timeout_min=600.")
 @click.option("--progress/--no-progress", default=True, show_default=True)
 def run_command(methods: str, noises: tuple[str, ...], datasets: str, train_dataset: str | None, profile: str, seeds: str,
                 iterations: int | None, batch_size: int | None, crop_size: int | None, width: int | None,
                 test_images: int | None, protocol: str, noise_policy: str, device: str, data_dir: Path | None,
                 out: Path | None, method_options: tuple[str, ...], dataset_options: tuple[str, ...], checkpoint_every: int,
-                eval_every: int, resume_dir: Path | None, progress: bool) -> None:
+                eval_every: int, resume_dir: Path | None, executor: str, executor_options: tuple[str, ...],
+                progress: bool) -> None:
     """Train and evaluate a grid of methods x noise x datasets x seeds; print the tables."""
     try:
         seed_list = [int(s) for s in _split(seeds)]
@@ -120,12 +126,13 @@ def run_command(methods: str, noises: tuple[str, ...], datasets: str, train_data
             dataset_options=_key_values(dataset_options, "--dataset-option"), progress=progress,
             checkpoint_every=checkpoint_every, eval_every=eval_every,
         )
+    job_executor = make_executor(executor, _key_values(executor_options, "--executor-option"))
     for failure in get_registry().failures:
         click.echo(f"warning: {failure}", err=True)
     the_plan = plan(request)
     click.echo(f"run folder: {the_plan.run_dir}  (device {the_plan.device}, profile {request.profile}, "
                f"protocol {the_plan.protocol.id})")
-    result = run(the_plan, echo=click.echo)
+    result = run(the_plan, echo=click.echo, executor=job_executor)
     click.echo(result.tables["psnr"])
     click.echo(result.tables["ssim"])
     click.echo(f"records: {result.run_dir / 'records.csv'}  tables: {result.run_dir / 'tables'}")

@@ -8,6 +8,9 @@ Layout of a run folder::
     jobs.csv           one row per (method, dataset, train noise, seed): done / failed / skipped, and why
     curves.csv         with --eval-every: mean test PSNR/SSIM at training steps (learning curves)
     checkpoints/       trained state of each job
+    parts/<unit>/      records/jobs/curves of a job running under an executor (``--executor``); folded
+                       into the files above when the grid completes or is resumed, and read with them
+                       until then, so a grid whose jobs are still running can be tabulated
     tables/psnr.{csv,md}, tables/ssim.{csv,md}
 
 Tables are laid out like the IDDP paper's Table 1: one block per (dataset, training noise), rows are
@@ -31,6 +34,7 @@ CONFIG = "config.json"
 RECORDS = "records.csv"
 JOBS = "jobs.csv"
 CURVES = "curves.csv"  # learning curves: mean test PSNR/SSIM during training (runs with --eval-every)
+PARTS = "parts"
 TABLES = "tables"
 NOISY_INPUT = "noisy input"
 ORACLE_MARK = "†"  # methods told the true noise level
@@ -80,22 +84,35 @@ def read_config(run_dir: Path) -> dict:
     return config
 
 
+def part_folders(run_dir: Path) -> list[Path]:
+    """Folders of jobs written by separate processes (an executor), in a stable order."""
+    parts = run_dir / PARTS
+    return sorted(p for p in parts.iterdir() if p.is_dir()) if parts.is_dir() else []
+
+
+def _read_frame(run_dir: Path, name: str) -> pd.DataFrame:
+    """``name`` of the run folder with the same file of every part appended; empty if none exists."""
+    paths = [path for path in [run_dir / name, *(part / name for part in part_folders(run_dir))] if path.is_file()]
+    frames = [pd.read_csv(path) for path in paths]
+    filled = [frame for frame in frames if not frame.empty]
+    if filled:
+        return pd.concat(filled, ignore_index=True)
+    return frames[0] if frames else pd.DataFrame()  # keep the header of an empty file
+
+
 def read_records(run_dir: Path) -> pd.DataFrame:
     read_config(run_dir)
-    path = run_dir / RECORDS
-    if not path.is_file():
+    if not (run_dir / RECORDS).is_file() and not part_folders(run_dir):
         raise BenchError(f"{run_dir} is not a run folder (no {RECORDS})")
-    return pd.read_csv(path)
+    return _read_frame(run_dir, RECORDS)
 
 
 def read_curves(run_dir: Path) -> pd.DataFrame:
-    path = run_dir / CURVES
-    return pd.read_csv(path) if path.is_file() else pd.DataFrame()
+    return _read_frame(run_dir, CURVES)
 
 
 def read_jobs(run_dir: Path) -> pd.DataFrame:
-    path = run_dir / JOBS
-    return pd.read_csv(path) if path.is_file() else pd.DataFrame()
+    return _read_frame(run_dir, JOBS)
 
 
 def method_label(method: str, oracle: bool) -> str:

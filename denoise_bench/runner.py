@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import itertools
 import json
+import shutil
 import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -32,10 +34,14 @@ from denoise_bench.noise import NoiseSetting, NoiseSpec, resolve_setting
 from denoise_bench.plugins import Registry, get_registry
 from denoise_bench.profiles import Budget, get_profile
 from denoise_bench.protocol import EvalProtocol, get_protocol
-from denoise_bench.results import (CONFIG, CURVES, JOBS, RECORDS, RESULTS_FORMAT, file_slug, read_config, read_curves,
-                                   read_jobs, read_records, write_frame, write_json, write_tables)
+from denoise_bench.results import (CONFIG, CURVES, JOBS, PARTS, RECORDS, RESULTS_FORMAT, file_slug, part_folders,
+                                   read_config, read_curves, read_jobs, read_records, write_frame, write_json,
+                                   write_tables)
 from denoise_bench.samples import is_sample_case, save_sample
 from denoise_bench.supervision import NoisePolicy, Supervision, build_view
+
+if TYPE_CHECKING:
+    from denoise_bench.executors import Executor
 
 
 @dataclass
@@ -188,84 +194,196 @@ class _Images:
         return images[:limit] if limit else images
 
 
-def run(p: RunPlan, echo: Callable[[str], None] = print) -> RunResult:
-    """Run every job of the plan; returns the records and the rendered tables."""
+@dataclass
+class _Sink:
+    """The finished work of one process, saved to its folder after every job and curve point.
+
+    The grid's own process writes the run folder's files; a job run by an executor writes a folder
+    of its own under ``parts/``, so processes never write the same file.
+    """
+
+    folder: Path
+    records: list[dict] = field(default_factory=list)
+    jobs: list[dict] = field(default_factory=list)
+    curves: list[dict] = field(default_factory=list)
+
+    def save(self) -> None:
+        write_frame(self.folder / RECORDS, pd.DataFrame(self.records, columns=RECORD_COLUMNS))
+        write_frame(self.folder / JOBS, pd.DataFrame(self.jobs, columns=JOB_COLUMNS))
+        if self.curves:
+            frame = pd.DataFrame(self.curves, columns=CURVE_COLUMNS)
+            write_frame(self.folder / CURVES, frame.drop_duplicates(CURVE_KEY, keep="last"))
+
+    def add_curve_point(self, point: dict) -> None:
+        self.curves.append(point)
+        self.save()
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One training (method, noise setting, seed, training group) and the test jobs that share it.
+
+    Plain names only, so it travels to another process or machine; :func:`run_unit` resolves them.
+    """
+
+    method: str
+    noise: str  # the request's noise text, e.g. "gaussian" or "poisson:lam=30"
+    seed: int
+    datasets: tuple[str, ...]
+
+    @property
+    def slug(self) -> str:
+        return file_slug(f"{self.method}__{'+'.join(self.datasets)}__{self.noise}__seed{self.seed}")
+
+
+def _units(p: RunPlan) -> list[Unit]:
+    """Every unit of the grid, in run order: training group, noise, seed, method."""
+    return [Unit(m.name, noise, seed, tuple(d.name for d in group))
+            for group in _training_groups(p)
+            for noise, seed, m in itertools.product(p.request.noises, p.request.seeds, p.methods)]
+
+
+class _Worker:
+    """Runs units in one process, loading each dataset split and building each test case once."""
+
+    def __init__(self, p: RunPlan, echo: Callable[[str], None]) -> None:
+        self.plan = p
+        self.echo = echo
+        self.images = _Images(p)
+        self._test_cache: dict[tuple[str, str], list[TestCase]] = {}
+        self._methods = {m.name: m for m in p.methods}
+        self._settings = dict(zip(p.request.noises, p.settings))
+        self._datasets = {d.name: d for d in p.datasets}
+
+    def cases(self, dataset: Dataset, spec: NoiseSpec) -> list[TestCase]:
+        key = (dataset.name, str(spec))
+        if key not in self._test_cache:
+            self._test_cache[key] = make_test_cases(dataset.name, self.images.test(dataset), spec, self.plan.protocol,
+                                                    self.plan.budget.test_crop)
+        return self._test_cache[key]
+
+    def run_unit(self, unit: Unit, sink: _Sink, finished: set[tuple]) -> None:
+        """Train once, test on each dataset of the unit; every outcome lands in ``sink``."""
+        p, echo = self.plan, self.echo
+        method_cls, setting = self._methods[unit.method], self._settings[unit.noise]
+        todo = [(self._datasets[job["dataset"]], job) for job in _unit_jobs(p, unit) if _job_key(job) not in finished]
+        if not todo:
+            return  # done in an earlier, interrupted invocation
+        reason = method_cls.incompatibility(setting.family)
+        if reason:
+            echo(f"skip {method_cls.name} on {setting.label}: {reason}")
+            sink.jobs.extend(job | {"status": "skipped", "error": reason} for _, job in todo)
+            sink.save()
+            return
+        began = time.perf_counter()
+        try:
+            method, train_seconds = _trained_method(p, method_cls, [d for d, _ in todo], setting, unit.seed,
+                                                    self.images, self.cases, echo, sink.add_curve_point)
+        except Exception as exc:
+            for _, job in todo:
+                _record_failure(sink, job, exc, began, echo)
+            return
+        for dataset, job in todo:
+            try:
+                job_records = _test(p, method, dataset, setting, self.cases)
+            except Exception as exc:
+                _record_failure(sink, job, exc, began, echo)
+                began = time.perf_counter()
+                continue
+            common = job | {"run_id": p.run_dir.name, "protocol": p.protocol.id, "profile": p.request.profile,
+                            "iterations": p.budget.iterations if method_cls.trainable else 0,
+                            "noise_policy": p.policy.value, "device": str(p.device), "train_seconds": train_seconds}
+            sink.records.extend(common | r for r in job_records)
+            # The first dataset's job time includes the shared training; later ones only their tests.
+            sink.jobs.append(job | {"status": "done", "seconds": time.perf_counter() - began})
+            began = time.perf_counter()
+            sink.save()
+
+
+def _record_failure(sink: _Sink, job: dict, exc: BaseException, began: float, echo: Callable[[str], None]) -> None:
+    """Isolate a failure: record it with its error; the grid goes on."""
+    message = f"{type(exc).__name__}: {exc}"
+    echo(f"FAILED {job['method']} on {job['dataset']} / {job['train_noise']} (seed {job['seed']}): {message}")
+    sink.jobs.append(job | {"status": "failed", "error": message, "traceback": traceback.format_exc(limit=8),
+                            "seconds": time.perf_counter() - began})
+    sink.save()
+
+
+def run(p: RunPlan, echo: Callable[[str], None] = print, executor: "Executor | None" = None) -> RunResult:
+    """Run every job of the plan; returns the records and the rendered tables.
+
+    Without ``executor`` the jobs run here, one after another. With one (see
+    ``denoise_bench.executors``), each :class:`Unit` is submitted as a job of its own that writes
+    under ``parts/``; this process waits for them and folds their results into the run folder.
+    """
     run_dir = p.run_dir
     config = _config(p)
-    records, jobs = _resume_state(run_dir, config, echo)
-    # Learning-curve points of unfinished jobs stay valid: a resumed job retrains bit for bit.
-    curves: list[dict] = read_curves(run_dir).to_dict("records")
-    finished = {_job_key(j) for j in jobs}
+    sink = _resume_state(run_dir, config, echo)
+    finished = {_job_key(j) for j in sink.jobs}
     (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
     write_json(run_dir / CONFIG, config)
     write_json(run_dir / "environment.json", describe_environment(p.device))
-    images = _Images(p)
-    test_cache: dict[tuple[str, str], list[TestCase]] = {}
-
-    def save() -> None:
-        write_frame(run_dir / RECORDS, pd.DataFrame(records, columns=RECORD_COLUMNS))
-        write_frame(run_dir / JOBS, pd.DataFrame(jobs, columns=JOB_COLUMNS))
-        if curves:
-            frame = pd.DataFrame(curves, columns=CURVE_COLUMNS)
-            write_frame(run_dir / CURVES, frame.drop_duplicates(CURVE_KEY, keep="last"))
-
-    def add_curve_point(point: dict) -> None:
-        curves.append(point)
-        save()
-
-    def cases(dataset: Dataset, spec: NoiseSpec) -> list[TestCase]:
-        key = (dataset.name, str(spec))
-        if key not in test_cache:
-            test_cache[key] = make_test_cases(dataset.name, images.test(dataset), spec, p.protocol, p.budget.test_crop)
-        return test_cache[key]
-
-    def fail(job: dict, exc: Exception, began: float) -> None:  # isolate the failure; the grid goes on
-        message = f"{type(exc).__name__}: {exc}"
-        echo(f"FAILED {job['method']} on {job['dataset']} / {job['train_noise']} (seed {job['seed']}): {message}")
-        jobs.append(job | {"status": "failed", "error": message, "traceback": traceback.format_exc(limit=8),
-                           "seconds": time.perf_counter() - began})
-        save()
-
-    # One job per (dataset, training noise, seed, method). Datasets that share a training set form
-    # one group, and each method is trained once per group and tested on every dataset in it.
-    for group in _training_groups(p):
-        for setting, seed, method_cls in itertools.product(p.settings, p.request.seeds, p.methods):
-            todo = [(d, job) for d in group
-                    if _job_key(job := _job_row(method_cls, d, setting, seed)) not in finished]
-            if not todo:
-                continue  # done in an earlier, interrupted invocation
-            reason = method_cls.incompatibility(setting.family)
-            if reason:
-                echo(f"skip {method_cls.name} on {setting.label}: {reason}")
-                jobs.extend(job | {"status": "skipped", "error": reason} for _, job in todo)
-                save()
+    sink.save()
+    units = _units(p)
+    if executor is None:
+        worker = _Worker(p, echo)
+        for unit in units:
+            worker.run_unit(unit, sink, finished)
+    else:
+        pending = [u for u in units if any(_job_key(job) not in finished for job in _unit_jobs(p, u))]
+        for unit, error in executor.run_units(run_dir, pending, echo):
+            if error is None:
                 continue
-            began = time.perf_counter()
-            try:
-                method, train_seconds = _trained_method(p, method_cls, [d for d, _ in todo], setting, seed, images,
-                                                        cases, echo, add_curve_point)
-            except Exception as exc:
-                for _, job in todo:
-                    fail(job, exc, began)
-                continue
-            for dataset, job in todo:
-                try:
-                    job_records = _test(p, method, dataset, setting, cases)
-                except Exception as exc:
-                    fail(job, exc, began)
-                    began = time.perf_counter()
-                    continue
-                common = job | {"run_id": run_dir.name, "protocol": p.protocol.id, "profile": p.request.profile,
-                                "iterations": p.budget.iterations if method_cls.trainable else 0,
-                                "noise_policy": p.policy.value, "device": str(p.device), "train_seconds": train_seconds}
-                records.extend(common | r for r in job_records)
-                # The first dataset's job time includes the shared training; later ones only their tests.
-                jobs.append(job | {"status": "done", "seconds": time.perf_counter() - began})
-                began = time.perf_counter()
-                save()
-    save()
+            # The job itself died (killed, out of memory, a scheduler error): its unrecorded jobs failed.
+            part = run_dir / PARTS / unit.slug
+            recorded = {_job_key(j) for j in read_records_file(part / JOBS)}
+            for job in _unit_jobs(p, unit):
+                if _job_key(job) not in recorded:
+                    _record_failure(sink, job, error, time.perf_counter(), echo)
+        _fold_parts(run_dir, sink)
+    sink.save()
     tables = write_tables(run_dir)
-    return RunResult(run_dir, pd.DataFrame(records, columns=RECORD_COLUMNS), pd.DataFrame(jobs, columns=JOB_COLUMNS), tables)
+    return RunResult(run_dir, pd.DataFrame(sink.records, columns=RECORD_COLUMNS),
+                     pd.DataFrame(sink.jobs, columns=JOB_COLUMNS), tables)
+
+
+def run_unit(run_dir: str, unit: Unit) -> None:
+    """Entry point of a submitted job: run one unit of the grid recorded in ``run_dir``.
+
+    Module-level and taking plain values so that submitit (or any executor) can pickle it by name.
+    Runs in its own process, possibly on another machine that sees the same run folder.
+    """
+    request = RunRequest.from_run_dir(Path(run_dir))
+    request.progress = False
+    p = plan(request)
+    folder = p.run_dir / PARTS / unit.slug
+    sink = _Sink(folder)
+    sink.save()  # an empty part marks the job as started
+    _Worker(p, print).run_unit(unit, sink, finished=set())
+
+
+def _unit_jobs(p: RunPlan, unit: Unit) -> list[dict]:
+    """The job rows of a unit: one per dataset, in the order the datasets were given."""
+    method_cls = next(m for m in p.methods if m.name == unit.method)
+    setting = p.settings[p.request.noises.index(unit.noise)]
+    return [_job_row(method_cls, d, setting, unit.seed) for d in p.datasets if d.name in unit.datasets]
+
+
+def _fold_parts(run_dir: Path, sink: _Sink) -> None:
+    """Move the results of finished executor jobs into the run folder's own files, then drop the parts."""
+    for part in part_folders(run_dir):
+        sink.records.extend(read_records_file(part / RECORDS))
+        sink.jobs.extend(read_records_file(part / JOBS))
+        sink.curves.extend(read_records_file(part / CURVES))
+    sink.save()  # written before the parts go, so a kill in between loses nothing (readers de-duplicate)
+    shutil.rmtree(run_dir / PARTS, ignore_errors=True)
+
+
+def read_records_file(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    frame = pd.read_csv(path)
+    return frame.where(frame.notna(), None).to_dict("records") if not frame.empty else []
 
 
 def _job_key(row: dict) -> tuple:
@@ -284,22 +402,34 @@ def _comparable(config: dict) -> dict:
     return {k: v for k, v in config.items() if k not in ("device", "run_id")} | {"request": request}
 
 
-def _resume_state(run_dir: Path, config: dict, echo: Callable[[str], None]) -> tuple[list[dict], list[dict]]:
-    """Finished jobs and their records from an earlier invocation into the same folder."""
+def _resume_state(run_dir: Path, config: dict, echo: Callable[[str], None]) -> _Sink:
+    """Finished jobs, their records and curves from earlier invocations into the same folder.
+
+    Jobs that failed are dropped so they run again. Learning-curve points of unfinished jobs stay
+    valid: a resumed job retrains bit for bit.
+    """
+    sink = _Sink(run_dir)
     if not (run_dir / CONFIG).exists():
-        return [], []
+        return sink
     previous = read_config(run_dir)
     if _comparable(previous) != _comparable(config):
         raise BenchError(f"run folder {run_dir} was made by a different request; continue it with "
                          f"`bench run --resume {run_dir}` or choose a new --out")
-    old_jobs = read_jobs(run_dir)
+    old_jobs = read_jobs(run_dir)  # includes the parts of executor jobs
     done = old_jobs[old_jobs.status.isin(["done", "skipped"])] if not old_jobs.empty else old_jobs
+    done = done.drop_duplicates(["method", "dataset", "train_noise", "seed"], keep="last") if not done.empty else done
     keys = {_job_key(j) for j in done.to_dict("records")}
-    old_records = read_records(run_dir) if (run_dir / RECORDS).exists() else pd.DataFrame(columns=RECORD_COLUMNS)
-    kept = [r for r in old_records.to_dict("records") if _job_key(r) in keys]
+    old_records = read_records(run_dir) if (run_dir / RECORDS).exists() or part_folders(run_dir) else pd.DataFrame()
+    if not old_records.empty:  # a kill while parts were being folded in can leave a job's rows twice
+        old_records = old_records.drop_duplicates(["method", "dataset", "train_noise", "seed", "test_noise", "image", "repeat"],
+                                                  keep="last")
+    sink.records = [r for r in old_records.to_dict("records") if _job_key(r) in keys]
+    sink.jobs = done.to_dict("records")
+    sink.curves = read_curves(run_dir).to_dict("records")
+    shutil.rmtree(run_dir / PARTS, ignore_errors=True)  # folded into the sink, saved before any job runs
     if keys:
         echo(f"resuming {run_dir}: {len(keys)} job(s) already finished")
-    return kept, done.to_dict("records")
+    return sink
 
 
 def _job_row(method_cls: type[Method], dataset: Dataset, setting: NoiseSetting, seed: int) -> dict:

@@ -1,0 +1,94 @@
+"""Running a grid's jobs elsewhere: Slurm (or a local process pool) through submitit.
+
+``bench run --executor slurm`` submits each unit of the grid (one training of a method for a
+noise setting and seed, and its tests; see :class:`denoise_bench.runner.Unit`) as a job of its own.
+Every job runs :func:`denoise_bench.runner.run_unit` on the shared run folder and writes its results
+under ``parts/<unit>/``; this process waits, then folds the parts into the run folder. If it is
+killed meanwhile, the jobs go on, ``bench table``/``bench leaderboard`` already read their parts, and
+``bench run --resume RUN_DIR`` collects them and submits only what is missing.
+
+submitit does the scheduling (sbatch, job arrays, requeue on pre-emption, logs per job); nothing
+here schedules. ``local`` runs the same jobs as processes on this machine (submitit's local
+executor), which is what the tests use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, Protocol
+
+from denoise_bench.errors import BenchError
+
+EXECUTORS = ("inline", "local", "slurm")
+LOGS = "submitit"  # per-job logs and pickles, inside the run folder
+
+
+class Executor(Protocol):
+    def run_units(self, run_dir: Path, units: list[Any], echo: Callable[[str], None]) -> Iterator[tuple[Any, BaseException | None]]:
+        """Run every unit, yielding ``(unit, None)`` or ``(unit, error)`` as each job ends."""
+
+
+def _coerce(value: str) -> Any:
+    """Executor options arrive as text; submitit wants ints for counts and minutes."""
+    for kind in (int, float):
+        try:
+            return kind(value)
+        except ValueError:
+            pass
+    return value
+
+
+class SubmititExecutor:
+    """Submits units through ``submitit.AutoExecutor`` (``cluster`` = "slurm" or "local")."""
+
+    def __init__(self, cluster: str, options: dict[str, str]) -> None:
+        try:
+            import submitit  # noqa: F401  (imported here: inline runs never need it)
+        except ImportError:
+            raise BenchError("--executor needs the submitit package: pip install submitit") from None
+        self.cluster = cluster
+        self.options = {key: _coerce(value) for key, value in options.items()}
+        self._executor(Path("unused"))  # check the options now, before any run folder is written
+
+    def _executor(self, folder: Path) -> Any:
+        import submitit
+
+        try:
+            executor = submitit.AutoExecutor(folder=folder / LOGS / "%j", cluster=self.cluster)  # creates nothing yet
+        except RuntimeError as exc:  # e.g. no srun/sbatch on this machine
+            raise BenchError(f"--executor {self.cluster}: {str(exc).splitlines()[0]}") from None
+        try:
+            executor.update_parameters(**self.options)
+        except (TypeError, ValueError, NameError) as exc:  # submitit names an unknown parameter with NameError
+            raise BenchError(f"--executor-option: {str(exc).splitlines()[0]}") from None
+        return executor
+
+    def run_units(self, run_dir: Path, units: list[Any], echo: Callable[[str], None]) -> Iterator[tuple[Any, BaseException | None]]:
+        from denoise_bench.runner import run_unit
+
+        if not units:
+            return
+        executor = self._executor(run_dir)
+        with executor.batch():  # one job array on Slurm
+            jobs = [executor.submit(run_unit, str(run_dir), unit) for unit in units]
+        echo(f"submitted {len(jobs)} job(s) to {self.cluster} (logs in {run_dir / LOGS}); waiting")
+        for unit, job in zip(units, jobs):
+            try:
+                job.result()
+            except Exception as exc:  # the job process failed; its own errors are already recorded
+                yield unit, exc
+            else:
+                echo(f"done {unit.slug} (job {job.job_id})")
+                yield unit, None
+
+
+def make_executor(name: str, options: dict[str, str]) -> Executor | None:
+    """The executor called ``name``; None for ``inline`` (run here, in this process)."""
+    if name not in EXECUTORS:
+        raise BenchError(f"unknown executor {name!r}; valid executors: {', '.join(EXECUTORS)}")
+    if name == "inline":
+        if options:
+            raise BenchError("--executor-option needs --executor local or slurm")
+        return None
+    return SubmititExecutor(name, options)
