@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import click
 
 from denoise_bench.data import resolve_data_dir
 from denoise_bench.environment import pick_device
+from denoise_bench.engine import COMPILE_MODES, PRECISIONS, Engine
 from denoise_bench.errors import BenchError
 from denoise_bench.executors import make_executor
 from denoise_bench.leaderboard import write_leaderboard
@@ -65,6 +67,17 @@ def _method_options(pairs: tuple[str, ...]) -> dict[str, dict[str, str]]:
     return out
 
 
+def engine_options(command: Callable) -> Callable:
+    """--precision, --channels-last, --compile: how networks train (see denoise_bench.engine)."""
+    command = click.option("--compile", "compile_mode", type=click.Choice(COMPILE_MODES), default="off", show_default=True,
+                           help="torch.compile the network's training forward; reduce-overhead adds CUDA graphs "
+                                "(plain compile off CUDA).")(command)
+    command = click.option("--channels-last/--no-channels-last", default=False, show_default=True,
+                           help="NHWC memory layout for the network.")(command)
+    return click.option("--precision", type=click.Choice(PRECISIONS), default="fp32", show_default=True,
+                        help="bf16: autocast forward passes and losses (weights stay fp32).")(command)
+
+
 @main.command("run")
 @click.option("--methods", default=DEFAULT_METHODS, show_default=True, help="Comma-separated method names (see `bench list`).")
 @click.option("--noise", "noises", multiple=True, default=("gaussian",), show_default=True,
@@ -98,13 +111,14 @@ def _method_options(pairs: tuple[str, ...]) -> dict[str, dict[str, str]]:
               help="inline: run the jobs here; slurm: submit each job through submitit; local: submitit's local processes.")
 @click.option("--executor-option", "executor_options", multiple=True,
               help="KEY=VALUE for submitit, e.g. slurm_partition=gpu, gpus_per_node=1, timeout_min=600.")
+@engine_options
 @click.option("--progress/--no-progress", default=True, show_default=True)
 def run_command(methods: str, noises: tuple[str, ...], datasets: str, train_dataset: str | None, profile: str, seeds: str,
                 iterations: int | None, batch_size: int | None, crop_size: int | None, width: int | None,
                 test_images: int | None, protocol: str, noise_policy: str, device: str, data_dir: Path | None,
                 out: Path | None, method_options: tuple[str, ...], dataset_options: tuple[str, ...], checkpoint_every: int,
                 eval_every: int, resume_dir: Path | None, executor: str, executor_options: tuple[str, ...],
-                progress: bool) -> None:
+                precision: str, channels_last: bool, compile_mode: str, progress: bool) -> None:
     """Train and evaluate a grid of methods x noise x datasets x seeds; print the tables."""
     try:
         seed_list = [int(s) for s in _split(seeds)]
@@ -125,6 +139,7 @@ def run_command(methods: str, noises: tuple[str, ...], datasets: str, train_data
             device=device, out=out, method_options=_method_options(method_options),
             dataset_options=_key_values(dataset_options, "--dataset-option"), progress=progress,
             checkpoint_every=checkpoint_every, eval_every=eval_every,
+            engine={"precision": precision, "channels_last": channels_last, "compile": compile_mode},
         )
     job_executor = make_executor(executor, _key_values(executor_options, "--executor-option"))
     for failure in get_registry().failures:
@@ -195,8 +210,9 @@ def leaderboard_command(run_dirs: tuple[Path, ...], out: Path, allow_mismatch: b
 @click.option("--peak-tflops", type=float, default=None, help="The device's peak rate, for the arithmetic bound.")
 @click.option("--out", "out", required=True, type=click.Path(path_type=Path, file_okay=False),
               help="Folder for perf.json and perf.md.")
+@engine_options
 def perf_command(methods: str, batches: str, crop: int, width: int, steps: int, rounds: int, device: str | None,
-                 peak_tflops: float | None, out: Path) -> None:
+                 peak_tflops: float | None, out: Path, precision: str, channels_last: bool, compile_mode: str) -> None:
     """Time training iterations and evaluation; compare with a bare PyTorch loop and the physical bounds."""
     try:
         batch_sizes = tuple(int(b) for b in _split(batches))
@@ -207,7 +223,8 @@ def perf_command(methods: str, batches: str, crop: int, width: int, steps: int, 
         if not issubclass(registry.method(name), NetworkMethod):
             raise BenchError(f"bench perf times network methods; {name!r} is not one")
     settings = PerfSettings(methods=tuple(_split(methods)), batches=batch_sizes, crop=crop, width=width, steps=steps,
-                            rounds=rounds, device=pick_device(device), peak_tflops=peak_tflops)
+                            rounds=rounds, device=pick_device(device), peak_tflops=peak_tflops,
+                            engine=Engine(precision, channels_last, compile_mode))
     click.echo(write_report(settings, out))
 
 

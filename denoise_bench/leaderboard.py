@@ -29,7 +29,7 @@ from denoise_bench.results import (ORACLE_MARK, method_label, read_config, read_
 from denoise_bench.significance import PairedDifference, all_pairs, compare, per_image_means
 
 # What must agree between runs for their means to be comparable.
-COMPARABLE_FIELDS = ("protocol", "profile", "budget", "noise_policy", "train_dataset")
+COMPARABLE_FIELDS = ("protocol", "profile", "budget", "noise_policy", "train_dataset", "precision")
 PAPER_RESULTS = ("denoise_bench", "reference/paper_results.csv")
 
 
@@ -42,7 +42,10 @@ class MergedRuns:
 
 
 def _comparable(config: dict) -> dict:
-    return json.loads(json.dumps({k: config.get(k) for k in COMPARABLE_FIELDS}, default=str, sort_keys=True))
+    # Training precision can change scores; runs from before it was recorded trained in fp32.
+    derived = {"precision": (config.get("engine") or {}).get("precision", "fp32")}
+    fields = {k: derived[k] if k in derived else config.get(k) for k in COMPARABLE_FIELDS}
+    return json.loads(json.dumps(fields, default=str, sort_keys=True))
 
 
 def merge_runs(run_dirs: list[Path], allow_mismatch: bool = False) -> MergedRuns:

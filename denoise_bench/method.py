@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from denoise_bench.engine import Engine
 from denoise_bench.errors import BenchError
 from denoise_bench.noise import KNOWN_PROPERTIES, Levels, NoiseFamily, NoiseSpec
 from denoise_bench.profiles import Budget
@@ -37,6 +38,7 @@ class MethodSetup:
     device: torch.device = torch.device("cpu")
     seed: int = 0
     options: dict[str, str] = field(default_factory=dict)  # --method-option NAME:KEY=VALUE
+    engine: Engine = field(default_factory=Engine)  # precision, layout, compilation of network training
 
 
 @dataclass(frozen=True)

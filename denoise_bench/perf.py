@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
+from denoise_bench.engine import Engine
 from denoise_bench.method import MethodSetup, TrainContext
 from denoise_bench.methods.iddp import box_filter, random_signs
 from denoise_bench.network_method import NetworkMethod
@@ -53,6 +54,7 @@ class PerfSettings:
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     peak_tflops: float | None = None
     launch_cost_s: float = LAUNCH_COST_S
+    engine: Engine = field(default_factory=Engine)  # the same switches as `bench run` (both loops use them)
 
 
 WARMUP = 3
@@ -69,7 +71,7 @@ def _view(supervision: Supervision, device: torch.device) -> TrainingView:
 def _method(name: str, s: PerfSettings, batch: int, iterations: int) -> NetworkMethod:
     budget = Budget(iterations=iterations, batch_size=batch, crop_size=s.crop, width=s.width, test_images=None,
                     test_crop=None, per_image_iterations=1)
-    return get_registry().method(name)(MethodSetup(channels=CHANNELS, budget=budget, device=s.device))
+    return get_registry().method(name)(MethodSetup(channels=CHANNELS, budget=budget, device=s.device, engine=s.engine))
 
 
 def _sync(device: torch.device) -> None:
@@ -97,21 +99,26 @@ def time_bare_iddp_steps(s: PerfSettings, batch: int) -> float:
     generator = torch.Generator(device=s.device).manual_seed(0)
     data = [torch.rand(batch, CHANNELS, s.crop, s.crop, device=s.device, generator=generator) for _ in range(4)]
 
+    step_begin = s.engine.step_begin(s.device)
+
     def step(y: torch.Tensor) -> None:
-        estimate = net(y)
-        prior = estimate.detach()
-        loss = 0.001 * F.mse_loss(estimate, box_filter(y, 3)) + F.mse_loss(net(prior + random_signs(y) * (y - prior)), prior)
+        step_begin()
+        with s.engine.autocast(s.device):
+            estimate = net(y)
+            prior = estimate.detach()
+            loss = 0.001 * F.mse_loss(estimate, box_filter(y, 3)) + F.mse_loss(net(prior + random_signs(y) * (y - prior)), prior)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
 
-    for i in range(WARMUP):
-        step(data[i % len(data)])
-    _sync(s.device)
-    start = time.perf_counter()
-    for i in range(s.steps):
-        step(data[i % len(data)])
-    _sync(s.device)
+    with s.engine.training(net, s.device):
+        for i in range(WARMUP):
+            step(data[i % len(data)])
+        _sync(s.device)
+        start = time.perf_counter()
+        for i in range(s.steps):
+            step(data[i % len(data)])
+        _sync(s.device)
     return (time.perf_counter() - start) / s.steps
 
 
@@ -184,6 +191,7 @@ def measure(s: PerfSettings) -> dict:
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "settings": {k: (str(v) if isinstance(v, torch.device) else v) for k, v in asdict(s).items()},
+        "engine": s.engine.as_dict(),
         "training": rows,
         "evaluation_images_per_s": time_evaluation(s),
         "suite_vs_bare": {"method": "iddp", "batch": s.batches[0], "suite_ms": min(suite) * 1e3,
@@ -195,6 +203,7 @@ def measure(s: PerfSettings) -> dict:
 def render(report: dict) -> str:
     lines = [f"# Performance: {report['device_name']} ({report['device']}, torch {report['torch']}, "
              f"{report['threads']} threads)", "",
+             "Engine: " + ", ".join(f"{k} {v}" for k, v in report.get("engine", {"precision": "fp32"}).items()) + ".", "",
              "| method | batch | ms / iteration | iterations / s | GFLOP / iteration | achieved TFLOP/s | "
              "arithmetic bound (ms) | operators / iteration | launch bound (ms) |",
              "|---|---|---|---|---|---|---|---|---|"]

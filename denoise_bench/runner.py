@@ -16,7 +16,7 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from denoise_bench.checkpoints import load_checkpoint, save_checkpoint
 from denoise_bench.data import TEST, TRAIN, CleanImage, Dataset
+from denoise_bench.engine import Engine
 from denoise_bench.environment import describe_environment, pick_device
 from denoise_bench.errors import BenchError
 from denoise_bench.evaluate import TestCase, evaluate, make_test_cases
@@ -65,6 +66,7 @@ class RunRequest:
     progress: bool = True
     checkpoint_every: int = 200  # training steps between resumable checkpoints (0: only at the end)
     eval_every: int = 0  # training steps between learning-curve evaluations on the test images (0: none)
+    engine: dict[str, Any] = field(default_factory=dict)  # Engine switches (precision, channels_last, compile)
 
     @staticmethod
     def from_run_dir(run_dir: Path) -> "RunRequest":
@@ -85,6 +87,7 @@ class RunPlan:
     datasets: list[Dataset]
     train_dataset: Dataset | None
     budget: Budget
+    engine: Engine
     protocol: EvalProtocol
     policy: NoisePolicy
     device: torch.device
@@ -131,8 +134,9 @@ def plan(request: RunRequest, registry: Registry | None = None) -> RunPlan:
         raise BenchError(f"unknown noise policy {request.noise_policy!r}; valid: fresh, fixed") from None
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     run_dir = request.out or Path("runs") / stamp
-    return RunPlan(request, methods, settings, datasets, train_dataset, budget, get_protocol(request.protocol), policy,
-                   pick_device(request.device), run_dir)
+    engine = Engine(**request.engine)
+    return RunPlan(request, methods, settings, datasets, train_dataset, budget, engine, get_protocol(request.protocol),
+                   policy, pick_device(request.device), run_dir)
 
 
 def _config(p: RunPlan) -> dict:
@@ -144,7 +148,7 @@ def _config(p: RunPlan) -> dict:
                     "noise_policy": r.noise_policy, "train_dataset": r.train_dataset,
                     "data_dir": str(r.data_dir) if r.data_dir else None, "method_options": r.method_options,
                     "dataset_options": r.dataset_options, "checkpoint_every": r.checkpoint_every,
-                    "eval_every": r.eval_every},
+                    "eval_every": r.eval_every, "engine": r.engine},
         "run_id": p.run_dir.name,
         "methods": [{"name": m.name, "citation": m.citation, "supervision": Supervision(m.supervision).value,
                      "uses_noise_level": m.uses_noise_level, "options": p.request.method_options.get(m.name, {})}
@@ -156,6 +160,7 @@ def _config(p: RunPlan) -> dict:
         "seeds": p.request.seeds,
         "profile": p.request.profile,
         "budget": p.budget.as_dict(),
+        "engine": p.engine.as_dict(),
         "protocol": p.protocol.as_dict(),
         "noise_policy": p.policy.value,
         "device": str(p.device),
@@ -399,6 +404,8 @@ def _comparable(config: dict) -> dict:
     request = dict(config.get("request", {}))
     request.pop("checkpoint_every", None)
     request.pop("data_dir", None)
+    request.setdefault("engine", {})  # run folders from before engine switches trained with the defaults
+    config.setdefault("engine", Engine().as_dict())
     return {k: v for k, v in config.items() if k not in ("device", "run_id")} | {"request": request}
 
 
@@ -458,7 +465,7 @@ def _trained_method(p: RunPlan, method_cls: type[Method], datasets: list[Dataset
     """
     first = datasets[0]
     setup = MethodSetup(channels=first.channels, budget=p.budget, device=p.device, seed=seed,
-                        options=p.request.method_options.get(method_cls.name, {}))
+                        options=p.request.method_options.get(method_cls.name, {}), engine=p.engine)
     method = method_cls(setup)
     if not method_cls.trainable:
         return method, 0.0

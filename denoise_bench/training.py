@@ -66,6 +66,8 @@ def _restore(method: NetworkMethod, optimizer: torch.optim.Optimizer, scheduler:
 def train(method: NetworkMethod, view: TrainingView, budget: Budget, context: TrainContext) -> None:
     """Adam on ``method.training_loss`` for ``budget.iterations`` steps, with the method's schedule.
 
+    The method's :class:`~denoise_bench.engine.Engine` decides precision, layout and compilation.
+
     With ``context.checkpoint_path`` set, the full training state is saved every
     ``context.checkpoint_every`` steps (and at the end), and training continues from it if it exists.
     """
@@ -78,20 +80,25 @@ def train(method: NetworkMethod, view: TrainingView, budget: Budget, context: Tr
         start = _restore(method, optimizer, scheduler, view, load_checkpoint(path, method.setup.device), path, total)
         context.log(f"{method.name}: resuming from step {start} of {total}")
         context.on_step(start, math.nan)
-    for step in range(start, total):
-        batch = view.sample(budget.batch_size, budget.crop_size)
-        loss = method.training_loss(batch, step / total)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        scheduler.step()
-        if (step + 1) % CHECK_EVERY == 0 or step + 1 == total:
-            value = float(loss.detach())
-            if not math.isfinite(value):
-                raise TrainingDiverged(f"{method.name}: loss became {value} at step {step + 1}")
-            context.on_step(step + 1, value)
-        if path is not None and context.checkpoint_every and ((step + 1) % context.checkpoint_every == 0 or step + 1 == total):
-            save_checkpoint(_training_state(method, optimizer, scheduler, view, step + 1, total), path)
-        if context.evaluate_every and (step + 1) % context.evaluate_every == 0:
-            context.on_evaluate(step + 1)
-            method.net.train()  # evaluation put the network in inference mode
+    engine, device = method.setup.engine, method.setup.device
+    step_begin = engine.step_begin(device)
+    with engine.training(method.net, device):
+        for step in range(start, total):
+            step_begin()
+            batch = view.sample(budget.batch_size, budget.crop_size)
+            with engine.autocast(device):
+                loss = method.training_loss(batch, step / total)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            if (step + 1) % CHECK_EVERY == 0 or step + 1 == total:
+                value = float(loss.detach())
+                if not math.isfinite(value):
+                    raise TrainingDiverged(f"{method.name}: loss became {value} at step {step + 1}")
+                context.on_step(step + 1, value)
+            if path is not None and context.checkpoint_every and ((step + 1) % context.checkpoint_every == 0 or step + 1 == total):
+                save_checkpoint(_training_state(method, optimizer, scheduler, view, step + 1, total), path)
+            if context.evaluate_every and (step + 1) % context.evaluate_every == 0:
+                context.on_evaluate(step + 1)
+                method.net.train()  # evaluation put the network in inference mode
