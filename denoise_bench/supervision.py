@@ -79,6 +79,24 @@ class TrainingView:
         return self._draw(batch_size, crop_size)
 
 
+# Share of the device's free memory the training images may take; the rest is for the network.
+RESIDENT_SHARE = 0.5
+
+
+def data_home(nbytes: int, device: torch.device, free_bytes: int | None = None) -> torch.device:
+    """Where the uint8 training images live: on ``device`` when they fit, else in host memory.
+
+    On the device, crops and noise are drawn there and a training step copies nothing from the host
+    (the 4744-image Waterloo set takes a few GB as uint8). Otherwise each batch of crops is cut on
+    the host and copied over: slower, but it trains.
+    """
+    if device.type != "cuda":
+        return device
+    if free_bytes is None:
+        free_bytes = torch.cuda.mem_get_info(device)[0]
+    return device if nbytes <= RESIDENT_SHARE * free_bytes else torch.device("cpu")
+
+
 def build_view(
     supervision: Supervision,
     clean_images: Sequence[torch.Tensor],
@@ -107,11 +125,12 @@ def build_view(
         if supervision is Supervision.CLEAN:
             planes.append([img.to(device).float().div(255) for img in clean_images])
     else:
-        planes = [[img.to(device) for img in clean_images]]
+        home = data_home(sum(img.numel() * img.element_size() for img in clean_images), device)
+        planes = [[img.to(home) for img in clean_images]]
     sampler = CropSampler(planes, crop_gen)
 
     def draw(batch_size: int, crop_size: int) -> Batch:
-        crops = sampler.sample(batch_size, crop_size)
+        crops = [crop.to(device, non_blocking=True) for crop in sampler.sample(batch_size, crop_size)]
         if policy is NoisePolicy.FIXED:
             if supervision is Supervision.NONE:
                 return NoisyBatch(crops[0])

@@ -172,3 +172,13 @@ def test_runner_gives_a_self_supervised_method_no_clean_pixels(tmp_path: Path, p
     for b in batches:
         levels = b.noisy * 255
         assert not torch.allclose(levels, levels.round(), atol=1e-3)
+
+
+def test_training_images_stay_on_the_gpu_only_when_they_fit() -> None:
+    from denoise_bench.supervision import data_home
+
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    waterloo = 4744 * 3 * 384 * 384  # a Waterloo-sized set as uint8 (about 2 GB at a nominal 384x384)
+    assert data_home(waterloo, cuda, free_bytes=80 * 2**30) == cuda  # an H100: resident
+    assert data_home(waterloo, cuda, free_bytes=3 * 2**30) == cpu  # a small GPU: cut crops on the host
+    assert data_home(waterloo, cpu) == cpu
