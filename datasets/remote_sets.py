@@ -1,4 +1,4 @@
-"""Named sets that are downloaded on first use: ``bsd300`` and ``kodak24``.
+"""Named sets that are downloaded on first use: ``bsd300``, ``kodak24`` and ``waterloo``.
 
 A :class:`RemoteSet` is described by a manifest, one row per file: split, path inside the set's
 folder, URL, sha256. Files live in ``<data dir>/<folder>/<path>`` when a data directory is given
@@ -24,9 +24,16 @@ verifies against that record, so a file that changes afterwards - on disk or on 
 refused. TOFU protects against change, not against a first download that was already wrong; pin the
 hashes in the manifest once they have been checked.
 
-Not supported: the Waterloo Exploration Database (one ~2 GB ``.rar`` archive, which the standard
-library cannot unpack) and FMD (no stable direct download URL). Download them by hand and use
-``--dataset folder``.
+Archives
+--------
+An :class:`ArchiveSet` is published as one archive: the archive is fetched and verified like any
+manifest file (pinned or trust on first use), unpacked once into ``<folder>/unpacked/`` (stamped with
+the archive's sha256, so a changed archive is unpacked again) and its images are found by a glob.
+``waterloo`` (the IDDP paper's training set) is one ~2 GB ``.rar``: unpacking it needs ``bsdtar``
+(Debian/Ubuntu: ``libarchive-tools``) or ``unrar``.
+
+Not supported: FMD (real microscopy noise). Its noisy/clean pairs need a dataset contract for real
+noise, which the runner (synthetic noise models only) does not have yet.
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,7 +50,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from denoise_bench import download
-from denoise_bench.data import CleanImage, Dataset
+from denoise_bench.data import TRAIN, CleanImage, Dataset
 from denoise_bench.errors import BenchError
 from denoise_bench.hookspecs import hookimpl
 from denoise_bench.images import read_image
@@ -192,6 +200,45 @@ def _write_sidecar(path: Path, recorded: dict[str, str]) -> None:
         Path(tmp).unlink(missing_ok=True)
 
 
+UNPACKED = "unpacked"
+UNPACKED_STAMP = ".archive-sha256"  # inside UNPACKED: the sha256 of the archive it was unpacked from
+
+
+class ArchiveSet(RemoteSet):
+    """A set published as one archive; ``members`` maps each split to a glob inside the unpacked archive."""
+
+    archive: ClassVar[RemoteFile]
+    members: ClassVar[dict[str, str]] = {}
+
+    def files(self) -> list[RemoteFile]:
+        return [self.archive]
+
+    def check(self, split: str) -> None:
+        self.ensure(split)
+
+    def ensure(self, split: str) -> list[Path]:
+        if split not in self.members:
+            raise BenchError(f"dataset {self.name!r} has no {split!r} split{self.missing_split_hint}")
+        root = self.root()
+        archive = self._ensure_file(self.archive, root, _read_sidecar(root / SIDECAR))
+        digest = download.sha256_file(archive)  # verified above; this names what was unpacked
+        unpacked = root / UNPACKED
+        stamp = unpacked / UNPACKED_STAMP
+        if not stamp.is_file() or stamp.read_text().strip() != digest:
+            # Unpack next to the final folder and rename: a kill midway never leaves a half set that looks whole.
+            staging = root / f".{UNPACKED}.partial"
+            shutil.rmtree(staging, ignore_errors=True)
+            download.extract(archive, staging)
+            (staging / UNPACKED_STAMP).write_text(digest + "\n")
+            shutil.rmtree(unpacked, ignore_errors=True)
+            staging.rename(unpacked)
+        files = sorted(p for p in unpacked.glob(self.members[split]) if p.is_file())
+        if not files:
+            raise BenchError(f"dataset {self.name!r}: no file in {unpacked} matches {self.members[split]!r}; "
+                             f"is {archive} the right archive?")
+        return files
+
+
 NO_TRAIN_SPLIT = (
     " (test images only; the IDDP paper trains on the Waterloo Exploration Database): pass --train-dataset, "
     "e.g. --train-dataset cbsd68"
@@ -216,7 +263,20 @@ class Kodak24(RemoteSet):
     missing_split_hint = NO_TRAIN_SPLIT
 
 
+class Waterloo(ArchiveSet):
+    name = "waterloo"
+    description = ("Waterloo Exploration Database, 4744 colour images (the IDDP paper's training set; train split "
+                   "only): one ~2 GB .rar, downloaded and unpacked once (needs bsdtar or unrar); sha256 trusted on first use")
+    channels = 3
+    folder = "Waterloo"
+    archive = RemoteFile(TRAIN, "exploration_database_and_code.rar",
+                         "https://ece.uwaterloo.ca/~k29ma/dataset/exploration_database_and_code.rar")
+    members = {TRAIN: "**/pristine_images/*.bmp"}
+    missing_split_hint = " (a training set: test on bsd300, kodak24 or cbsd68 with --train-dataset waterloo)"
+    timeout = 120.0
+
+
 @hookimpl
 def register_datasets(register: Callable[[type[Dataset]], None]) -> None:
-    for cls in (BSD300, Kodak24):
+    for cls in (BSD300, Kodak24, Waterloo):
         register(cls)

@@ -35,6 +35,8 @@ import logging
 import os
 import re
 import secrets
+import shutil
+import subprocess
 import tarfile
 import time
 import urllib.error
@@ -245,7 +247,7 @@ def safe_relative(name: str, what: str = "path") -> PurePosixPath:
 
 
 def extract(archive: Path, into: Path) -> list[Path]:
-    """Unpack a .zip or .tar[.gz|.bz2|.xz] into ``into``; return the extracted files, sorted.
+    """Unpack a .zip, .tar[.gz|.bz2|.xz] or .rar into ``into``; return the extracted files, sorted.
 
     Every member is checked before anything is written, so an archive with one bad member (absolute
     path, ``..``, a symlink/hardlink/device in a tar) is refused as a whole with a BenchError.
@@ -257,7 +259,53 @@ def extract(archive: Path, into: Path) -> list[Path]:
         return _extract_zip(archive, into)
     if tarfile.is_tarfile(archive):
         return _extract_tar(archive, into)
-    raise BenchError(f"{archive}: not a zip or tar archive")
+    if is_rar(archive):
+        return _extract_rar(archive, into)
+    raise BenchError(f"{archive}: not a zip, tar or rar archive")
+
+
+RAR_MAGIC = b"Rar!\x1a\x07"  # RAR 4 (then 0x00) and RAR 5 (then 0x01 0x00)
+# External programs that read RAR, in order of preference: (program, list members, extract into {into}).
+RAR_TOOLS = (
+    ("bsdtar", ["-tf"], ["-xf", "{archive}", "-C", "{into}"]),  # libarchive (Debian: libarchive-tools)
+    ("unrar", ["lb"], ["x", "-o+", "-idq", "{archive}", "{into}/"]),
+)
+
+
+def is_rar(path: Path) -> bool:
+    with open(path, "rb") as fh:
+        return fh.read(len(RAR_MAGIC)) == RAR_MAGIC
+
+
+def _extract_rar(archive: Path, into: Path) -> list[Path]:
+    """RAR has no reader in the standard library: list and unpack it with bsdtar or unrar."""
+    found = next(((name, path, listing, unpack) for name, listing, unpack in RAR_TOOLS
+                  if (path := shutil.which(name))), None)
+    if found is None:
+        raise BenchError(f"{archive} is a RAR archive: unpacking it needs bsdtar (Debian/Ubuntu: apt install "
+                         f"libarchive-tools) or unrar on PATH; or unpack it by hand into {into}")
+    name, program, listing, unpack = found
+    listed = _run_tool([program, *listing, str(archive)], archive, name)
+    for member in filter(None, (line.strip() for line in listed.splitlines())):
+        _check_inside(into, safe_relative(member, f"member of {archive}"), archive)
+    into.mkdir(parents=True, exist_ok=True)
+    _run_tool([program, *(a.format(archive=archive, into=into) for a in unpack)], archive, name)
+    files = []
+    for path in sorted(into.rglob("*")):
+        if path.is_symlink():  # a link can point anywhere: refuse the whole archive, as for tar
+            shutil.rmtree(into, ignore_errors=True)
+            raise BenchError(f"{archive}: refusing member {path.relative_to(into)} (a link, not a regular file)")
+        if path.is_file():
+            files.append(path.resolve())
+    return files
+
+
+def _run_tool(command: list[str], archive: Path, name: str) -> str:
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        detail = (result.stderr or result.stdout).strip().splitlines()
+        raise BenchError(f"{archive}: {name} could not read it ({detail[-1] if detail else f'exit {result.returncode}'})")
+    return result.stdout
 
 
 def _check_inside(into: Path, member: PurePosixPath, archive: Path) -> Path:

@@ -338,7 +338,7 @@ def test_extract_refuses_links_and_non_archives(tmp_path: Path) -> None:
         extract(archive, tmp_path / "out")
     plain = tmp_path / "plain.bin"
     plain.write_bytes(b"just bytes")
-    with pytest.raises(BenchError, match="not a zip or tar"):
+    with pytest.raises(BenchError, match="not a zip, tar or rar archive"):
         extract(plain, tmp_path / "out")
 
 
@@ -495,3 +495,105 @@ def test_kodak24_offline_says_which_file_to_put_where(loopback_only: list[str], 
     assert f"{N2N_RAW}validation/Kodak/kodim01.png" in message
     assert str(tmp_path / "cache" / "Kodak24" / "kodim01.png") in message
     assert "trust on first use" in message and SIDECAR in message
+
+
+# --- ArchiveSet: one archive, unpacked once ------------------------------------------------------
+
+
+def _archive_set(url: str, sha256: str | None) -> type[remote_sets.ArchiveSet]:
+    class TinyArchive(remote_sets.ArchiveSet):
+        name = "tiny-archive"
+        description = "two tiny PNGs in one zip from the local test server"
+        channels = 3
+        folder = "TinyArchive"
+        archive = RemoteFile(TRAIN, "set.zip", url, sha256)
+        members = {TRAIN: "**/pristine_images/*.png"}
+        missing_split_hint = " (a training set)"
+        retries, timeout, backoff = 1, 5.0, 0.0
+
+    return TinyArchive
+
+
+def test_archive_set_downloads_unpacks_once_then_works_offline(tmp_path: Path) -> None:
+    (a, a_pixels), (b, _) = _png(1), _png(2)
+    body = _zip(tmp_path / "set.zip", {"db/pristine_images/a.png": a, "db/pristine_images/b.png": b,
+                                       "db/readme.txt": b"not an image"}).read_bytes()
+    with serving() as server:
+        cls = _archive_set(server.route("/set.zip", Reply("ok", body)), None)
+        images = cls(tmp_path / "data").images(TRAIN)
+        assert sum(server.hits.values()) == 1
+    assert [i.id for i in images] == ["a", "b"] and np.array_equal(images[0].pixels, a_pixels)
+    root = tmp_path / "data" / "TinyArchive"
+    assert (root / "unpacked" / remote_sets.UNPACKED_STAMP).read_text().strip() == _sha(body)
+    assert _sha(body) in (root / SIDECAR).read_text()  # trust on first use, as for single files
+    # Offline, from the unpacked copy; a stale stamp (another archive) makes it unpack again.
+    (root / "unpacked" / remote_sets.UNPACKED_STAMP).write_text("0" * 64)
+    (root / "unpacked" / "db" / "pristine_images" / "b.png").unlink()
+    assert [i.id for i in cls(tmp_path / "data").images(TRAIN)] == ["a", "b"]
+    with pytest.raises(BenchError, match="no 'test' split \\(a training set\\)"):
+        cls(tmp_path / "data").images(TEST)
+
+
+def test_archive_set_with_a_wrong_checksum_keeps_nothing(server: FileServer, tmp_path: Path) -> None:
+    body = _zip(tmp_path / "set.zip", {"db/pristine_images/a.png": _png(1)[0]}).read_bytes()
+    cls = _archive_set(server.route("/set.zip", Reply("ok", body)), "0" * 64)
+    with pytest.raises(BenchError, match="sha256"):
+        cls(tmp_path / "data").check(TRAIN)
+    root = tmp_path / "data" / "TinyArchive"
+    assert not (root / "set.zip").exists() and not (root / "unpacked").exists()
+
+
+def _fake_rar(tmp_path: Path) -> Path:
+    archive = tmp_path / "set.rar"
+    archive.write_bytes(download.RAR_MAGIC + b"\x00 not really compressed")
+    return archive
+
+
+def test_a_rar_archive_without_a_rar_tool_says_what_to_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
+    with pytest.raises(BenchError) as err:
+        extract(_fake_rar(tmp_path), tmp_path / "out")
+    assert "RAR archive" in str(err.value) and "libarchive-tools" in str(err.value) and "unrar" in str(err.value)
+    assert str(tmp_path / "out") in str(err.value)
+
+
+def _fake_bsdtar(bin_dir: Path, listing: list[str]) -> None:
+    """A stand-in for bsdtar that lists ``listing`` and 'unpacks' one file per listed name."""
+    bin_dir.mkdir(exist_ok=True)
+    names = " ".join(f"'{n}'" for n in listing)
+    script = bin_dir / "bsdtar"
+    script.write_text(f"""#!/bin/sh
+if [ "$1" = "-tf" ]; then for n in {names}; do echo "$n"; done; exit 0; fi
+if [ "$1" = "-xf" ]; then for n in {names}; do mkdir -p "$4/$(dirname "$n")"; echo data > "$4/$n"; done; exit 0; fi
+exit 2
+""")
+    script.chmod(0o755)
+
+
+def test_a_rar_archive_is_listed_checked_and_unpacked_with_bsdtar(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _fake_bsdtar(tmp_path / "bin", ["db/pristine_images/a.bmp", "db/pristine_images/b.bmp"])
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:/usr/bin:/bin")  # the stand-in comes first
+    out = tmp_path / "out"
+    assert extract(_fake_rar(tmp_path), out) == [(out / f"db/pristine_images/{n}.bmp").resolve() for n in "ab"]
+
+
+def test_a_rar_member_leaving_its_folder_is_refused_before_unpacking(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _fake_bsdtar(tmp_path / "bin", ["db/ok.bmp", "../evil.bmp"])
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:/usr/bin:/bin")  # the stand-in comes first
+    with pytest.raises(BenchError, match="unsafe"):
+        extract(_fake_rar(tmp_path), tmp_path / "a" / "out")
+    assert not (tmp_path / "a").exists() and not (tmp_path / "evil.bmp").exists()
+
+
+def test_waterloo_offline_says_which_archive_to_put_where(loopback_only: list[str], tmp_path: Path) -> None:
+    class OfflineWaterloo(remote_sets.Waterloo):
+        retries, backoff = 0, 0.0
+
+    with pytest.raises(BenchError) as err:
+        OfflineWaterloo(None).check(TRAIN)
+    message = str(err.value)
+    assert loopback_only == ["ece.uwaterloo.ca"]
+    assert "https://ece.uwaterloo.ca/~k29ma/dataset/exploration_database_and_code.rar" in message
+    assert str(tmp_path / "cache" / "Waterloo" / "exploration_database_and_code.rar") in message
+    with pytest.raises(BenchError, match="no 'test' split.*--train-dataset waterloo"):
+        OfflineWaterloo(None).check(TEST)
