@@ -7,6 +7,8 @@ clean image, of its first noisy draw and of every method's estimate as 8-bit PNG
 
 from __future__ import annotations
 
+import os
+
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +34,7 @@ def _to_png(image: torch.Tensor, path: Path) -> None:
     array = image.permute(1, 2, 0).cpu().numpy()
     pil = Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else np.ascontiguousarray(array))
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # executor jobs may write the same clean/noisy crop
     pil.save(tmp, format="PNG")
     tmp.replace(path)
 
