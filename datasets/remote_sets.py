@@ -26,14 +26,13 @@ hashes in the manifest once they have been checked.
 
 Archives
 --------
-An :class:`ArchiveSet` is published as one archive: the archive is fetched and verified like any
-manifest file (pinned or trust on first use), unpacked once into ``<folder>/unpacked/`` (stamped with
-the archive's sha256, so a changed archive is unpacked again) and its images are found by a glob.
+An :class:`ArchiveSet` is published as archives: each is fetched and verified like any manifest file
+(pinned or trust on first use), unpacked once into ``<folder>/unpacked/<archive stem>/`` (stamped
+with the archive's sha256, so a changed archive is unpacked again) and images are found by a glob.
 ``waterloo`` (the IDDP paper's training set) is one ~2 GB ``.rar``: unpacking it needs ``bsdtar``
 (Debian/Ubuntu: ``libarchive-tools``) or ``unrar``.
 
-Not supported: FMD (real microscopy noise). Its noisy/clean pairs need a dataset contract for real
-noise, which the runner (synthetic noise models only) does not have yet.
+``fmd`` (real microscope noise, one tar per image type) is in ``fmd.py``.
 """
 
 from __future__ import annotations
@@ -46,7 +45,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import ClassVar
 
 from denoise_bench import download
@@ -205,38 +204,53 @@ UNPACKED_STAMP = ".archive-sha256"  # inside UNPACKED: the sha256 of the archive
 
 
 class ArchiveSet(RemoteSet):
-    """A set published as one archive; ``members`` maps each split to a glob inside the unpacked archive."""
+    """A set published as archives; ``members`` maps each split to a glob inside the unpacked archives.
 
-    archive: ClassVar[RemoteFile]
+    Each archive of :meth:`files` is unpacked into ``<folder>/unpacked/<archive stem>/``.
+    """
+
+    archive: ClassVar[RemoteFile | None] = None  # the one archive of most sets; override files() for several
     members: ClassVar[dict[str, str]] = {}
 
     def files(self) -> list[RemoteFile]:
-        return [self.archive]
+        return [self.archive] if self.archive is not None else []
 
     def check(self, split: str) -> None:
         self.ensure(split)
 
+    def unpack_all(self) -> Path:
+        """Fetch, verify and unpack every archive (each once); returns the folder they are unpacked in."""
+        root = self.root()
+        recorded = _read_sidecar(root / SIDECAR)
+        for entry in self.files():
+            archive = self._ensure_file(entry, root, recorded)
+            _unpack_once(archive, root / UNPACKED / PurePosixPath(entry.path).stem)
+        return root / UNPACKED
+
     def ensure(self, split: str) -> list[Path]:
         if split not in self.members:
             raise BenchError(f"dataset {self.name!r} has no {split!r} split{self.missing_split_hint}")
-        root = self.root()
-        archive = self._ensure_file(self.archive, root, _read_sidecar(root / SIDECAR))
-        digest = download.sha256_file(archive)  # verified above; this names what was unpacked
-        unpacked = root / UNPACKED
-        stamp = unpacked / UNPACKED_STAMP
-        if not stamp.is_file() or stamp.read_text().strip() != digest:
-            # Unpack next to the final folder and rename: a kill midway never leaves a half set that looks whole.
-            staging = root / f".{UNPACKED}.partial"
-            shutil.rmtree(staging, ignore_errors=True)
-            download.extract(archive, staging)
-            (staging / UNPACKED_STAMP).write_text(digest + "\n")
-            shutil.rmtree(unpacked, ignore_errors=True)
-            staging.rename(unpacked)
+        unpacked = self.unpack_all()
         files = sorted(p for p in unpacked.glob(self.members[split]) if p.is_file())
         if not files:
             raise BenchError(f"dataset {self.name!r}: no file in {unpacked} matches {self.members[split]!r}; "
-                             f"is {archive} the right archive?")
+                             f"are the archives under {self.root()} the right ones?")
         return files
+
+
+def _unpack_once(archive: Path, dest: Path) -> None:
+    """Unpack ``archive`` into ``dest`` unless ``dest`` already holds this very archive (by sha256)."""
+    digest = download.sha256_file(archive)
+    stamp = dest / UNPACKED_STAMP
+    if stamp.is_file() and stamp.read_text().strip() == digest:
+        return
+    # Unpack next to the final folder and rename: a kill midway never leaves a half set that looks whole.
+    staging = dest.with_name(f".{dest.name}.partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    download.extract(archive, staging)
+    (staging / UNPACKED_STAMP).write_text(digest + "\n")
+    shutil.rmtree(dest, ignore_errors=True)
+    staging.rename(dest)
 
 
 NO_TRAIN_SPLIT = (

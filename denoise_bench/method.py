@@ -95,6 +95,8 @@ class Method(ABC):
         missing = sorted(cls.requires - family.properties)
         if missing:
             return f"{cls.name} assumes {', '.join(missing)} noise; {family.name} is not"
+        if cls.uses_noise_level and not family.params:
+            return f"{cls.name} is told the true noise level; {family.name} noise has none"
         return None
 
     def fit(self, view: TrainingView, context: TrainContext) -> None:

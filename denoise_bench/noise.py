@@ -112,6 +112,8 @@ class NoiseSpec:
         return any(v.is_range for _, v in self.values)
 
     def __str__(self) -> str:
+        if not self.values:  # a family without parameters, e.g. the dataset's own "real" noise
+            return self.family.name
         return f"{self.family.name}:" + ",".join(f"{k}={v}" for k, v in self.values)
 
     def __eq__(self, other: object) -> bool:
@@ -163,6 +165,10 @@ def parse_spec(spec: str, families: Mapping[str, NoiseFamily]) -> NoiseSpec:
         names = ", ".join(sorted(families))
         raise BenchError(f"noise spec {spec!r}: unknown noise family {family_name!r}; valid noise families: {names}")
     family = families[family_name]
+    if not family.params:
+        if body.strip():
+            raise BenchError(f"noise spec {spec!r}: {family_name} takes no parameters")
+        return NoiseSpec(family, ())
     if not sep or not body.strip():
         raise BenchError(
             f"noise spec {spec!r}: expected {family_name}:"

@@ -31,6 +31,7 @@ from denoise_bench.noise import NoiseFamily
 
 BUILTIN_PLUGINS: tuple[str, ...] = (
     "denoise_bench.noise",
+    "denoise_bench.real_noise",
     "denoise_bench.methods.iddp",
     "denoise_bench.methods.unet",
     "denoise_bench.methods.n2n",
@@ -43,6 +44,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "denoise_bench.datasets.folder",
     "denoise_bench.datasets.named_sets",
     "denoise_bench.datasets.remote_sets",
+    "denoise_bench.datasets.fmd",
 )
 
 

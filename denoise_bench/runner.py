@@ -35,6 +35,8 @@ from denoise_bench.noise import NoiseSetting, NoiseSpec, resolve_setting
 from denoise_bench.plugins import Registry, get_registry
 from denoise_bench.profiles import Budget, get_profile
 from denoise_bench.protocol import EvalProtocol, get_protocol
+from denoise_bench.real_noise import (RealScene, build_real_view, is_real, make_real_test_cases, real_scenes,
+                                      require_real_source)
 from denoise_bench.results import (CONFIG, CURVES, JOBS, PARTS, RECORDS, RESULTS_FORMAT, file_slug, part_folders,
                                    read_config, read_curves, read_jobs, read_records, write_frame, write_json,
                                    write_tables)
@@ -121,6 +123,9 @@ def plan(request: RunRequest, registry: Registry | None = None) -> RunPlan:
     if request.train_dataset:
         train_dataset = registry.dataset(request.train_dataset)(request.data_dir, **request.dataset_options)
     budget = get_profile(request.profile).override(**request.overrides)
+    if any(is_real(s.train) for s in settings):
+        for dataset in [*datasets, *([train_dataset] if train_dataset else [])]:
+            require_real_source(dataset)
     needs_training = any(m.trainable for m in methods)
     for dataset in datasets:
         dataset.check(TEST)
@@ -173,6 +178,7 @@ class _Images:
     def __init__(self, p: RunPlan) -> None:
         self.plan = p
         self._cache: dict[tuple[str, str], list[CleanImage]] = {}
+        self._real: dict[tuple[str, str], list[RealScene]] = {}
 
     def get(self, dataset: Dataset, split: str) -> list[CleanImage]:
         key = (dataset.name, split)
@@ -197,6 +203,16 @@ class _Images:
         images = self.get(dataset, TEST)
         limit = self.plan.budget.test_images
         return images[:limit] if limit else images
+
+    def real(self, dataset: Dataset, split: str) -> list[RealScene]:
+        """Real-noise scenes: the training source's for TRAIN, the first ``test_images`` for TEST."""
+        source = (self.plan.train_dataset or dataset) if split == TRAIN else dataset
+        key = (source.name, f"real-{split}")
+        if key not in self._real:
+            self._real[key] = real_scenes(source, split)
+        scenes = self._real[key]
+        limit = self.plan.budget.test_images
+        return scenes[:limit] if split == TEST and limit else scenes
 
 
 @dataclass
@@ -262,7 +278,10 @@ class _Worker:
 
     def cases(self, dataset: Dataset, spec: NoiseSpec) -> list[TestCase]:
         key = (dataset.name, str(spec))
-        if key not in self._test_cache:
+        if key not in self._test_cache and is_real(spec):
+            self._test_cache[key] = make_real_test_cases(dataset.name, self.images.real(dataset, TEST), spec,
+                                                         self.plan.budget.test_crop)
+        elif key not in self._test_cache:
             self._test_cache[key] = make_test_cases(dataset.name, self.images.test(dataset), spec, self.plan.protocol,
                                                     self.plan.budget.test_crop)
         return self._test_cache[key]
@@ -477,7 +496,11 @@ def _trained_method(p: RunPlan, method_cls: type[Method], datasets: list[Dataset
         method.load_state_dict(load_checkpoint(trained, p.device))
         seconds = json.loads(timing.read_text())["train_seconds"] if timing.exists() else 0.0
         return method, float(seconds)
-    view = build_view(Supervision(method_cls.supervision), images.train(first), setting.train, p.policy, p.device, seed)
+    supervision = Supervision(method_cls.supervision)
+    if is_real(setting.train):
+        view = build_real_view(supervision, images.real(first, TRAIN), p.device, seed)
+    else:
+        view = build_view(supervision, images.train(first), setting.train, p.policy, p.device, seed)
     bar = tqdm(total=p.budget.iterations, desc=f"train {method_cls.name}", disable=not p.request.progress, leave=False)
     last = [0]
 

@@ -26,8 +26,8 @@ def bench(*args: str) -> "click.testing.Result":  # noqa: F821
 
 @pytest.mark.parametrize("args,expected", [
     (["--methods", "iddp,nope"], "error: unknown method 'nope'; valid methods: b2u, bm3d, dip, iddp, n2n, n2v, nb2nb, unet"),
-    (["--dataset", "imagenet"], "error: unknown dataset 'imagenet'; valid datasets: bsd300, bsd68, cbsd68, folder"),
-    (["--noise", "laplace"], "error: unknown noise 'laplace'; valid noise families: gaussian, poisson, poisson-gaussian, speckle"),
+    (["--dataset", "imagenet"], "error: unknown dataset 'imagenet'; valid datasets: bsd300, bsd68, cbsd68, fmd, folder"),
+    (["--noise", "laplace"], "error: unknown noise 'laplace'; valid noise families: gaussian, poisson, poisson-gaussian, real, speckle"),
     (["--noise", "gaussian:sigma=-3"], "error: noise spec 'gaussian:sigma=-3': sigma=-3 is out of range [0, 255]"),
     (["--noise", "poisson:lam=0"], "error: noise spec 'poisson:lam=0': lam=0 is out of range (0, 1e+06]"),
     (["--seeds", "one"], "error: --seeds 'one' must be comma-separated integers"),

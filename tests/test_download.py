@@ -524,11 +524,11 @@ def test_archive_set_downloads_unpacks_once_then_works_offline(tmp_path: Path) -
         assert sum(server.hits.values()) == 1
     assert [i.id for i in images] == ["a", "b"] and np.array_equal(images[0].pixels, a_pixels)
     root = tmp_path / "data" / "TinyArchive"
-    assert (root / "unpacked" / remote_sets.UNPACKED_STAMP).read_text().strip() == _sha(body)
+    assert (root / "unpacked" / "set" / remote_sets.UNPACKED_STAMP).read_text().strip() == _sha(body)
     assert _sha(body) in (root / SIDECAR).read_text()  # trust on first use, as for single files
     # Offline, from the unpacked copy; a stale stamp (another archive) makes it unpack again.
-    (root / "unpacked" / remote_sets.UNPACKED_STAMP).write_text("0" * 64)
-    (root / "unpacked" / "db" / "pristine_images" / "b.png").unlink()
+    (root / "unpacked" / "set" / remote_sets.UNPACKED_STAMP).write_text("0" * 64)
+    (root / "unpacked" / "set" / "db" / "pristine_images" / "b.png").unlink()
     assert [i.id for i in cls(tmp_path / "data").images(TRAIN)] == ["a", "b"]
     with pytest.raises(BenchError, match="no 'test' split \\(a training set\\)"):
         cls(tmp_path / "data").images(TEST)
