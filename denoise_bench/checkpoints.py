@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,11 @@ def load_checkpoint(path: Path, map_location: torch.device | str = "cpu") -> dic
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
-        raise BenchError(f"{path}: refusing to load, it is not a plain weights checkpoint ({str(exc).splitlines()[0]})") from None
+        # Name what was refused, not torch's advice to retry with weights_only=False (that would run the code).
+        found = re.search(r"(GLOBAL|Unsupported global:?) (\S+)", str(exc))
+        what = f"it references {found.group(2)}" if found else "it holds Python objects other than tensors"
+        raise BenchError(f"{path}: refusing to load, it is not a plain weights checkpoint ({what}; "
+                         "denoise-bench never unpickles objects, so a file from elsewhere cannot run code)") from None
     except (RuntimeError, EOFError, OSError, ValueError) as exc:
         raise BenchError(f"{path}: not a readable checkpoint ({exc})") from None
     if not isinstance(state, dict):

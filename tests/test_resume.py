@@ -95,9 +95,11 @@ def test_a_malicious_pickle_is_refused(tmp_path: Path, monkeypatch: pytest.Monke
     monkeypatch.chdir(tmp_path)
     path = tmp_path / "evil.pt"
     torch.save({"method": "iddp", "net": Exploding()}, path)
-    with pytest.raises(BenchError, match="refusing to load, it is not a plain weights checkpoint"):
+    with pytest.raises(BenchError, match="refusing to load, it is not a plain weights checkpoint") as err:
         load_checkpoint(path)
     assert not (tmp_path / "PWNED").exists()
+    assert "system" in str(err.value)  # names what it refused ...
+    assert "weights_only" not in str(err.value)  # ... without relaying torch's advice to turn the safety off
 
 
 def test_truncated_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
