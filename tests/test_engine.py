@@ -13,7 +13,6 @@ from denoise_bench.cli import main
 from denoise_bench.engine import Engine
 from denoise_bench.errors import BenchError
 from denoise_bench.method import MethodSetup, TrainContext
-from denoise_bench.methods.iddp import IDDP
 from denoise_bench.methods.n2n import Noise2Noise
 from denoise_bench.network_method import NetworkMethod
 from denoise_bench.noise import parse_spec
@@ -74,13 +73,13 @@ def test_cuda_graphs_fall_back_to_plain_compilation_off_cuda() -> None:
 
 
 def test_channels_last_trains_the_same_network() -> None:
-    plain, nhwc = _trained(IDDP, Engine()), _trained(IDDP, Engine(channels_last=True))
+    plain, nhwc = _trained(Noise2Noise, Engine()), _trained(Noise2Noise, Engine(channels_last=True))
     weight = next(p for p in nhwc.net.parameters() if p.dim() == 4 and p.shape[1] > 1)
     assert weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous()
     assert _steps_taken(plain) > 1e-4  # training moved the weights ...
     assert _max_weight_change(plain, nhwc) < 1e-5  # ... and the layout did not change where to
     # Its checkpoint loads into a network in the default layout.
-    fresh = IDDP(MethodSetup(channels=1, budget=BUDGET, device=CPU))
+    fresh = Noise2Noise(MethodSetup(channels=1, budget=BUDGET, device=CPU))
     fresh.load_state_dict(nhwc.state_dict())
     assert _max_weight_change(fresh, nhwc) == 0
 

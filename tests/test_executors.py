@@ -19,7 +19,7 @@ from helpers import MethodPlugin, Median3
 
 pytest.importorskip("submitit")
 
-GRID = ["--methods", "iddp,n2n", "--noise", "gaussian:sigma=25", "--dataset", "skimage", "--profile", "smoke",
+GRID = ["--methods", "unet,n2n", "--noise", "gaussian:sigma=25", "--dataset", "skimage", "--profile", "smoke",
         "--iterations", "3", "--test-images", "1", "--no-progress"]
 KEY = ["method", "dataset", "train_noise", "test_noise", "image", "repeat"]
 
@@ -39,11 +39,11 @@ def test_a_grid_through_submitits_local_executor_matches_the_same_grid_run_inlin
     # ... its part was folded into the run folder, and the records are those of the inline run, bit for bit.
     assert not (submitted / PARTS).exists()
     jobs = pd.read_csv(submitted / "jobs.csv")
-    assert sorted(jobs.method) == ["iddp", "n2n"] and set(jobs.status) == {"done"}
+    assert sorted(jobs.method) == ["n2n", "unet"] and set(jobs.status) == {"done"}
     ours = pd.read_csv(submitted / "records.csv").sort_values(KEY).reset_index(drop=True)
     theirs = pd.read_csv(inline / "records.csv").sort_values(KEY).reset_index(drop=True)
     pd.testing.assert_series_equal(ours.psnr, theirs.psnr)
-    assert "iddp" in (submitted / "tables" / "psnr.md").read_text()
+    assert "unet" in (submitted / "tables" / "psnr.md").read_text()
 
 
 def test_a_job_that_dies_on_the_worker_is_recorded_as_failed(tmp_path: Path) -> None:
