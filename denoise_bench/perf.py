@@ -213,6 +213,9 @@ def render(report: dict) -> str:
                      f"{r['gflop_per_iteration']:.1f} | {r['achieved_tflops']:.3f} | {bound} | "
                      f"{r['operators_per_iteration']} | {r['launch_bound_ms']:.2f} |")
     c = report["suite_vs_bare"]
+    if report.get("engine", {}).get("compile", "off") != "off":
+        lines += ["", "FLOPs and operators are counted on the eager step; a compiled step fuses operators and, with "
+                      "CUDA graphs, launches the whole step at once, so the launch bound above is the eager one."]
     lines += ["", f"Crops {report['settings']['crop']}x{report['settings']['crop']}, U-Net width "
               f"{report['settings']['width']}, colour. Evaluation: {report['evaluation_images_per_s']:.2f} images/s "
               f"at {report['settings']['eval_size']}x{report['settings']['eval_size']}.", "",
