@@ -39,9 +39,7 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
@@ -49,6 +47,7 @@ from pathlib import Path, PurePosixPath
 from typing import ClassVar
 
 from denoise_bench import download
+from denoise_bench.atomic import write_text_atomic
 from denoise_bench.data import TRAIN, CleanImage, Dataset
 from denoise_bench.errors import BenchError
 from denoise_bench.hookspecs import hookimpl
@@ -188,15 +187,7 @@ def _read_sidecar(path: Path) -> dict[str, str]:
 
 def _write_sidecar(path: Path, recorded: dict[str, str]) -> None:
     # Written whole and renamed into place, so a crash never leaves a half-written record.
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = "".join(f"{digest}  {name}\n" for name, digest in sorted(recorded.items()))
-    fd, tmp = tempfile.mkstemp(prefix=f"{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    write_text_atomic(path, "".join(f"{digest}  {name}\n" for name, digest in sorted(recorded.items())), mode=None)
 
 
 UNPACKED = "unpacked"

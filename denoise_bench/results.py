@@ -20,13 +20,12 @@ test settings, columns are methods, plus the noisy input for reference.
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from pathlib import Path
 
 import pandas as pd
 
+from denoise_bench.atomic import write_text_atomic
 from denoise_bench.errors import BenchError
 
 RESULTS_FORMAT = 1  # bump when the layout or meaning of a run folder changes
@@ -44,20 +43,6 @@ METRICS = {"psnr": 2, "ssim": 4}  # metric -> decimals shown
 def file_slug(text: str) -> str:
     """A file or folder name for a method, dataset or noise spec: ``gaussian:sigma=25`` -> ``gaussian_sigma=25``."""
     return re.sub(r"[^A-Za-z0-9.=-]+", "_", text).strip("_")
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write to a temporary file in the same folder, then rename: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_json(path: Path, data: dict) -> None:

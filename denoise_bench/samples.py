@@ -7,14 +7,13 @@ clean image, of its first noisy draw and of every method's estimate as 8-bit PNG
 
 from __future__ import annotations
 
-import os
-
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
+from denoise_bench.atomic import replacing
 from denoise_bench.evaluate import TestCase, centre_crop
 from denoise_bench.results import file_slug
 
@@ -33,10 +32,8 @@ def _to_png(image: torch.Tensor, path: Path) -> None:
         image = image.clamp(0, 1).mul(255).add(0.5).floor().to(torch.uint8)
     array = image.permute(1, 2, 0).cpu().numpy()
     pil = Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else np.ascontiguousarray(array))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # executor jobs may write the same clean/noisy crop
-    pil.save(tmp, format="PNG")
-    tmp.replace(path)
+    with replacing(path) as tmp:  # a unique temporary file: executor jobs may write the same clean/noisy crop
+        pil.save(tmp, format="PNG")
 
 
 def is_sample_case(case: TestCase, first_image: str) -> bool:
