@@ -206,9 +206,6 @@ class ArchiveSet(RemoteSet):
     def files(self) -> list[RemoteFile]:
         return [self.archive] if self.archive is not None else []
 
-    def check(self, split: str) -> None:
-        self.ensure(split)
-
     def unpack_all(self) -> Path:
         """Fetch, verify and unpack every archive (each once); returns the folder they are unpacked in."""
         root = self.root()

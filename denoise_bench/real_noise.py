@@ -32,8 +32,7 @@ from denoise_bench.errors import BenchError
 from denoise_bench.evaluate import TestCase, centre_crop
 from denoise_bench.hookspecs import hookimpl
 from denoise_bench.noise import PIXEL_INDEPENDENT, ZERO_MEAN, Levels, NoiseFamily, NoiseSpec
-from denoise_bench.supervision import (Batch, CleanBatch, NoisyBatch, NoisyPairBatch, Supervision, TrainingView,
-                                       data_home)
+from denoise_bench.supervision import Batch, Supervision, TrainingView, batch_of, data_home
 
 
 @dataclass(frozen=True)
@@ -130,11 +129,7 @@ def build_real_view(supervision: Supervision, scenes: Sequence[RealScene], devic
 
     def draw(batch_size: int, crop_size: int) -> Batch:
         crops = [c.to(device, non_blocking=True).float().div_(255) for c in sampler.sample(batch_size, crop_size)]
-        if supervision is Supervision.NONE:
-            return NoisyBatch(crops[0])
-        if supervision is Supervision.NOISY_PAIRS:
-            return NoisyPairBatch(crops[0], crops[1])
-        return CleanBatch(crops[0], crops[1])
+        return batch_of(supervision, crops)
 
     def rng_state() -> dict:
         return {"crop": crop_gen.get_state()}

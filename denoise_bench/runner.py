@@ -2,8 +2,9 @@
 
 Each (method, dataset, noise setting, seed) job trains on the dataset's training split, through a
 view limited to the method's supervision, then is evaluated on every test setting of the noise
-setting. Datasets with the same training set (BSD68 and Set12: Train400) share one trained model. Records are appended to the run folder after every job, so whatever finished is on disk
-even if a later job fails or the process is killed. A job that raises is recorded as failed and the
+setting. Datasets with the same training set (BSD68 and Set12: Train400) share one trained model.
+Records are appended to the run folder after every job, so whatever finished is on disk even if a
+later job fails or the process is killed. A job that raises is recorded as failed and the
 grid goes on; an incompatible (method, noise) cell is recorded as skipped, with the reason.
 """
 
@@ -16,9 +17,9 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import torch
@@ -278,12 +279,11 @@ class _Worker:
 
     def cases(self, dataset: Dataset, spec: NoiseSpec) -> list[TestCase]:
         key = (dataset.name, str(spec))
-        if key not in self._test_cache and is_real(spec):
-            self._test_cache[key] = make_real_test_cases(dataset.name, self.images.real(dataset, TEST), spec,
-                                                         self.plan.budget.test_crop)
-        elif key not in self._test_cache:
-            self._test_cache[key] = make_test_cases(dataset.name, self.images.test(dataset), spec, self.plan.protocol,
-                                                    self.plan.budget.test_crop)
+        if key not in self._test_cache:
+            crop = self.plan.budget.test_crop
+            self._test_cache[key] = (
+                make_real_test_cases(dataset.name, self.images.real(dataset, TEST), spec, crop) if is_real(spec)
+                else make_test_cases(dataset.name, self.images.test(dataset), spec, self.plan.protocol, crop))
         return self._test_cache[key]
 
     def run_unit(self, unit: Unit, sink: _Sink, finished: set[tuple]) -> None:
@@ -360,7 +360,7 @@ def run(p: RunPlan, echo: Callable[[str], None] = print, executor: "Executor | N
                 continue
             # The job itself died (killed, out of memory, a scheduler error): its unrecorded jobs failed.
             part = run_dir / PARTS / unit.slug
-            recorded = {_job_key(j) for j in read_records_file(part / JOBS)}
+            recorded = {_job_key(j) for j in _rows(part / JOBS)}
             for job in _unit_jobs(p, unit):
                 if _job_key(job) not in recorded:
                     _record_failure(sink, job, error, time.perf_counter(), echo)
@@ -396,14 +396,15 @@ def _unit_jobs(p: RunPlan, unit: Unit) -> list[dict]:
 def _fold_parts(run_dir: Path, sink: _Sink) -> None:
     """Move the results of finished executor jobs into the run folder's own files, then drop the parts."""
     for part in part_folders(run_dir):
-        sink.records.extend(read_records_file(part / RECORDS))
-        sink.jobs.extend(read_records_file(part / JOBS))
-        sink.curves.extend(read_records_file(part / CURVES))
+        sink.records.extend(_rows(part / RECORDS))
+        sink.jobs.extend(_rows(part / JOBS))
+        sink.curves.extend(_rows(part / CURVES))
     sink.save()  # written before the parts go, so a kill in between loses nothing (readers de-duplicate)
     shutil.rmtree(run_dir / PARTS, ignore_errors=True)
 
 
-def read_records_file(path: Path) -> list[dict]:
+def _rows(path: Path) -> list[dict]:
+    """The rows of one CSV of a part (missing values as None), or none if it does not exist."""
     if not path.is_file():
         return []
     frame = pd.read_csv(path)
@@ -443,12 +444,11 @@ def _resume_state(run_dir: Path, config: dict, echo: Callable[[str], None]) -> _
                          f"`bench run --resume {run_dir}` or choose a new --out")
     old_jobs = read_jobs(run_dir)  # includes the parts of executor jobs
     done = old_jobs[old_jobs.status.isin(["done", "skipped"])] if not old_jobs.empty else old_jobs
-    done = done.drop_duplicates(["method", "dataset", "train_noise", "seed"], keep="last") if not done.empty else done
+    done = done.drop_duplicates(JOB_KEY, keep="last") if not done.empty else done
     keys = {_job_key(j) for j in done.to_dict("records")}
     old_records = read_records(run_dir) if (run_dir / RECORDS).exists() or part_folders(run_dir) else pd.DataFrame()
     if not old_records.empty:  # a kill while parts were being folded in can leave a job's rows twice
-        old_records = old_records.drop_duplicates(["method", "dataset", "train_noise", "seed", "test_noise", "image", "repeat"],
-                                                  keep="last")
+        old_records = old_records.drop_duplicates(RECORD_KEY, keep="last")
     sink.records = [r for r in old_records.to_dict("records") if _job_key(r) in keys]
     sink.jobs = done.to_dict("records")
     sink.curves = read_curves(run_dir).to_dict("records")
@@ -560,7 +560,9 @@ def _test(p: RunPlan, method: Method, dataset: Dataset, setting: NoiseSetting, c
 RECORD_COLUMNS = ["run_id", "protocol", "profile", "method", "supervision", "uses_noise_level", "train_noise", "test_noise",
                   "dataset", "image", "repeat", "seed", "noise_seed", "noise_level", "psnr", "ssim", "input_psnr",
                   "input_ssim", "seconds", "train_seconds", "iterations", "noise_policy", "device"]
-CURVE_KEY = ["method", "dataset", "train_noise", "seed", "test_noise", "step"]
+JOB_KEY = ["method", "dataset", "train_noise", "seed"]  # one job of the grid
+RECORD_KEY = JOB_KEY + ["test_noise", "image", "repeat"]  # one record of a job
+CURVE_KEY = JOB_KEY + ["test_noise", "step"]  # one learning-curve point
 CURVE_COLUMNS = CURVE_KEY + ["train_seconds", "psnr", "ssim", "records"]
 JOB_COLUMNS = ["method", "dataset", "train_noise", "seed", "supervision", "uses_noise_level", "status", "error", "seconds",
                "traceback"]

@@ -61,6 +61,15 @@ BATCH_TYPES: dict[Supervision, type] = {
 }
 
 
+def batch_of(supervision: Supervision, planes: list[torch.Tensor]) -> Batch:
+    """The batch a ``supervision`` gets from parallel crops: [noisy], [noisy, noisy2] or [noisy, clean]."""
+    if supervision is Supervision.NONE:
+        return NoisyBatch(planes[0])
+    if supervision is Supervision.NOISY_PAIRS:
+        return NoisyPairBatch(planes[0], planes[1])
+    return CleanBatch(planes[0], planes[1])
+
+
 class TrainingView:
     """Random training crops of the kind the supervision allows; nothing else."""
 
@@ -132,11 +141,7 @@ def build_view(
     def draw(batch_size: int, crop_size: int) -> Batch:
         crops = [crop.to(device, non_blocking=True) for crop in sampler.sample(batch_size, crop_size)]
         if policy is NoisePolicy.FIXED:
-            if supervision is Supervision.NONE:
-                return NoisyBatch(crops[0])
-            if supervision is Supervision.NOISY_PAIRS:
-                return NoisyPairBatch(crops[0], crops[1])
-            return CleanBatch(crops[0], crops[1])
+            return batch_of(supervision, crops)
         clean = crops[0].float().div_(255)
         if supervision is Supervision.NONE:
             return NoisyBatch(noisy_of(clean))
