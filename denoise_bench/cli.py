@@ -9,8 +9,8 @@ from pathlib import Path
 import click
 
 from denoise_bench.data import resolve_data_dir
-from denoise_bench.environment import pick_device
 from denoise_bench.engine import COMPILE_MODES, PRECISIONS, Engine
+from denoise_bench.environment import pick_device
 from denoise_bench.errors import BenchError
 from denoise_bench.executors import make_executor
 from denoise_bench.leaderboard import write_leaderboard
@@ -132,7 +132,8 @@ def run_command(methods: str, noises: tuple[str, ...], datasets: str, train_data
         request.progress = progress
     else:
         request = RunRequest(
-            methods=_split(methods), noises=[item for text in noises for item in split_noise_list(text)], datasets=_split(datasets), seeds=seed_list, profile=profile,
+            methods=_split(methods), noises=[item for text in noises for item in split_noise_list(text)],
+            datasets=_split(datasets), seeds=seed_list, profile=profile,
             overrides={"iterations": iterations, "batch_size": batch_size, "crop_size": crop_size, "width": width,
                        "test_images": test_images},
             protocol=protocol, noise_policy=noise_policy, train_dataset=train_dataset, data_dir=resolve_data_dir(data_dir),
