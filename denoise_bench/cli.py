@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from denoise_bench.data import resolve_data_dir
-from denoise_bench.engine import COMPILE_MODES, PRECISIONS, Engine
+from denoise_bench.engine import COMPILE_MODES, REQUESTABLE_PRECISIONS, Engine, resolve_engine
 from denoise_bench.environment import pick_device
 from denoise_bench.errors import BenchError
 from denoise_bench.executors import make_executor
@@ -72,10 +72,11 @@ def engine_options(command: Callable) -> Callable:
     command = click.option("--compile", "compile_mode", type=click.Choice(COMPILE_MODES), default="off", show_default=True,
                            help="torch.compile the network's training forward; reduce-overhead adds CUDA graphs "
                                 "(plain compile off CUDA).")(command)
-    command = click.option("--channels-last/--no-channels-last", default=False, show_default=True,
-                           help="NHWC memory layout for the network.")(command)
-    return click.option("--precision", type=click.Choice(PRECISIONS), default="fp32", show_default=True,
-                        help="bf16: autocast forward passes and losses (weights stay fp32).")(command)
+    command = click.option("--channels-last/--no-channels-last", default=None,
+                           help="NHWC memory layout for the network [default: with bf16 chosen by auto].")(command)
+    return click.option("--precision", type=click.Choice(REQUESTABLE_PRECISIONS), default="auto", show_default=True,
+                        help="bf16: autocast forward passes and losses (weights stay fp32); auto: bf16 + channels-last "
+                             "on CPUs with bf16 matrix units (AMX, AVX-512 BF16), fp32 elsewhere.")(command)
 
 
 @main.command("run")
@@ -209,11 +210,15 @@ def leaderboard_command(run_dirs: tuple[Path, ...], out: Path, allow_mismatch: b
 @click.option("--rounds", type=int, default=3, show_default=True, help="Measurements per case; the fastest is reported.")
 @click.option("--device", default=None, help="cpu or cuda (default: cuda when present).")
 @click.option("--peak-tflops", type=float, default=None, help="The device's peak rate, for the arithmetic bound.")
+@click.option("--channels", type=click.IntRange(1, 3), default=3, show_default=True, help="1 gray, 3 colour.")
+@click.option("--compare/--no-compare", default=True, show_default=True,
+              help="Also time every case in fp32 eager (interleaved) when the chosen engine differs from it.")
 @click.option("--out", "out", required=True, type=click.Path(path_type=Path, file_okay=False),
               help="Folder for perf.json and perf.md.")
 @engine_options
 def perf_command(methods: str, batches: str, crop: int, width: int, steps: int, rounds: int, device: str | None,
-                 peak_tflops: float | None, out: Path, precision: str, channels_last: bool, compile_mode: str) -> None:
+                 peak_tflops: float | None, channels: int, compare: bool, out: Path, precision: str,
+                 channels_last: bool | None, compile_mode: str) -> None:
     """Time training iterations and evaluation; compare with a bare PyTorch loop and the physical bounds."""
     try:
         batch_sizes = tuple(int(b) for b in _split(batches))
@@ -223,9 +228,12 @@ def perf_command(methods: str, batches: str, crop: int, width: int, steps: int, 
     for name in _split(methods):
         if not issubclass(registry.method(name), NetworkMethod):
             raise BenchError(f"bench perf times network methods; {name!r} is not one")
+    chosen = pick_device(device)
+    engine = resolve_engine(precision, channels_last, compile_mode, device=chosen)
+    baseline = Engine() if compare and engine != Engine() else None
     settings = PerfSettings(methods=tuple(_split(methods)), batches=batch_sizes, crop=crop, width=width, steps=steps,
-                            rounds=rounds, device=pick_device(device), peak_tflops=peak_tflops,
-                            engine=Engine(precision, channels_last, compile_mode))
+                            rounds=rounds, device=chosen, peak_tflops=peak_tflops, engine=engine, baseline=baseline,
+                            channels=channels)
     click.echo(write_report(settings, out))
 
 

@@ -39,6 +39,9 @@ class MethodSetup:
     seed: int = 0
     options: dict[str, str] = field(default_factory=dict)  # --method-option NAME:KEY=VALUE
     engine: Engine = field(default_factory=Engine)  # precision, layout, compilation of network training
+    # The training noise (family and levels, never a drawn value), for recipes whose official settings
+    # depend on it (Blind2Unblind's t1); None when unknown (real noise, a bare test setup).
+    train_noise: NoiseSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -84,6 +87,9 @@ class Method(ABC):
     input_multiple: ClassVar[int] = 1
     # Tunable options and their defaults; values given as text are converted to the default's type.
     options: ClassVar[dict[str, Any]] = {}
+    # The published training budget (fields of profiles.OFFICIAL_BUDGET_FIELDS) that the ``official``
+    # profile gives this method; empty: the profile's base budget.
+    official_budget: ClassVar[dict[str, int]] = {}
 
     def __init__(self, setup: MethodSetup) -> None:
         self.setup = setup
@@ -98,6 +104,11 @@ class Method(ABC):
         if cls.uses_noise_level and not family.params:
             return f"{cls.name} is told the true noise level; {family.name} noise has none"
         return None
+
+    def training_crop(self) -> int:
+        """Side of the training crops the view cuts: the budget's, unless the method sub-samples them
+        (Neighbor2Neighbor cuts twice the side, so that its network sees crops of the budget's size)."""
+        return self.setup.budget.crop_size
 
     def fit(self, view: TrainingView, context: TrainContext) -> None:
         """Train on the view (``setup.budget`` says how long). Per-image methods need not train."""

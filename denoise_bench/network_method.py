@@ -1,7 +1,9 @@
 """Base class for methods that train the shared U-Net with the shared training loop.
 
 A subclass states only what makes it different: its loss (:meth:`training_loss`), its optimiser
-settings and the shape of its learning-rate schedule, and U-Net variant options.
+settings and the shape of its learning-rate schedule, and U-Net variant options. The budget's
+training rule (``lr_rule``, ``init``; see ``denoise_bench.profiles``) can replace the learning rate,
+its schedule and the initialisation by one rule for every method.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ import torch
 from denoise_bench.errors import BenchError
 from denoise_bench.method import Method, MethodSetup, NoiseInfo, TrainContext
 from denoise_bench.nets.unet import DOWNSAMPLE_FACTOR, UNet
-from denoise_bench.schedules import constant
+from denoise_bench.profiles import SHORT_BUDGET_PEAK_LR, WARMUP_FRACTION
+from denoise_bench.schedules import constant, warmup_cosine
 from denoise_bench.supervision import TrainingView
 from denoise_bench.training import train
 
@@ -29,7 +32,15 @@ class NetworkMethod(Method):
     def __init__(self, setup: MethodSetup) -> None:
         super().__init__(setup)
         torch.manual_seed(setup.seed)  # network initialisation is part of the seeded run
-        self.net = UNet(setup.channels, setup.channels, width=setup.budget.width, **self.unet_options).to(setup.device)
+        net_options = dict(self.unet_options)
+        if setup.budget.init == "pytorch":
+            net_options["ne2ne_init"] = False
+        self.net = UNet(setup.channels, setup.channels, width=setup.budget.width, **net_options).to(setup.device)
+
+    @property
+    def official_rule(self) -> bool:
+        """True when the method trains with its own learning rate and schedule (``lr_rule="official"``)."""
+        return self.setup.budget.lr_rule == "official"
 
     @abstractmethod
     def training_loss(self, batch: Any, progress: float) -> torch.Tensor:
@@ -41,7 +52,21 @@ class NetworkMethod(Method):
         return constant(progress)
 
     def make_optimizer(self) -> torch.optim.Optimizer:
-        return torch.optim.Adam(self.net.parameters(), lr=self.learning_rate, betas=self.adam_betas, weight_decay=self.weight_decay)
+        lr = self.learning_rate if self.official_rule else SHORT_BUDGET_PEAK_LR
+        return torch.optim.Adam(self.net.parameters(), lr=lr, betas=self.adam_betas, weight_decay=self.weight_decay)
+
+    def make_scheduler(self, optimizer: torch.optim.Optimizer, total: int) -> Any:
+        """The learning-rate scheduler the training loop steps once per iteration (state saved with
+        the training state): the method's schedule shape, or the budget's short-budget rule."""
+        if self.official_rule:
+            factor = lambda step: self.lr_factor(step / total)  # noqa: E731
+        else:
+            factor = lambda step: warmup_cosine(step / total, WARMUP_FRACTION)  # noqa: E731
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+    def prepare(self, view: TrainingView) -> None:
+        """Called by the training loop before its first step (and before a resumed state is loaded):
+        for statistics or fixed sets drawn from the view once (Noise2Void's normalisation)."""
 
     def fit(self, view: TrainingView, context: TrainContext) -> None:
         self.net.train()

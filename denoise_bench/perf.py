@@ -13,12 +13,16 @@ that it states two bounds for one training iteration:
 On any device it also runs a bare PyTorch loop of the same network, loss and optimiser on
 pre-drawn batches and reports the ratio suite / bare, interleaving the two so that a busy machine
 slows both alike: the suite's overhead over hand-written code.
+
+With a ``baseline`` engine (by default fp32 eager, whenever the chosen engine differs from it, as
+``--precision auto`` does on CPUs with bf16 matrix units) every training measurement is made with
+both engines in interleaved rounds, and the report puts them side by side with their speed ratio.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -55,14 +59,16 @@ class PerfSettings:
     peak_tflops: float | None = None
     launch_cost_s: float = LAUNCH_COST_S
     engine: Engine = field(default_factory=Engine)  # the same switches as `bench run` (both loops use them)
+    baseline: Engine | None = None  # also time every training case with this engine, interleaved
+    channels: int = CHANNELS
 
 
 WARMUP = 3
 
 
-def _view(supervision: Supervision, device: torch.device) -> TrainingView:
+def _view(supervision: Supervision, device: torch.device, channels: int = CHANNELS) -> TrainingView:
     """Crops of two photographs, noise drawn on the device: the runner's own data path."""
-    photo = torch.from_numpy(np.ascontiguousarray(skimage.data.astronaut())).permute(2, 0, 1)
+    photo = torch.from_numpy(np.ascontiguousarray(skimage.data.astronaut())).permute(2, 0, 1)[:channels]
     images = [photo[:, :256, :256].contiguous(), photo[:, 256:, 256:].contiguous()]
     return build_view(supervision, images, parse_spec("gaussian:sigma=0-50", get_registry().noise_families),
                       NoisePolicy.FRESH, device, seed=0)
@@ -71,7 +77,7 @@ def _view(supervision: Supervision, device: torch.device) -> TrainingView:
 def _method(name: str, s: PerfSettings, batch: int, iterations: int) -> NetworkMethod:
     budget = Budget(iterations=iterations, batch_size=batch, crop_size=s.crop, width=s.width, test_images=None,
                     test_crop=None, per_image_iterations=1)
-    return get_registry().method(name)(MethodSetup(channels=CHANNELS, budget=budget, device=s.device, engine=s.engine))
+    return get_registry().method(name)(MethodSetup(channels=s.channels, budget=budget, device=s.device, engine=s.engine))
 
 
 def _sync(device: torch.device) -> None:
@@ -82,7 +88,7 @@ def _sync(device: torch.device) -> None:
 def time_suite_steps(name: str, s: PerfSettings, batch: int) -> float:
     """Seconds per iteration of the shared training loop (WARMUP untimed iterations first)."""
     method = _method(name, s, batch, WARMUP + s.steps)
-    view = _view(Supervision(method.supervision), s.device)
+    view = _view(Supervision(method.supervision), s.device, s.channels)
     train(method, view, method.setup.budget.override(iterations=WARMUP), TrainContext())
     _sync(s.device)
     start = time.perf_counter()
@@ -97,7 +103,7 @@ def time_bare_iddp_steps(s: PerfSettings, batch: int) -> float:
     net = method.net
     optimizer = torch.optim.Adam(net.parameters(), lr=2e-4)
     generator = torch.Generator(device=s.device).manual_seed(0)
-    data = [torch.rand(batch, CHANNELS, s.crop, s.crop, device=s.device, generator=generator) for _ in range(4)]
+    data = [torch.rand(batch, s.channels, s.crop, s.crop, device=s.device, generator=generator) for _ in range(4)]
 
     step_begin = s.engine.step_begin(s.device)
 
@@ -125,11 +131,11 @@ def time_bare_iddp_steps(s: PerfSettings, batch: int) -> float:
 def count_step(name: str, s: PerfSettings, batch: int) -> tuple[int, int]:
     """(floating-point operations, dispatched operators) of one training iteration."""
     method = _method(name, s, batch, 1)
-    view = _view(Supervision(method.supervision), s.device)
+    view = _view(Supervision(method.supervision), s.device, s.channels)
     optimizer = method.make_optimizer()
 
     def one() -> None:
-        loss = method.training_loss(view.sample(batch, s.crop), 0.0)
+        loss = method.training_loss(view.sample(batch, method.training_crop()), 0.0)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -155,7 +161,7 @@ def count_step(name: str, s: PerfSettings, batch: int) -> tuple[int, int]:
 def time_evaluation(s: PerfSettings) -> float:
     """Images per second of a trained-network forward pass (batch 1, ``eval_size`` squared)."""
     method = _method("iddp", s, 1, 1)
-    y = torch.rand(1, CHANNELS, s.eval_size, s.eval_size, device=s.device)
+    y = torch.rand(1, s.channels, s.eval_size, s.eval_size, device=s.device)
     method.denoise(y)
     _sync(s.device)
     times = []
@@ -169,17 +175,26 @@ def time_evaluation(s: PerfSettings) -> float:
 
 def measure(s: PerfSettings) -> dict:
     rows = []
+    baseline = replace(s, engine=s.baseline) if s.baseline is not None else None
     for name in s.methods:
         for batch in s.batches:
-            seconds = min(time_suite_steps(name, s, batch) for _ in range(s.rounds))
+            times, base_times = [], []
+            for _ in range(s.rounds):  # interleaved, so that other load slows both engines alike
+                times.append(time_suite_steps(name, s, batch))
+                if baseline is not None:
+                    base_times.append(time_suite_steps(name, baseline, batch))
+            seconds = min(times)
             flops, launches = count_step(name, s, batch)
             peak = s.peak_tflops * 1e12 if s.peak_tflops else None
-            rows.append({"method": name, "batch": batch, "crop": s.crop, "width": s.width,
-                         "ms_per_iteration": seconds * 1e3, "iterations_per_s": 1.0 / seconds,
-                         "gflop_per_iteration": flops / 1e9, "achieved_tflops": flops / seconds / 1e12,
-                         "arithmetic_bound_ms": flops / peak * 1e3 if peak else None,
-                         "operators_per_iteration": launches,
-                         "launch_bound_ms": launches * s.launch_cost_s * 1e3})
+            row = {"method": name, "batch": batch, "crop": s.crop, "width": s.width,
+                   "ms_per_iteration": seconds * 1e3, "iterations_per_s": 1.0 / seconds,
+                   "gflop_per_iteration": flops / 1e9, "achieved_tflops": flops / seconds / 1e12,
+                   "arithmetic_bound_ms": flops / peak * 1e3 if peak else None,
+                   "operators_per_iteration": launches,
+                   "launch_bound_ms": launches * s.launch_cost_s * 1e3}
+            if base_times:
+                row |= {"baseline_ms_per_iteration": min(base_times) * 1e3, "speedup": min(base_times) / seconds}
+            rows.append(row)
     # Suite vs bare loop, interleaved, IDDP at the first batch size.
     suite, bare = [], []
     for _ in range(s.rounds):
@@ -192,6 +207,7 @@ def measure(s: PerfSettings) -> dict:
         "threads": torch.get_num_threads(),
         "settings": {k: (str(v) if isinstance(v, torch.device) else v) for k, v in asdict(s).items()},
         "engine": s.engine.as_dict(),
+        "baseline_engine": s.baseline.as_dict() if s.baseline is not None else None,
         "training": rows,
         "evaluation_images_per_s": time_evaluation(s),
         "suite_vs_bare": {"method": "iddp", "batch": s.batches[0], "suite_ms": min(suite) * 1e3,
@@ -212,17 +228,34 @@ def render(report: dict) -> str:
         lines.append(f"| {r['method']} | {r['batch']} | {r['ms_per_iteration']:.1f} | {r['iterations_per_s']:.2f} | "
                      f"{r['gflop_per_iteration']:.1f} | {r['achieved_tflops']:.3f} | {bound} | "
                      f"{r['operators_per_iteration']} | {r['launch_bound_ms']:.2f} |")
+    if report.get("baseline_engine"):
+        lines += _render_comparison(report)
     c = report["suite_vs_bare"]
     if report.get("engine", {}).get("compile", "off") != "off":
         lines += ["", "FLOPs and operators are counted on the eager step; a compiled step fuses operators and, with "
                       "CUDA graphs, launches the whole step at once, so the launch bound above is the eager one."]
     lines += ["", f"Crops {report['settings']['crop']}x{report['settings']['crop']}, U-Net width "
-              f"{report['settings']['width']}, colour. Evaluation: {report['evaluation_images_per_s']:.2f} images/s "
+              f"{report['settings']['width']}, {report['settings'].get('channels', CHANNELS)} channel(s). Evaluation: {report['evaluation_images_per_s']:.2f} images/s "
               f"at {report['settings']['eval_size']}x{report['settings']['eval_size']}.", "",
               f"Suite training loop vs a bare PyTorch loop ({c['method']}, batch {c['batch']}, fastest of "
               f"{len(c['all_suite_ms'])} interleaved rounds): {c['suite_ms']:.1f} ms vs {c['bare_ms']:.1f} ms, "
               f"ratio **{c['ratio']:.3f}**."]
     return "\n".join(lines) + "\n"
+
+
+def _engine_text(engine: dict) -> str:
+    return ", ".join(f"{k} {v}" for k, v in engine.items())
+
+
+def _render_comparison(report: dict) -> list[str]:
+    """The chosen engine beside the baseline, per training case, as measured in interleaved rounds."""
+    lines = ["", f"Engine comparison, same rounds interleaved: **{_engine_text(report['engine'])}** against "
+             f"**{_engine_text(report['baseline_engine'])}**.", "",
+             "| method | batch | ms / iteration | baseline ms / iteration | speed-up |", "|---|---|---|---|---|"]
+    for r in report["training"]:
+        lines.append(f"| {r['method']} | {r['batch']} | {r['ms_per_iteration']:.1f} | "
+                     f"{r['baseline_ms_per_iteration']:.1f} | {r['speedup']:.2f}x |")
+    return lines
 
 
 def write_report(s: PerfSettings, out: Path) -> str:

@@ -27,14 +27,14 @@ from tqdm.auto import tqdm
 
 from denoise_bench.checkpoints import load_checkpoint, save_checkpoint
 from denoise_bench.data import TEST, TRAIN, CleanImage, Dataset
-from denoise_bench.engine import Engine
+from denoise_bench.engine import Engine, resolve_engine
 from denoise_bench.environment import describe_environment, pick_device
 from denoise_bench.errors import BenchError
 from denoise_bench.evaluate import TestCase, evaluate, make_test_cases
 from denoise_bench.method import Method, MethodSetup, TrainContext, resolve_options
 from denoise_bench.noise import NoiseSetting, NoiseSpec, resolve_setting
 from denoise_bench.plugins import Registry, get_registry
-from denoise_bench.profiles import Budget, get_profile
+from denoise_bench.profiles import Budget, get_profile, method_budget
 from denoise_bench.protocol import EvalProtocol, get_protocol
 from denoise_bench.real_noise import (RealScene, build_real_view, is_real, make_real_test_cases, real_scenes,
                                       require_real_source)
@@ -96,6 +96,11 @@ class RunPlan:
     device: torch.device
     run_dir: Path
 
+    def budget_of(self, method_cls: type[Method]) -> Budget:
+        """The budget ``method_cls`` trains with: the run's, or its published one under ``official``."""
+        base = get_profile(self.request.profile)
+        return method_budget(self.request.profile, base, method_cls.official_budget, self.request.overrides)
+
 
 @dataclass
 class RunResult:
@@ -124,6 +129,8 @@ def plan(request: RunRequest, registry: Registry | None = None) -> RunPlan:
     if request.train_dataset:
         train_dataset = registry.dataset(request.train_dataset)(request.data_dir, **request.dataset_options)
     budget = get_profile(request.profile).override(**request.overrides)
+    for method_cls in methods:  # a plugin's bad official_budget fails now
+        method_budget(request.profile, get_profile(request.profile), method_cls.official_budget, request.overrides)
     if any(is_real(s.train) for s in settings):
         for dataset in [*datasets, *([train_dataset] if train_dataset else [])]:
             require_real_source(dataset)
@@ -140,9 +147,10 @@ def plan(request: RunRequest, registry: Registry | None = None) -> RunPlan:
         raise BenchError(f"unknown noise policy {request.noise_policy!r}; valid: fresh, fixed") from None
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     run_dir = request.out or Path("runs") / stamp
-    engine = Engine(**request.engine)
+    device = pick_device(request.device)
+    engine = resolve_engine(**request.engine, device=device)
     return RunPlan(request, methods, settings, datasets, train_dataset, budget, engine, get_protocol(request.protocol),
-                   policy, pick_device(request.device), run_dir)
+                   policy, device, run_dir)
 
 
 def _config(p: RunPlan) -> dict:
@@ -166,6 +174,7 @@ def _config(p: RunPlan) -> dict:
         "seeds": p.request.seeds,
         "profile": p.request.profile,
         "budget": p.budget.as_dict(),
+        "budgets": {m.name: p.budget_of(m).as_dict() for m in p.methods},  # differ under the official profile
         "engine": p.engine.as_dict(),
         "protocol": p.protocol.as_dict(),
         "noise_policy": p.policy.value,
@@ -187,12 +196,12 @@ class _Images:
             self._cache[key] = dataset.images(split)
         return self._cache[key]
 
-    def train(self, dataset: Dataset) -> list[torch.Tensor]:
+    def train(self, dataset: Dataset, crop: int) -> list[torch.Tensor]:
+        """The training images of ``dataset``'s training set, checked against the ``crop`` side the method cuts."""
         source = self.plan.train_dataset or dataset
         if source.channels != dataset.channels:
             raise BenchError(f"training set {source.name!r} has {source.channels} channel(s), test set {dataset.name!r} has {dataset.channels}")
         images = self.get(source, TRAIN)
-        crop = self.plan.budget.crop_size
         small = [im for im in images if min(im.pixels.shape[:2]) < crop]
         if small:
             h, w = small[0].pixels.shape[:2]
@@ -315,7 +324,7 @@ class _Worker:
                 began = time.perf_counter()
                 continue
             common = job | {"run_id": p.run_dir.name, "protocol": p.protocol.id, "profile": p.request.profile,
-                            "iterations": p.budget.iterations if method_cls.trainable else 0,
+                            "iterations": p.budget_of(method_cls).iterations if method_cls.trainable else 0,
                             "noise_policy": p.policy.value, "device": str(p.device), "train_seconds": train_seconds}
             sink.records.extend(common | r for r in job_records)
             # The first dataset's job time includes the shared training; later ones only their tests.
@@ -426,6 +435,11 @@ def _comparable(config: dict) -> dict:
     request.pop("data_dir", None)
     request.setdefault("engine", {})  # run folders from before engine switches trained with the defaults
     config.setdefault("engine", Engine().as_dict())
+    # Run folders from before training rules and per-method budgets trained every method on one
+    # budget under the official rule.
+    budget = {"lr_rule": "official", "init": "official"} | dict(config.get("budget", {}))
+    config["budget"] = budget
+    config.setdefault("budgets", {m["name"]: budget for m in config.get("methods", [])})
     return {k: v for k, v in config.items() if k not in ("device", "run_id")} | {"request": request}
 
 
@@ -483,8 +497,10 @@ def _trained_method(p: RunPlan, method_cls: type[Method], datasets: list[Dataset
     Returns the method and its training seconds (learning-curve evaluations excluded).
     """
     first = datasets[0]
-    setup = MethodSetup(channels=first.channels, budget=p.budget, device=p.device, seed=seed,
-                        options=p.request.method_options.get(method_cls.name, {}), engine=p.engine)
+    budget = p.budget_of(method_cls)
+    setup = MethodSetup(channels=first.channels, budget=budget, device=p.device, seed=seed,
+                        options=p.request.method_options.get(method_cls.name, {}), engine=p.engine,
+                        train_noise=None if is_real(setting.train) else setting.train)
     method = method_cls(setup)
     if not method_cls.trainable:
         return method, 0.0
@@ -500,8 +516,8 @@ def _trained_method(p: RunPlan, method_cls: type[Method], datasets: list[Dataset
     if is_real(setting.train):
         view = build_real_view(supervision, images.real(first, TRAIN), p.device, seed)
     else:
-        view = build_view(supervision, images.train(first), setting.train, p.policy, p.device, seed)
-    bar = tqdm(total=p.budget.iterations, desc=f"train {method_cls.name}", disable=not p.request.progress, leave=False)
+        view = build_view(supervision, images.train(first, method.training_crop()), setting.train, p.policy, p.device, seed)
+    bar = tqdm(total=budget.iterations, desc=f"train {method_cls.name}", disable=not p.request.progress, leave=False)
     last = [0]
 
     def on_step(step: int, loss: float) -> None:

@@ -34,6 +34,15 @@ def cosine_squared_rampdown(t: float, rampdown_fraction: float = 0.3) -> float:
     return (0.5 + 0.5 * math.cos(math.pi * s)) ** 2
 
 
+def warmup_cosine(t: float, warmup_fraction: float) -> float:
+    """The short-budget rule (``lr_rule="warmup-cosine"``): linear warm-up over the first
+    ``warmup_fraction`` of training, then a cosine decay to zero at t = 1."""
+    if t < warmup_fraction:
+        return (t + 1e-12) / warmup_fraction if warmup_fraction > 0 else 1.0
+    s = (t - warmup_fraction) / max(1e-12, 1.0 - warmup_fraction)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, s)))
+
+
 # Loss-weight schedules. Neighbor2Neighbor and Blind2Unblind change a loss weight once per epoch as a
 # function of ``epoch / n_epoch`` of a 100-epoch run, with epochs counted from 1.
 

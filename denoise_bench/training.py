@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
-from torch.optim.lr_scheduler import LRScheduler
 
 from denoise_bench.checkpoints import load_checkpoint, save_checkpoint
 from denoise_bench.errors import BenchError
@@ -30,7 +29,7 @@ class TrainingDiverged(BenchError):
 TRAINING_STATE_FORMAT = 1
 
 
-def _training_state(method: NetworkMethod, optimizer: torch.optim.Optimizer, scheduler: LRScheduler,
+def _training_state(method: NetworkMethod, optimizer: torch.optim.Optimizer, scheduler: Any,
                     view: TrainingView, step: int, total: int) -> dict[str, Any]:
     """Everything needed to continue bit for bit: weights, optimiser, schedule, every RNG."""
     state = {
@@ -48,7 +47,7 @@ def _training_state(method: NetworkMethod, optimizer: torch.optim.Optimizer, sch
     return state
 
 
-def _restore(method: NetworkMethod, optimizer: torch.optim.Optimizer, scheduler: LRScheduler, view: TrainingView,
+def _restore(method: NetworkMethod, optimizer: torch.optim.Optimizer, scheduler: Any, view: TrainingView,
              state: dict[str, Any], path: Path, total: int) -> int:
     if state.get("format") != TRAINING_STATE_FORMAT or state.get("total") != total:
         raise BenchError(f"{path}: training state is from a different version or budget "
@@ -71,9 +70,11 @@ def train(method: NetworkMethod, view: TrainingView, budget: Budget, context: Tr
     With ``context.checkpoint_path`` set, the full training state is saved every
     ``context.checkpoint_every`` steps (and at the end), and training continues from it if it exists.
     """
+    method.prepare(view)
     optimizer = method.make_optimizer()
     total = budget.iterations
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: method.lr_factor(step / total))
+    scheduler = method.make_scheduler(optimizer, total)
+    crop = method.training_crop()
     path = context.checkpoint_path
     start = 0
     if path is not None and path.exists():
@@ -85,7 +86,7 @@ def train(method: NetworkMethod, view: TrainingView, budget: Budget, context: Tr
     with engine.training(method.net, device):
         for step in range(start, total):
             step_begin()
-            batch = view.sample(budget.batch_size, budget.crop_size)
+            batch = view.sample(budget.batch_size, crop)
             with engine.autocast(device):
                 loss = method.training_loss(batch, step / total)
             optimizer.zero_grad(set_to_none=True)

@@ -10,7 +10,7 @@ import torch
 from click.testing import CliRunner
 
 from denoise_bench.cli import main
-from denoise_bench.engine import Engine
+from denoise_bench.engine import Engine, cpu_flags, engine_reason, resolve_engine
 from denoise_bench.errors import BenchError
 from denoise_bench.method import MethodSetup, TrainContext
 from denoise_bench.methods.n2n import Noise2Noise
@@ -74,8 +74,6 @@ def test_cuda_graphs_fall_back_to_plain_compilation_off_cuda() -> None:
 
 def test_channels_last_trains_the_same_network() -> None:
     plain, nhwc = _trained(Noise2Noise, Engine()), _trained(Noise2Noise, Engine(channels_last=True))
-    weight = next(p for p in nhwc.net.parameters() if p.dim() == 4 and p.shape[1] > 1)
-    assert weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous()
     assert _steps_taken(plain) > 1e-4  # training moved the weights ...
     assert _max_weight_change(plain, nhwc) < 1e-5  # ... and the layout did not change where to
     # Its checkpoint loads into a network in the default layout.
@@ -132,4 +130,54 @@ def test_engine_flags_reach_the_run_config(tmp_path: Path) -> None:
     config = json.loads((out / "config.json").read_text())
     assert config["engine"] == {"precision": "bf16", "channels_last": True, "compile": "off"}
     bad = CliRunner().invoke(main, ["run", "--precision", "fp8"])
-    assert bad.exit_code == 2 and "'fp8' is not one of 'fp32', 'bf16'" in bad.output
+    assert bad.exit_code == 2 and "'fp8' is not one of 'auto', 'fp32', 'bf16'" in bad.output
+
+
+AMX = frozenset({"avx512f", "amx_tile", "amx_bf16", "avx512_bf16"})
+EPYC = frozenset({"avx2", "fma", "sse4_2"})
+
+
+@pytest.mark.parametrize("flags,device,expected", [
+    (AMX, "cpu", ("bf16", True)),
+    (frozenset({"avx512_bf16"}), "cpu", ("bf16", True)),
+    (EPYC, "cpu", ("fp32", False)),
+    (frozenset(), "cpu", ("fp32", False)),  # no /proc/cpuinfo: the safe choice
+    (AMX, "cuda", ("fp32", False)),  # CUDA keeps fp32 until scripts/gpu-report has measured bf16
+])
+def test_auto_precision_picks_bf16_only_on_cpus_with_bf16_matrix_units(flags: frozenset[str], device: str,
+                                                                      expected: tuple[str, bool]) -> None:
+    engine = resolve_engine("auto", device=torch.device(device), flags=flags)
+    assert (engine.precision, engine.channels_last, engine.compile) == (*expected, "off")
+    assert engine_reason(engine, torch.device(device), flags)
+
+
+def test_explicit_engine_switches_win_over_auto() -> None:
+    assert resolve_engine("auto", channels_last=False, device=CPU, flags=AMX) == Engine("bf16", False)
+    assert resolve_engine("fp32", device=CPU, flags=AMX) == Engine("fp32", False)
+    assert resolve_engine("bf16", channels_last=True, device=CPU, flags=EPYC) == Engine("bf16", True)
+    with pytest.raises(BenchError, match="unknown precision 'fp8'; valid: auto, fp32, bf16"):
+        resolve_engine("fp8", device=CPU)
+
+
+def test_cpu_flags_are_read_from_cpuinfo(tmp_path: Path) -> None:
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nmodel name\t: Xeon\nflags\t\t: fpu sse amx_bf16 avx512_bf16\n")
+    assert {"amx_bf16", "avx512_bf16"} <= cpu_flags(cpuinfo)
+    assert cpu_flags(tmp_path / "missing") == frozenset()
+
+
+def test_the_run_records_the_engine_auto_chose(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    result = CliRunner().invoke(main, ["run", "--methods", "n2n", "--noise", "gaussian:sigma=25", "--profile", "smoke",
+                                       "--iterations", "2", "--test-images", "1", "--out", str(out), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    config = json.loads((out / "config.json").read_text())
+    expected = resolve_engine("auto", device=CPU)
+    assert config["request"]["engine"]["precision"] == "auto"
+    assert config["engine"] == expected.as_dict()
+
+
+def test_training_leaves_the_weights_in_the_default_layout() -> None:
+    """Evaluation straight after channels-last training computes what a loaded checkpoint computes."""
+    method = _trained(Noise2Noise, Engine(channels_last=True))
+    assert all(p.is_contiguous() for p in method.net.parameters())

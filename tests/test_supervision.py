@@ -150,8 +150,8 @@ def test_runner_gives_a_self_supervised_method_no_clean_pixels(tmp_path: Path, p
     captured: list[torch.Tensor] = []
     original = runner_module._Images.train
 
-    def capture(self, dataset):
-        images = original(self, dataset)
+    def capture(self, dataset, crop):
+        images = original(self, dataset, crop)
         captured.extend(images)
         return images
 
