@@ -23,16 +23,16 @@ PyTorch's default initialisation. The reported result is the visible output f(y)
 one forward pass without masks.
 
 Implementation choices: training progress t counts as epoch floor(100 t) + 1 of 100, so lambda
-takes exactly the official per-epoch values whatever the number of steps. A method does not see the
-training noise, so T1 is an option; its default 0.4 matches the suite's paper presets, which train on
-noise-level ranges. Training on a fixed level (e.g. ``--noise gaussian:sigma=25``) faithfully needs
-``--method-option b2u:t1=0.8``.
+takes exactly the official per-epoch values whatever the number of steps. T1 follows the official
+rule by default (``t1=auto``): 0.8 when the training noise has one fixed level, 0.4 when it draws
+from a range (the suite's paper presets) or is unknown.
 
-Options: ``lambda_start`` (2.0), ``lambda_end`` (20.0), ``t1`` (0.4), ``eta`` (1.0).
+Options: ``lambda_start`` (2.0), ``lambda_end`` (20.0), ``t1`` (``auto``, or a fraction), ``eta`` (1.0).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -42,7 +42,7 @@ from denoise_bench.errors import BenchError
 from denoise_bench.hookspecs import hookimpl
 from denoise_bench.method import Method, MethodSetup
 from denoise_bench.network_method import NetworkMethod
-from denoise_bench.noise import PIXEL_INDEPENDENT, ZERO_MEAN
+from denoise_bench.noise import PIXEL_INDEPENDENT, ZERO_MEAN, NoiseSpec
 from denoise_bench.schedules import constant_then_linear_ramp, epoch_fraction, halve_every_fifth
 from denoise_bench.supervision import NoisyBatch, Supervision
 
@@ -86,6 +86,25 @@ def gather_blind_spot(output: torch.Tensor, masks: torch.Tensor) -> torch.Tensor
     return (output * masks[None, :, None].to(output.dtype)).sum(dim=1)
 
 
+T1_FIXED_LEVEL = 0.8  # train_b2u.py for gauss25 / poisson30
+T1_LEVEL_RANGE = 0.4  # for gauss5_50 / poisson5_50
+
+
+def official_t1(train_noise: NoiseSpec | None) -> float:
+    """The official T1: 0.8 for one fixed training level, 0.4 for a range (or unknown noise)."""
+    return T1_FIXED_LEVEL if train_noise is not None and train_noise.values and not train_noise.is_range else T1_LEVEL_RANGE
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0.0 <= value <= 1.0:
+        raise BenchError(f"b2u: t1 is 'auto' or a fraction of training in [0, 1], got {text!r}")
+    return value
+
+
 class Blind2Unblind(NetworkMethod):
     name = "b2u"
     description = "Blind2Unblind: blind-spot prediction over 16 masked copies, made visible by a re-visible loss"
@@ -97,12 +116,13 @@ class Blind2Unblind(NetworkMethod):
     learning_rate = 3e-4
     weight_decay = 1e-8
     unet_options = {"upsample": "nearest", "slope": 0.1, "ne2ne_init": False}
-    options = {"lambda_start": 2.0, "lambda_end": 20.0, "t1": 0.4, "eta": 1.0}
+    options = {"lambda_start": 2.0, "lambda_end": 20.0, "t1": "auto", "eta": 1.0}
+    # Official: 100 epochs of about 11k iterations, batch 4, 128x128 crops.
+    official_budget = {"iterations": 1_108_200, "batch_size": 4, "crop_size": 128}
 
     def __init__(self, setup: MethodSetup) -> None:
         super().__init__(setup)
-        if not 0.0 <= self.opts["t1"] <= 1.0:
-            raise BenchError(f"{self.name}: t1 is a fraction of training in [0, 1], got {self.opts['t1']}")
+        self.t1 = official_t1(setup.train_noise) if self.opts["t1"] == "auto" else _fraction(self.opts["t1"])
 
     def lr_factor(self, progress: float) -> float:
         return halve_every_fifth(progress)
@@ -110,7 +130,7 @@ class Blind2Unblind(NetworkMethod):
     def lam(self, progress: float) -> float:
         """Weight of the visible term: constant until t1, then linear to ``lambda_end`` at the last epoch."""
         o = self.opts
-        return constant_then_linear_ramp(epoch_fraction(progress), o["lambda_start"], o["lambda_end"], o["t1"])
+        return constant_then_linear_ramp(epoch_fraction(progress), o["lambda_start"], o["lambda_end"], self.t1)
 
     def training_loss(self, batch: NoisyBatch, progress: float) -> torch.Tensor:
         y = batch.noisy

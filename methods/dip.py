@@ -124,6 +124,7 @@ class DeepImagePrior(Method):
     trainable = False
     input_multiple = DOWNSAMPLE_FACTOR
     options = {"width": 128, "input_depth": 32, "reg_noise_std": 1.0 / 30.0, "lr": 0.01, "ema": 0.99}
+    official_budget = {"per_image_iterations": 3000}  # the denoising notebook's num_iter for sigma = 25
 
     def build_net(self, channels: int) -> nn.Module:
         """A freshly initialised hourglass (from the global RNG, which the caller seeds)."""

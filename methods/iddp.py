@@ -48,6 +48,8 @@ class IDDP(NetworkMethod):
     requires = frozenset({ZERO_MEAN, PIXEL_INDEPENDENT})
     learning_rate = 2e-4
     options = {"stop_gradient": True, "blur_kernel": 3, "alpha": 0.001, "beta": 1.0}
+    # The paper: 1M constant + 1M linearly decaying iterations of batch 1 on 128x128 crops.
+    official_budget = {"iterations": 2_000_000, "batch_size": 1, "crop_size": 128}
 
     def lr_factor(self, progress: float) -> float:
         return constant_then_linear_decay(progress)

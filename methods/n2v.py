@@ -28,9 +28,13 @@ Settings (official values where the shared benchmark allows them):
   deviation of the noisy training data and predictions de-normalised with the same values. The
   method only sees noisy crops, so the statistics are estimated once, before training, from
   ``NORMALISATION_BATCHES`` training batches, then kept fixed and saved with the weights.
-* Schedule: the reference halves the rate when the validation loss has not improved for 10 epochs
-  (ReduceLROnPlateau; 4000 steps at its 400 steps per epoch). The shared loop has no validation
-  split, so the rate is constant, which is what the plateau rule gives until the loss stalls.
+* Schedule: as in the reference, the rate is halved when the validation loss has not improved for
+  10 epochs (ReduceLROnPlateau, factor 0.5, patience 10). An epoch is 1/200 of the run (the BSD68
+  notebook's 200 epochs of 400 steps). The method only sees noisy crops, so its validation set is
+  ``VALIDATION_BATCHES`` batches of noisy training crops drawn once before training, with masks
+  drawn once from a generator seeded by the run's seed: the reference's masked loss on fixed
+  validation patches. Under a budget's short-budget rule (``lr_rule="warmup-cosine"``) the rule
+  replaces the plateau schedule, as it replaces every method's.
 * Network: the shared U-Net (``denoise_bench.nets.unet``) and training loop, not the N2V paper's
   depth-2 U-Net with batch norm, so the comparison with the other methods isolates the loss (the
   colour N2V results usually compared against, Neighbor2Neighbor's Table 1, also come from a
@@ -53,13 +57,16 @@ import torch.nn.functional as F
 
 from denoise_bench.errors import BenchError
 from denoise_bench.hookspecs import hookimpl
-from denoise_bench.method import Method, MethodSetup, NoiseInfo, TrainContext
+from denoise_bench.method import Method, MethodSetup, NoiseInfo
 from denoise_bench.network_method import NetworkMethod
 from denoise_bench.noise import PIXEL_INDEPENDENT, ZERO_MEAN
 from denoise_bench.supervision import NoisyBatch, Supervision, TrainingView
 
 STRATEGIES = ("uniform_withCP", "uniform_withoutCP")
 NORMALISATION_BATCHES = 16
+VALIDATION_BATCHES = 2
+EPOCHS = 200  # the BSD68 notebook: 200 epochs x 400 steps
+PLATEAU_FACTOR, PLATEAU_PATIENCE = 0.5, 10  # ReduceLROnPlateau of the reference
 
 
 def box_size(perc_pix: float) -> int:
@@ -128,6 +135,32 @@ def masked_mse(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tenso
     return F.mse_loss(prediction[mask], target[mask])
 
 
+class PlateauSchedule:
+    """ReduceLROnPlateau on a validation loss measured at the end of every epoch of ``epoch_steps`` steps.
+
+    Stepped once per training step like any scheduler; its state (step count, plateau counters) is
+    saved with the training state, so a resumed run halves the rate at the same steps.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, epoch_steps: int, validation_loss: Callable[[], float]) -> None:
+        self.plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=PLATEAU_FACTOR, patience=PLATEAU_PATIENCE)
+        self.epoch_steps = max(1, epoch_steps)
+        self.validation_loss = validation_loss
+        self.steps = 0
+
+    def step(self) -> None:
+        self.steps += 1
+        if self.steps % self.epoch_steps == 0:
+            self.plateau.step(self.validation_loss())
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"steps": self.steps, "plateau": self.plateau.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.steps = int(state["steps"])
+        self.plateau.load_state_dict(state["plateau"])
+
+
 class Noise2Void(NetworkMethod):
     name = "n2v"
     description = "Noise2Void: predict randomly replaced (blind-spot) pixels from their neighbours"
@@ -136,6 +169,8 @@ class Noise2Void(NetworkMethod):
     requires = frozenset({ZERO_MEAN, PIXEL_INDEPENDENT})
     learning_rate = 4e-4
     options = {"perc_pix": 1.5, "radius": 2, "strategy": "uniform_withCP"}
+    # The BSD68 notebook: 200 epochs x 400 steps of batch 128, 64x64 patches.
+    official_budget = {"iterations": 80_000, "batch_size": 128, "crop_size": 64}
 
     def __init__(self, setup: MethodSetup) -> None:
         super().__init__(setup)
@@ -143,6 +178,7 @@ class Noise2Void(NetworkMethod):
         shape = (1, setup.channels, 1, 1)
         self.mean = torch.zeros(shape, device=setup.device)
         self.std = torch.ones(shape, device=setup.device)
+        self.validation: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []  # (masked, mask, target)
 
     def estimate_normalisation(self, view: TrainingView) -> None:
         """Per-channel mean and standard deviation of noisy training crops."""
@@ -152,11 +188,34 @@ class Noise2Void(NetworkMethod):
         self.mean = values.mean(dim=1).float().view(self.mean.shape).to(self.setup.device)
         self.std = values.std(dim=1, correction=0).clamp(min=1e-6).float().view(self.std.shape).to(self.setup.device)
 
-    def fit(self, view: TrainingView, context: TrainContext) -> None:
+    def draw_validation(self, view: TrainingView) -> None:
+        """Fixed validation crops and masks for the plateau schedule (noisy crops only)."""
+        budget = self.setup.budget
+        generator = torch.Generator(device=self.setup.device).manual_seed(self.setup.seed)
+        self.validation = []
+        for _ in range(VALIDATION_BATCHES):
+            y = (view.sample(budget.batch_size, self.training_crop()).noisy - self.mean) / self.std
+            masked, mask = n2v_mask(y, self.opts["perc_pix"], self.opts["radius"], self.opts["strategy"], generator)
+            self.validation.append((masked, mask, y))
+
+    def validation_loss(self) -> float:
+        self.net.eval()
+        with torch.no_grad():
+            loss = sum(float(masked_mse(self.net(masked), y, mask)) for masked, mask, y in self.validation)
+        self.net.train()
+        return loss / len(self.validation)
+
+    def make_scheduler(self, optimizer: torch.optim.Optimizer, total: int) -> Any:
+        if not self.official_rule:
+            return super().make_scheduler(optimizer, total)
+        return PlateauSchedule(optimizer, total // EPOCHS, self.validation_loss)
+
+    def prepare(self, view: TrainingView) -> None:
         # Before the shared loop: a resumed run recomputes the same values (the view is seeded) and
-        # then loads them again from its training state.
+        # then loads the statistics again from its training state.
         self.estimate_normalisation(view)
-        super().fit(view, context)
+        if self.official_rule:
+            self.draw_validation(view)
 
     def training_loss(self, batch: NoisyBatch, progress: float) -> torch.Tensor:
         y = (batch.noisy - self.mean) / self.std

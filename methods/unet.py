@@ -1,9 +1,11 @@
-"""Supervised U-Net ("Baseline N2C" of Neighbor2Neighbor): the same network trained on clean targets.
+"""Supervised U-Net (the clean-target "n2c" network of Noise2Noise; "Baseline N2C" of Neighbor2Neighbor).
 
     L = ||f(y) - x||^2, fresh noise every iteration.
 
-Adam 3e-4, halved after each fifth of training, as Neighbor2Neighbor trains it, so the only
-difference with the self-supervised methods is the loss.
+The shared U-Net trained with exactly the Noise2Noise recipe (``methods.n2n.Noise2NoiseRecipe``:
+Adam 3e-4, beta2 = 0.99, cosine-squared ramp-down, 300k iterations of batch 4 on 256x256 crops), as
+the official Noise2Noise code trains its clean-target baseline: the supervised U-Net and Noise2Noise
+differ by their training target alone.
 """
 
 from __future__ import annotations
@@ -15,20 +17,15 @@ import torch.nn.functional as F
 
 from denoise_bench.hookspecs import hookimpl
 from denoise_bench.method import Method
-from denoise_bench.network_method import NetworkMethod
-from denoise_bench.schedules import halve_every_fifth
+from denoise_bench.methods.n2n import Noise2NoiseRecipe
 from denoise_bench.supervision import CleanBatch, Supervision
 
 
-class SupervisedUNet(NetworkMethod):
+class SupervisedUNet(Noise2NoiseRecipe):
     name = "unet"
     description = "supervised U-Net trained on clean targets (upper reference)"
-    citation = "Ronneberger et al., MICCAI 2015; trained as the N2C baseline of Huang et al., CVPR 2021"
+    citation = "Ronneberger et al., MICCAI 2015; trained as the clean-target baseline of Lehtinen et al., ICML 2018"
     supervision = Supervision.CLEAN
-    learning_rate = 3e-4
-
-    def lr_factor(self, progress: float) -> float:
-        return halve_every_fifth(progress)
 
     def training_loss(self, batch: CleanBatch, progress: float) -> torch.Tensor:
         return F.mse_loss(self.net(batch.noisy), batch.clean)

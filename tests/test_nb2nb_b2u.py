@@ -128,9 +128,10 @@ def test_nb2nb_gamma_ramps_per_epoch_to_the_increase_ratio() -> None:
     assert steps == sorted(steps)
 
 
-def test_nb2nb_needs_crops_that_halve_to_network_sizes() -> None:
-    with pytest.raises(BenchError, match="multiple of 64"):
-        Neighbor2Neighbor(MethodSetup(channels=1, budget=SMOKE.override(crop_size=96)))
+def test_nb2nb_needs_network_inputs_the_unet_takes() -> None:
+    with pytest.raises(BenchError, match="multiple of 32, got 48"):
+        Neighbor2Neighbor(MethodSetup(channels=1, budget=SMOKE.override(crop_size=48)))
+    Neighbor2Neighbor(MethodSetup(channels=1, budget=SMOKE.override(crop_size=96)))  # 192x192 crops, 96x96 inputs
 
 
 # --- Blind2Unblind: the global-aware mask mapper -------------------------------------------------
@@ -215,7 +216,7 @@ def test_b2u_loss_matches_the_formula_and_f_of_y_gets_no_gradient() -> None:
 
 
 def test_b2u_lambda_holds_until_t1_then_ramps_to_the_end_value() -> None:
-    method = Blind2Unblind(setup())
+    method = Blind2Unblind(setup())  # no training noise known: the range value, 0.4
     assert method.lam(0.0) == method.lam(0.3999) == 2.0  # epochs 1..40: t <= 0.4
     assert method.lam(0.4) == pytest.approx(2.3)  # epoch 41
     assert method.lam(0.999) == pytest.approx(20.0)
@@ -223,8 +224,10 @@ def test_b2u_lambda_holds_until_t1_then_ramps_to_the_end_value() -> None:
     assert fixed_level.lam(0.7999) == 2.0
     assert fixed_level.lam(0.9) == pytest.approx(2 + 0.11 * 18 / 0.2)
     assert fixed_level.lam(0.999) == pytest.approx(20.0)
-    with pytest.raises(BenchError, match="t1"):
+    with pytest.raises(BenchError, match="t1 is 'auto' or a fraction"):
         Blind2Unblind(setup(t1="1.5"))
+    with pytest.raises(BenchError, match="t1 is 'auto' or a fraction"):
+        Blind2Unblind(setup(t1="soon"))
 
 
 # --- settings and registration --------------------------------------------------------------------
@@ -239,6 +242,8 @@ def test_official_network_and_optimiser_settings() -> None:
         group = method.make_optimizer().param_groups[0]
         assert (group["lr"], group["weight_decay"]) == (3e-4, decay)
         assert [method.lr_factor(t) for t in (0.0, 0.2, 0.99)] == [1, 0.5, 0.0625]
+    assert nb2nb.official_budget == {"iterations": 1_108_200, "batch_size": 4, "crop_size": 128}  # 256x256 crops
+    assert b2u.official_budget == {"iterations": 1_108_200, "batch_size": 4, "crop_size": 128}
 
 
 def test_both_are_registered_and_refuse_noise_that_is_not_zero_mean() -> None:
