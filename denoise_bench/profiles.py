@@ -88,6 +88,13 @@ PROFILES: dict[str, Budget] = {
     "official": Budget(iterations=100_000, batch_size=4, crop_size=128, width=48, test_images=None, test_crop=None, per_image_iterations=3000),
 }
 
+# Profiles whose numbers do not rank methods: their tables carry this warning.
+SHORT_BUDGET_WARNINGS = {
+    "smoke": "smoke profile: a few dozen training steps to check the plumbing; these numbers rank nothing.",
+    "quick": "quick profile: a few hundred training steps, far short of convergence; the cpu profile "
+             "(about 30 core-minutes per method) gives numbers that mean something.",
+}
+
 # Profiles where each method brings its own budget.
 PER_METHOD_PROFILES = ("official",)
 

@@ -27,6 +27,7 @@ import pandas as pd
 
 from denoise_bench.atomic import write_text_atomic
 from denoise_bench.errors import BenchError
+from denoise_bench.profiles import SHORT_BUDGET_WARNINGS
 
 RESULTS_FORMAT = 1  # bump when the layout or meaning of a run folder changes
 CONFIG = "config.json"
@@ -134,8 +135,30 @@ def build_tables(records: pd.DataFrame, jobs: pd.DataFrame, metric: str) -> dict
     return tables
 
 
-def render_markdown(tables: dict[tuple[str, str], pd.DataFrame], metric: str, protocol: str) -> str:
-    lines = [f"# {metric.upper()} (protocol {protocol})", ""]
+def low_budget_warnings(records: pd.DataFrame) -> list[str]:
+    """Why these numbers may not rank methods: a short-budget profile, or a trained method that scores
+    below its own noisy input (under-trained or broken) on some test setting."""
+    if records.empty:
+        return []
+    warnings = [SHORT_BUDGET_WARNINGS[p] for p in sorted(records["profile"].dropna().unique()) if p in SHORT_BUDGET_WARNINGS]
+    trained = records[records["iterations"].fillna(0) > 0] if "iterations" in records else records.iloc[0:0]
+    means = trained.groupby(["method", "dataset", "train_noise", "test_noise"], sort=False)[["psnr", "input_psnr"]].mean()
+    for (method, dataset, _, test_noise), row in means[means.psnr < means.input_psnr].iterrows():
+        warnings.append(f"{method} scores below its noisy input on {dataset}, {test_noise} "
+                        f"({row.psnr:.2f} < {row.input_psnr:.2f} dB): under-trained or broken.")
+    return warnings
+
+
+def profiles_of(records: pd.DataFrame) -> str:
+    return ", ".join(sorted(records["profile"].dropna().unique())) if not records.empty else "n/a"
+
+
+def render_markdown(tables: dict[tuple[str, str], pd.DataFrame], metric: str, protocol: str, profile: str = "n/a",
+                    warnings: list[str] | None = None) -> str:
+    lines = [f"# {metric.upper()} (protocol {protocol}, profile {profile})", ""]
+    lines += [f"> **Warning:** {text}" for text in warnings or []]
+    if warnings:
+        lines.append("")
     for (dataset, train_noise), table in tables.items():
         lines += [f"## {dataset}, trained on {train_noise}", "", table.to_markdown(), ""]
     lines.append(f"{ORACLE_MARK} told the true noise level of each test image. "
@@ -158,10 +181,11 @@ def write_tables(run_dir: Path) -> dict[str, str]:
     records = read_records(run_dir)
     jobs = read_jobs(run_dir)
     protocol = ", ".join(sorted(records["protocol"].dropna().unique())) if not records.empty else "n/a"
+    warnings = low_budget_warnings(records)
     rendered = {}
     for metric in METRICS:
         tables = build_tables(records, jobs, metric)
-        markdown = render_markdown(tables, metric, protocol)
+        markdown = render_markdown(tables, metric, protocol, profiles_of(records), warnings)
         write_text_atomic(run_dir / TABLES / f"{metric}.md", markdown)
         write_frame(run_dir / TABLES / f"{metric}.csv", tables_to_csv(tables))
         rendered[metric] = markdown

@@ -15,6 +15,7 @@ from denoise_bench.cli import main
 from denoise_bench.method import Method, MethodSetup, TrainContext
 from denoise_bench.methods.iddp import IDDP
 from denoise_bench.profiles import get_profile
+from denoise_bench.results import low_budget_warnings
 from denoise_bench.runner import RECORD_COLUMNS
 from denoise_bench.supervision import Supervision
 from helpers import MethodPlugin
@@ -81,6 +82,9 @@ def test_smoke_run_writes_a_complete_run_folder(tmp_path: Path) -> None:
     markdown = (out / "tables" / "psnr.md").read_text()
     assert "| test noise" in markdown and "bm3d†" in markdown
     assert "gaussian:sigma=25" in result.output  # tables printed
+    # Four training steps rank nothing, and the tables say so, naming the profile.
+    assert markdown.startswith("# PSNR (protocol nb2nb-v1, profile smoke)")
+    assert "> **Warning:** smoke profile" in markdown and "**Warning:** smoke profile" in result.output
 
 
 def test_table_command_rerenders_from_records(tmp_path: Path) -> None:
@@ -189,3 +193,17 @@ def test_datasets_with_one_training_set_share_one_trained_model(tmp_path: Path, 
     shared = records[records.dataset == "set12"].reset_index(drop=True)
     solo = pd.read_csv(alone / "records.csv")
     pd.testing.assert_series_equal(shared.psnr, solo.psnr)
+
+
+def _records(profile: str, psnr: float, input_psnr: float, iterations: int = 100) -> pd.DataFrame:
+    return pd.DataFrame([{"method": "n2n", "dataset": "set12", "train_noise": "gaussian:sigma=25",
+                          "test_noise": "gaussian:sigma=25", "profile": profile, "iterations": iterations,
+                          "psnr": psnr, "input_psnr": input_psnr}])
+
+
+def test_tables_warn_when_a_trained_method_scores_below_its_noisy_input() -> None:
+    assert low_budget_warnings(_records("cpu", 29.0, 20.0)) == []
+    assert low_budget_warnings(_records("cpu", 19.5, 20.0)) == [
+        "n2n scores below its noisy input on set12, gaussian:sigma=25 (19.50 < 20.00 dB): under-trained or broken."]
+    assert low_budget_warnings(_records("cpu", 19.5, 20.0, iterations=0)) == []  # a per-image method is not trained
+    assert any("quick profile" in w for w in low_budget_warnings(_records("quick", 29.0, 20.0)))
