@@ -108,6 +108,8 @@ def engine_options(command: Callable) -> Callable:
                    "Re-running the same command with the same --out continues it too.")
 @click.option("--eval-every", type=int, default=0, show_default=True,
               help="Score the test images every N training steps (learning curves in curves.csv; 0: never).")
+@click.option("--curve-images", type=click.IntRange(min=1), default=None,
+              help="Learning curves on the first N test images of each dataset only (default: all), to keep them cheap.")
 @click.option("--executor", default="inline", show_default=True,
               help="inline: run the jobs here; slurm: submit each job through submitit; local: submitit's local processes.")
 @click.option("--executor-option", "executor_options", multiple=True,
@@ -118,7 +120,7 @@ def run_command(methods: str, noises: tuple[str, ...], datasets: str, train_data
                 iterations: int | None, batch_size: int | None, crop_size: int | None, width: int | None,
                 test_images: int | None, protocol: str, noise_policy: str, device: str, data_dir: Path | None,
                 out: Path | None, method_options: tuple[str, ...], dataset_options: tuple[str, ...], checkpoint_every: int,
-                eval_every: int, resume_dir: Path | None, executor: str, executor_options: tuple[str, ...],
+                eval_every: int, curve_images: int | None, resume_dir: Path | None, executor: str, executor_options: tuple[str, ...],
                 precision: str, channels_last: bool, compile_mode: str, progress: bool) -> None:
     """Train and evaluate a grid of methods x noise x datasets x seeds; print the tables."""
     try:
@@ -140,7 +142,7 @@ def run_command(methods: str, noises: tuple[str, ...], datasets: str, train_data
             protocol=protocol, noise_policy=noise_policy, train_dataset=train_dataset, data_dir=resolve_data_dir(data_dir),
             device=device, out=out, method_options=_method_options(method_options),
             dataset_options=_key_values(dataset_options, "--dataset-option"), progress=progress,
-            checkpoint_every=checkpoint_every, eval_every=eval_every,
+            checkpoint_every=checkpoint_every, eval_every=eval_every, curve_images=curve_images,
             engine={"precision": precision, "channels_last": channels_last, "compile": compile_mode},
         )
     job_executor = make_executor(executor, _key_values(executor_options, "--executor-option"))

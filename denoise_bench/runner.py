@@ -69,6 +69,7 @@ class RunRequest:
     progress: bool = True
     checkpoint_every: int = 200  # training steps between resumable checkpoints (0: only at the end)
     eval_every: int = 0  # training steps between learning-curve evaluations on the test images (0: none)
+    curve_images: int | None = None  # learning curves on the first N test images of each dataset (None: all)
     engine: dict[str, Any] = field(default_factory=dict)  # Engine switches (precision, channels_last, compile)
 
     @staticmethod
@@ -162,7 +163,7 @@ def _config(p: RunPlan) -> dict:
                     "noise_policy": r.noise_policy, "train_dataset": r.train_dataset,
                     "data_dir": str(r.data_dir) if r.data_dir else None, "method_options": r.method_options,
                     "dataset_options": r.dataset_options, "checkpoint_every": r.checkpoint_every,
-                    "eval_every": r.eval_every, "engine": r.engine},
+                    "eval_every": r.eval_every, "curve_images": r.curve_images, "engine": r.engine},
         "run_id": p.run_dir.name,
         "methods": [{"name": m.name, "citation": m.citation, "supervision": Supervision(m.supervision).value,
                      "uses_noise_level": m.uses_noise_level, "options": p.request.method_options.get(m.name, {})}
@@ -433,6 +434,9 @@ def _comparable(config: dict) -> dict:
     request = dict(config.get("request", {}))
     request.pop("checkpoint_every", None)
     request.pop("data_dir", None)
+    # Learning curves observe training without changing it (bit for bit), so a resumed run may change them.
+    request.pop("eval_every", None)
+    request.pop("curve_images", None)
     request.setdefault("engine", {})  # run folders from before engine switches trained with the defaults
     config.setdefault("engine", Engine().as_dict())
     # Run folders from before training rules and per-method budgets trained every method on one
@@ -533,7 +537,7 @@ def _trained_method(p: RunPlan, method_cls: type[Method], datasets: list[Dataset
         rng = torch.get_rng_state()  # inference draws nothing, but a plugin's denoise might
         for dataset in datasets:
             for spec in setting.tests:
-                rows = list(evaluate(method, cases(dataset, spec), p.protocol, p.device))
+                rows = list(evaluate(method, _curve_cases(cases(dataset, spec), p.request.curve_images), p.protocol, p.device))
                 add_curve_point({"method": method_cls.name, "dataset": dataset.name, "train_noise": str(setting.train),
                                  "seed": seed, "test_noise": str(spec), "step": step,
                                  "train_seconds": began - start - evaluating[0],
@@ -554,6 +558,14 @@ def _trained_method(p: RunPlan, method_cls: type[Method], datasets: list[Dataset
     save_checkpoint(method.state_dict(), trained)
     state_path.unlink(missing_ok=True)  # the optimiser state is no longer needed
     return method, train_seconds
+
+
+def _curve_cases(test_cases: list[TestCase], images: int | None) -> list[TestCase]:
+    """The cases of the first ``images`` test images (all their repeats), for learning curves."""
+    if images is None:
+        return test_cases
+    kept = list(dict.fromkeys(c.image_id for c in test_cases))[:images]
+    return [c for c in test_cases if c.image_id in kept]
 
 
 def _test(p: RunPlan, method: Method, dataset: Dataset, setting: NoiseSetting, cases: CaseSource) -> list[dict]:

@@ -63,3 +63,19 @@ def test_leaderboard_shows_the_learning_curves(runs: tuple[Path, pd.DataFrame, p
     assert re.search(r"\|\s+step\s+\|\s+iddp\s+\|\s+unet\s+\|", section)
     assert re.search(r"\|\s+30 \| \d+\.\d\d \(\d+ s\)", section)
     assert len(pd.read_csv(tmp_path / "board" / "curves.csv")) == 12  # 2 methods x 2 settings x 3 steps
+
+
+def test_curves_on_a_subset_of_the_test_images_and_a_resume_may_change_them(tmp_path: Path) -> None:
+    """--curve-images keeps curves cheap on large test sets; changing curve options does not make a
+    run folder a different experiment, so the same folder resumes with new ones."""
+    out = tmp_path / "run"
+    request = RunRequest(methods=["unet"], noises=["gaussian:sigma=25"], datasets=["skimage"], profile="smoke",
+                         out=out, progress=False, eval_every=10, curve_images=1)
+    result = run(plan(request), echo=lambda _: None)
+    curves = pd.read_csv(out / CURVES)
+    assert set(curves.records) == {1} and result.records.image.nunique() == 2  # the final test still uses both
+    first = result.records[result.records.image == result.records.image.iloc[0]].psnr.mean()
+    assert curves[curves.step == 30].psnr.iloc[0] == pytest.approx(first)
+    request.eval_every, request.curve_images = 15, None
+    again = run(plan(request), echo=lambda _: None)  # nothing left to do, and not refused
+    assert again.failed.empty and len(again.records) == len(result.records)
