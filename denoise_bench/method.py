@@ -73,6 +73,10 @@ class TrainContext:
     # the current state on the test images there, without touching the training RNG streams.
     evaluate_every: int = 0
     on_evaluate: Callable[[int], None] = lambda step: None
+    # Training seconds so far (the runner's clock, evaluations excluded), saved with the training state,
+    # and given back through on_restore when a resumed run loads it, so that time is not lost.
+    elapsed: Callable[[], float] = lambda: 0.0
+    on_restore: Callable[[float], None] = lambda seconds: None
 
 
 class Method(ABC):

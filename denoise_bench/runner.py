@@ -530,7 +530,16 @@ def _trained_method(p: RunPlan, method_cls: type[Method], datasets: list[Dataset
         bar.set_postfix(loss=f"{loss:.4g}")
 
     start = time.perf_counter()
-    evaluating = [0.0]  # seconds spent on learning-curve evaluations, not counted as training
+    # Seconds spent on learning-curve evaluations (not counted as training), and training seconds of
+    # earlier, interrupted invocations (restored with the training state), counted.
+    evaluating = [0.0]
+    earlier = [0.0]
+
+    def elapsed() -> float:
+        return earlier[0] + time.perf_counter() - start - evaluating[0]
+
+    def on_restore(seconds: float) -> None:
+        earlier[0] = seconds
 
     def on_evaluate(step: int) -> None:
         began = time.perf_counter()
@@ -540,7 +549,7 @@ def _trained_method(p: RunPlan, method_cls: type[Method], datasets: list[Dataset
                 rows = list(evaluate(method, _curve_cases(cases(dataset, spec), p.request.curve_images), p.protocol, p.device))
                 add_curve_point({"method": method_cls.name, "dataset": dataset.name, "train_noise": str(setting.train),
                                  "seed": seed, "test_noise": str(spec), "step": step,
-                                 "train_seconds": began - start - evaluating[0],
+                                 "train_seconds": elapsed(),
                                  "psnr": sum(r["psnr"] for r in rows) / len(rows),
                                  "ssim": sum(r["ssim"] for r in rows) / len(rows), "records": len(rows)})
         torch.set_rng_state(rng)
@@ -550,10 +559,11 @@ def _trained_method(p: RunPlan, method_cls: type[Method], datasets: list[Dataset
     try:
         method.fit(view, TrainContext(on_step=on_step, log=echo, checkpoint_path=state_path,
                                       checkpoint_every=p.request.checkpoint_every,
-                                      evaluate_every=p.request.eval_every, on_evaluate=on_evaluate))
+                                      evaluate_every=p.request.eval_every, on_evaluate=on_evaluate,
+                                      elapsed=elapsed, on_restore=on_restore))
     finally:
         bar.close()
-    train_seconds = time.perf_counter() - start - evaluating[0]
+    train_seconds = elapsed()
     write_json(timing, {"train_seconds": train_seconds})  # before the weights: their presence means "trained"
     save_checkpoint(method.state_dict(), trained)
     state_path.unlink(missing_ok=True)  # the optimiser state is no longer needed

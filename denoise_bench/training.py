@@ -30,7 +30,7 @@ TRAINING_STATE_FORMAT = 1
 
 
 def _training_state(method: NetworkMethod, optimizer: torch.optim.Optimizer, scheduler: Any,
-                    view: TrainingView, step: int, total: int) -> dict[str, Any]:
+                    view: TrainingView, step: int, total: int, seconds: float) -> dict[str, Any]:
     """Everything needed to continue bit for bit: weights, optimiser, schedule, every RNG."""
     state = {
         "format": TRAINING_STATE_FORMAT,
@@ -41,6 +41,7 @@ def _training_state(method: NetworkMethod, optimizer: torch.optim.Optimizer, sch
         "scheduler": scheduler.state_dict(),
         "rng_torch": torch.get_rng_state(),
         "rng_view": view.rng_state(),
+        "train_seconds": seconds,
     }
     if torch.cuda.is_available():
         state["rng_cuda"] = torch.cuda.get_rng_state_all()
@@ -78,7 +79,9 @@ def train(method: NetworkMethod, view: TrainingView, budget: Budget, context: Tr
     path = context.checkpoint_path
     start = 0
     if path is not None and path.exists():
-        start = _restore(method, optimizer, scheduler, view, load_checkpoint(path, method.setup.device), path, total)
+        state = load_checkpoint(path, method.setup.device)
+        start = _restore(method, optimizer, scheduler, view, state, path, total)
+        context.on_restore(float(state.get("train_seconds", 0.0)))
         context.log(f"{method.name}: resuming from step {start} of {total}")
         context.on_step(start, math.nan)
     engine, device = method.setup.engine, method.setup.device
@@ -99,7 +102,7 @@ def train(method: NetworkMethod, view: TrainingView, budget: Budget, context: Tr
                     raise TrainingDiverged(f"{method.name}: loss became {value} at step {step + 1}")
                 context.on_step(step + 1, value)
             if path is not None and context.checkpoint_every and ((step + 1) % context.checkpoint_every == 0 or step + 1 == total):
-                save_checkpoint(_training_state(method, optimizer, scheduler, view, step + 1, total), path)
+                save_checkpoint(_training_state(method, optimizer, scheduler, view, step + 1, total, context.elapsed()), path)
             if context.evaluate_every and (step + 1) % context.evaluate_every == 0:
                 context.on_evaluate(step + 1)
                 method.net.train()  # evaluation put the network in inference mode

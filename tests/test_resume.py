@@ -46,8 +46,10 @@ def test_sigkill_mid_training_then_resume_matches_an_uninterrupted_run(tmp_path:
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=60)
-    step = load_checkpoint(killed / STATE)["step"]
+    state = load_checkpoint(killed / STATE)
+    step, seconds_before = state["step"], state["train_seconds"]
     assert 10 <= step < 60, "the kill must land in mid-training"
+    assert seconds_before > 0  # the training time so far travels with the state
     assert not (killed / "checkpoints" / "iddp__skimage__gaussian_sigma=25__seed0.pt").exists()
 
     resumed = CliRunner().invoke(main, ["run", "--resume", str(killed), "--no-progress"])
@@ -58,6 +60,8 @@ def test_sigkill_mid_training_then_resume_matches_an_uninterrupted_run(tmp_path:
     # Bitwise on CPU: weights, optimiser, schedule and every RNG stream are restored exactly.
     assert got.psnr.tolist() == want.psnr.tolist() and got.ssim.tolist() == want.ssim.tolist()
     assert not (killed / STATE).exists()  # the optimiser state is dropped once the job is done
+    # The resumed job reports the training time of both invocations, not only the second's.
+    assert got.train_seconds.iloc[0] > seconds_before
 
 
 def test_rerunning_into_the_same_folder_skips_finished_jobs(tmp_path: Path) -> None:
@@ -192,3 +196,31 @@ def test_nan_loss_is_recorded_as_failed_and_the_grid_goes_on(tmp_path: Path) -> 
     assert jobs.loc["nan-iddp", "status"] == "failed" and "loss became nan at step 25" in jobs.loc["nan-iddp", "error"]
     assert jobs.loc["bm3d", "status"] == "done"
     assert "failed" in (out / "tables" / "psnr.md").read_text()
+
+
+def test_training_seconds_travel_with_the_training_state(tmp_path: Path) -> None:
+    """A resumed job gets back the training time of the interrupted invocation (through on_restore)."""
+    import skimage.data
+
+    from denoise_bench.method import MethodSetup, TrainContext
+    from denoise_bench.noise import parse_spec
+    from denoise_bench.plugins import get_registry
+    from denoise_bench.profiles import get_profile
+    from denoise_bench.supervision import NoisePolicy, Supervision, build_view
+    from denoise_bench.training import train
+
+    budget = get_profile("smoke").override(iterations=4, width=8, crop_size=32)
+    image = torch.from_numpy(skimage.data.camera()[:64, :64].copy()).unsqueeze(0)
+    spec = parse_spec("gaussian:sigma=25", get_registry().noise_families)
+
+    def view():
+        return build_view(Supervision.NONE, [image], spec, NoisePolicy.FRESH, torch.device("cpu"), seed=0)
+
+    path = tmp_path / "state.pt"
+    first = IDDP(MethodSetup(channels=1, budget=budget.override(iterations=4)))
+    train(first, view(), budget, TrainContext(checkpoint_path=path, checkpoint_every=2, elapsed=lambda: 123.5))
+    assert load_checkpoint(path)["train_seconds"] == 123.5
+    restored: list[float] = []
+    again = IDDP(MethodSetup(channels=1, budget=budget))
+    train(again, view(), budget, TrainContext(checkpoint_path=path, checkpoint_every=2, on_restore=restored.append))
+    assert restored == [123.5]
