@@ -16,21 +16,36 @@ at the top of the markdown.
 from __future__ import annotations
 
 import json
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from io import StringIO
-from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
 import pandas as pd
 
 from denoise_bench.errors import BenchError
-from denoise_bench.results import (ORACLE_MARK, method_label, read_config, read_curves, read_jobs, read_records, write_frame,
-                                   write_json, write_text_atomic)
+from denoise_bench.results import (ORACLE_MARK, RECORDS, method_label, part_folders, read_config, read_curves, read_jobs,
+                                   read_records, write_frame, write_json, write_text_atomic)
 from denoise_bench.significance import PairedDifference, all_pairs, compare, per_image_means
 
 # What must agree between runs for their means to be comparable.
 COMPARABLE_FIELDS = ("protocol", "profile", "budget", "noise_policy", "train_dataset", "precision")
 PAPER_RESULTS = ("denoise_bench", "reference/paper_results.csv")
+ENVIRONMENT = "environment.json"  # written by the runner from environment.describe_environment
+RUN_STAMP = re.compile(r"(\d{8}-\d{6})")  # the default run folder name, runs/<UTC stamp>
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What the page tells about one merged run: its config, where it ran and when."""
+
+    run_dir: Path
+    config: dict
+    environment: dict  # empty when the run folder has no environment.json
+    made: str  # the day the run was made, e.g. "2025-03-01"
+    made_from: str  # where that day was read from when the run did not record it ("" when it did)
 
 
 @dataclass
@@ -39,6 +54,40 @@ class MergedRuns:
     jobs: pd.DataFrame
     curves: pd.DataFrame  # learning curves of runs made with --eval-every (may be empty)
     mismatches: list[str]  # human-readable differences that were allowed
+    runs: list[RunInfo] = field(default_factory=list)
+
+
+def _read_environment(run_dir: Path) -> dict:
+    """environment.json of a run, or {} for folders without one (hand-made or older runs)."""
+    try:
+        found = json.loads((run_dir / ENVIRONMENT).read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
+def _run_day(run_dir: Path, config: dict, environment: dict) -> tuple[str, str]:
+    """(day, source): the day environment.json was recorded, else the UTC stamp of a default run
+    folder name, else the newest records file's time (older runs did not record their date)."""
+    recorded = str(environment.get("recorded_at") or "")
+    if recorded[:10].count("-") == 2:
+        return recorded[:10], ""
+    stamp = RUN_STAMP.search(str(config.get("run_id") or run_dir.name))
+    if stamp:
+        try:
+            return datetime.strptime(stamp.group(1), "%Y%m%d-%H%M%S").strftime("%Y-%m-%d"), "from the run folder name"
+        except ValueError:
+            pass  # digits that only look like a stamp
+    paths = [p for p in [run_dir / RECORDS, *(part / RECORDS for part in part_folders(run_dir))] if p.is_file()]
+    if not paths:
+        return "not recorded", ""
+    newest = datetime.fromtimestamp(max(p.stat().st_mtime for p in paths), timezone.utc)
+    return newest.strftime("%Y-%m-%d"), f"{RECORDS} last written; runs do not record their date"
+
+
+def _run_info(run_dir: Path, config: dict) -> RunInfo:
+    environment = _read_environment(run_dir)
+    return RunInfo(run_dir, config, environment, *_run_day(run_dir, config, environment))
 
 
 def _comparable(config: dict) -> dict:
@@ -54,7 +103,8 @@ def merge_runs(run_dirs: list[Path], allow_mismatch: bool = False) -> MergedRuns
         raise BenchError("no run folders given")
     if len(set(map(Path.resolve, run_dirs))) != len(run_dirs):
         raise BenchError("the same run folder is given twice")
-    configs = [_comparable(read_config(run_dir)) for run_dir in run_dirs]
+    runs = [_run_info(run_dir, read_config(run_dir)) for run_dir in run_dirs]
+    configs = [_comparable(info.config) for info in runs]
     mismatches = [f"{key} of {run_dir} differs from {run_dirs[0]}: {config[key]} vs {configs[0][key]}"
                   for run_dir, config in zip(run_dirs[1:], configs[1:]) for key in COMPARABLE_FIELDS
                   if config[key] != configs[0][key]]
@@ -80,7 +130,7 @@ def merge_runs(run_dirs: list[Path], allow_mismatch: bool = False) -> MergedRuns
         raise BenchError(f"{method} on {dataset} (trained on {train_noise}, seed {seed}) appears in more than one "
                          f"run; give each job once")
     return MergedRuns(merged, pd.concat(jobs, ignore_index=True) if jobs else pd.DataFrame(),
-                      pd.concat(curves, ignore_index=True) if curves else pd.DataFrame(), mismatches)
+                      pd.concat(curves, ignore_index=True) if curves else pd.DataFrame(), mismatches, runs)
 
 
 def read_paper_results() -> pd.DataFrame:
@@ -219,5 +269,5 @@ def write_leaderboard(run_dirs: list[Path], out: Path, allow_mismatch: bool = Fa
     if html:
         from denoise_bench.report import write_html  # matplotlib is imported only when a page is made
 
-        write_html(out, tables, records, merged.curves, run_dirs)
+        write_html(out, tables, records, merged.curves, merged.runs, merged.mismatches)
     return markdown

@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
+from PIL import Image
 
-from denoise_bench.leaderboard import write_leaderboard
+from denoise_bench.leaderboard import RunInfo, write_leaderboard
+from denoise_bench.report import ZOOM, about_html, budget_figure, method_styles
+from denoise_bench.results import read_curves, read_records
 from denoise_bench.runner import RunRequest, plan, run
 from denoise_bench.samples import sample_dir
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-background-networking", "--disable-component-update",
-                  "--disable-gpu", "--virtual-time-budget=5000"]
+                  "--disable-gpu", "--virtual-time-budget=5000", "--window-size=1600,1200"]
+SIGMA25 = "samples/skimage/gaussian_sigma=25/"
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +49,9 @@ def test_page_has_tables_plots_and_the_visual_grid(board: Path) -> None:
     assert all((board / src).is_file() for src in images)
     assert any(src.startswith("plots/psnr_vs_noise_skimage_gaussian") for src in images)
     assert any(src.startswith("plots/psnr_vs_budget_skimage_gaussian_sigma=25") for src in images)
-    assert sum("samples/skimage/gaussian_sigma=25/" in src for src in images) == 4  # noisy, 2 methods, clean
+    crops = [src for src in images if src.startswith(SIGMA25) and "/zoom/" not in src]
+    details = [src for src in images if src.startswith(SIGMA25 + "zoom/")]
+    assert len(crops) == len(details) == 4  # noisy, 2 methods, clean; each with its detail
     for svg in (board / "plots").glob("*.svg"):
         assert (board / "plots" / f"{svg.stem}.png").is_file()  # PNG twin for papers
 
@@ -56,3 +65,106 @@ def test_page_renders_in_headless_chromium(board: Path, tmp_path: Path) -> None:
     loaded = re.search(r'data-images-loaded="(\d+)"', dom)
     assert loaded and int(loaded.group(1)) == images > 0  # every plot and crop actually rendered
     assert "<td>iddp</td>" in dom
+    narrowest = re.search(r'data-narrowest-crop="(\d+)"', dom)
+    assert narrowest and int(narrowest.group(1)) >= 256  # crops large enough to judge in a 1600 px window
+
+
+def _run_files(board: Path) -> tuple[dict, dict]:
+    run_dir = board.parent / "run"
+    return json.loads((run_dir / "config.json").read_text()), json.loads((run_dir / "environment.json").read_text())
+
+
+def test_page_says_what_the_numbers_were_made_under(board: Path) -> None:
+    page = (board / "index.html").read_text()
+    config, environment = _run_files(board)
+    about = page[page.index("About these numbers"):page.index("</section>")]
+    assert page.index("About these numbers") < page.index('<table class="sortable">')  # near the top
+    budget = config["budget"]
+    for expected in ["nb2nb-v1", config["protocol"]["description"], "smoke", f"{budget['iterations']} iterations",
+                     f"batch {budget['batch_size']}", f"{budget['crop_size']}×{budget['crop_size']} crops",
+                     f"width {budget['width']}", f"lr rule {budget['lr_rule']}", f"init {budget['init']}",
+                     f"precision {config['engine']['precision']}", environment["git_commit"][:12],
+                     environment["platform"], f"torch {environment['versions']['torch']}"]:
+        assert expected in about, expected
+    assert f"CPU {environment['cpu_model']}" in about  # the smoke run trains on the CPU: its model is named
+    assert re.search(r"Runs made</dt><dd>\d{4}-\d\d-\d\d", about)
+    assert "Caution</dt><dd><ul><li>smoke profile" in about  # numbers that rank nothing say so
+
+
+def _run_info(name: str, budgets: dict[str, dict]) -> RunInfo:
+    config = {"profile": "official", "protocol": {"id": "nb2nb-v1"}, "budget": {"iterations": 100, "batch_size": 4},
+              "budgets": budgets}
+    return RunInfo(Path(name), config, {}, "2025-01-02", "")
+
+
+def test_per_method_budgets_are_shown_per_method_only_where_they_differ() -> None:
+    common = {"batch_size": 4, "crop_size": 128, "width": 48, "lr_rule": "official", "init": "official"}
+    runs = [_run_info("runs/a", {"n2n": common | {"iterations": 1000}, "nb2nb": common | {"iterations": 2000}})]
+    records = pd.DataFrame({"method": ["n2n", "nb2nb", "bm3d"], "iterations": [1000, 2000, 0], "run_dir": ["runs/a"] * 3,
+                            "profile": "official", "dataset": "bsd68", "train_noise": "gaussian:sigma=25",
+                            "test_noise": "gaussian:sigma=25", "psnr": 28.0, "input_psnr": 20.0})
+    about = about_html(runs, records, [])
+    assert "128×128 crops" in about and "batch 4" in about  # shared fields once
+    assert "<th>iterations</th>" in about and "<th>batch</th>" not in about  # a column only for what differs
+    assert re.search(r"<td>n2n</td><td>1000</td>.*<td>nb2nb</td><td>2000</td>", about)
+    assert "<td>bm3d</td>" not in about  # not trained: no budget
+    same = about_html([_run_info("runs/a", {"n2n": common, "nb2nb": common})],
+                      records.assign(iterations=[100, 100, 0]), [])
+    assert "<table" not in same and "2025-01-02" in same
+
+
+def test_dagger_is_explained_right_under_each_table_that_has_one(board: Path) -> None:
+    page = (board / "index.html").read_text()
+    notes = re.findall(r'</table></div>\s*<p class="note oracle-note">† bm3d†: told the true noise level of each test '
+                       r"image", page)
+    assert len(notes) == page.count('<table class="sortable">') == 2
+
+
+def test_every_crop_has_a_zoomed_detail_of_its_centre(board: Path) -> None:
+    folder = board / SIGMA25
+    for crop_path in sorted(folder.glob("*.png")):
+        crop = np.asarray(Image.open(crop_path))
+        detail = np.asarray(Image.open(folder / "zoom" / crop_path.name))
+        side_h, side_w = crop.shape[0] // ZOOM, crop.shape[1] // ZOOM
+        top, left = (crop.shape[0] - side_h) // 2, (crop.shape[1] - side_w) // 2
+        centre = crop[top:top + side_h, left:left + side_w]
+        assert np.array_equal(detail, centre.repeat(ZOOM, axis=0).repeat(ZOOM, axis=1)), crop_path.name
+    page = (board / "index.html").read_text()
+    assert f'src="{SIGMA25}zoom/bm3d.png"' in page
+
+
+def test_css_uses_the_page_width_and_shows_crops_large(board: Path) -> None:
+    style = re.search(r"<style>(.*?)</style>", (board / "index.html").read_text(), re.S).group(1)
+    for value, unit in re.findall(r"max-width:\s*([\d.]+)(px|em|rem|%|vw)", style):
+        pixels = float(value) * {"px": 1, "em": 16, "rem": 16}.get(unit, 0)
+        assert unit in ("%", "vw") or pixels >= 1200, f"narrow max-width {value}{unit}"
+    assert re.search(r"\.sample img \{[^}]*image-rendering: pixelated", style)
+    assert "minmax(256px, 1fr)" in style  # no crop column narrower than 256 CSS px
+
+
+def _marked(line: object) -> bool:
+    return line.get_marker() not in (None, "", " ", "None", "none") and line.get_markersize() >= 5
+
+
+def test_a_method_with_a_single_point_is_a_labelled_marker(board: Path) -> None:
+    records = read_records(board.parent / "run")
+    block = records[(records.dataset == "skimage") & (records.test_noise == "gaussian:sigma=25")]
+    fig = budget_figure("skimage", "gaussian:sigma=25", block, pd.DataFrame(), method_styles(list(records.method)), {"bm3d"})
+    ax = fig.axes[0]  # no learning curve, the same steps for all: only the time panel
+    assert len(fig.axes) == 1 and ax.get_xlabel().startswith("training time (s")
+    single = [line for line in ax.get_lines() if line.get_label() == "iddp"]
+    assert len(single) == 1 and len(single[0].get_xdata()) == 1 and _marked(single[0])
+    assert "iddp" in [text.get_text() for text in ax.texts]  # named beside the marker
+    assert ax.get_ylabel() == "PSNR (dB)"
+
+
+def test_learning_curves_are_lines_with_markers_against_steps_and_time(board: Path) -> None:
+    records, curves = read_records(board.parent / "run"), read_curves(board.parent / "run")
+    block = records[(records.dataset == "skimage") & (records.test_noise == "gaussian:sigma=25")]
+    sel = curves[(curves.dataset == "skimage") & (curves.test_noise == "gaussian:sigma=25")]
+    fig = budget_figure("skimage", "gaussian:sigma=25", block, sel, method_styles(list(records.method)), set())
+    assert [ax.get_xlabel().split(" (")[0] for ax in fig.axes] == ["training steps", "training time"]
+    for ax in fig.axes:
+        line = next(line for line in ax.get_lines() if line.get_label() == "iddp")
+        assert len(line.get_xdata()) == 3 and _marked(line)  # steps 10, 20 and the final 30
+        assert "iddp" not in [text.get_text() for text in ax.texts]  # a line needs no name beside it
