@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from denoise_bench.cli import main
 from denoise_bench.engine import Engine, cpu_flags, engine_reason, resolve_engine
+from denoise_bench.environment import cpu_model
 from denoise_bench.errors import BenchError
 from denoise_bench.method import MethodSetup, TrainContext
 from denoise_bench.methods.n2n import Noise2Noise
@@ -164,6 +165,7 @@ def test_cpu_flags_are_read_from_cpuinfo(tmp_path: Path) -> None:
     cpuinfo.write_text("processor\t: 0\nmodel name\t: Xeon\nflags\t\t: fpu sse amx_bf16 avx512_bf16\n")
     assert {"amx_bf16", "avx512_bf16"} <= cpu_flags(cpuinfo)
     assert cpu_flags(tmp_path / "missing") == frozenset()
+    assert cpu_model(cpuinfo) == "Xeon"  # recorded in environment.json beside the flags auto read
 
 
 def test_the_run_records_the_engine_auto_chose(tmp_path: Path) -> None:
