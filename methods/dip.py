@@ -49,6 +49,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from denoise_bench.engine import Engine
 from denoise_bench.hookspecs import hookimpl
 from denoise_bench.method import Method, NoiseInfo
 from denoise_bench.nets.hourglass import DOWNSAMPLE_FACTOR, Hourglass
@@ -89,27 +90,38 @@ class Backtracking:
 
 
 def fit_to_image(net: nn.Module, noisy: torch.Tensor, z: torch.Tensor, iterations: int, *, lr: float,
-                 reg_noise_std: float, ema_weight: float, generator: torch.Generator) -> torch.Tensor:
-    """Fit ``net(z + jitter)`` to ``noisy`` for ``iterations`` Adam steps; returns the EMA of the outputs."""
+                 reg_noise_std: float, ema_weight: float, generator: torch.Generator,
+                 engine: Engine | None = None) -> torch.Tensor:
+    """Fit ``net(z + jitter)`` to ``noisy`` for ``iterations`` Adam steps; returns the EMA of the outputs.
+
+    The fit is this method's training, so it runs with the run's training ``engine`` (bf16 autocast
+    and channels-last on CPUs with bf16 matrix units under ``--precision auto``); the average and
+    the loss stay fp32.
+    """
     if iterations < 1:
         raise ValueError(f"iterations must be positive, got {iterations}")
+    engine = engine or Engine()
+    device = noisy.device
     net.train()  # batch statistics of the one image throughout, as in the notebook
     optimizer = torch.optim.Adam(net.parameters(), lr=lr)
     guard = Backtracking(net.parameters())
     average: torch.Tensor | None = None
-    for _ in range(iterations):
-        net_input = z
-        if reg_noise_std > 0:
-            net_input = z + reg_noise_std * torch.randn(z.shape, generator=generator, device=z.device, dtype=z.dtype)
-        out = net(net_input)
-        average = out.detach() if average is None else ema_weight * average + (1.0 - ema_weight) * out.detach()
-        loss = F.mse_loss(out, noisy)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        # PSNR against the noisy image with peak 1, as the notebook's compare_psnr on [0, 1] floats.
-        mse = loss.item()
-        guard.update(-10.0 * math.log10(mse) if mse != 0 else math.inf)  # NaN stays NaN
-        optimizer.step()
+    with engine.training(net, device):
+        for _ in range(iterations):
+            net_input = z
+            if reg_noise_std > 0:
+                net_input = z + reg_noise_std * torch.randn(z.shape, generator=generator, device=z.device, dtype=z.dtype)
+            with engine.autocast(device):
+                out = net(net_input)
+            out = out.float()
+            average = out.detach() if average is None else ema_weight * average + (1.0 - ema_weight) * out.detach()
+            loss = F.mse_loss(out, noisy)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            # PSNR against the noisy image with peak 1, as the notebook's compare_psnr on [0, 1] floats.
+            mse = loss.item()
+            guard.update(-10.0 * math.log10(mse) if mse != 0 else math.inf)  # NaN stays NaN
+            optimizer.step()
     assert average is not None
     return average
 
@@ -141,7 +153,7 @@ class DeepImagePrior(Method):
         with torch.enable_grad():  # the fit needs gradients even if the caller runs under no_grad
             estimate = fit_to_image(net, noisy.float(), z, self.setup.budget.per_image_iterations,
                                     lr=self.opts["lr"], reg_noise_std=self.opts["reg_noise_std"],
-                                    ema_weight=self.opts["ema"], generator=generator)
+                                    ema_weight=self.opts["ema"], generator=generator, engine=self.setup.engine)
         return estimate.to(noisy.dtype)
 
 
