@@ -26,8 +26,8 @@ from pathlib import Path
 import pandas as pd
 
 from denoise_bench.errors import BenchError
-from denoise_bench.results import (ORACLE_MARK, RECORDS, method_label, part_folders, read_config, read_curves, read_jobs,
-                                   read_records, write_frame, write_json, write_text_atomic)
+from denoise_bench.results import (ORACLE_MARK, RECORDS, low_budget_warnings, method_label, part_folders, read_config,
+                                   read_curves, read_jobs, read_records, write_frame, write_json, write_text_atomic)
 from denoise_bench.significance import PairedDifference, all_pairs, compare, per_image_means
 
 # What must agree between runs for their means to be comparable.
@@ -140,6 +140,12 @@ def read_paper_results() -> pd.DataFrame:
 
 
 GAP_COLUMN = "gap to the method above (dB, 95% CI)"
+# The supervised upper reference: every method's distance to it, here and in the paper, is what
+# carries over between budgets and training sets (absolute numbers do not).
+REFERENCE_METHOD = "unet"
+REFERENCE_GAP = f"vs {REFERENCE_METHOD} (dB)"
+PAPER_GAP = f"paper vs {REFERENCE_METHOD} (dB)"
+PAPER_GAP_SOURCE = "bsd300"  # the IDDP paper's Tables 1-2 report BSD300 only
 
 
 def _gap(diff: PairedDifference) -> str:
@@ -187,6 +193,10 @@ def leaderboard_tables(records: pd.DataFrame, paper: pd.DataFrame | None = None)
                 "device": info.device,
                 "run": info.run,
             }
+            if REFERENCE_METHOD in ranked.index:
+                row[REFERENCE_GAP] = compare(per_image, method, REFERENCE_METHOD).mean if method != REFERENCE_METHOD else 0.0
+                if paper is not None:
+                    row[PAPER_GAP] = _paper_gap(paper, test_noise, method)
             if paper is not None:
                 ref = paper[(paper.dataset == dataset) & (paper.test_noise == test_noise) & (paper.method == method)]
                 row["paper psnr"] = ref.psnr.iloc[0] if len(ref) else None
@@ -196,12 +206,22 @@ def leaderboard_tables(records: pd.DataFrame, paper: pd.DataFrame | None = None)
         noisy = block.drop_duplicates(["image", "repeat", "test_noise"])
         rows.append({"method": "noisy input", "psnr": noisy.input_psnr.mean(), "ssim": noisy.input_ssim.mean(),
                      "images": noisy.image.nunique(), "records": len(noisy)})
-        table = pd.DataFrame(rows).round({"psnr": 2, "ssim": 4, "psnr - paper": 2})
+        table = pd.DataFrame(rows).round({"psnr": 2, "ssim": 4, "psnr - paper": 2, REFERENCE_GAP: 2, PAPER_GAP: 2})
         table = table.astype({"images": "Int64", "records": "Int64", "iterations": "Int64"})  # the noisy row has none
         if paper is not None and table["paper psnr"].isna().all():
             table = table.drop(columns=["paper psnr", "paper ssim", "psnr - paper"])  # no published numbers here
+        if PAPER_GAP in table and table[PAPER_GAP].isna().all():
+            table = table.drop(columns=[PAPER_GAP])
         tables[(dataset, test_noise)] = table
     return tables
+
+
+def _paper_gap(paper: pd.DataFrame, test_noise: str, method: str) -> float | None:
+    """The paper's PSNR of ``method`` minus its supervised U-Net's, at the same test noise (on BSD300)."""
+    ref = paper[(paper.dataset == PAPER_GAP_SOURCE) & (paper.test_noise == test_noise)].set_index("method").psnr
+    if method not in ref or REFERENCE_METHOD not in ref:
+        return None
+    return float(ref[method] - ref[REFERENCE_METHOD])
 
 
 def pairs_table(records: pd.DataFrame) -> pd.DataFrame:
@@ -239,6 +259,7 @@ def write_leaderboard(run_dirs: list[Path], out: Path, allow_mismatch: bool = Fa
     lines += [f"Protocol {protocols}. Methods ranked by mean PSNR; each is compared with the one above it on their "
               "common images: mean paired PSNR difference and 95 % bootstrap interval over images "
               "(\"tie\" when it contains 0).", ""]
+    lines += [f"> **Warning:** {text}" for text in low_budget_warnings(records)] + [""]
     if merged.mismatches:
         lines += ["**Merged despite differences:**", ""] + [f"* {m}" for m in merged.mismatches] + [""]
     frames = []
@@ -246,7 +267,9 @@ def write_leaderboard(run_dirs: list[Path], out: Path, allow_mismatch: bool = Fa
         shown = table.astype(object).where(table.notna(), "")
         lines += [f"## {dataset}, {test_noise}", "", shown.to_markdown(index=False), ""]
         frames.append(table.assign(dataset=dataset, test_noise=test_noise))
-    lines.append(f"{ORACLE_MARK} told the true noise level of each test image.")
+    lines.append(f"{ORACLE_MARK} told the true noise level of each test image. `{REFERENCE_GAP}`: mean paired PSNR "
+                 f"difference to the supervised U-Net on common images; `{PAPER_GAP}`: the same difference in the IDDP "
+                 f"paper's Tables 1-2 ({PAPER_GAP_SOURCE.upper()}, colour, trained on Waterloo) at the same test noise.")
     if not merged.curves.empty:
         lines += ["", "# Learning curves", "", "Mean test PSNR at training steps, with the training seconds spent to reach "
                   "them (evaluation time excluded): compare methods at equal iterations or equal time.", ""]

@@ -14,7 +14,8 @@ from click.testing import CliRunner
 
 from denoise_bench.cli import main
 from denoise_bench.errors import BenchError
-from denoise_bench.leaderboard import GAP_COLUMN, leaderboard_tables, merge_runs, read_paper_results, write_leaderboard
+from denoise_bench.leaderboard import (GAP_COLUMN, PAPER_GAP, REFERENCE_GAP, leaderboard_tables, merge_runs,
+                                       read_paper_results, write_leaderboard)
 from denoise_bench.results import CONFIG, RECORDS, RESULTS_FORMAT, write_frame, write_json
 from denoise_bench.runner import RECORD_COLUMNS
 from denoise_bench.significance import all_pairs, paired_bootstrap
@@ -132,3 +133,17 @@ def test_cli_leaderboard_errors_in_one_line(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["leaderboard", str(tmp_path), "--out", str(tmp_path / "board")])
     assert result.exit_code == 2
     assert result.output.strip() == f"error: {tmp_path} is not a run folder (no config.json)"
+
+
+def test_every_method_gap_to_the_supervised_unet_sits_beside_the_paper_gap(tmp_path: Path) -> None:
+    offsets = {"unet": np.zeros(len(IMAGES)), "iddp": np.full(len(IMAGES), -0.4), "bm3d": np.full(len(IMAGES), -1.0)}
+    records = pd.read_csv(_write_run(tmp_path / "a", offsets) / RECORDS)  # BSD68: no paper numbers of its own
+    table = leaderboard_tables(records, read_paper_results())[("bsd68", "gaussian:sigma=25")].set_index("method")
+    assert table.loc["iddp", REFERENCE_GAP] == pytest.approx(-0.4)
+    assert table.loc["bm3d†", REFERENCE_GAP] == pytest.approx(-1.0)
+    assert table.loc["unet", REFERENCE_GAP] == 0
+    # The paper (BSD300, sigma=25): iddp 31.70, bm3d 30.90 against unet 31.81.
+    assert table.loc["iddp", PAPER_GAP] == pytest.approx(-0.11)
+    assert table.loc["bm3d†", PAPER_GAP] == pytest.approx(-0.91)
+    without = leaderboard_tables(records[records.method != "unet"], read_paper_results())[("bsd68", "gaussian:sigma=25")]
+    assert REFERENCE_GAP not in without.columns and PAPER_GAP not in without.columns
