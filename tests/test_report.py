@@ -14,7 +14,9 @@ import pytest
 from PIL import Image
 
 from denoise_bench.leaderboard import RunInfo, write_leaderboard
-from denoise_bench.report import ZOOM, about_html, budget_figure, method_styles
+from denoise_bench.report_about import about_html
+from denoise_bench.report_plots import budget_figure, method_styles
+from denoise_bench.report_samples import ZOOM
 from denoise_bench.results import read_curves, read_records
 from denoise_bench.runner import RunRequest, plan, run
 from denoise_bench.samples import sample_dir
