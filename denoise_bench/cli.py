@@ -18,7 +18,7 @@ from denoise_bench.network_method import NetworkMethod
 from denoise_bench.noise import resolve_setting, split_noise_list
 from denoise_bench.perf import PerfSettings, write_report
 from denoise_bench.plugins import get_registry
-from denoise_bench.profiles import PROFILES
+from denoise_bench.profiles import INITS, LR_RULES, PROFILES
 from denoise_bench.protocol import PROTOCOLS
 from denoise_bench.results import write_tables
 from denoise_bench.runner import RunRequest, plan, run
@@ -93,6 +93,10 @@ def engine_options(command: Callable) -> Callable:
 @click.option("--crop-size", type=int, default=None)
 @click.option("--width", type=int, default=None, help="U-Net width.")
 @click.option("--test-images", type=int, default=None, help="Evaluate only the first N test images.")
+@click.option("--lr-rule", type=click.Choice(LR_RULES), default=None,
+              help="Override the profile's learning-rate rule (official: each method's schedule; warmup-cosine: one rule).")
+@click.option("--init", "init_rule", type=click.Choice(INITS), default=None,
+              help="Override the profile's initialisation (official: each network's own; pytorch: PyTorch's default).")
 @click.option("--protocol", type=click.Choice(list(PROTOCOLS)), default="nb2nb", show_default=True)
 @click.option("--noise-policy", type=click.Choice(["fresh", "fixed"]), default="fresh", show_default=True,
               help="fresh: new training noise every iteration (official codes); fixed: one noisy copy per image.")
@@ -118,8 +122,8 @@ def engine_options(command: Callable) -> Callable:
 @click.option("--progress/--no-progress", default=True, show_default=True)
 def run_command(methods: str, noises: tuple[str, ...], datasets: str, train_dataset: str | None, profile: str, seeds: str,
                 iterations: int | None, batch_size: int | None, crop_size: int | None, width: int | None,
-                test_images: int | None, protocol: str, noise_policy: str, device: str, data_dir: Path | None,
-                out: Path | None, method_options: tuple[str, ...], dataset_options: tuple[str, ...], checkpoint_every: int,
+                test_images: int | None, lr_rule: str | None, init_rule: str | None, protocol: str, noise_policy: str,
+                device: str, data_dir: Path | None, out: Path | None, method_options: tuple[str, ...], dataset_options: tuple[str, ...], checkpoint_every: int,
                 eval_every: int, curve_images: int | None, resume_dir: Path | None, executor: str, executor_options: tuple[str, ...],
                 precision: str, channels_last: bool, compile_mode: str, progress: bool) -> None:
     """Train and evaluate a grid of methods x noise x datasets x seeds; print the tables."""
@@ -138,7 +142,7 @@ def run_command(methods: str, noises: tuple[str, ...], datasets: str, train_data
             methods=_split(methods), noises=[item for text in noises for item in split_noise_list(text)],
             datasets=_split(datasets), seeds=seed_list, profile=profile,
             overrides={"iterations": iterations, "batch_size": batch_size, "crop_size": crop_size, "width": width,
-                       "test_images": test_images},
+                       "test_images": test_images, "lr_rule": lr_rule, "init": init_rule},
             protocol=protocol, noise_policy=noise_policy, train_dataset=train_dataset, data_dir=resolve_data_dir(data_dir),
             device=device, out=out, method_options=_method_options(method_options),
             dataset_options=_key_values(dataset_options, "--dataset-option"), progress=progress,

@@ -188,3 +188,21 @@ def test_the_cpu_profile_records_its_rule_in_the_run_config() -> None:
     p = plan(RunRequest(methods=["unet", "bm3d"], noises=["gaussian"], datasets=["skimage"], profile="cpu"))
     assert p.budget.lr_rule == "warmup-cosine" and p.budget.init == "pytorch"
     assert math.isclose(get_profile("cpu").iterations, p.budget_of(SupervisedUNet).iterations)
+
+
+def test_the_training_rule_can_be_overridden_from_the_command_line(tmp_path) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from denoise_bench.cli import main
+
+    out = tmp_path / "run"
+    result = CliRunner().invoke(main, ["run", "--methods", "iddp", "--noise", "gaussian:sigma=25", "--profile", "cpu",
+                                       "--iterations", "2", "--test-images", "1", "--width", "8", "--init", "official",
+                                       "--out", str(out), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    budget = json.loads((out / "config.json").read_text())["budget"]
+    assert (budget["lr_rule"], budget["init"]) == ("warmup-cosine", "official")
+    bad = CliRunner().invoke(main, ["run", "--init", "xavier"])
+    assert bad.exit_code == 2 and "'xavier' is not one of 'official', 'pytorch'" in bad.output
