@@ -543,13 +543,14 @@ def _trained_method(p: RunPlan, method_cls: type[Method], datasets: list[Dataset
 
     def on_evaluate(step: int) -> None:
         began = time.perf_counter()
+        trained_for = elapsed()  # one instant for every point of this step
         rng = torch.get_rng_state()  # inference draws nothing, but a plugin's denoise might
         for dataset in datasets:
             for spec in setting.tests:
                 rows = list(evaluate(method, _curve_cases(cases(dataset, spec), p.request.curve_images), p.protocol, p.device))
                 add_curve_point({"method": method_cls.name, "dataset": dataset.name, "train_noise": str(setting.train),
                                  "seed": seed, "test_noise": str(spec), "step": step,
-                                 "train_seconds": elapsed(),
+                                 "train_seconds": trained_for,
                                  "psnr": sum(r["psnr"] for r in rows) / len(rows),
                                  "ssim": sum(r["ssim"] for r in rows) / len(rows), "records": len(rows)})
         torch.set_rng_state(rng)

@@ -37,6 +37,8 @@ def test_curve_points_at_every_interval_for_every_test_setting(runs: tuple[Path,
     for _, block in curves.groupby(["method", "test_noise"]):
         assert list(block.step) == [10, 20, 30]  # smoke profile: 30 steps
         assert block.train_seconds.is_monotonic_increasing
+    # Every point of one step was measured at one instant of training, whatever the evaluation cost.
+    assert (curves.groupby(["method", "step"]).train_seconds.nunique() == 1).all()
 
 
 def test_last_curve_point_is_the_final_score(runs: tuple[Path, pd.DataFrame, pd.DataFrame]) -> None:
