@@ -200,9 +200,18 @@ def list_command() -> None:
 @click.option("--allow-mismatch", is_flag=True, help="Merge runs whose protocol, profile or budget differ (listed in the output).")
 @click.option("--paper/--no-paper", default=True, show_default=True, help="Show published numbers beside ours where they exist.")
 @click.option("--html/--no-html", default=True, show_default=True, help="Also write index.html with plots (PNG and SVG) and sample crops.")
-def leaderboard_command(run_dirs: tuple[Path, ...], out: Path, allow_mismatch: bool, paper: bool, html: bool) -> None:
+@click.option("--exclude", "excluded", multiple=True, metavar="METHOD@RUN_DIR",
+              help="Leave one method of one run out (e.g. a training that another run redid). Repeatable.")
+def leaderboard_command(run_dirs: tuple[Path, ...], out: Path, allow_mismatch: bool, paper: bool, html: bool,
+                        excluded: tuple[str, ...]) -> None:
     """Merge the records of RUN_DIRS into ranked tables with paired significance tests."""
-    click.echo(write_leaderboard(list(run_dirs), out, allow_mismatch, paper, html))
+    exclude: dict[str, list[str]] = {}
+    for item in excluded:
+        method, at, run_dir = item.partition("@")
+        if not at or not method or not run_dir:
+            raise BenchError(f"--exclude {item!r} is not of the form METHOD@RUN_DIR")
+        exclude.setdefault(str(Path(run_dir)), []).append(method)
+    click.echo(write_leaderboard(list(run_dirs), out, allow_mismatch, paper, html, exclude))
     if html:
         click.echo(f"page: {out / 'index.html'}")
 

@@ -97,7 +97,12 @@ def _comparable(config: dict) -> dict:
     return json.loads(json.dumps(fields, default=str, sort_keys=True))
 
 
-def merge_runs(run_dirs: list[Path], allow_mismatch: bool = False) -> MergedRuns:
+def _without(frame: pd.DataFrame, methods: set[str]) -> pd.DataFrame:
+    return frame[~frame["method"].isin(methods)] if methods and not frame.empty else frame
+
+
+def merge_runs(run_dirs: list[Path], allow_mismatch: bool = False,
+               exclude: dict[str, list[str]] | None = None) -> MergedRuns:
     """Records and jobs of every run, refusing incomparable or overlapping runs."""
     if not run_dirs:
         raise BenchError("no run folders given")
@@ -108,15 +113,20 @@ def merge_runs(run_dirs: list[Path], allow_mismatch: bool = False) -> MergedRuns
     mismatches = [f"{key} of {run_dir} differs from {run_dirs[0]}: {config[key]} vs {configs[0][key]}"
                   for run_dir, config in zip(run_dirs[1:], configs[1:]) for key in COMPARABLE_FIELDS
                   if config[key] != configs[0][key]]
+    exclude = exclude or {}
+    unknown = set(exclude) - {str(d) for d in run_dirs}
+    if unknown:
+        raise BenchError(f"--exclude names run(s) not given: {', '.join(sorted(unknown))}")
     records, jobs, curves = [], [], []
     for run_dir in run_dirs:
-        run_records = read_records(run_dir)
+        left_out = set(exclude.get(str(run_dir), []))  # e.g. a diagnostic training that a later run redid
+        run_records = _without(read_records(run_dir), left_out)
         run_records["run_dir"] = str(run_dir)
         records.append(run_records)
-        run_jobs = read_jobs(run_dir)
+        run_jobs = _without(read_jobs(run_dir), left_out)
         if not run_jobs.empty:
             jobs.append(run_jobs.assign(run_dir=str(run_dir)))
-        run_curves = read_curves(run_dir)
+        run_curves = _without(read_curves(run_dir), left_out)
         if not run_curves.empty:
             curves.append(run_curves.assign(run_dir=str(run_dir)))
     if mismatches and not allow_mismatch:
@@ -246,10 +256,11 @@ def curve_tables(curves: pd.DataFrame) -> dict[tuple[str, str], pd.DataFrame]:
 
 
 def write_leaderboard(run_dirs: list[Path], out: Path, allow_mismatch: bool = False, paper: bool = True,
-                      html: bool = True) -> str:
+                      html: bool = True, exclude: dict[str, list[str]] | None = None) -> str:
     """Merge the runs and write leaderboard.{csv,md}, pairs.{csv,md} and (``html``) the page with its
-    plots to ``out``; returns the markdown."""
-    merged = merge_runs(run_dirs, allow_mismatch)
+    plots to ``out``; returns the markdown. ``exclude`` maps a run folder to methods left out of it."""
+    exclude = exclude or {}
+    merged = merge_runs(run_dirs, allow_mismatch, exclude)
     records = merged.records[merged.records.psnr.notna()]
     if records.empty:
         raise BenchError("the runs hold no evaluated records")
@@ -260,6 +271,8 @@ def write_leaderboard(run_dirs: list[Path], out: Path, allow_mismatch: bool = Fa
               "common images: mean paired PSNR difference and 95 % bootstrap interval over images "
               "(\"tie\" when it contains 0).", ""]
     lines += [f"> **Warning:** {text}" for text in low_budget_warnings(records)] + [""]
+    if exclude:
+        lines += ["Left out: " + "; ".join(f"{', '.join(m)} of `{run}`" for run, m in exclude.items()), ""]
     if merged.mismatches:
         lines += ["**Merged despite differences:**", ""] + [f"* {m}" for m in merged.mismatches] + [""]
     frames = []
@@ -281,8 +294,8 @@ def write_leaderboard(run_dirs: list[Path], out: Path, allow_mismatch: bool = Fa
         lines += ["", "Failed jobs (no numbers): " + ", ".join(f"{j.method} on {j.dataset} ({j.train_noise})" for j in failed.itertuples())]
     markdown = "\n".join(lines) + "\n"
     # What the leaderboard was made from, so that it can be checked and re-made.
-    write_json(out / "leaderboard.json", {"runs": [str(d) for d in run_dirs], "allow_mismatch": allow_mismatch,
-                                          "paper": paper})
+    inputs = {"runs": [str(d) for d in run_dirs], "allow_mismatch": allow_mismatch, "paper": paper}
+    write_json(out / "leaderboard.json", inputs | ({"exclude": exclude} if exclude else {}))
     write_text_atomic(out / "leaderboard.md", markdown)
     write_frame(out / "leaderboard.csv", pd.concat(frames, ignore_index=True))
     pairs = pairs_table(records)

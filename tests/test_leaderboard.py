@@ -5,6 +5,7 @@ The runs here are synthetic record files whose answer is known by construction.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -147,3 +148,20 @@ def test_every_method_gap_to_the_supervised_unet_sits_beside_the_paper_gap(tmp_p
     assert table.loc["bm3d†", PAPER_GAP] == pytest.approx(-0.91)
     without = leaderboard_tables(records[records.method != "unet"], read_paper_results())[("bsd68", "gaussian:sigma=25")]
     assert REFERENCE_GAP not in without.columns and PAPER_GAP not in without.columns
+
+
+def test_a_method_of_one_run_can_be_left_out(tmp_path: Path) -> None:
+    """A training redone in a later run would otherwise appear twice; --exclude leaves the old one out."""
+    old = _write_run(tmp_path / "old", {"unet": np.zeros(len(IMAGES)), "bm3d": np.full(len(IMAGES), 1.0)})
+    new = _write_run(tmp_path / "new", {"unet": np.full(len(IMAGES), 2.0)})
+    with pytest.raises(BenchError, match="appears in more than one run"):
+        merge_runs([old, new])
+    merged = merge_runs([old, new], exclude={str(old): ["unet"]})
+    assert set(zip(merged.records.method, merged.records.run_dir)) == {("bm3d", str(old)), ("unet", str(new))}
+    with pytest.raises(BenchError, match="--exclude names run"):
+        merge_runs([old], exclude={str(new): ["unet"]})
+    result = CliRunner().invoke(main, ["leaderboard", str(old), str(new), "--exclude", f"unet@{old}", "--no-html",
+                                       "--out", str(tmp_path / "board")])
+    assert result.exit_code == 0, result.output
+    assert f"Left out: unet of `{old}`" in (tmp_path / "board" / "leaderboard.md").read_text()
+    assert json.loads((tmp_path / "board" / "leaderboard.json").read_text())["exclude"] == {str(old): ["unet"]}
