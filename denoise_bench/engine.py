@@ -96,22 +96,31 @@ class Engine:
         return lambda: None
 
 
-def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str]:
-    """The CPU feature flags the kernel reports (empty where there is no /proc/cpuinfo)."""
+CPUINFO = Path("/proc/cpuinfo")
+
+
+def cpuinfo_value(keys: tuple[str, ...], cpuinfo: Path = CPUINFO) -> str | None:
+    """The first non-empty value of one of ``keys`` in /proc/cpuinfo (None where there is none)."""
     try:
         text = cpuinfo.read_text()
     except OSError:
-        return frozenset()
+        return None
     for line in text.splitlines():
         key, _, value = line.partition(":")
-        if key.strip() in ("flags", "Features"):
-            return frozenset(value.split())
-    return frozenset()
+        if key.strip() in keys and value.strip():
+            return value.strip()
+    return None
 
 
-def cpu_has_bf16_matrix_units(flags: frozenset[str] | None = None) -> bool:
+def cpu_flags(cpuinfo: Path = CPUINFO) -> frozenset[str]:
+    """The CPU feature flags the kernel reports (empty where there is no /proc/cpuinfo)."""
+    return frozenset((cpuinfo_value(("flags", "Features"), cpuinfo) or "").split())
+
+
+def bf16_matrix_flags(flags: frozenset[str] | None = None) -> list[str]:
+    """Which of the flags that ``auto`` looks for (bf16 matrix units) this CPU has."""
     flags = cpu_flags() if flags is None else flags
-    return any(flag in flags for flag in BF16_CPU_FLAGS)
+    return [flag for flag in BF16_CPU_FLAGS if flag in flags]
 
 
 def resolve_engine(precision: str = "auto", channels_last: bool | None = None, compile: str = "off", *,
@@ -124,16 +133,8 @@ def resolve_engine(precision: str = "auto", channels_last: bool | None = None, c
     if precision not in REQUESTABLE_PRECISIONS:
         raise BenchError(f"unknown precision {precision!r}; valid: {', '.join(REQUESTABLE_PRECISIONS)}")
     if precision == "auto":
-        precision = "bf16" if device.type == "cpu" and cpu_has_bf16_matrix_units(flags) else "fp32"
+        precision = "bf16" if device.type == "cpu" and bf16_matrix_flags(flags) else "fp32"
         if channels_last is None:
             channels_last = precision == "bf16"
     return Engine(precision=precision, channels_last=bool(channels_last), compile=compile)
 
-
-def engine_reason(engine: Engine, device: torch.device, flags: frozenset[str] | None = None) -> str:
-    """One line on why ``auto`` chose this engine, for the run's provenance."""
-    if device.type != "cpu":
-        return f"{device.type}: fp32 until scripts/gpu-report has measured bf16 there"
-    flags = cpu_flags() if flags is None else flags
-    found = [f for f in BF16_CPU_FLAGS if f in flags]
-    return f"cpu flags {', '.join(found)}: bf16 matrix units" if found else "cpu without amx_bf16/avx512_bf16: fp32"

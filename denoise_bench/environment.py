@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from denoise_bench.engine import BF16_CPU_FLAGS, cpu_flags
+from denoise_bench.engine import CPUINFO, bf16_matrix_flags, cpuinfo_value
 from denoise_bench.errors import BenchError
 
 PACKAGES = ("denoise-bench", "torch", "numpy", "pandas", "scikit-image", "bm3d", "pluggy", "click")
@@ -41,16 +41,9 @@ def git_commit(path: Path) -> str | None:
     return out.stdout.strip() or None
 
 
-def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+def cpu_model(cpuinfo: Path = CPUINFO) -> str:
     """The CPU's model name ("Intel(R) Xeon(R) ...", "AMD EPYC ..."), or the architecture if unknown."""
-    try:
-        for line in cpuinfo.read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name" and value.strip():
-                return value.strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    return cpuinfo_value(("model name",), cpuinfo) or platform.processor() or platform.machine()
 
 
 def _git_dirty(path: Path) -> bool | None:
@@ -82,7 +75,7 @@ def describe_environment(device: torch.device) -> dict:
         "processor": platform.processor() or platform.machine(),
         "cpu_model": cpu_model(),
         "cpu_count": os.cpu_count(),
-        "cpu_bf16_flags": [flag for flag in BF16_CPU_FLAGS if flag in cpu_flags()],  # what --precision auto reads
+        "cpu_bf16_flags": bf16_matrix_flags(),  # what --precision auto reads
         "torch_threads": torch.get_num_threads(),
         "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.machine(),

@@ -219,7 +219,7 @@ def measure(s: PerfSettings) -> dict:
 def render(report: dict) -> str:
     lines = [f"# Performance: {report['device_name']} ({report['device']}, torch {report['torch']}, "
              f"{report['threads']} threads)", "",
-             "Engine: " + ", ".join(f"{k} {v}" for k, v in report.get("engine", {"precision": "fp32"}).items()) + ".", "",
+             "Engine: " + _engine_text(report.get("engine", {"precision": "fp32"})) + ".", "",
              "| method | batch | ms / iteration | iterations / s | GFLOP / iteration | achieved TFLOP/s | "
              "arithmetic bound (ms) | operators / iteration | launch bound (ms) |",
              "|---|---|---|---|---|---|---|---|---|"]

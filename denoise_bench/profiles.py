@@ -24,7 +24,7 @@ the budget, so it is recorded in every run's config and compared by the leaderbo
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import MISSING, asdict, dataclass, fields, replace
 from typing import Any
 
 from denoise_bench.errors import BenchError
@@ -67,6 +67,9 @@ class Budget:
                 raise BenchError(f"budget {key} must be positive, got {value}")
         return replace(self, **{k: v for k, v in values.items() if v is not None})
 
+
+# Values of the budget fields that have defaults: what runs from before those fields trained with.
+BUDGET_DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(Budget) if f.default is not MISSING}
 
 # Budget fields a method's published recipe fixes (``Method.official_budget``), for the official profile.
 OFFICIAL_BUDGET_FIELDS = ("iterations", "batch_size", "crop_size", "per_image_iterations")

@@ -12,14 +12,15 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from denoise_bench.engine import Engine
+from denoise_bench.profiles import BUDGET_DEFAULTS
 from denoise_bench.results import low_budget_warnings
 
 if TYPE_CHECKING:
     from denoise_bench.leaderboard import RunInfo
 
 # Runs from before these fields existed trained with these (see runner._comparable).
-_BUDGET_DEFAULTS = {"lr_rule": "official", "init": "official"}
-_ENGINE_DEFAULTS = {"precision": "fp32", "channels_last": False, "compile": "off"}
+_ENGINE_DEFAULTS = Engine().as_dict()
 _BUDGET_PARTS = (("iterations", "{} iterations"), ("batch_size", "batch {}"), ("crop_size", "{0}×{0} crops"),
                  ("width", "width {}"), ("lr_rule", "lr rule {}"), ("init", "init {}"),
                  ("per_image_iterations", "{} steps per image for per-image methods"))
@@ -38,7 +39,7 @@ def _by_run(runs: list[RunInfo], value: Callable[[RunInfo], str]) -> str:
 
 def budget_text(budget: dict) -> str:
     """e.g. '800 iterations, batch 4, 64×64 crops, width 32, lr rule official, init official, ...'."""
-    full = _BUDGET_DEFAULTS | budget
+    full = BUDGET_DEFAULTS | budget
     return ", ".join(form.format(full[key]) for key, form in _BUDGET_PARTS if full.get(key) is not None) or "not recorded"
 
 
@@ -100,7 +101,7 @@ def _method_budgets(runs: list[RunInfo], records: pd.DataFrame) -> dict[str, dic
     for method, run_dir in zip(trained.method, trained.run_dir):
         config = configs.get(run_dir, {})
         budget = (config.get("budgets") or {}).get(method) or config.get("budget") or {}
-        found.setdefault(method, {})[run_dir] = _BUDGET_DEFAULTS | budget
+        found.setdefault(method, {})[run_dir] = BUDGET_DEFAULTS | budget
     budgets = {}
     for method, by_run in sorted(found.items()):
         distinct = {json.dumps(b, sort_keys=True, default=str): (run, b) for run, b in by_run.items()}

@@ -34,7 +34,7 @@ from denoise_bench.evaluate import TestCase, evaluate, make_test_cases
 from denoise_bench.method import Method, MethodSetup, TrainContext, resolve_options
 from denoise_bench.noise import NoiseSetting, NoiseSpec, resolve_setting
 from denoise_bench.plugins import Registry, get_registry
-from denoise_bench.profiles import Budget, get_profile, method_budget
+from denoise_bench.profiles import BUDGET_DEFAULTS, Budget, get_profile, method_budget
 from denoise_bench.protocol import EvalProtocol, get_protocol
 from denoise_bench.real_noise import (RealScene, build_real_view, is_real, make_real_test_cases, real_scenes,
                                       require_real_source)
@@ -96,11 +96,10 @@ class RunPlan:
     policy: NoisePolicy
     device: torch.device
     run_dir: Path
+    budgets: dict[str, Budget]  # per method: the run's budget, or its published one under ``official``
 
     def budget_of(self, method_cls: type[Method]) -> Budget:
-        """The budget ``method_cls`` trains with: the run's, or its published one under ``official``."""
-        base = get_profile(self.request.profile)
-        return method_budget(self.request.profile, base, method_cls.official_budget, self.request.overrides)
+        return self.budgets[method_cls.name]
 
 
 @dataclass
@@ -129,9 +128,10 @@ def plan(request: RunRequest, registry: Registry | None = None) -> RunPlan:
     train_dataset = None
     if request.train_dataset:
         train_dataset = registry.dataset(request.train_dataset)(request.data_dir, **request.dataset_options)
-    budget = get_profile(request.profile).override(**request.overrides)
-    for method_cls in methods:  # a plugin's bad official_budget fails now
-        method_budget(request.profile, get_profile(request.profile), method_cls.official_budget, request.overrides)
+    profile = get_profile(request.profile)
+    budget = profile.override(**request.overrides)
+    # Resolved now, so that a plugin's bad official_budget fails before anything trains.
+    budgets = {m.name: method_budget(request.profile, profile, m.official_budget, request.overrides) for m in methods}
     if any(is_real(s.train) for s in settings):
         for dataset in [*datasets, *([train_dataset] if train_dataset else [])]:
             require_real_source(dataset)
@@ -151,7 +151,7 @@ def plan(request: RunRequest, registry: Registry | None = None) -> RunPlan:
     device = pick_device(request.device)
     engine = resolve_engine(**request.engine, device=device)
     return RunPlan(request, methods, settings, datasets, train_dataset, budget, engine, get_protocol(request.protocol),
-                   policy, device, run_dir)
+                   policy, device, run_dir, budgets)
 
 
 def _config(p: RunPlan) -> dict:
@@ -441,7 +441,7 @@ def _comparable(config: dict) -> dict:
     config.setdefault("engine", Engine().as_dict())
     # Run folders from before training rules and per-method budgets trained every method on one
     # budget under the official rule.
-    budget = {"lr_rule": "official", "init": "official"} | dict(config.get("budget", {}))
+    budget = BUDGET_DEFAULTS | dict(config.get("budget", {}))
     config["budget"] = budget
     config.setdefault("budgets", {m["name"]: budget for m in config.get("methods", [])})
     return {k: v for k, v in config.items() if k not in ("device", "run_id")} | {"request": request}

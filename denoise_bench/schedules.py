@@ -38,7 +38,7 @@ def warmup_cosine(t: float, warmup_fraction: float) -> float:
     """The short-budget rule (``lr_rule="warmup-cosine"``): linear warm-up over the first
     ``warmup_fraction`` of training, then a cosine decay to zero at t = 1."""
     if t < warmup_fraction:
-        return (t + 1e-12) / warmup_fraction if warmup_fraction > 0 else 1.0
+        return (t + 1e-12) / warmup_fraction
     s = (t - warmup_fraction) / max(1e-12, 1.0 - warmup_fraction)
     return 0.5 * (1.0 + math.cos(math.pi * min(1.0, s)))
 
