@@ -16,7 +16,7 @@ import torch
 from denoise_bench.errors import BenchError
 from denoise_bench.method import Method, MethodSetup, NoiseInfo, TrainContext
 from denoise_bench.nets.unet import DOWNSAMPLE_FACTOR, UNet
-from denoise_bench.profiles import SHORT_BUDGET_PEAK_LR, WARMUP_FRACTION
+from denoise_bench.profiles import WARMUP_FRACTION
 from denoise_bench.schedules import constant, warmup_cosine
 from denoise_bench.supervision import TrainingView
 from denoise_bench.training import train
@@ -52,8 +52,8 @@ class NetworkMethod(Method):
         return constant(progress)
 
     def make_optimizer(self) -> torch.optim.Optimizer:
-        lr = self.learning_rate if self.official_rule else SHORT_BUDGET_PEAK_LR
-        return torch.optim.Adam(self.net.parameters(), lr=lr, betas=self.adam_betas, weight_decay=self.weight_decay)
+        # Both rules peak at the method's own rate; they differ in the schedule's shape only.
+        return torch.optim.Adam(self.net.parameters(), lr=self.learning_rate, betas=self.adam_betas, weight_decay=self.weight_decay)
 
     def make_scheduler(self, optimizer: torch.optim.Optimizer, total: int) -> Any:
         """The learning-rate scheduler the training loop steps once per iteration (state saved with

@@ -19,7 +19,7 @@ from denoise_bench.methods.nb2nb import Neighbor2Neighbor
 from denoise_bench.methods.unet import SupervisedUNet
 from denoise_bench.noise import parse_spec
 from denoise_bench.plugins import get_registry
-from denoise_bench.profiles import SHORT_BUDGET_PEAK_LR, WARMUP_FRACTION, Budget, get_profile, method_budget
+from denoise_bench.profiles import WARMUP_FRACTION, Budget, get_profile, method_budget
 from denoise_bench.runner import RunRequest, plan
 from denoise_bench.supervision import NoisePolicy, Supervision, build_view
 from denoise_bench.training import train
@@ -163,9 +163,10 @@ def test_warmup_cosine_rule_replaces_every_method_schedule_alike() -> None:
             rates.append(optimizer.param_groups[0]["lr"])
             optimizer.step()
             schedule.step()
-        assert rates[0] < 0.05 * SHORT_BUDGET_PEAK_LR, method_cls.name
-        assert max(rates) == pytest.approx(SHORT_BUDGET_PEAK_LR) and rates.index(max(rates)) == warmup
-        assert rates[-1] < 1e-3 * SHORT_BUDGET_PEAK_LR
+        peak = method_cls.learning_rate  # the rule keeps each method's own rate as its peak
+        assert rates[0] < 0.05 * peak, method_cls.name
+        assert max(rates) == pytest.approx(peak) and rates.index(max(rates)) == warmup
+        assert rates[-1] < 1e-3 * peak
         assert rates[warmup + 1:] == sorted(rates[warmup + 1:], reverse=True)  # decays monotonically
 
 
