@@ -42,6 +42,9 @@ class MethodSetup:
     # The training noise (family and levels, never a drawn value), for recipes whose official settings
     # depend on it (Blind2Unblind's t1); None when unknown (real noise, a bare test setup).
     train_noise: NoiseSpec | None = None
+    # The shortest side among the training images, so that a method cutting crops larger than the
+    # budget's (Neighbor2Neighbor) can fit them; None when unknown (real noise, a bare test setup).
+    train_side: int | None = None
 
 
 @dataclass(frozen=True)

@@ -197,6 +197,10 @@ class _Images:
             self._cache[key] = dataset.images(split)
         return self._cache[key]
 
+    def shortest_train_side(self, dataset: Dataset) -> int:
+        """The shortest side among the images of ``dataset``'s training set."""
+        return min(min(im.pixels.shape[:2]) for im in self.get(self.plan.train_dataset or dataset, TRAIN))
+
     def train(self, dataset: Dataset, crop: int) -> list[torch.Tensor]:
         """The training images of ``dataset``'s training set, checked against the ``crop`` side the method cuts."""
         source = self.plan.train_dataset or dataset
@@ -502,12 +506,17 @@ def _trained_method(p: RunPlan, method_cls: type[Method], datasets: list[Dataset
     """
     first = datasets[0]
     budget = p.budget_of(method_cls)
+    real = is_real(setting.train)
     setup = MethodSetup(channels=first.channels, budget=budget, device=p.device, seed=seed,
                         options=p.request.method_options.get(method_cls.name, {}), engine=p.engine,
-                        train_noise=None if is_real(setting.train) else setting.train)
+                        train_noise=None if real else setting.train,
+                        train_side=None if real or not method_cls.trainable else images.shortest_train_side(first))
     method = method_cls(setup)
     if not method_cls.trainable:
         return method, 0.0
+    if not real and method.training_crop() != budget.crop_size:
+        echo(f"{method_cls.name}: training crops of {method.training_crop()}x{method.training_crop()} "
+             f"(budget crop {budget.crop_size}, shortest training side {setup.train_side})")
     source = p.train_dataset or first
     name = f"{method_cls.name}__{file_slug(source.training_set_id())}__{file_slug(str(setting.train))}__seed{seed}"
     trained = p.run_dir / "checkpoints" / f"{name}.pt"
@@ -517,7 +526,7 @@ def _trained_method(p: RunPlan, method_cls: type[Method], datasets: list[Dataset
         seconds = json.loads(timing.read_text())["train_seconds"] if timing.exists() else 0.0
         return method, float(seconds)
     supervision = Supervision(method_cls.supervision)
-    if is_real(setting.train):
+    if real:
         view = build_real_view(supervision, images.real(first, TRAIN), p.device, seed)
     else:
         view = build_view(supervision, images.train(first, method.training_crop()), setting.train, p.policy, p.device, seed)

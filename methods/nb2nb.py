@@ -95,8 +95,19 @@ class Neighbor2Neighbor(NetworkMethod):
                              f"{DOWNSAMPLE_FACTOR}, got {setup.budget.crop_size}")
 
     def training_crop(self) -> int:
-        """Twice the budget's side: the sub-images the network trains on are then of the budget's size."""
-        return 2 * self.setup.budget.crop_size
+        """Twice the budget's side, so the sub-images the network trains on are of the budget's size;
+        where the training images are too small for that (Train400 is 180x180 against the cpu
+        profile's 2 x 128), the largest crop that fits and still halves to a network input."""
+        wanted = 2 * self.setup.budget.crop_size
+        side = self.setup.train_side
+        if side is None or wanted <= side:
+            return wanted
+        step = 2 * DOWNSAMPLE_FACTOR
+        fitted = side // step * step
+        if fitted < step:
+            raise BenchError(f"{self.name}: training images of side {side} are too small for crops that halve "
+                             f"to a {DOWNSAMPLE_FACTOR}-multiple network input (at least {step}x{step})")
+        return fitted
 
     def lr_factor(self, progress: float) -> float:
         return halve_every_fifth(progress)

@@ -76,6 +76,30 @@ def test_nb2nb_cuts_double_crops_so_its_network_trains_on_the_budget_crop() -> N
     assert sorted(method.net.sides) == [(64, True), (128, False)]  # sub-images of 64 with gradient; f(y) on 128
 
 
+@pytest.mark.parametrize("side, crop", [(None, 256), (300, 256), (256, 256), (180, 128), (64, 64)])
+def test_nb2nb_fits_its_double_crop_into_small_training_images(side: int | None, crop: int) -> None:
+    # Train400 is 180x180: the cpu profile's 2 x 128 does not fit, the largest crop halving to a
+    # multiple of 32 does (128, a 64x64 network input).
+    method = Neighbor2Neighbor(MethodSetup(channels=1, budget=SMOKE.override(crop_size=128), train_side=side))
+    assert method.training_crop() == crop
+
+
+def test_nb2nb_refuses_training_images_too_small_for_any_crop() -> None:
+    method = Neighbor2Neighbor(MethodSetup(channels=1, budget=SMOKE.override(crop_size=128), train_side=40))
+    with pytest.raises(BenchError, match="training images of side 40 are too small"):
+        method.training_crop()
+
+
+def test_runner_fits_nb2nb_crops_to_the_training_set(tmp_path) -> None:
+    from denoise_bench.runner import run
+    request = RunRequest(methods=["nb2nb"], noises=["gaussian:sigma=25"], datasets=["skimage"], profile="smoke",
+                         out=tmp_path / "run", progress=False, overrides={"crop_size": 256, "iterations": 1})
+    lines: list[str] = []
+    result = run(plan(request), echo=lines.append)
+    assert result.failed.empty, result.failed.error.tolist()
+    assert any("nb2nb: training crops of" in line for line in lines), lines
+
+
 def test_other_methods_train_on_the_budget_crop() -> None:
     assert SupervisedUNet(_setup(SMOKE.override(crop_size=64))).training_crop() == 64
 
