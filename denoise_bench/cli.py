@@ -94,7 +94,7 @@ def engine_options(command: Callable) -> Callable:
 @click.option("--width", type=int, default=None, help="U-Net width.")
 @click.option("--test-images", type=int, default=None, help="Evaluate only the first N test images.")
 @click.option("--lr-rule", type=click.Choice(LR_RULES), default=None,
-              help="Override the profile's learning-rate rule (official: each method's schedule; warmup-cosine: one rule).")
+              help="Override the profile's learning-rate rule (official: each method's schedule; warmup-cosine: each method's rate, one warm-up + cosine shape).")
 @click.option("--init", "init_rule", type=click.Choice(INITS), default=None,
               help="Override the profile's initialisation (official: each network's own; pytorch: PyTorch's default).")
 @click.option("--protocol", type=click.Choice(list(PROTOCOLS)), default="nb2nb", show_default=True)
