@@ -6,6 +6,7 @@ exits with status 2. Everything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterable
 
 
@@ -13,7 +14,12 @@ class BenchError(Exception):
     """A problem with the user's input: a name, a spec, a file, a plugin."""
 
 
-def unknown_name(kind: str, name: str, valid: Iterable[str]) -> BenchError:
-    """The error for a name that is not registered, listing the names that are."""
-    names = ", ".join(sorted(valid)) or "(none registered)"
-    return BenchError(f"unknown {kind} {name!r}; valid {kind}s: {names}")
+def unknown_name(kind: str, name: object, valid: Iterable[str], plural: str | None = None) -> BenchError:
+    """The error for a name that is not registered, listing the names that are and the closest one to a typo."""
+    valid = sorted(valid)
+    # A high cutoff suggests only near-misses (a dropped letter), not a name that merely shares a word
+    # ("imagenet" is 0.67 like "skimage"; "register_method" is 0.97 like "register_methods").
+    close = difflib.get_close_matches(name, valid, n=1, cutoff=0.8) if isinstance(name, str) else []
+    guess = f" (did you mean {close[0]!r}?)" if close else ""
+    names = ", ".join(valid) or "(none registered)"
+    return BenchError(f"unknown {kind} {name!r}{guess}; valid {plural or kind + 's'}: {names}")

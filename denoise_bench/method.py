@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 import torch
 
 from denoise_bench.engine import Engine
-from denoise_bench.errors import BenchError
+from denoise_bench.errors import BenchError, unknown_name
 from denoise_bench.noise import KNOWN_PROPERTIES, Levels, NoiseFamily, NoiseSpec
 from denoise_bench.profiles import Budget
 from denoise_bench.supervision import Supervision, TrainingView
@@ -142,10 +142,12 @@ def validate_method_class(obj: object) -> str:
     try:
         Supervision(obj.supervision)
     except ValueError:
-        raise BenchError(f"method {obj.name!r}: unknown supervision {obj.supervision!r}") from None
-    unknown = set(obj.requires) - KNOWN_PROPERTIES
+        error = unknown_name("supervision", obj.supervision, (s.value for s in Supervision))
+        raise BenchError(f"method {obj.name!r}: {error}") from None
+    unknown = sorted(set(obj.requires) - KNOWN_PROPERTIES)
     if unknown:
-        raise BenchError(f"method {obj.name!r} requires unknown noise properties {sorted(unknown)}")
+        error = unknown_name("noise property", unknown[0], KNOWN_PROPERTIES, plural="noise properties")
+        raise BenchError(f"method {obj.name!r}: {error}")
     return obj.name
 
 
