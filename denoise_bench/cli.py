@@ -17,7 +17,7 @@ from denoise_bench.leaderboard import write_leaderboard
 from denoise_bench.network_method import NetworkMethod
 from denoise_bench.noise import resolve_setting, split_noise_list
 from denoise_bench.perf import PerfSettings, write_report
-from denoise_bench.plugins import get_registry
+from denoise_bench.plugins import Registry, get_registry
 from denoise_bench.profiles import INITS, LR_RULES, PROFILES
 from denoise_bench.protocol import PROTOCOLS
 from denoise_bench.results import write_tables
@@ -41,6 +41,14 @@ class BenchGroup(click.Group):
 @click.group(cls=BenchGroup)
 def main() -> None:
     """denoise-bench: benchmark self-supervised image denoisers (IDDP and friends)."""
+
+
+def _registry() -> Registry:
+    """The registry, after warning once on stderr about each plugin that was skipped (the command goes on)."""
+    registry = get_registry()
+    for failure in registry.failures:
+        click.echo(f"warning: {failure}", err=True)
+    return registry
 
 
 def _split(text: str) -> list[str]:
@@ -150,9 +158,7 @@ def run_command(methods: str, noises: tuple[str, ...], datasets: str, train_data
             engine={"precision": precision, "channels_last": channels_last, "compile": compile_mode},
         )
     job_executor = make_executor(executor, _key_values(executor_options, "--executor-option"))
-    for failure in get_registry().failures:
-        click.echo(f"warning: {failure}", err=True)
-    the_plan = plan(request)
+    the_plan = plan(request, _registry())
     click.echo(f"run folder: {the_plan.run_dir}  (device {the_plan.device}, profile {request.profile}, "
                f"protocol {the_plan.protocol.id})")
     result = run(the_plan, echo=click.echo, executor=job_executor)
@@ -167,7 +173,7 @@ def run_command(methods: str, noises: tuple[str, ...], datasets: str, train_data
 @main.command("list")
 def list_command() -> None:
     """List the registered methods, datasets and noise models."""
-    registry = get_registry()
+    registry = _registry()
     click.echo("Methods:")
     for name, cls in sorted(registry.methods.items()):
         flags = [f"supervision={Supervision(cls.supervision).value}"]
@@ -189,8 +195,6 @@ def list_command() -> None:
             setting = resolve_setting(name, registry.noise_families)
             tests = "; ".join(str(t) for t in setting.tests)
             click.echo(f"  {'':<17} preset: train {setting.train}; test {tests}")
-    for failure in registry.failures:
-        click.echo(f"warning: {failure}", err=True)
 
 
 @main.command("leaderboard")
@@ -239,7 +243,7 @@ def perf_command(methods: str, batches: str, crop: int, width: int, steps: int, 
         batch_sizes = tuple(int(b) for b in _split(batches))
     except ValueError:
         raise BenchError(f"--batches {batches!r} must be comma-separated integers") from None
-    registry = get_registry()
+    registry = _registry()
     for name in _split(methods):
         if not issubclass(registry.method(name), NetworkMethod):
             raise BenchError(f"bench perf times network methods; {name!r} is not one")

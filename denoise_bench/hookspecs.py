@@ -6,7 +6,8 @@ A plugin is any module or object with functions named like the hooks below, deco
 package, which is found through the ``denoise_bench`` entry-point group.
 
 Every hook receives a ``register`` callback, so one plugin can register zero, one or many objects.
-All implementations are called (none "wins"); registering a name twice is an error.
+All implementations are called (none "wins"); registering a name twice is an error. A plugin that
+implements a hook not declared here (pluggy would accept it and never call it) is skipped and reported.
 """
 
 from __future__ import annotations

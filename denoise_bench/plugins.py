@@ -1,9 +1,11 @@
 """The plugin manager: built-in plugins, entry-point plugins, and the registry they fill.
 
 Built-ins are registered by module name exactly as a third-party package would be. Third-party
-packages declare an entry point in the ``denoise_bench`` group. A plugin that fails to import, whose
-hook raises, or that registers something of the wrong type is reported by name in
-``Registry.failures`` and skipped; everything else keeps working.
+packages declare an entry point in the ``denoise_bench`` group. A plugin that fails to import,
+implements a hook that is not in ``hookspecs`` (a misspelt name, say), has a hook that raises, or
+registers something invalid or a name already taken is skipped whole and reported in
+``Registry.failures`` with its plugin and distribution name; everything else keeps working, and a
+lookup of a name it would have provided says why that name is missing.
 
 Environment variables:
   DENOISE_BENCH_DISABLE_PLUGIN_AUTOLOAD  if set, entry points are not loaded (tests use this so that
@@ -19,7 +21,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Any
+from typing import Any, TypeVar
 
 import pluggy
 
@@ -46,15 +48,32 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "denoise_bench.datasets.remote_sets",
     "denoise_bench.datasets.fmd",
 )
+DISTRIBUTION = "denoise-bench"  # the distribution the built-in plugins ship in (pyproject's project name)
 
 
 @dataclass(frozen=True)
 class PluginFailure:
+    """A plugin that was skipped, and why."""
+
     plugin: str
     error: str
+    distribution: str | None = None  # None for a plugin registered at run time rather than installed
+    provides: frozenset[str] = frozenset()  # the names it tried to register before it failed
+
+    @property
+    def source(self) -> str:
+        return _label(self.plugin, self.distribution)
 
     def __str__(self) -> str:
-        return f"plugin {self.plugin!r} skipped: {self.error}"
+        return f"plugin {self.source} skipped: {self.error}"
+
+
+def _label(plugin: str, distribution: str | None) -> str:
+    """A plugin as its user knows it: by name and by the distribution that installed it."""
+    return f"{plugin!r} (distribution {distribution})" if distribution else repr(plugin)
+
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -67,19 +86,30 @@ class Registry:
     failures: list[PluginFailure] = field(default_factory=list)
 
     def method(self, name: str) -> type[Method]:
-        if name not in self.methods:
-            raise unknown_name("method", name, self.methods)
-        return self.methods[name]
+        return self._lookup("method", name, self.methods)
 
     def dataset(self, name: str) -> type[Dataset]:
-        if name not in self.datasets:
-            raise unknown_name("dataset", name, self.datasets)
-        return self.datasets[name]
+        return self._lookup("dataset", name, self.datasets)
+
+    def _lookup(self, kind: str, name: str, table: dict[str, T]) -> T:
+        if name in table:
+            return table[name]
+        # A name a skipped plugin tried to register, or the plugin's own name (entry points are often
+        # named after their method), is blamed on that plugin; any other unknown name points at all of them.
+        for failure in self.failures:
+            if name in failure.provides or name == failure.plugin:
+                raise BenchError(f"{kind} {name!r} was not loaded: plugin {failure.source} failed: {failure.error}")
+        error = unknown_name(kind, name, table)
+        if self.failures:
+            skipped = ", ".join(f.source for f in self.failures)
+            raise BenchError(f"{error} (skipped plugins, which may provide it: {skipped})")
+        raise error
 
 
 _pm: pluggy.PluginManager | None = None
 _registry: Registry | None = None
-_load_failures: list[PluginFailure] = []
+_load_failures: list[PluginFailure] = []  # plugins refused at registration; hooks that fail are added per registry
+_distributions: dict[str, str] = {}  # registered plugin name -> the distribution that installed it
 
 
 def get_plugin_manager() -> pluggy.PluginManager:
@@ -89,10 +119,9 @@ def get_plugin_manager() -> pluggy.PluginManager:
         pm = pluggy.PluginManager(hookspecs.PROJECT)
         pm.add_hookspecs(hookspecs)
         for module_name in BUILTIN_PLUGINS:
-            pm.register(importlib.import_module(module_name), name=module_name)
+            _register(pm, module_name, DISTRIBUTION, lambda m=module_name: importlib.import_module(m))
         if not os.environ.get("DENOISE_BENCH_DISABLE_PLUGIN_AUTOLOAD"):
             _load_entry_points(pm)
-        _check_pending(pm)
         _pm = pm
     return _pm
 
@@ -103,32 +132,64 @@ def _load_entry_points(pm: pluggy.PluginManager) -> None:
     for ep in importlib.metadata.entry_points(group=hookspecs.PROJECT):
         if allowed is not None and ep.name not in allowed:
             continue
-        try:
-            plugin = ep.load()
-            pm.register(plugin, name=ep.name)
-        except Exception as exc:  # a broken plugin must not break the others
-            _load_failures.append(PluginFailure(ep.name, f"failed to load: {type(exc).__name__}: {exc}"))
+        _register(pm, ep.name, ep.dist.name if ep.dist else None, ep.load)
 
 
-def _check_pending(pm: pluggy.PluginManager) -> None:
-    """Fail fast on a misspelt hook implementation instead of silently never calling it."""
+def _register(pm: pluggy.PluginManager, name: str, distribution: str | None, load: Callable[[], object]) -> None:
+    """Load and register one plugin; one that cannot be is recorded in ``_load_failures`` and left out."""
+
+    def fail(error: str) -> None:
+        _load_failures.append(PluginFailure(name, error, distribution))
+
     try:
-        pm.check_pending()
-    except pluggy.PluginValidationError as exc:
-        raise BenchError(f"a plugin implements an unknown hook: {exc}") from None
+        plugin = load()
+    except Exception as exc:  # a broken plugin must not break the others
+        return fail(f"importing it raised {_describe(exc)}")
+    if pm.has_plugin(name):
+        first = _distributions.get(name)
+        return fail("another plugin " + (f"from distribution {first} " if first else "") + "is registered under that name")
+    try:
+        pm.register(plugin, name=name)
+    except Exception as exc:  # pluggy refuses a hook whose arguments the spec does not pass
+        return fail(_describe(exc))
+    # pluggy accepts a hook it has no spec for and never calls it, so a misspelt name would go unnoticed.
+    unknown = _unknown_hooks(pm, plugin)
+    if unknown:
+        pm.unregister(name=name)
+        return fail("; ".join(unknown))
+    if distribution:
+        _distributions[name] = distribution
+
+
+def _unknown_hooks(pm: pluggy.PluginManager, plugin: object) -> list[str]:
+    """One message per hook ``plugin`` implements that no spec declares (``optionalhook`` ones aside)."""
+    callers = [c for c in vars(pm.hook).values() if isinstance(c, pluggy.HookCaller)]
+    known = [c.name for c in callers if c.has_spec()]
+    return [str(unknown_name("hook", c.name, known)) for c in callers
+            if not c.has_spec() and any(i.plugin is plugin and not i.optionalhook for i in c.get_hookimpls())]
+
+
+def _describe(exc: BaseException) -> str:
+    """An exception as one warning line: its type and its message with the line breaks folded."""
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())}"
 
 
 def register_plugin(plugin: ModuleType | object, name: str | None = None) -> None:
-    """Register a plugin at run time (tests and notebooks); clears the cached registry."""
+    """Register a plugin at run time (tests and notebooks); clears the cached registry.
+
+    A plugin that cannot be registered is skipped and reported in ``get_registry().failures``, as at start-up.
+    """
     pm = get_plugin_manager()
-    pm.register(plugin, name=name)
-    _check_pending(pm)
+    _register(pm, name or pm.get_canonical_name(plugin), None, lambda: plugin)
     reset_registry()
 
 
 def unregister_plugin(name: str) -> None:
+    """Remove a run-time plugin, or forget that it failed."""
     pm = get_plugin_manager()
     pm.unregister(name=name)
+    _distributions.pop(name, None)
+    _load_failures[:] = [f for f in _load_failures if f.plugin != name]
     reset_registry()
 
 
@@ -137,6 +198,7 @@ def reset_plugin_manager() -> None:
     global _pm
     _pm = None
     _load_failures.clear()
+    _distributions.clear()
     reset_registry()
 
 
@@ -153,44 +215,65 @@ def get_registry() -> Registry:
     return _registry
 
 
+@dataclass(frozen=True)
+class _Kind:
+    """What one hook registers: its word in messages, where it goes, how it is checked (returns the name)."""
+
+    word: str
+    table: dict[str, Any]
+    check: Callable[[object], str]
+
+
 def _collect(pm: pluggy.PluginManager) -> Registry:
     reg = Registry(failures=list(_load_failures))
-    _call_each(pm, "register_methods", reg, reg.methods, _check_method)
-    _call_each(pm, "register_datasets", reg, reg.datasets, _check_dataset)
-    _call_each(pm, "register_noise_models", reg, reg.noise_families, _check_noise_family)
+    kinds = {
+        "register_methods": _Kind("method", reg.methods, validate_method_class),
+        "register_datasets": _Kind("dataset", reg.datasets, _check_dataset),
+        "register_noise_models": _Kind("noise model", reg.noise_families, _check_noise_family),
+    }
+    owners: dict[tuple[str, str], str] = {}  # (hook, name) -> the plugin that registered it, for duplicates
+    for plugin_name, plugin in pm.list_name_plugin():  # registration order
+        if plugin is None:  # blocked
+            continue
+        source = _label(plugin_name, _distributions.get(plugin_name))
+        staged: dict[str, dict[str, Any]] = {hook: {} for hook in kinds}
+        tried: set[str] = set()
+        try:
+            for hook_name, kind in kinds.items():
+                for impl in getattr(pm.hook, hook_name).get_hookimpls():
+                    if impl.plugin is plugin:
+                        _call(impl, hook_name, kind, staged[hook_name], tried, owners, source)
+        except BenchError as exc:  # the plugin is skipped whole: nothing of it is half-registered
+            reg.failures.append(PluginFailure(plugin_name, str(exc), _distributions.get(plugin_name), frozenset(tried)))
+            continue
+        for hook_name, kind in kinds.items():
+            kind.table.update(staged[hook_name])
+            owners.update({(hook_name, name): source for name in staged[hook_name]})
     return reg
 
 
-def _call_each(
-    pm: pluggy.PluginManager,
-    hook_name: str,
-    reg: Registry,
-    target: dict[str, Any],
-    check: Callable[[object], str],
-) -> None:
-    """Call each implementation on its own, so one failing plugin does not hide the rest."""
-    hook = getattr(pm.hook, hook_name)
-    for impl in hook.get_hookimpls():  # registration order (pluggy calls them in reverse)
-        staged: dict[str, Any] = {}
+def _call(impl: pluggy.HookImpl, hook_name: str, kind: _Kind, staged: dict[str, Any], tried: set[str],
+          owners: dict[tuple[str, str], str], source: str) -> None:
+    """Call one hook implementation, staging what it registers; raises BenchError on the first thing wrong."""
 
-        def register(obj: object, _staged: dict[str, Any] = staged) -> None:
-            name = check(obj)
-            if name in target or name in _staged:
-                raise BenchError(f"{hook_name}: the name {name!r} is already registered")
-            _staged[name] = obj
+    def register(obj: object) -> None:
+        given = getattr(obj, "name", None)
+        if isinstance(given, str) and given:
+            tried.add(given)  # even if it fails the check, so that asking for it says why it is missing
+        name = kind.check(obj)
+        owner = owners.get((hook_name, name)) or (source if name in staged else None)
+        if owner:
+            raise BenchError(f"{kind.word} {name!r} is already registered by plugin {owner}")
+        staged[name] = obj
 
-        try:
-            result = impl.function(register=register)
-            if result is not None:
-                raise BenchError(f"{hook_name} must call register(...) and return None, it returned {type(result).__name__}")
-        except Exception as exc:
-            reg.failures.append(PluginFailure(impl.plugin_name, f"{hook_name} failed: {exc}"))
-            continue
-        target.update(staged)
-
-
-def _check_method(obj: object) -> str:
-    return validate_method_class(obj)
+    try:
+        result = impl.function(register=register)
+    except BenchError:
+        raise
+    except Exception as exc:  # the plugin's own bug, reported as one line
+        raise BenchError(f"{hook_name} raised {_describe(exc)}") from exc
+    if result is not None:
+        raise BenchError(f"{hook_name} must call register(...) and return None, it returned {type(result).__name__}")
 
 
 def _check_dataset(obj: object) -> str:

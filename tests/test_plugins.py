@@ -2,17 +2,28 @@
 
 from __future__ import annotations
 
+import importlib
+import sys
 import textwrap
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 
 from denoise_bench import hookimpl, plugins
 from denoise_bench.cli import main
-from denoise_bench.errors import BenchError
-from helpers import Median3, ToyPlugin
+from denoise_bench.supervision import Supervision
+from helpers import Median3, MethodPlugin, ToyPlugin
+
+
+def bench(*args: str) -> Result:
+    return CliRunner().invoke(main, list(args))
+
+
+def warnings_of(result: Result) -> list[str]:
+    return [line for line in result.stderr.splitlines() if line.startswith("warning: ")]
 
 
 def test_builtins_are_registered_as_plugins() -> None:
@@ -54,19 +65,6 @@ def test_incompatible_noise_is_skipped_with_reason(tmp_path: Path) -> None:
     assert "skipped" in (out / "tables" / "psnr.md").read_text()
 
 
-def test_plugin_whose_hook_raises_is_reported_and_skipped() -> None:
-    class Exploding:
-        @hookimpl
-        def register_methods(self, register):
-            raise RuntimeError("boom")
-
-    plugins.register_plugin(Exploding(), name="exploding")
-    reg = plugins.get_registry()
-    assert "iddp" in reg.methods  # everything else still works
-    assert [f.plugin for f in reg.failures] == ["exploding"]
-    assert "boom" in reg.failures[0].error
-
-
 @pytest.mark.parametrize("bad", [object(), int, "iddp"])
 def test_plugin_registering_wrong_type_is_reported(bad) -> None:
     class Wrong:
@@ -90,63 +88,205 @@ def test_plugin_returning_a_value_is_reported() -> None:
     assert "must call register" in plugins.get_registry().failures[0].error
 
 
-def test_duplicate_name_is_reported() -> None:
-    class Dup:
+class NoName(Median3):
+    name = ""
+
+
+class WeakSupervision(Median3):
+    name = "weak"
+    supervision = "weakly"  # type: ignore[assignment]
+
+
+class UnknownProperty(Median3):
+    name = "odd"
+    requires = frozenset({"zero-mean", "gaussian"})
+
+
+@pytest.mark.parametrize("bad, reason", [
+    (NoName, "method class NoName must set a non-empty name"),
+    (WeakSupervision, "method 'weak': unknown supervision 'weakly'; valid supervisions: "
+                      + ", ".join(sorted(s.value for s in Supervision))),
+    (UnknownProperty, "method 'odd': unknown noise property 'gaussian'; valid noise properties: "
+                      "pixel-independent, signal-independent, symmetric, zero-mean"),
+])
+def test_a_class_failing_validation_skips_its_whole_plugin(bad: type, reason: str, tmp_path: Path) -> None:
+    class ToyAndBad(ToyPlugin):
         @hookimpl
         def register_methods(self, register):
             register(Median3)
+            register(bad)
 
-    plugins.register_plugin(Dup(), name="dup1")
-    plugins.register_plugin(Dup(), name="dup2")
-    reg = plugins.get_registry()
-    assert "median3" in reg.methods
-    assert [f.plugin for f in reg.failures] == ["dup2"]
-    assert "already registered" in reg.failures[0].error
+    plugins.register_plugin(ToyAndBad(), name="toy-and-bad")
+    listed = bench("list")
+    assert listed.exit_code == 0, listed.output
+    # Nothing of a broken plugin is half-loaded: its noise model goes with its methods.
+    assert "median3" not in listed.stdout and "salt" not in listed.stdout and "iddp" in listed.stdout
+    assert warnings_of(listed) == [f"warning: plugin 'toy-and-bad' skipped: {reason}"]
+
+    ran = bench("run", "--methods", "median3", "--profile", "smoke", "--out", str(tmp_path / "run"), "--no-progress")
+    assert ran.exit_code == 2
+    assert warnings_of(ran) == warnings_of(listed)
+    assert f"error: method 'median3' was not loaded: plugin 'toy-and-bad' failed: {reason}" in ran.stderr
 
 
-def test_misspelt_hook_fails_fast() -> None:
-    class Misspelt:
-        @hookimpl
-        def register_method(self, register):  # missing the "s"
-            pass
+@pytest.mark.parametrize("first, owner", [
+    (MethodPlugin(Median3), "plugin 'dup1'"),
+    (None, "plugin 'denoise_bench.methods.iddp' (distribution denoise-bench)"),
+])
+def test_duplicate_name_says_who_registered_it_first(first: MethodPlugin | None, owner: str) -> None:
+    class Iddp(Median3):
+        name = "iddp"
 
-    with pytest.raises(BenchError, match="register_method"):
-        plugins.register_plugin(Misspelt(), name="misspelt")
-    plugins.unregister_plugin("misspelt")
+    if first is not None:
+        plugins.register_plugin(first, name="dup1")
+    plugins.register_plugin(MethodPlugin(Median3 if first else Iddp), name="dup2")
+    result = bench("list")
+    assert result.exit_code == 0, result.output
+    name = "median3" if first else "iddp"
+    assert warnings_of(result) == [f"warning: plugin 'dup2' skipped: method {name!r} is already "
+                                   f"registered by {owner}"]
+
+
+class Misspelt:
+    @hookimpl
+    def register_method(self, register):  # missing the "s"
+        pass
+
+
+class WrongArgument:
+    @hookimpl
+    def register_methods(self, reg):  # the hook passes "register"
+        pass
+
+
+@pytest.mark.parametrize("plugin, reason", [
+    (Misspelt(), "unknown hook 'register_method' (did you mean 'register_methods'?); "
+                 "valid hooks: register_datasets, register_methods, register_noise_models"),
+    (WrongArgument(), "hookimpl definition: register_methods(reg) Argument(s) {'reg'} are declared in the hookimpl"),
+])
+def test_inline_plugin_with_a_bad_hook_is_reported_and_skipped(plugin: object, reason: str) -> None:
+    plugins.register_plugin(plugin, name="bad")
+    result = bench("list")
+    assert result.exit_code == 0, result.output
+    assert "iddp" in result.stdout
+    [warning] = warnings_of(result)
+    assert warning.startswith("warning: plugin 'bad' skipped: ") and reason in warning
+    assert not plugins.get_plugin_manager().has_plugin("bad")
+    plugins.unregister_plugin("bad")  # forgets the failure too
+    assert plugins.get_registry().failures == []
 
 
 @pytest.fixture
-def installed_plugins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """Installs two packages with entry points into a temporary site folder: one good, one broken."""
+def install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str, str, str], None]]:
+    """Installs packages into a temporary site folder, found through their entry points as ``bench`` finds them.
+
+    ``install(dist, entry_point, source)`` writes the module ``dist`` holding ``source`` and a dist-info
+    with one ``denoise_bench`` entry point (e.g. ``"toy = toy_plugin:plugin"``). The conftest rebuilds the
+    plugin manager, autoload off again, after the test.
+    """
     site = tmp_path / "site"
     site.mkdir()
-    (site / "toy_denoise_plugin.py").write_text(textwrap.dedent("""
-        from helpers import ToyPlugin
-        plugin = ToyPlugin()
-    """))
-    (site / "broken_denoise_plugin.py").write_text("raise ImportError('this plugin is broken on purpose')\n")
-    for dist, ep in [("toy_denoise_plugin", "toy = toy_denoise_plugin:plugin"),
-                     ("broken_denoise_plugin", "broken = broken_denoise_plugin")]:
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.delenv("DENOISE_BENCH_DISABLE_PLUGIN_AUTOLOAD")
+    installed: list[str] = []
+
+    def _install(dist: str, entry_point: str, source: str) -> None:
+        (site / f"{dist}.py").write_text(textwrap.dedent(source))
         info = site / f"{dist}-0.1.dist-info"
         info.mkdir()
         (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.1\n")
-        (info / "entry_points.txt").write_text(f"[denoise_bench]\n{ep}\n")
-    monkeypatch.syspath_prepend(str(site))
-    monkeypatch.delenv("DENOISE_BENCH_DISABLE_PLUGIN_AUTOLOAD")
-    plugins.reset_plugin_manager()
-    yield
-    monkeypatch.setenv("DENOISE_BENCH_DISABLE_PLUGIN_AUTOLOAD", "1")
-    plugins.reset_plugin_manager()
+        (info / "entry_points.txt").write_text(f"[denoise_bench]\n{entry_point}\n")
+        installed.append(dist)
+        importlib.invalidate_caches()
+        plugins.reset_plugin_manager()
+
+    yield _install
+    for dist in installed:
+        sys.modules.pop(dist, None)
 
 
-def test_entry_point_plugins_load_and_a_broken_one_is_skipped(installed_plugins) -> None:
-    result = CliRunner().invoke(main, ["list"])
+TOY = """
+    from helpers import ToyPlugin
+    plugin = ToyPlugin()
+"""
+
+
+def test_entry_point_plugins_load_and_a_broken_one_is_skipped(install) -> None:
+    install("toy_plugin", "toy = toy_plugin:plugin", TOY)
+    install("broken_plugin", "broken = broken_plugin", "raise ImportError('this plugin is broken on purpose')\n")
+    result = bench("list")
     assert result.exit_code == 0, result.output
-    assert "median3" in result.output and "iddp" in result.output
-    assert "plugin 'broken' skipped: failed to load: ImportError: this plugin is broken on purpose" in result.output
+    assert "median3" in result.stdout and "iddp" in result.stdout
+    assert warnings_of(result) == ["warning: plugin 'broken' (distribution broken_plugin) skipped: "
+                                   "importing it raised ImportError: this plugin is broken on purpose"]
 
 
-def test_allow_list_limits_entry_points(installed_plugins, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_two_distributions_with_one_entry_point_name_say_who_has_it(install) -> None:
+    install("toy_plugin", "toy = toy_plugin:plugin", TOY)
+    install("toy_fork", "toy = toy_fork:plugin", TOY)
+    result = bench("list")
+    assert result.exit_code == 0, result.output
+    assert "median3" in result.stdout
+    [warning] = warnings_of(result)  # which one is found first is up to the file system
+    first, second = ("toy_plugin", "toy_fork") if "(distribution toy_fork)" in warning else ("toy_fork", "toy_plugin")
+    assert warning == (f"warning: plugin 'toy' (distribution {second}) skipped: "
+                       f"another plugin from distribution {first} is registered under that name")
+
+
+def test_misspelt_hook_is_reported_with_a_suggestion_and_the_rest_loads(install, tmp_path: Path) -> None:
+    install("toy_plugin", "toy = toy_plugin:plugin", TOY)
+    install("misspelt_plugin", "misspelt = misspelt_plugin", """
+        from denoise_bench import hookimpl
+
+        @hookimpl
+        def register_method(register):  # missing the "s"
+            pass
+    """)
+    reason = ("unknown hook 'register_method' (did you mean 'register_methods'?); "
+              "valid hooks: register_datasets, register_methods, register_noise_models")
+    listed = bench("list")
+    assert listed.exit_code == 0, listed.output
+    assert "median3" in listed.stdout and "iddp" in listed.stdout
+    assert warnings_of(listed) == [f"warning: plugin 'misspelt' (distribution misspelt_plugin) skipped: {reason}"]
+
+    # A method named like the skipped plugin is attributed to it; any other unknown name points at it.
+    out = str(tmp_path / "run")
+    ran = bench("run", "--methods", "misspelt", "--profile", "smoke", "--out", out, "--no-progress")
+    assert ran.exit_code == 2
+    assert warnings_of(ran) == warnings_of(listed)
+    assert (f"error: method 'misspelt' was not loaded: plugin 'misspelt' (distribution misspelt_plugin) failed: {reason}"
+            in ran.stderr)
+    ran = bench("run", "--methods", "mine", "--profile", "smoke", "--out", out, "--no-progress")
+    assert ran.exit_code == 2
+    assert ("error: unknown method 'mine'; valid methods: b2u, bm3d, dip, iddp, median3, n2n, n2v, nb2nb, unet "
+            "(skipped plugins, which may provide it: 'misspelt' (distribution misspelt_plugin))" in ran.stderr)
+
+
+def test_hook_that_raises_skips_its_plugin_and_run_says_why(install, tmp_path: Path) -> None:
+    install("half_plugin", "half = half_plugin", """
+        from denoise_bench import hookimpl
+        from helpers import Median3
+
+        @hookimpl
+        def register_methods(register):
+            register(Median3)
+            raise RuntimeError("boom")
+    """)
+    reason = "register_methods raised RuntimeError: boom"
+    listed = bench("list")
+    assert listed.exit_code == 0, listed.output
+    assert "median3" not in listed.stdout and "iddp" in listed.stdout
+    assert warnings_of(listed) == [f"warning: plugin 'half' (distribution half_plugin) skipped: {reason}"]
+
+    ran = bench("run", "--methods", "iddp,median3", "--profile", "smoke", "--out", str(tmp_path / "run"), "--no-progress")
+    assert ran.exit_code == 2
+    assert warnings_of(ran) == warnings_of(listed)  # once, not once per lookup
+    assert f"error: method 'median3' was not loaded: plugin 'half' (distribution half_plugin) failed: {reason}" in ran.stderr
+
+
+def test_allow_list_limits_entry_points(install, monkeypatch: pytest.MonkeyPatch) -> None:
+    install("toy_plugin", "toy = toy_plugin:plugin", TOY)
+    install("broken_plugin", "broken = broken_plugin", "raise ImportError('this plugin is broken on purpose')\n")
     monkeypatch.setenv("DENOISE_BENCH_PLUGINS", "broken")
     plugins.reset_plugin_manager()
     reg = plugins.get_registry()
