@@ -18,12 +18,39 @@ if TYPE_CHECKING:
     from denoise_bench.network_method import NetworkMethod
 
 # Reading the loss back forces a device sync, so the NaN/inf check and progress reporting happen
-# only every few steps.
+# only every few steps: each step's loss is copied into a small buffer on the device, and the buffer
+# is read back in one go, so a divergence is still named by the step it happened at.
 CHECK_EVERY = 25
 
 
 class TrainingDiverged(BenchError):
     """The loss became NaN or infinite."""
+
+
+class _LossWindow:
+    """The losses of the steps since the last check, kept on the device until :meth:`check` reads them."""
+
+    def __init__(self, name: str, device: torch.device) -> None:
+        self.name = name
+        self.values = torch.empty(CHECK_EVERY, dtype=torch.float32, device=device)
+        self.first = 0  # 1-based step of values[0]
+        self.count = 0
+
+    def add(self, step: int, loss: torch.Tensor) -> None:
+        """Keep the loss of ``step`` (1-based) without a device sync."""
+        if self.count == 0:
+            self.first = step
+        self.values[self.count].copy_(loss.detach().reshape(()))
+        self.count += 1
+
+    def check(self) -> float:
+        """The newest loss; raises :class:`TrainingDiverged` naming the first step whose loss was not finite."""
+        values = self.values[:self.count].tolist()  # the one sync
+        self.count = 0
+        for offset, value in enumerate(values):
+            if not math.isfinite(value):
+                raise TrainingDiverged(f"{self.name}: loss became {value} at step {self.first + offset}")
+        return values[-1]
 
 
 TRAINING_STATE_FORMAT = 1
@@ -86,6 +113,7 @@ def train(method: NetworkMethod, view: TrainingView, budget: Budget, context: Tr
         context.on_step(start, math.nan)
     engine, device = method.setup.engine, method.setup.device
     step_begin = engine.step_begin(device)
+    losses = _LossWindow(method.name, device)
     with engine.training(method.net, device):
         for step in range(start, total):
             step_begin()
@@ -96,13 +124,14 @@ def train(method: NetworkMethod, view: TrainingView, budget: Budget, context: Tr
             loss.backward()
             optimizer.step()
             scheduler.step()
-            if (step + 1) % CHECK_EVERY == 0 or step + 1 == total:
-                value = float(loss.detach())
-                if not math.isfinite(value):
-                    raise TrainingDiverged(f"{method.name}: loss became {value} at step {step + 1}")
-                context.on_step(step + 1, value)
-            if path is not None and context.checkpoint_every and ((step + 1) % context.checkpoint_every == 0 or step + 1 == total):
+            losses.add(step + 1, loss)
+            save = path is not None and context.checkpoint_every and ((step + 1) % context.checkpoint_every == 0 or step + 1 == total)
+            evaluate = context.evaluate_every and (step + 1) % context.evaluate_every == 0
+            # Also checked before a state is saved or scored, so that a diverged one is neither.
+            if (step + 1) % CHECK_EVERY == 0 or step + 1 == total or save or evaluate:
+                context.on_step(step + 1, losses.check())
+            if save:
                 save_checkpoint(_training_state(method, optimizer, scheduler, view, step + 1, total, context.elapsed()), path)
-            if context.evaluate_every and (step + 1) % context.evaluate_every == 0:
+            if evaluate:
                 context.on_evaluate(step + 1)
                 method.net.train()  # evaluation put the network in inference mode
