@@ -17,7 +17,8 @@ pytest then runs one test per check (``test_declaration``, ``test_denoise_keeps_
 ...). Class attributes tune the set-up: ``channels`` (which of gray/colour the method supports),
 ``noise`` (a spec the method is compatible with), ``options`` (``--method-option`` values) and
 ``budget`` (kept tiny: the checks are about the contract, not about denoising quality).
-Without pytest, :func:`check_method` runs every check and returns the failures.
+Without pytest, :func:`check_method` runs every check and returns the failures as text, including a
+method that raises (a diverging training, say) instead of letting the exception through.
 """
 
 from __future__ import annotations
@@ -237,7 +238,11 @@ def iter_setups(method_class: type[Method], channels: tuple[int, ...] = (1, 3), 
 
 
 def check_method(method_class: type[Method], channels: tuple[int, ...] = (1, 3), **kwargs: Any) -> list[str]:
-    """Run every check on every supported channel count and device; returns the failures (empty: conforms)."""
+    """Run every check on every supported channel count and device; returns the failures (empty: conforms).
+
+    A check that the method makes raise (a diverging loss, a bug in ``fit`` or ``denoise``) is returned
+    as a failure naming the exception, like a broken contract; the other checks still run.
+    """
     failures = []
     for setup in iter_setups(method_class, channels, **kwargs):
         for name, check in CHECKS.items():
@@ -245,6 +250,9 @@ def check_method(method_class: type[Method], channels: tuple[int, ...] = (1, 3),
                 check(setup)
             except ConformanceError as exc:
                 failures.append(f"[{setup.device}, {setup.channels} channel(s)] {name}: {exc}")
+            except Exception as exc:  # the method itself raised
+                failures.append(f"[{setup.device}, {setup.channels} channel(s)] {name}: "
+                                f"{method_class.__name__} raised {type(exc).__name__}: {exc}")
     return failures
 
 

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from denoise_bench.method import Method, NoiseInfo
+from denoise_bench.network_method import NetworkMethod
 from denoise_bench.plugins import BUILTIN_PLUGINS, get_registry
 from denoise_bench.supervision import Supervision
 from denoise_bench.testing import CHECKS, ConformanceError, ConformanceSetup, check_method
@@ -87,3 +88,22 @@ def test_check_method_reports_every_failure_and_passes_a_good_plugin() -> None:
     assert check_method(Median3) == []
     failures = check_method(_ShapeChanger, channels=(1, 3))
     assert len(failures) == 2 and all("denoise_keeps_shape_dtype_device" in f for f in failures), failures
+
+
+class _Diverging(NetworkMethod):
+    """A network method whose loss is NaN from the first step: the shared training loop stops it."""
+
+    name = "diverging"
+    description = "test method"
+    citation = "none"
+    supervision = Supervision.NONE
+
+    def training_loss(self, batch, progress):  # type: ignore[no-untyped-def]
+        return self.net(batch.noisy).mean() * float("nan")
+
+
+def test_check_method_returns_a_diverging_method_as_failures_instead_of_raising() -> None:
+    failures = check_method(_Diverging, channels=(1,))
+    fitting = [name for name in CHECKS if name != "declaration"]  # every check but the declaration trains it
+    assert [f.split("] ", 1)[1].split(":", 1)[0] for f in failures] == fitting, failures
+    assert all("TrainingDiverged: diverging: loss became nan at step 1" in f for f in failures), failures
