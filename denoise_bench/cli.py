@@ -20,7 +20,7 @@ from denoise_bench.perf import PerfSettings, write_report
 from denoise_bench.plugins import Registry, get_registry
 from denoise_bench.profiles import INITS, LR_RULES, PROFILES
 from denoise_bench.protocol import PROTOCOLS
-from denoise_bench.results import write_tables
+from denoise_bench.results import nothing_ran, write_tables
 from denoise_bench.runner import RunRequest, plan, run
 from denoise_bench.supervision import Supervision
 
@@ -165,8 +165,13 @@ def run_command(methods: str, noises: tuple[str, ...], datasets: str, train_data
     click.echo(result.tables["psnr"])
     click.echo(result.tables["ssim"])
     click.echo(f"records: {result.run_dir / 'records.csv'}  tables: {result.run_dir / 'tables'}")
+    why = nothing_ran(result.jobs)
+    if why and result.failed.empty:  # an impossible grid: a user error like a bad name
+        raise BenchError(f"{why}; see {result.run_dir / 'jobs.csv'}")
     if not result.failed.empty:
         click.echo(f"error: {len(result.failed)} job(s) failed; see {result.run_dir / 'jobs.csv'}", err=True)
+        if why:
+            click.echo(f"error: {why}", err=True)
         sys.exit(1)
 
 

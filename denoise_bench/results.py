@@ -105,8 +105,73 @@ def method_label(method: str, oracle: bool) -> str:
     return f"{method}{ORACLE_MARK}" if oracle else method
 
 
-def build_tables(records: pd.DataFrame, jobs: pd.DataFrame, metric: str) -> dict[tuple[str, str], pd.DataFrame]:
-    """(dataset, train noise) -> table of mean ``metric``: rows test settings, columns methods."""
+DONE, SKIPPED, FAILED = "done", "skipped", "failed"  # job status in jobs.csv
+NOT_RUN_COLUMNS = ["method", "label", "dataset", "train_noise", "status", "reason", "seeds"]
+
+
+def _flag(value: object) -> bool:
+    """A boolean column read back from CSV (True/False, or missing in older files)."""
+    return value is True or str(value).strip().lower() == "true"
+
+
+def _one_line(reason: object) -> str:
+    """A recorded reason or error message on one line ("no reason recorded" when there is none)."""
+    text = " ".join(str(reason).split()) if isinstance(reason, str) else ""
+    return text or "no reason recorded"
+
+
+def _job_keys(frame: pd.DataFrame) -> list[tuple[str, str, str, str]]:
+    """(method, dataset, train noise, seed) of each row, as text (seeds read from CSV are numbers)."""
+    if frame.empty:
+        return []
+    return list(zip(*(frame[c].astype(str) for c in ("method", "dataset", "train_noise", "seed"))))
+
+
+def not_run(jobs: pd.DataFrame, records: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The jobs that gave no numbers (skipped or failed) and why: one row per (method, dataset, train
+    noise, status, reason), with the method's table ``label`` and its ``seeds`` ("0, 1"). A job that
+    was done anyway (in another row, or with records from another run: a failure redone later) is left out."""
+    if jobs.empty or "status" not in jobs:
+        return pd.DataFrame(columns=NOT_RUN_COLUMNS)
+    done = set(_job_keys(jobs[jobs.status == DONE])) | set(_job_keys(records if records is not None else pd.DataFrame()))
+    missing = jobs[jobs.status != DONE]
+    rows = {}
+    for job, key in zip(missing.to_dict("records"), _job_keys(missing)):
+        if key in done:
+            continue
+        label = method_label(job["method"], _flag(job.get("uses_noise_level")))
+        group = (job["method"], label, job["dataset"], job["train_noise"], str(job["status"]), _one_line(job.get("error")))
+        seeds = rows.setdefault(group, [])
+        if key[3] not in seeds:
+            seeds.append(key[3])
+    return pd.DataFrame([(*group, ", ".join(seeds)) for group, seeds in rows.items()], columns=NOT_RUN_COLUMNS)
+
+
+def not_run_text(row: pd.Series, where: bool = True) -> str:
+    """e.g. ``n2n on skimage, trained on salt:p=0.05 (seed 0) skipped: n2n assumes zero-mean noise``;
+    without ``where`` (under the table of that dataset and training noise), only the method and seeds."""
+    seeds = f"seed{'s' if ',' in row.seeds else ''} {row.seeds}"
+    place = f" on {row.dataset}, trained on {row.train_noise}" if where else ""
+    return f"{row.label}{place} ({seeds}) {row.status}: {row.reason}"
+
+
+def nothing_ran(jobs: pd.DataFrame) -> str | None:
+    """Why a run has no numbers at all: every job was skipped or failed (None when some job was done,
+    or there are no jobs). Names each method and training noise with its reason, once however many
+    datasets and seeds it covers."""
+    if jobs.empty or "status" not in jobs or (jobs.status == DONE).any():
+        return None
+    causes = not_run(jobs).drop_duplicates(["method", "train_noise", "status", "reason"])
+    return "nothing ran: every job was skipped or failed: " + "; ".join(
+        f"{c.method} on {c.train_noise} {c.status} ({c.reason})" for c in causes.itertuples())
+
+
+def build_tables(records: pd.DataFrame, jobs: pd.DataFrame, metric: str,
+                 tests: dict[str, list[str]] | None = None) -> dict[tuple[str, str], pd.DataFrame]:
+    """(dataset, train noise) -> table of mean ``metric``: rows test settings, columns methods.
+
+    ``tests`` (training noise -> its test settings, from the run's config) gives the rows of a block
+    that has no records, so that its skipped and failed methods still show, cell by cell."""
     tables: dict[tuple[str, str], pd.DataFrame] = {}
     if records.empty and jobs.empty:
         return tables
@@ -116,7 +181,7 @@ def build_tables(records: pd.DataFrame, jobs: pd.DataFrame, metric: str) -> dict
     for dataset, train_noise in sorted(blocks):
         block = records[(records.dataset == dataset) & (records.train_noise == train_noise)] if not records.empty else records
         columns: dict[str, pd.Series] = {}
-        order = list(dict.fromkeys(block["test_noise"])) if not block.empty else []
+        order = list(dict.fromkeys(block["test_noise"])) if not block.empty else list((tests or {}).get(train_noise, []))
         if not block.empty:
             # Mean over images, repeats and seeds; the noisy input is the same for every method.
             columns[NOISY_INPUT] = block.groupby("test_noise", sort=False)[f"input_{metric}"].mean()
@@ -128,7 +193,7 @@ def build_tables(records: pd.DataFrame, jobs: pd.DataFrame, metric: str) -> dict
             # Failed or skipped jobs show as such instead of silently missing.
             sel = jobs[(jobs.dataset == dataset) & (jobs.train_noise == train_noise) & (jobs.status != "done")]
             for _, job in sel.iterrows():
-                label = method_label(job["method"], bool(job.get("uses_noise_level", False)))
+                label = method_label(job["method"], _flag(job.get("uses_noise_level")))
                 if label not in table.columns:
                     table[label] = job["status"]
         tables[(dataset, train_noise)] = table
@@ -153,14 +218,26 @@ def profiles_of(records: pd.DataFrame) -> str:
     return ", ".join(sorted(records["profile"].dropna().unique())) if not records.empty else "n/a"
 
 
+NOTHING_RAN = "> **Nothing ran:** every job was skipped or failed; why is listed under each table."
+
+
 def render_markdown(tables: dict[tuple[str, str], pd.DataFrame], metric: str, protocol: str, profile: str = "n/a",
-                    warnings: list[str] | None = None) -> str:
+                    warnings: list[str] | None = None, missing: pd.DataFrame | None = None,
+                    nothing: bool = False) -> str:
+    """The tables as markdown; ``missing`` (from :func:`not_run`) is listed under the table of its
+    dataset and training noise, and ``nothing`` says at the top that no job gave numbers."""
     lines = [f"# {metric.upper()} (protocol {protocol}, profile {profile})", ""]
+    if nothing:
+        lines += [NOTHING_RAN, ""]
     lines += [f"> **Warning:** {text}" for text in warnings or []]
     if warnings:
         lines.append("")
+    missing = missing if missing is not None else pd.DataFrame(columns=NOT_RUN_COLUMNS)
     for (dataset, train_noise), table in tables.items():
         lines += [f"## {dataset}, trained on {train_noise}", "", table.to_markdown(), ""]
+        here = missing[(missing.dataset == dataset) & (missing.train_noise == train_noise)]
+        if not here.empty:
+            lines += ["Not run:", ""] + [f"- {not_run_text(row, where=False)}" for _, row in here.iterrows()] + [""]
     lines.append(f"{ORACLE_MARK} told the true noise level of each test image. "
                  "Means over test images, noise repeats and seeds.")
     return "\n".join(lines) + "\n"
@@ -180,12 +257,20 @@ def write_tables(run_dir: Path) -> dict[str, str]:
     """(Re)write tables/ from records.csv and jobs.csv; returns the markdown of each metric."""
     records = read_records(run_dir)
     jobs = read_jobs(run_dir)
-    protocol = ", ".join(sorted(records["protocol"].dropna().unique())) if not records.empty else "n/a"
+    config = read_config(run_dir)
+    if records.empty:  # nothing evaluated: the heading still says what the run was made under
+        protocol = str((config.get("protocol") or {}).get("id") or "n/a")
+        profile = str(config.get("profile") or "n/a")
+    else:
+        protocol, profile = ", ".join(sorted(records["protocol"].dropna().unique())), profiles_of(records)
+    tests = {n["train"]: list(n["tests"]) for n in config.get("noise") or [] if isinstance(n, dict) and "train" in n}
     warnings = low_budget_warnings(records)
+    missing = not_run(jobs, records)
+    nothing = nothing_ran(jobs) is not None
     rendered = {}
     for metric in METRICS:
-        tables = build_tables(records, jobs, metric)
-        markdown = render_markdown(tables, metric, protocol, profiles_of(records), warnings)
+        tables = build_tables(records, jobs, metric, tests)
+        markdown = render_markdown(tables, metric, protocol, profile, warnings, missing, nothing)
         write_text_atomic(run_dir / TABLES / f"{metric}.md", markdown)
         write_frame(run_dir / TABLES / f"{metric}.csv", tables_to_csv(tables))
         rendered[metric] = markdown
