@@ -5,7 +5,11 @@ every (dataset, test noise), one table ranking the methods by mean PSNR: mean PS
 images (and records) the mean is over, the training budget (iterations, training time, device) and
 the supervision each method had. Each method is compared with the one ranked just above it on their
 common images (``significance``): the mean paired PSNR difference and its 95 % bootstrap interval;
-an interval containing 0 is marked as a tie. All pairs are written to ``pairs.{csv,md}``.
+an interval containing 0 is marked as a tie, one over fewer than five images with a footnote mark.
+All pairs are written to ``pairs.{csv,md}``. Per-image methods (no training: BM3D, DIP) carry their
+cost at test time, so every method shows its mean test seconds per image, and per-image methods no
+training columns. Jobs that gave no numbers (skipped or failed) are listed with their reasons under
+the table they would be in.
 
 Runs are merged only when their numbers are comparable: same evaluation protocol (noise seeds,
 repeats, metric convention), same profile and budget (which also fixes the test subset), same
@@ -26,9 +30,11 @@ from pathlib import Path
 import pandas as pd
 
 from denoise_bench.errors import BenchError
-from denoise_bench.results import (ORACLE_MARK, RECORDS, low_budget_warnings, method_label, part_folders, read_config,
-                                   read_curves, read_jobs, read_records, write_frame, write_json, write_text_atomic)
-from denoise_bench.significance import PairedDifference, all_pairs, compare, per_image_means
+from denoise_bench.results import (ORACLE_MARK, RECORDS, low_budget_warnings, method_label, not_run, not_run_text,
+                                   nothing_ran, part_folders, read_config, read_curves, read_jobs, read_records,
+                                   write_frame, write_json, write_text_atomic)
+from denoise_bench.significance import (FEW_IMAGES_MARK, MIN_INTERVAL_IMAGES, PairedDifference, all_pairs, compare,
+                                        per_image_means)
 
 # What must agree between runs for their means to be comparable.
 COMPARABLE_FIELDS = ("protocol", "profile", "budget", "noise_policy", "train_dataset", "precision")
@@ -150,6 +156,9 @@ def read_paper_results() -> pd.DataFrame:
 
 
 GAP_COLUMN = "gap to the method above (dB, 95% CI)"
+TEST_SECONDS = "test s/image"  # mean seconds to denoise one test image: all a per-image method costs
+FEW_IMAGES_NOTE = (f"{FEW_IMAGES_MARK} interval over fewer than {MIN_INTERVAL_IMAGES} common images: too few for the "
+                   "bootstrap to show the spread, so read the difference as indicative only.")
 # The supervised upper reference: every method's distance to it, here and in the paper, is what
 # carries over between budgets and training sets (absolute numbers do not).
 REFERENCE_METHOD = "unet"
@@ -159,11 +168,20 @@ PAPER_GAP_SOURCE = "bsd300"  # the IDDP paper's Tables 1-2 report BSD300 only
 
 
 def _gap(diff: PairedDifference) -> str:
-    """How far the method above leads, e.g. ``0.56 [0.20, 0.86]`` or ``0.32 [-0.34, 0.95] tie``."""
+    """How far the method above leads, e.g. ``0.56 [0.20, 0.86]``, ``0.32 [-0.34, 0.95] tie``, or with
+    :data:`FEW_IMAGES_MARK` after it when the interval is over too few images."""
+    if diff.images == 0:
+        return "no common images"
     if diff.images < 2:
         return f"{diff.mean:.2f} (1 image, no interval)"
     text = f"{diff.mean:.2f} [{diff.low:.2f}, {diff.high:.2f}]"
-    return f"{text} tie" if diff.tie else text
+    text = f"{text} tie" if diff.tie else text
+    return f"{text} {FEW_IMAGES_MARK}" if diff.few_images else text
+
+
+def has_few_images_mark(table: pd.DataFrame) -> bool:
+    """Whether a leaderboard table flags an interval over too few images (and needs the footnote)."""
+    return GAP_COLUMN in table and table[GAP_COLUMN].astype(str).str.endswith(FEW_IMAGES_MARK).any()
 
 
 def _budget_of(block: pd.DataFrame) -> pd.DataFrame:
@@ -186,10 +204,12 @@ def leaderboard_tables(records: pd.DataFrame, paper: pd.DataFrame | None = None)
         per_image = per_image_means(block, "psnr")
         ranked = per_image.mean().sort_values(ascending=False)
         budget = _budget_of(block)
+        test_seconds = block.groupby("method").seconds.mean()
         rows = []
         for rank, method in enumerate(ranked.index):
             rows_m = block[block.method == method]
             info = budget.loc[method]
+            trained = bool(info.iterations > 0)  # a per-image method has no training, only its test-time cost
             row = {
                 "method": method_label(method, bool(info.oracle)),
                 "psnr": rows_m.psnr.mean(),
@@ -198,8 +218,9 @@ def leaderboard_tables(records: pd.DataFrame, paper: pd.DataFrame | None = None)
                 "records": len(rows_m),
                 GAP_COLUMN: _gap(compare(per_image, ranked.index[rank - 1], method)) if rank else "",
                 "supervision": info.supervision,
-                "iterations": int(info.iterations),
-                "train s": round(float(info.train_seconds), 1),
+                "iterations": int(info.iterations) if trained else None,
+                "train s": round(float(info.train_seconds), 1) if trained else None,
+                TEST_SECONDS: round(float(test_seconds[method]), 3),
                 "device": info.device,
                 "run": info.run,
             }
@@ -240,8 +261,24 @@ def pairs_table(records: pd.DataFrame) -> pd.DataFrame:
         for d in all_pairs(block, "psnr"):
             rows.append({"dataset": dataset, "test noise": test_noise, "method": d.first, "vs": d.second,
                          "images": d.images, "mean psnr difference": round(d.mean, 3), "ci low": round(d.low, 3),
-                         "ci high": round(d.high, 3), "tie": d.tie})
+                         "ci high": round(d.high, 3), "tie": d.tie, "few images": d.few_images})
     return pd.DataFrame(rows)
+
+
+def not_run_by_table(missing: pd.DataFrame, records: pd.DataFrame,
+                     tables: dict[tuple[str, str], pd.DataFrame]) -> tuple[dict[tuple[str, str], list[str]], list[str]]:
+    """Where each job without numbers (:func:`~denoise_bench.results.not_run`) belongs: under every table
+    of its dataset whose records share its training noise, else (no such table) in a list of their own."""
+    placed: set[int] = set()
+    under: dict[tuple[str, str], list[str]] = {}
+    for dataset, test_noise in tables:
+        trained_on = set(records[(records.dataset == dataset) & (records.test_noise == test_noise)].train_noise)
+        here = missing[(missing.dataset == dataset) & missing.train_noise.isin(trained_on)]
+        if not here.empty:
+            under[(dataset, test_noise)] = [not_run_text(row, dataset=False) for _, row in here.iterrows()]
+            placed.update(here.index)
+    rest = [not_run_text(row) for i, row in missing.iterrows() if i not in placed]
+    return under, rest
 
 
 def curve_tables(curves: pd.DataFrame) -> dict[tuple[str, str], pd.DataFrame]:
@@ -263,8 +300,11 @@ def write_leaderboard(run_dirs: list[Path], out: Path, allow_mismatch: bool = Fa
     merged = merge_runs(run_dirs, allow_mismatch, exclude)
     records = merged.records[merged.records.psnr.notna()]
     if records.empty:
-        raise BenchError("the runs hold no evaluated records")
+        why = nothing_ran(merged.jobs)
+        raise BenchError("the runs hold no evaluated records" + (f" ({why})" if why else ""))
     tables = leaderboard_tables(records, read_paper_results() if paper else None)
+    missing = not_run(merged.jobs, merged.records)
+    under, unplaced = not_run_by_table(missing, records, tables)
     lines = ["# Leaderboard", "", "Runs: " + ", ".join(f"`{d}`" for d in run_dirs), ""]
     protocols = ", ".join(sorted(records.protocol.unique()))
     lines += [f"Protocol {protocols}. Methods ranked by mean PSNR; each is compared with the one above it on their "
@@ -279,19 +319,24 @@ def write_leaderboard(run_dirs: list[Path], out: Path, allow_mismatch: bool = Fa
     for (dataset, test_noise), table in tables.items():
         shown = table.astype(object).where(table.notna(), "")
         lines += [f"## {dataset}, {test_noise}", "", shown.to_markdown(index=False), ""]
+        if (dataset, test_noise) in under:
+            lines += ["Not run (no numbers):", ""] + [f"- {text}" for text in under[(dataset, test_noise)]] + [""]
         frames.append(table.assign(dataset=dataset, test_noise=test_noise))
+    if unplaced:
+        lines += ["## Not run (no numbers in any table)", ""] + [f"- {text}" for text in unplaced] + [""]
+    if any(has_few_images_mark(table) for table in tables.values()):
+        lines += [FEW_IMAGES_NOTE, ""]
     lines.append(f"{ORACLE_MARK} told the true noise level of each test image. `{REFERENCE_GAP}`: mean paired PSNR "
                  f"difference to the supervised U-Net on common images; `{PAPER_GAP}`: the same difference in the IDDP "
-                 f"paper's Tables 1-2 ({PAPER_GAP_SOURCE.upper()}, colour, trained on Waterloo) at the same test noise.")
+                 f"paper's Tables 1-2 ({PAPER_GAP_SOURCE.upper()}, colour, trained on Waterloo) at the same test noise. "
+                 f"`{TEST_SECONDS}`: mean seconds to denoise one test image, all that a per-image method (no "
+                 "iterations, no training time) costs.")
     if not merged.curves.empty:
         lines += ["", "# Learning curves", "", "Mean test PSNR at training steps, with the training seconds spent to reach "
                   "them (evaluation time excluded): compare methods at equal iterations or equal time.", ""]
         for (dataset, test_noise), table in curve_tables(merged.curves).items():
             lines += [f"## {dataset}, {test_noise}", "", table.to_markdown(), ""]
         write_frame(out / "curves.csv", merged.curves.drop(columns="run_dir"))
-    failed = merged.jobs[merged.jobs.status == "failed"] if not merged.jobs.empty else merged.jobs
-    if not failed.empty:
-        lines += ["", "Failed jobs (no numbers): " + ", ".join(f"{j.method} on {j.dataset} ({j.train_noise})" for j in failed.itertuples())]
     markdown = "\n".join(lines) + "\n"
     # What the leaderboard was made from, so that it can be checked and re-made.
     inputs = {"runs": [str(d) for d in run_dirs], "allow_mismatch": allow_mismatch, "paper": paper}
@@ -300,10 +345,11 @@ def write_leaderboard(run_dirs: list[Path], out: Path, allow_mismatch: bool = Fa
     write_frame(out / "leaderboard.csv", pd.concat(frames, ignore_index=True))
     pairs = pairs_table(records)
     write_frame(out / "pairs.csv", pairs)
+    few = f"\n`few images`: over fewer than {MIN_INTERVAL_IMAGES} common images, too few for the interval to mean much.\n"
     write_text_atomic(out / "pairs.md", "# Paired PSNR differences (95 % bootstrap intervals over images)\n\n"
-                      + pairs.to_markdown(index=False) + "\n")
+                      + pairs.to_markdown(index=False) + "\n" + (few if "few images" in pairs and pairs["few images"].any() else ""))
     if html:
         from denoise_bench.report import write_html  # matplotlib is imported only when a page is made
 
-        write_html(out, tables, records, merged.curves, merged.runs, merged.mismatches)
+        write_html(out, tables, records, merged.curves, merged.runs, merged.mismatches, under, unplaced)
     return markdown

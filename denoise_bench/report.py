@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from denoise_bench.leaderboard import FEW_IMAGES_NOTE, has_few_images_mark
 from denoise_bench.report_about import about_html
 from denoise_bench.report_plots import method_styles, oracles, plot_psnr_vs_budget, plot_psnr_vs_noise
 from denoise_bench.report_samples import ZOOM, SampleGrid, collect_samples
@@ -110,6 +111,19 @@ def oracle_note(table: pd.DataFrame) -> str:
     return f'<p class="note oracle-note">{ORACLE_MARK} {html.escape(", ".join(marked))}: {html.escape(ORACLE_NOTE)}</p>'
 
 
+def few_images_note(table: pd.DataFrame) -> str:
+    """The meaning of the few-images mark, for a table that has one (else nothing)."""
+    return f'<p class="note few-images-note">{html.escape(FEW_IMAGES_NOTE)}</p>' if has_few_images_mark(table) else ""
+
+
+def not_run_html(texts: list[str], title: str = "Not run (no numbers)") -> str:
+    """Jobs that gave no numbers, with why (skipped: the method does not apply; failed: its error)."""
+    if not texts:
+        return ""
+    items = "".join(f"<li>{html.escape(text)}</li>" for text in texts)
+    return f'<div class="note not-run">{html.escape(title)}:<ul>{items}</ul></div>'
+
+
 def _grid_html(grid: SampleGrid) -> str:
     figures = []
     for cell in grid.cells:
@@ -134,8 +148,12 @@ def _plots_html(title: str, plots: dict[str, str], kind: str) -> list[str]:
 
 
 def write_html(out: Path, tables: dict[tuple[str, str], pd.DataFrame], records: pd.DataFrame, curves: pd.DataFrame,
-               runs: list[RunInfo], mismatches: list[str] | None = None) -> Path:
-    """Write ``index.html`` with its plots and sample crops into ``out``; returns its path."""
+               runs: list[RunInfo], mismatches: list[str] | None = None,
+               not_run: dict[tuple[str, str], list[str]] | None = None, unplaced: list[str] | None = None) -> Path:
+    """Write ``index.html`` with its plots and sample crops into ``out``; returns its path.
+
+    ``not_run`` lists, per table, the jobs that would be in it but gave no numbers; ``unplaced`` those
+    that belong to no table (see ``leaderboard.not_run_by_table``)."""
     if (out / SAMPLES).exists():
         shutil.rmtree(out / SAMPLES)  # crops of an earlier leaderboard in the same folder
     styles = method_styles(list(records.method))
@@ -148,11 +166,14 @@ def write_html(out: Path, tables: dict[tuple[str, str], pd.DataFrame], records: 
              about_html(runs, records, mismatches or []),
              "<p>Methods ranked by mean PSNR (dB) over test images; the gap column is the mean paired PSNR difference "
              "to the method above, with its 95% bootstrap interval over images (tie when it contains 0). "
-             "Click a header to sort.</p>"]
+             "Per-image methods (no training) cost only their test seconds per image. Click a header to sort.</p>"]
     for (dataset, test_noise), table in tables.items():
-        parts += [f"<h2>{html.escape(dataset)}, {html.escape(test_noise)}</h2>", _table_html(table), oracle_note(table)]
+        parts += [f"<h2>{html.escape(dataset)}, {html.escape(test_noise)}</h2>", _table_html(table), oracle_note(table),
+                  few_images_note(table), not_run_html((not_run or {}).get((dataset, test_noise), []))]
         if (dataset, test_noise) in grids:
             parts.append(_grid_html(grids[(dataset, test_noise)]))
+    if unplaced:
+        parts += ["<h2>Not run</h2>", not_run_html(unplaced, "No numbers in any table")]
     parts += _plots_html("PSNR against noise level", noise_plots, "PSNR vs noise level")
     parts += _plots_html("PSNR against training budget", budget_plots, "PSNR vs training steps and time")
     if (noise_plots or budget_plots) and oracles(records):

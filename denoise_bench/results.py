@@ -105,7 +105,7 @@ def method_label(method: str, oracle: bool) -> str:
     return f"{method}{ORACLE_MARK}" if oracle else method
 
 
-DONE, SKIPPED, FAILED = "done", "skipped", "failed"  # job status in jobs.csv
+DONE = "done"  # the job status (in jobs.csv) of a job that gave numbers; the others are skipped and failed
 NOT_RUN_COLUMNS = ["method", "label", "dataset", "train_noise", "status", "reason", "seeds"]
 
 
@@ -135,7 +135,7 @@ def not_run(jobs: pd.DataFrame, records: pd.DataFrame | None = None) -> pd.DataF
         return pd.DataFrame(columns=NOT_RUN_COLUMNS)
     done = set(_job_keys(jobs[jobs.status == DONE])) | set(_job_keys(records if records is not None else pd.DataFrame()))
     missing = jobs[jobs.status != DONE]
-    rows = {}
+    rows: dict[tuple[str, ...], list[str]] = {}
     for job, key in zip(missing.to_dict("records"), _job_keys(missing)):
         if key in done:
             continue
@@ -147,11 +147,11 @@ def not_run(jobs: pd.DataFrame, records: pd.DataFrame | None = None) -> pd.DataF
     return pd.DataFrame([(*group, ", ".join(seeds)) for group, seeds in rows.items()], columns=NOT_RUN_COLUMNS)
 
 
-def not_run_text(row: pd.Series, where: bool = True) -> str:
-    """e.g. ``n2n on skimage, trained on salt:p=0.05 (seed 0) skipped: n2n assumes zero-mean noise``;
-    without ``where`` (under the table of that dataset and training noise), only the method and seeds."""
+def not_run_text(row: pd.Series, dataset: bool = True, train_noise: bool = True) -> str:
+    """A row of :func:`not_run` as text, e.g. ``n2n on skimage, trained on salt:p=0.05 (seed 0) skipped:
+    n2n assumes zero-mean noise; salt is not``; the dataset and training noise can be left to the heading."""
     seeds = f"seed{'s' if ',' in row.seeds else ''} {row.seeds}"
-    place = f" on {row.dataset}, trained on {row.train_noise}" if where else ""
+    place = (f" on {row.dataset}" if dataset else "") + (f", trained on {row.train_noise}" if train_noise else "")
     return f"{row.label}{place} ({seeds}) {row.status}: {row.reason}"
 
 
@@ -237,7 +237,7 @@ def render_markdown(tables: dict[tuple[str, str], pd.DataFrame], metric: str, pr
         lines += [f"## {dataset}, trained on {train_noise}", "", table.to_markdown(), ""]
         here = missing[(missing.dataset == dataset) & (missing.train_noise == train_noise)]
         if not here.empty:
-            lines += ["Not run:", ""] + [f"- {not_run_text(row, where=False)}" for _, row in here.iterrows()] + [""]
+            lines += ["Not run:", ""] + [f"- {not_run_text(row, dataset=False, train_noise=False)}" for _, row in here.iterrows()] + [""]
     lines.append(f"{ORACLE_MARK} told the true noise level of each test image. "
                  "Means over test images, noise repeats and seeds.")
     return "\n".join(lines) + "\n"

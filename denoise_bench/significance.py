@@ -6,6 +6,8 @@ image by image (the noisy inputs are bit-identical across methods, see ``protoco
 difference gets a percentile bootstrap interval over images: resample the images with replacement,
 recompute the mean difference, take the 2.5 % and 97.5 % quantiles. Repeats and seeds of one image
 are averaged first, so the unit of resampling is the image, which is what varies between test sets.
+Over fewer than ``MIN_INTERVAL_IMAGES`` images the bootstrap cannot show the spread (over two images
+it has three possible means), so such a comparison is flagged (``few_images``) wherever it is shown.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import pandas as pd
 BOOTSTRAP_SAMPLES = 10_000
 BOOTSTRAP_SEED = 0  # fixed: the same records always give the same intervals
 CONFIDENCE = 0.95
+MIN_INTERVAL_IMAGES = 5  # fewer common images than this: the interval is shown, flagged
+FEW_IMAGES_MARK = "‡"
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,11 @@ class PairedDifference:
     def tie(self) -> bool:
         """The interval contains 0: the data do not say which method is better."""
         return not (self.low > 0 or self.high < 0)
+
+    @property
+    def few_images(self) -> bool:
+        """Too few common images for the interval to mean much (see ``MIN_INTERVAL_IMAGES``)."""
+        return self.images < MIN_INTERVAL_IMAGES
 
 
 def per_image_means(records: pd.DataFrame, metric: str = "psnr") -> pd.DataFrame:

@@ -6,6 +6,7 @@ The runs here are synthetic record files whose answer is known by construction.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -15,11 +16,11 @@ from click.testing import CliRunner
 
 from denoise_bench.cli import main
 from denoise_bench.errors import BenchError
-from denoise_bench.leaderboard import (GAP_COLUMN, PAPER_GAP, REFERENCE_GAP, leaderboard_tables, merge_runs,
-                                       read_paper_results, write_leaderboard)
-from denoise_bench.results import CONFIG, RECORDS, RESULTS_FORMAT, write_frame, write_json
-from denoise_bench.runner import RECORD_COLUMNS
-from denoise_bench.significance import all_pairs, paired_bootstrap
+from denoise_bench.leaderboard import (FEW_IMAGES_NOTE, GAP_COLUMN, PAPER_GAP, REFERENCE_GAP, TEST_SECONDS,
+                                       leaderboard_tables, merge_runs, read_paper_results, write_leaderboard)
+from denoise_bench.results import CONFIG, JOBS, RECORDS, RESULTS_FORMAT, write_frame, write_json
+from denoise_bench.runner import JOB_COLUMNS, RECORD_COLUMNS
+from denoise_bench.significance import FEW_IMAGES_MARK, MIN_INTERVAL_IMAGES, all_pairs, paired_bootstrap
 
 IMAGES = [f"img{i:02d}" for i in range(20)]
 BASE = np.random.default_rng(1).uniform(24, 30, len(IMAGES))  # per-image PSNR of a reference method
@@ -165,3 +166,75 @@ def test_a_method_of_one_run_can_be_left_out(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert f"Left out: unet of `{old}`" in (tmp_path / "board" / "leaderboard.md").read_text()
     assert json.loads((tmp_path / "board" / "leaderboard.json").read_text())["exclude"] == {str(old): ["unet"]}
+
+
+def _rewrite_records(run: Path, change) -> None:  # type: ignore[no-untyped-def]
+    records = pd.read_csv(run / RECORDS)
+    write_frame(run / RECORDS, change(records))
+
+
+def test_intervals_over_fewer_than_five_images_are_flagged(tmp_path: Path) -> None:
+    jitter = np.random.default_rng(2).normal(0, 0.5, len(IMAGES))
+    run = _write_run(tmp_path / "a", {"unet": np.zeros(len(IMAGES)), "n2v": jitter - 1.0, "dip": np.full(len(IMAGES), -3.0)})
+    _rewrite_records(run, lambda r: r[(r.method != "dip") | r.image.isin(IMAGES[:MIN_INTERVAL_IMAGES - 1])])
+    markdown = write_leaderboard([run], tmp_path / "board", html=False)
+    gaps = pd.read_csv(tmp_path / "board" / "leaderboard.csv").set_index("method")[GAP_COLUMN]
+    assert gaps["dip"].endswith(f"] {FEW_IMAGES_MARK}"), gaps["dip"]  # 4 common images with n2v
+    assert not gaps["n2v"].endswith(FEW_IMAGES_MARK)  # 20 images
+    assert FEW_IMAGES_NOTE in markdown
+    pairs = pd.read_csv(tmp_path / "board" / "pairs.csv")
+    assert dict(zip(zip(pairs.method, pairs.vs), pairs["few images"])) == {
+        ("unet", "n2v"): False, ("unet", "dip"): True, ("n2v", "dip"): True}
+    # Enough images everywhere: no mark, no footnote.
+    whole = write_leaderboard([_write_run(tmp_path / "b", {"unet": np.zeros(len(IMAGES)), "n2v": jitter})],
+                              tmp_path / "board2", html=False)
+    assert FEW_IMAGES_MARK not in whole and not pd.read_csv(tmp_path / "board2" / "pairs.csv")["few images"].any()
+
+
+def test_per_image_methods_show_their_test_seconds_instead_of_zero_training(tmp_path: Path) -> None:
+    run = _write_run(tmp_path / "a", {"unet": np.zeros(len(IMAGES)), "bm3d": np.full(len(IMAGES), 1.0)})
+    _rewrite_records(run, lambda r: r.assign(
+        iterations=np.where(r.method == "bm3d", 0, r.iterations),
+        train_seconds=np.where(r.method == "bm3d", 0.0, r.train_seconds),
+        seconds=np.where(r.method == "bm3d", np.where(r.image.isin(IMAGES[::2]), 10.0, 14.0), 0.25)))
+    table = leaderboard_tables(pd.read_csv(run / RECORDS))[("bsd68", "gaussian:sigma=25")].set_index("method")
+    assert table.loc["bm3d†", TEST_SECONDS] == pytest.approx(12.0)  # mean seconds per test image
+    assert pd.isna(table.loc["bm3d†", "iterations"]) and pd.isna(table.loc["bm3d†", "train s"])
+    assert (table.loc["unet", "iterations"], table.loc["unet", "train s"], table.loc["unet", TEST_SECONDS]) == (800, 60.0, 0.25)
+
+
+def _write_jobs(run: Path, jobs: list[dict]) -> None:
+    rows = [dict.fromkeys(JOB_COLUMNS) | {"dataset": "bsd68", "train_noise": "gaussian:sigma=0-50", "seed": 0,
+                                          "uses_noise_level": False} | job for job in jobs]
+    write_frame(run / JOBS, pd.DataFrame(rows, columns=JOB_COLUMNS))
+
+
+def test_skipped_and_failed_methods_stay_on_the_leaderboard_with_their_reasons(tmp_path: Path) -> None:
+    a = _write_run(tmp_path / "a", {"unet": np.zeros(len(IMAGES)), "iddp": np.full(len(IMAGES), 0.5)})
+    _write_jobs(a, [{"method": "unet", "status": "done"}, {"method": "iddp", "status": "done"},
+                    {"method": "n2n", "status": "skipped", "error": "n2n assumes zero-mean noise; salt is not"},
+                    {"method": "nb2nb", "status": "failed", "error": "RuntimeError: CUDA out of\nmemory"},
+                    {"method": "b2u", "status": "failed", "error": "RuntimeError: killed"},
+                    {"method": "bm3d", "dataset": "set12", "status": "skipped", "uses_noise_level": True,
+                     "error": "no noise level for real captures"}])
+    b = _write_run(tmp_path / "b", {"b2u": np.full(len(IMAGES), -0.5)})  # the failed b2u, redone in another run
+    markdown = write_leaderboard([a, b], tmp_path / "board")
+    table = markdown[markdown.index("## bsd68, gaussian:sigma=25"):]
+    assert ("Not run (no numbers):\n\n- n2n, trained on gaussian:sigma=0-50 (seed 0) skipped: n2n assumes zero-mean "
+            "noise; salt is not\n- nb2nb, trained on gaussian:sigma=0-50 (seed 0) failed: RuntimeError: CUDA out of "
+            "memory\n") in table
+    assert "b2u, trained on" not in markdown  # it has numbers after all
+    # A job of a dataset that has no table is listed on its own.
+    assert ("## Not run (no numbers in any table)\n\n- bm3d† on set12, trained on gaussian:sigma=0-50 (seed 0) "
+            "skipped: no noise level for real captures\n") in markdown
+    page = (tmp_path / "board" / "index.html").read_text()
+    assert "<li>nb2nb, trained on gaussian:sigma=0-50 (seed 0) failed: RuntimeError: CUDA out of memory</li>" in page
+    assert "<li>bm3d† on set12, trained on gaussian:sigma=0-50 (seed 0) skipped: no noise level for real captures</li>" in page
+
+
+def test_a_leaderboard_of_runs_where_nothing_ran_says_why(tmp_path: Path) -> None:
+    run = _write_run(tmp_path / "a", {})
+    _write_jobs(run, [{"method": "n2n", "status": "skipped", "error": "n2n assumes zero-mean noise; salt is not"}])
+    with pytest.raises(BenchError, match=re.escape("the runs hold no evaluated records (nothing ran: every job was "
+                                                   "skipped or failed: n2n on gaussian:sigma=0-50 skipped (n2n assumes")):
+        write_leaderboard([run], tmp_path / "board")

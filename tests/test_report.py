@@ -122,6 +122,33 @@ def test_dagger_is_explained_right_under_each_table_that_has_one(board: Path) ->
     assert len(notes) == page.count('<table class="sortable">') == 2
 
 
+def _rows(page: str, method: str) -> list[dict[str, str]]:
+    """Each table's row of ``method``, as header -> cell text."""
+    found = []
+    for table in re.findall(r'<table class="sortable">(.*?)</table>', page):
+        heads = re.findall(r"<th>(.*?)</th>", table)
+        for row in re.findall(r"<tr>(<td>.*?)</tr>", table):
+            cells = re.findall(r"<td>(.*?)</td>", row)
+            if cells[0] == method:
+                found.append(dict(zip(heads, cells)))
+    return found
+
+
+def test_short_intervals_are_flagged_and_per_image_methods_show_their_test_cost(board: Path) -> None:
+    page = (board / "index.html").read_text()
+    # The smoke profile tests on two images: every interval is marked, and the mark explained under its table.
+    assert [row["gap to the method above (dB, 95% CI)"][-1] for row in _rows(page, "iddp") + _rows(page, "bm3d†")
+            if row["gap to the method above (dB, 95% CI)"]] == ["‡", "‡"]
+    assert page.count('<p class="note few-images-note">‡ interval over fewer than 5 common images') == 2
+    # BM3D does not train: no iterations or training time, but its mean seconds per test image.
+    bm3d = _rows(page, "bm3d†")
+    assert {(row["iterations"], row["train s"]) for row in bm3d} == {("", "")}
+    records = read_records(board.parent / "run")
+    seconds = records[records.method == "bm3d"].groupby("test_noise").seconds.mean().round(3)
+    assert sorted(float(row["test s/image"]) for row in bm3d) == sorted(seconds) and seconds.min() > 0
+    assert all(int(row["iterations"]) > 0 for row in _rows(page, "iddp"))
+
+
 def test_every_crop_has_a_zoomed_detail_of_its_centre(board: Path) -> None:
     folder = board / SIGMA25
     for crop_path in sorted(folder.glob("*.png")):
