@@ -345,9 +345,11 @@ def write_leaderboard(run_dirs: list[Path], out: Path, allow_mismatch: bool = Fa
     write_frame(out / "leaderboard.csv", pd.concat(frames, ignore_index=True))
     pairs = pairs_table(records)
     write_frame(out / "pairs.csv", pairs)
-    few = f"\n`few images`: over fewer than {MIN_INTERVAL_IMAGES} common images, too few for the interval to mean much.\n"
+    few = "few images" in pairs and bool(pairs["few images"].any())
     write_text_atomic(out / "pairs.md", "# Paired PSNR differences (95 % bootstrap intervals over images)\n\n"
-                      + pairs.to_markdown(index=False) + "\n" + (few if "few images" in pairs and pairs["few images"].any() else ""))
+                      + pairs.to_markdown(index=False) + "\n"
+                      + (f"\n`few images`: over fewer than {MIN_INTERVAL_IMAGES} common images, too few for the "
+                         "interval to mean much.\n" if few else ""))
     if html:
         from denoise_bench.report import write_html  # matplotlib is imported only when a page is made
 

@@ -133,7 +133,9 @@ def not_run(jobs: pd.DataFrame, records: pd.DataFrame | None = None) -> pd.DataF
     was done anyway (in another row, or with records from another run: a failure redone later) is left out."""
     if jobs.empty or "status" not in jobs:
         return pd.DataFrame(columns=NOT_RUN_COLUMNS)
-    done = set(_job_keys(jobs[jobs.status == DONE])) | set(_job_keys(records if records is not None else pd.DataFrame()))
+    done = set(_job_keys(jobs[jobs.status == DONE]))
+    if records is not None:
+        done |= set(_job_keys(records))
     missing = jobs[jobs.status != DONE]
     rows: dict[tuple[str, ...], list[str]] = {}
     for job, key in zip(missing.to_dict("records"), _job_keys(missing)):
@@ -237,7 +239,8 @@ def render_markdown(tables: dict[tuple[str, str], pd.DataFrame], metric: str, pr
         lines += [f"## {dataset}, trained on {train_noise}", "", table.to_markdown(), ""]
         here = missing[(missing.dataset == dataset) & (missing.train_noise == train_noise)]
         if not here.empty:
-            lines += ["Not run:", ""] + [f"- {not_run_text(row, dataset=False, train_noise=False)}" for _, row in here.iterrows()] + [""]
+            listed = [f"- {not_run_text(row, dataset=False, train_noise=False)}" for _, row in here.iterrows()]
+            lines += ["Not run:", "", *listed, ""]
     lines.append(f"{ORACLE_MARK} told the true noise level of each test image. "
                  "Means over test images, noise repeats and seeds.")
     return "\n".join(lines) + "\n"
