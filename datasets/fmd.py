@@ -25,8 +25,7 @@ from denoise_bench.errors import BenchError
 from denoise_bench.hookspecs import hookimpl
 from denoise_bench.images import list_images, read_image
 from denoise_bench.real_noise import RealScene
-
-from .remote_sets import ArchiveSet, RemoteFile
+from denoise_bench.remote_set import ArchiveSet, RemoteFile
 
 # Google Drive file ids of the authors' per-type archives (linked from github.com/yinhaoz/denoising-fluorescence).
 DRIVE_IDS = {

@@ -12,7 +12,7 @@
   wrong bytes over again.
 * **Cached.** If ``dest`` already holds the pinned sha256, no request is made. (With no pinned hash,
   an existing ``dest`` is returned as is: verifying it is the caller's business, see
-  ``remote_sets``' trust-on-first-use record.)
+  ``remote_set``'s trust-on-first-use record.)
 * **Retried, within bounds.** HTTP 5xx, 408, 429, connection errors, timeouts and interrupted
   transfers are retried ``retries`` times (so at most ``retries + 1`` requests) with exponential
   back-off ``backoff * 2**n`` seconds; other 4xx answers are final. ``timeout`` bounds every socket

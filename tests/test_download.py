@@ -1,4 +1,4 @@
-"""Downloads (denoise_bench.download) and downloaded sets (datasets/remote_sets.py).
+"""Downloads (denoise_bench.download), downloaded sets (denoise_bench.remote_set) and the built-in ones (datasets/remote_sets.py).
 
 Everything is served by a local ThreadingHTTPServer on 127.0.0.1; an autouse guard makes any
 connection to another host fail at once (and records it), so no test can reach the internet.
@@ -29,8 +29,10 @@ from PIL import Image
 
 from denoise_bench import download
 from denoise_bench.data import TEST, TRAIN
+from denoise_bench import remote_set
 from denoise_bench.datasets import remote_sets
-from denoise_bench.datasets.remote_sets import SIDECAR, RemoteFile, RemoteSet
+from denoise_bench.datasets.remote_sets import MANIFEST_PACKAGE
+from denoise_bench.remote_set import SIDECAR, RemoteFile, RemoteSet
 from denoise_bench.download import cache_dir, extract, fetch, sha256_file
 from denoise_bench.errors import BenchError
 from denoise_bench.images import list_images
@@ -451,7 +453,7 @@ def test_manifest_paths_and_hashes_are_validated() -> None:
     with pytest.raises(BenchError, match="invalid sha256"):
         RemoteFile(TEST, "x.png", "http://127.0.0.1/x", "123")
     with pytest.raises(BenchError, match="columns"):
-        remote_sets.parse_manifest("file,url\nx.png,http://127.0.0.1/x\n")
+        remote_set.parse_manifest("file,url\nx.png,http://127.0.0.1/x\n")
 
 
 # --- the registered sets -------------------------------------------------------------------------
@@ -463,10 +465,10 @@ def test_remote_sets_are_registered_with_manifests_from_the_installed_package() 
     text = resources.files("denoise_bench.datasets").joinpath("manifests", "bsd300.csv").read_text()
     assert text.startswith("split,file,url,sha256\n")
 
-    bsd = remote_sets.read_manifest("bsd300.csv")
+    bsd = remote_set.read_manifest("bsd300.csv", MANIFEST_PACKAGE)
     assert len(bsd) == 100 and len({f.path for f in bsd}) == 100
     assert all(f.split == TEST and f.sha256 and f.url == f"{N2N_RAW}validation/BSD300/test/{f.path}" for f in bsd)
-    kodak = remote_sets.read_manifest("kodak24.csv")
+    kodak = remote_set.read_manifest("kodak24.csv", MANIFEST_PACKAGE)
     assert [f.path for f in kodak] == [f"kodim{i:02d}.png" for i in range(1, 25)]
     assert all(f.sha256 is None and f.url == f"{N2N_RAW}validation/Kodak/{f.path}" for f in kodak)
 
@@ -474,7 +476,7 @@ def test_remote_sets_are_registered_with_manifests_from_the_installed_package() 
 def test_bsd300_download_uses_a_verified_local_copy_without_network(data_dir: Path, loopback_only: list[str]) -> None:
     with (data_dir / "MANIFEST.csv").open(newline="") as fh:
         shared = {Path(r["file"]).name: r["sha256"] for r in csv.DictReader(fh) if r["set"] == "BSD300_test"}
-    assert {f.path: f.sha256 for f in remote_sets.read_manifest("bsd300.csv")} == shared
+    assert {f.path: f.sha256 for f in remote_set.read_manifest("bsd300.csv", MANIFEST_PACKAGE)} == shared
 
     dataset = get_registry().dataset("bsd300")(data_dir)
     paths = dataset.ensure(TEST)  # type: ignore[attr-defined]
@@ -500,8 +502,8 @@ def test_kodak24_offline_says_which_file_to_put_where(loopback_only: list[str], 
 # --- ArchiveSet: one archive, unpacked once ------------------------------------------------------
 
 
-def _archive_set(url: str, sha256: str | None) -> type[remote_sets.ArchiveSet]:
-    class TinyArchive(remote_sets.ArchiveSet):
+def _archive_set(url: str, sha256: str | None) -> type[remote_set.ArchiveSet]:
+    class TinyArchive(remote_set.ArchiveSet):
         name = "tiny-archive"
         description = "two tiny PNGs in one zip from the local test server"
         channels = 3
@@ -524,10 +526,10 @@ def test_archive_set_downloads_unpacks_once_then_works_offline(tmp_path: Path) -
         assert sum(server.hits.values()) == 1
     assert [i.id for i in images] == ["a", "b"] and np.array_equal(images[0].pixels, a_pixels)
     root = tmp_path / "data" / "TinyArchive"
-    assert (root / "unpacked" / "set" / remote_sets.UNPACKED_STAMP).read_text().strip() == _sha(body)
+    assert (root / "unpacked" / "set" / remote_set.UNPACKED_STAMP).read_text().strip() == _sha(body)
     assert _sha(body) in (root / SIDECAR).read_text()  # trust on first use, as for single files
     # Offline, from the unpacked copy; a stale stamp (another archive) makes it unpack again.
-    (root / "unpacked" / "set" / remote_sets.UNPACKED_STAMP).write_text("0" * 64)
+    (root / "unpacked" / "set" / remote_set.UNPACKED_STAMP).write_text("0" * 64)
     (root / "unpacked" / "set" / "db" / "pristine_images" / "b.png").unlink()
     assert [i.id for i in cls(tmp_path / "data").images(TRAIN)] == ["a", "b"]
     with pytest.raises(BenchError, match="no 'test' split \\(a training set\\)"):

@@ -18,10 +18,10 @@ from denoise_bench import hookimpl, plugins
 from denoise_bench.cli import main
 from denoise_bench.data import TEST, TRAIN, Dataset
 from denoise_bench.datasets.fmd import FMD
-from denoise_bench.datasets.remote_sets import RemoteFile
 from denoise_bench.errors import BenchError
 from denoise_bench.protocol import get_protocol
 from denoise_bench.real_noise import RealScene, build_real_view
+from denoise_bench.remote_set import RemoteFile
 from denoise_bench.supervision import CleanBatch, NoisyBatch, NoisyPairBatch, Supervision
 from test_download import Reply, serving
 
