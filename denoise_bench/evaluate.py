@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import torch
 
 from denoise_bench.data import CleanImage
+from denoise_bench.images import to_chw
 from denoise_bench.method import Method, NoiseInfo
 from denoise_bench.noise import Levels, NoiseSpec
 from denoise_bench.protocol import EvalProtocol
@@ -46,7 +47,7 @@ def make_test_cases(dataset: str, images: list[CleanImage], spec: NoiseSpec, pro
     """Noisy copies of every test image, drawn on the CPU so every device and method sees the same bits."""
     cases = []
     for image in images:
-        clean_u8 = centre_crop(torch.from_numpy(image.pixels).permute(2, 0, 1).contiguous(), crop)
+        clean_u8 = centre_crop(to_chw(image.pixels), crop)
         clean = clean_u8.float().div(255.0).unsqueeze(0)
         for repeat in range(protocol.repeats_for(dataset)):
             seed = protocol.noise_seed(dataset, image.id, str(spec), repeat)

@@ -1,10 +1,11 @@
-"""Reading 8-bit images from disk, with errors that name the file."""
+"""8-bit images: reading them from disk, with errors that name the file, and their array layouts."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image, UnidentifiedImageError
 
 from denoise_bench.errors import BenchError
@@ -33,6 +34,14 @@ def to_channels(pixels: np.ndarray, channels: int) -> np.ndarray:
         luma = pixels.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
         return np.clip(np.floor(luma + 0.5), 0, 255).astype(np.uint8)[:, :, None]
     raise BenchError(f"cannot convert an image with {have} channels to {channels}")
+
+
+def to_chw(pixels: np.ndarray) -> torch.Tensor:
+    """(H, W, C) pixels, as datasets and image files hold them, -> a contiguous (C, H, W) tensor, as networks take them.
+
+    Keeps the dtype (uint8 stays uint8); the tensor owns its memory whatever the array's strides.
+    """
+    return torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1).contiguous()
 
 
 def read_image(path: Path, channels: int) -> np.ndarray:

@@ -25,13 +25,13 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-import numpy as np
 import skimage.data
 import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from denoise_bench.engine import Engine
+from denoise_bench.images import to_chw
 from denoise_bench.method import MethodSetup, TrainContext
 from denoise_bench.methods.iddp import box_filter, random_signs
 from denoise_bench.network_method import NetworkMethod
@@ -68,7 +68,7 @@ WARMUP = 3
 
 def _view(supervision: Supervision, device: torch.device, channels: int = CHANNELS) -> TrainingView:
     """Crops of two photographs, noise drawn on the device: the runner's own data path."""
-    photo = torch.from_numpy(np.ascontiguousarray(skimage.data.astronaut())).permute(2, 0, 1)[:channels]
+    photo = to_chw(skimage.data.astronaut())[:channels]
     images = [photo[:, :256, :256].contiguous(), photo[:, 256:, 256:].contiguous()]
     return build_view(supervision, images, parse_spec("gaussian:sigma=0-50", get_registry().noise_families),
                       NoisePolicy.FRESH, device, seed=0)

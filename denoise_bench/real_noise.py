@@ -31,6 +31,7 @@ from denoise_bench.crops import CropSampler
 from denoise_bench.errors import BenchError
 from denoise_bench.evaluate import TestCase, centre_crop
 from denoise_bench.hookspecs import hookimpl
+from denoise_bench.images import to_chw
 from denoise_bench.noise import PIXEL_INDEPENDENT, ZERO_MEAN, Levels, NoiseFamily, NoiseSpec
 from denoise_bench.supervision import Batch, Supervision, TrainingView, batch_of, data_home
 
@@ -85,10 +86,6 @@ def real_scenes(dataset: object, split: str) -> list[RealScene]:
     return scenes
 
 
-def _chw(pixels: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1).contiguous()
-
-
 def make_real_test_cases(dataset: str, scenes: Sequence[RealScene], spec: NoiseSpec,
                          crop: int | None = None) -> list[TestCase]:
     """One test case per capture of every scene, scored against the scene's reference."""
@@ -96,9 +93,9 @@ def make_real_test_cases(dataset: str, scenes: Sequence[RealScene], spec: NoiseS
     for scene in scenes:
         if scene.clean is None:
             raise BenchError(f"dataset {dataset!r}: test scene {scene.id!r} has no clean reference to score against")
-        clean_u8 = centre_crop(_chw(scene.clean), crop)
+        clean_u8 = centre_crop(to_chw(scene.clean), crop)
         for index, capture in enumerate(scene.captures):
-            noisy = centre_crop(_chw(capture), crop).float().div(255.0).unsqueeze(0)
+            noisy = centre_crop(to_chw(capture), crop).float().div(255.0).unsqueeze(0)
             cases.append(TestCase(dataset, scene.id, clean_u8, spec, index, -1, noisy, {}))
     return cases
 
@@ -116,13 +113,13 @@ def build_real_view(supervision: Supervision, scenes: Sequence[RealScene], devic
         raise BenchError("clean-supervised training on real noise needs a reference for every training scene")
     nbytes = sum(scene.captures[0].nbytes * len(scene.captures) for scene in scenes)
     home = data_home(nbytes, device)
-    tensors = {id(c): _chw(c).to(home) for scene in scenes for c in scene.captures}
+    tensors = {id(c): to_chw(c).to(home) for scene in scenes for c in scene.captures}
     first = [tensors[id(scene.captures[index])] for scene, index in pairs]
     planes: list[list[torch.Tensor]] = [first]
     if supervision is Supervision.NOISY_PAIRS:
         planes.append([tensors[id(scene.captures[(index + 1) % len(scene.captures)])] for scene, index in pairs])
     elif supervision is Supervision.CLEAN:
-        references = {scene.id: _chw(scene.clean).to(home) for scene in scenes}  # type: ignore[arg-type]
+        references = {scene.id: to_chw(scene.clean).to(home) for scene in scenes}  # type: ignore[arg-type]
         planes.append([references[scene.id] for scene, _ in pairs])
     crop_gen = torch.Generator().manual_seed(seed)
     sampler = CropSampler(planes, crop_gen)

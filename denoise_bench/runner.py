@@ -31,6 +31,7 @@ from denoise_bench.engine import Engine, resolve_engine
 from denoise_bench.environment import describe_environment, pick_device
 from denoise_bench.errors import BenchError
 from denoise_bench.evaluate import TestCase, evaluate, make_test_cases
+from denoise_bench.images import to_chw
 from denoise_bench.method import Method, MethodSetup, TrainContext, resolve_options
 from denoise_bench.noise import NoiseSetting, NoiseSpec, resolve_setting
 from denoise_bench.plugins import Registry, get_registry
@@ -212,7 +213,7 @@ class _Images:
             h, w = small[0].pixels.shape[:2]
             raise BenchError(f"training image {small[0].id!r} of {source.name!r} is {h}x{w}, smaller than the "
                              f"{crop}x{crop} crop ({len(small)} image(s) in all); choose a smaller --crop-size")
-        return [torch.from_numpy(im.pixels).permute(2, 0, 1).contiguous() for im in images]
+        return [to_chw(im.pixels) for im in images]
 
     def test(self, dataset: Dataset) -> list[CleanImage]:
         images = self.get(dataset, TEST)

@@ -35,6 +35,7 @@ import torch
 
 from denoise_bench.checkpoints import load_checkpoint, save_checkpoint
 from denoise_bench.errors import BenchError
+from denoise_bench.images import to_chw
 from denoise_bench.method import Method, MethodSetup, NoiseInfo, TrainContext, validate_method_class
 from denoise_bench.noise import NoiseSpec, parse_spec
 from denoise_bench.plugins import get_registry
@@ -95,12 +96,12 @@ def _photo(channels: int) -> np.ndarray:
 
 
 def _training_images(channels: int) -> list[torch.Tensor]:
-    photo = torch.from_numpy(_photo(channels)).permute(2, 0, 1)
+    photo = to_chw(_photo(channels))
     return [photo[:, :160, :160].contiguous(), photo[:, 200:360, 200:360].contiguous()]
 
 
 def _test_image(channels: int) -> torch.Tensor:
-    photo = torch.from_numpy(_photo(channels)).permute(2, 0, 1)
+    photo = to_chw(_photo(channels))
     return photo[:, 100:100 + IMAGE_SIZE, 260:260 + IMAGE_SIZE].float().div(255).unsqueeze(0)
 
 

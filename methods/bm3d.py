@@ -21,6 +21,7 @@ import torch
 
 from denoise_bench.errors import BenchError
 from denoise_bench.hookspecs import hookimpl
+from denoise_bench.images import to_chw
 from denoise_bench.method import Method, NoiseInfo
 from denoise_bench.noise import NoiseFamily
 from denoise_bench.supervision import Supervision
@@ -117,7 +118,7 @@ class BM3D(Method):
             raise BenchError("bm3d needs the noise level of each image")
         y = noisy[0].permute(1, 2, 0).double().cpu().numpy()
         estimate = HANDLERS[noise.spec.name](y, noise.levels)
-        return torch.from_numpy(np.ascontiguousarray(estimate)).permute(2, 0, 1)[None].to(noisy)
+        return to_chw(estimate)[None].to(noisy)
 
 
 @hookimpl
