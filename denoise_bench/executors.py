@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from denoise_bench.errors import BenchError
+from denoise_bench.options import parse_option
 
 EXECUTORS = ("inline", "local", "slurm")
 LOGS = "submitit"  # per-job logs and pickles, inside the run folder
@@ -27,16 +28,6 @@ LOGS = "submitit"  # per-job logs and pickles, inside the run folder
 class Executor(Protocol):
     def run_units(self, run_dir: Path, units: list[Any], echo: Callable[[str], None]) -> Iterator[tuple[Any, BaseException | None]]:
         """Run every unit, yielding ``(unit, None)`` or ``(unit, error)`` as each job ends."""
-
-
-def _coerce(value: str) -> Any:
-    """Executor options arrive as text; submitit wants ints for counts and minutes."""
-    for kind in (int, float):
-        try:
-            return kind(value)
-        except ValueError:
-            pass
-    return value
 
 
 class SubmititExecutor:
@@ -48,7 +39,8 @@ class SubmititExecutor:
         except ImportError:
             raise BenchError("--executor needs the submitit package: pip install submitit") from None
         self.cluster = cluster
-        self.options = {key: _coerce(value) for key, value in options.items()}
+        # Options arrive as text; submitit wants ints for counts and minutes.
+        self.options = {key: parse_option(value) for key, value in options.items()}
         self._executor(Path("unused"))  # check the options now, before any run folder is written
 
     def _executor(self, folder: Path) -> Any:

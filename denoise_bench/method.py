@@ -25,6 +25,7 @@ import torch
 from denoise_bench.engine import Engine
 from denoise_bench.errors import BenchError, unknown_name
 from denoise_bench.noise import KNOWN_PROPERTIES, Levels, NoiseFamily, NoiseSpec
+from denoise_bench.options import parse_option
 from denoise_bench.profiles import Budget
 from denoise_bench.supervision import Supervision, TrainingView
 
@@ -151,15 +152,11 @@ def validate_method_class(obj: object) -> str:
     return obj.name
 
 
-def _coerce(method: str, key: str, raw: Any, default: Any) -> Any:
+def _typed_option(method: str, key: str, raw: Any, default: Any) -> Any:
     if not isinstance(raw, str):
         return raw
     try:
-        if isinstance(default, bool):
-            if raw.lower() not in ("true", "false", "1", "0", "yes", "no"):
-                raise ValueError(raw)
-            return raw.lower() in ("true", "1", "yes")
-        return type(default)(raw)
+        return parse_option(raw, like=default)
     except ValueError:
         raise BenchError(f"method {method!r}: option {key}={raw!r} is not a valid {type(default).__name__}") from None
 
@@ -170,4 +167,4 @@ def resolve_options(method: str, defaults: dict[str, Any], given: dict[str, Any]
     if unknown:
         valid = ", ".join(sorted(defaults)) or "none"
         raise BenchError(f"method {method!r} has no option(s) {', '.join(sorted(unknown))}; options: {valid}")
-    return {k: _coerce(method, k, given.get(k, v), v) for k, v in defaults.items()}
+    return {k: _typed_option(method, k, given.get(k, v), v) for k, v in defaults.items()}
