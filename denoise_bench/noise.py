@@ -68,6 +68,9 @@ class NoiseFamily:
     # The paper protocol for ``--noise <family>``: one training spec, then the test specs.
     preset_train: str | None = None
     preset_tests: tuple[str, ...] = ()
+    # True for noise that cannot be drawn onto clean images: the noisy images are the dataset's own
+    # captures (``denoise_bench.real_noise``), so the runner trains and tests on those instead.
+    captured: bool = False
 
     def param(self, name: str) -> Param:
         for p in self.params:

@@ -1,9 +1,10 @@
 """Real noise: datasets that bring their own noisy captures (FMD) instead of a synthetic noise model.
 
-``--noise real`` trains and tests on a dataset's own captures. Such a dataset implements
-``real_scenes(split)`` (:class:`RealNoiseSource`): a list of :class:`RealScene`, each several noisy
-captures of one field of view and, where the dataset has one, its clean reference (FMD: the average
-of 50 captures). The runner then
+``--noise real`` trains and tests on a dataset's own captures. The runner asks the family whether it
+is ``captured``, never its name, so a plugin may register another family of captured noise (and a
+dataset for it). Such a dataset implements ``real_scenes(split)`` (:class:`RealNoiseSource`): a
+list of :class:`RealScene`, each several noisy captures of one field of view and, where the dataset
+has one, its clean reference (FMD: the average of 50 captures). The runner then
 
 * trains through a view built from the captures: a ``none`` method gets one random capture, a
   ``noisy-pairs`` method two different captures of the same scene (the Noise2Noise setting), a
@@ -63,18 +64,15 @@ REAL = NoiseFamily(
     properties=frozenset({ZERO_MEAN, PIXEL_INDEPENDENT}),
     preset_train="real",
     preset_tests=("real",),
+    captured=True,
 )
 
 
-def is_real(spec: NoiseSpec) -> bool:
-    return spec.family.name == REAL.name
-
-
-def require_real_source(dataset: object) -> RealNoiseSource:
-    """``dataset`` if it has real noisy captures; else the error that names it."""
+def require_real_source(dataset: object, noise: str = REAL.name) -> RealNoiseSource:
+    """``dataset`` if it has real noisy captures (for the captured family ``noise``); else the error that names it."""
     if not isinstance(dataset, RealNoiseSource):
         name = getattr(dataset, "name", type(dataset).__name__)
-        raise BenchError(f"noise 'real' needs a dataset of real noisy captures (e.g. fmd); {name!r} has clean images only")
+        raise BenchError(f"noise {noise!r} needs a dataset of real noisy captures (e.g. fmd); {name!r} has clean images only")
     return dataset
 
 

@@ -37,8 +37,7 @@ from denoise_bench.noise import NoiseSetting, NoiseSpec, resolve_setting
 from denoise_bench.plugins import Registry, get_registry
 from denoise_bench.profiles import BUDGET_DEFAULTS, Budget, get_profile, method_budget
 from denoise_bench.protocol import EvalProtocol, get_protocol
-from denoise_bench.real_noise import (RealScene, build_real_view, is_real, make_real_test_cases, real_scenes,
-                                      require_real_source)
+from denoise_bench.real_noise import RealScene, build_real_view, make_real_test_cases, real_scenes, require_real_source
 from denoise_bench.results import (CONFIG, CURVES, JOBS, PARTS, RECORDS, RESULTS_FORMAT, file_slug, part_folders,
                                    read_config, read_curves, read_jobs, read_records, write_frame, write_json,
                                    write_tables)
@@ -133,9 +132,10 @@ def plan(request: RunRequest, registry: Registry | None = None) -> RunPlan:
     budget = profile.override(**request.overrides)
     # Resolved now, so that a plugin's bad official_budget fails before anything trains.
     budgets = {m.name: method_budget(request.profile, profile, m.official_budget, request.overrides) for m in methods}
-    if any(is_real(s.train) for s in settings):
+    captured = next((s.train.family for s in settings if s.train.family.captured), None)
+    if captured is not None:
         for dataset in [*datasets, *([train_dataset] if train_dataset else [])]:
-            require_real_source(dataset)
+            require_real_source(dataset, captured.name)
     needs_training = any(m.trainable for m in methods)
     for dataset in datasets:
         dataset.check(TEST)
@@ -297,7 +297,7 @@ class _Worker:
         if key not in self._test_cache:
             crop = self.plan.budget.test_crop
             self._test_cache[key] = (
-                make_real_test_cases(dataset.name, self.images.real(dataset, TEST), spec, crop) if is_real(spec)
+                make_real_test_cases(dataset.name, self.images.real(dataset, TEST), spec, crop) if spec.family.captured
                 else make_test_cases(dataset.name, self.images.test(dataset), spec, self.plan.protocol, crop))
         return self._test_cache[key]
 
@@ -507,7 +507,7 @@ def _trained_method(p: RunPlan, method_cls: type[Method], datasets: list[Dataset
     """
     first = datasets[0]
     budget = p.budget_of(method_cls)
-    real = is_real(setting.train)
+    real = setting.train.family.captured  # the dataset's own captures, not drawn noise
     setup = MethodSetup(channels=first.channels, budget=budget, device=p.device, seed=seed,
                         options=p.request.method_options.get(method_cls.name, {}), engine=p.engine,
                         train_noise=None if real else setting.train,

@@ -1,4 +1,5 @@
-"""Real noise (--noise real) and the FMD dataset, on a miniature FMD archive served from 127.0.0.1."""
+"""Real noise (--noise real) and the FMD dataset, on a miniature FMD archive served from 127.0.0.1, and a
+plugin's own family of captured noise."""
 
 from __future__ import annotations
 
@@ -16,9 +17,10 @@ from PIL import Image
 
 from denoise_bench import hookimpl, plugins
 from denoise_bench.cli import main
-from denoise_bench.data import TEST, TRAIN, Dataset
+from denoise_bench.data import TEST, TRAIN, CleanImage, Dataset
 from denoise_bench.datasets.fmd import FMD
 from denoise_bench.errors import BenchError
+from denoise_bench.noise import PIXEL_INDEPENDENT, ZERO_MEAN, NoiseFamily
 from denoise_bench.protocol import get_protocol
 from denoise_bench.real_noise import RealScene, build_real_view
 from denoise_bench.remote_set import RemoteFile
@@ -163,3 +165,57 @@ def test_a_method_told_the_noise_level_is_incompatible_with_real_noise() -> None
 
     assert Oracle.incompatibility(REAL) == "oracle-median is told the true noise level; real noise has none"
     assert Median3.incompatibility(REAL) is None
+
+
+def _no_sampler(clean: torch.Tensor, levels: dict, generator: torch.Generator) -> torch.Tensor:
+    raise AssertionError("captured noise is never drawn")
+
+
+# Another family of captured noise, registered by a plugin: the runner must handle it like 'real',
+# by what the family declares and not by its name.
+SENSOR = NoiseFamily(name="sensor", description="a camera's own captures (test plugin)", params=(),
+                     sampler=_no_sampler, properties=frozenset({ZERO_MEAN, PIXEL_INDEPENDENT}),
+                     preset_train="sensor", preset_tests=("sensor",), captured=True)
+
+
+class Captures(Dataset):
+    """Two scenes per split, each CAPTURES noisy gray captures and a reference, made in memory."""
+
+    name = "captures"
+    description = "in-memory captures (test plugin)"
+    channels = 1
+
+    def load(self, split: str) -> list[CleanImage]:
+        return [CleanImage(scene.id, scene.clean) for scene in self.real_scenes(split)]
+
+    def real_scenes(self, split: str) -> list[RealScene]:
+        fovs = (19, 20) if split == TEST else (1, 2)
+        return [RealScene(f"{split}{fov}", tuple(_capture(fov, k)[..., None] for k in range(CAPTURES)),
+                          _clean(fov)[..., None]) for fov in fovs]
+
+
+class SensorPlugin:
+    @hookimpl
+    def register_noise_models(self, register: Callable[[NoiseFamily], None]) -> None:
+        register(SENSOR)
+
+    @hookimpl
+    def register_datasets(self, register: Callable[[type[Dataset]], None]) -> None:
+        register(Captures)
+
+
+def test_a_plugins_captured_noise_trains_and_tests_on_the_datasets_captures(tmp_path: Path) -> None:
+    plugins.get_plugin_manager().register(SensorPlugin(), name="sensor-plugin")
+    plugins.reset_registry()
+    out = tmp_path / "run"
+    result = CliRunner().invoke(main, ["run", "--methods", "n2n", "--noise", "sensor", "--dataset", "captures",
+                                       "--profile", "smoke", "--iterations", "2", "--crop-size", "32", "--out", str(out),
+                                       "--no-progress"])
+    assert result.exit_code == 0, result.output
+    records = pd.read_csv(out / "records.csv")
+    assert set(records.test_noise) == {"sensor"} and set(records.image) == {"test19", "test20"}
+    assert sorted(records[records.image == "test19"].repeat) == list(range(CAPTURES))  # one record per capture
+    refused = CliRunner().invoke(main, ["run", "--methods", "n2n", "--noise", "sensor", "--dataset", "skimage"])
+    assert refused.exit_code == 2
+    assert refused.output.strip() == ("error: noise 'sensor' needs a dataset of real noisy captures (e.g. fmd); "
+                                      "'skimage' has clean images only")
