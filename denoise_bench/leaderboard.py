@@ -30,16 +30,16 @@ from pathlib import Path
 import pandas as pd
 
 from denoise_bench.errors import BenchError
-from denoise_bench.results import (ORACLE_MARK, RECORDS, low_budget_warnings, method_label, not_run, not_run_text,
-                                   nothing_ran, part_folders, read_config, read_curves, read_jobs, read_records,
-                                   write_frame, write_json, write_text_atomic)
+from denoise_bench.results import (ENVIRONMENT, ORACLE_MARK, RECORDS, low_budget_warnings, method_label, not_run,
+                                   not_run_text, nothing_ran, part_folders, read_config, read_curves, read_jobs,
+                                   read_records, write_frame, write_json, write_text_atomic)
+from denoise_bench.schema import JOB_KEY
 from denoise_bench.significance import (FEW_IMAGES_MARK, MIN_INTERVAL_IMAGES, PairedDifference, all_pairs, compare,
                                         per_image_means)
 
 # What must agree between runs for their means to be comparable.
 COMPARABLE_FIELDS = ("protocol", "profile", "budget", "noise_policy", "train_dataset", "precision")
 PAPER_RESULTS = ("denoise_bench", "reference/paper_results.csv")
-ENVIRONMENT = "environment.json"  # written by the runner from environment.describe_environment
 RUN_STAMP = re.compile(r"(\d{8}-\d{6})")  # the default run folder name, runs/<UTC stamp>
 
 
@@ -138,8 +138,7 @@ def merge_runs(run_dirs: list[Path], allow_mismatch: bool = False,
     if mismatches and not allow_mismatch:
         raise BenchError("runs are not comparable (pass --allow-mismatch to merge anyway): " + "; ".join(mismatches))
     merged = pd.concat(records, ignore_index=True)
-    key = ["method", "dataset", "train_noise", "seed"]
-    owners = merged.groupby(key)["run_dir"].nunique()
+    owners = merged.groupby(JOB_KEY)["run_dir"].nunique()
     overlap = owners[owners > 1]
     if not overlap.empty:
         method, dataset, train_noise, seed = overlap.index[0]

@@ -28,9 +28,12 @@ import pandas as pd
 from denoise_bench.atomic import write_text_atomic
 from denoise_bench.errors import BenchError
 from denoise_bench.profiles import SHORT_BUDGET_WARNINGS
+from denoise_bench.schema import JOB_KEY
 
 RESULTS_FORMAT = 1  # bump when the layout or meaning of a run folder changes
 CONFIG = "config.json"
+ENVIRONMENT = "environment.json"  # from environment.describe_environment
+CHECKPOINTS = "checkpoints"
 RECORDS = "records.csv"
 JOBS = "jobs.csv"
 CURVES = "curves.csv"  # learning curves: mean test PSNR/SSIM during training (runs with --eval-every)
@@ -124,7 +127,7 @@ def _job_keys(frame: pd.DataFrame) -> list[tuple[str, str, str, str]]:
     """(method, dataset, train noise, seed) of each row, as text (seeds read from CSV are numbers)."""
     if frame.empty:
         return []
-    return list(zip(*(frame[c].astype(str) for c in ("method", "dataset", "train_noise", "seed"))))
+    return list(zip(*(frame[c].astype(str) for c in JOB_KEY)))
 
 
 def not_run(jobs: pd.DataFrame, records: pd.DataFrame | None = None) -> pd.DataFrame:

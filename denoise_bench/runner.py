@@ -38,10 +38,12 @@ from denoise_bench.plugins import Registry, get_registry
 from denoise_bench.profiles import BUDGET_DEFAULTS, Budget, get_profile, method_budget
 from denoise_bench.protocol import EvalProtocol, get_protocol
 from denoise_bench.real_noise import RealScene, build_real_view, make_real_test_cases, real_scenes, require_real_source
-from denoise_bench.results import (CONFIG, CURVES, JOBS, PARTS, RECORDS, RESULTS_FORMAT, file_slug, part_folders,
-                                   read_config, read_curves, read_jobs, read_records, write_frame, write_json,
-                                   write_tables)
+from denoise_bench.results import (CHECKPOINTS, CONFIG, CURVES, ENVIRONMENT, JOBS, PARTS, RECORDS, RESULTS_FORMAT,
+                                   file_slug, part_folders, read_config, read_curves, read_jobs, read_records,
+                                   write_frame, write_json, write_tables)
 from denoise_bench.samples import is_sample_case, save_sample
+from denoise_bench.schema import (CURVE_COLUMNS, CURVE_KEY, JOB_COLUMNS, JOB_KEY, RECORD_COLUMNS, RECORD_KEY, JobKey,
+                                  job_key)
 from denoise_bench.supervision import NoisePolicy, Supervision, build_view
 
 if TYPE_CHECKING:
@@ -301,11 +303,11 @@ class _Worker:
                 else make_test_cases(dataset.name, self.images.test(dataset), spec, self.plan.protocol, crop))
         return self._test_cache[key]
 
-    def run_unit(self, unit: Unit, sink: _Sink, finished: set[tuple]) -> None:
+    def run_unit(self, unit: Unit, sink: _Sink, finished: set[JobKey]) -> None:
         """Train once, test on each dataset of the unit; every outcome lands in ``sink``."""
         p, echo = self.plan, self.echo
         method_cls, setting = self._methods[unit.method], self._settings[unit.noise]
-        todo = [(self._datasets[job["dataset"]], job) for job in _unit_jobs(p, unit) if _job_key(job) not in finished]
+        todo = [(self._datasets[job["dataset"]], job) for job in _unit_jobs(p, unit) if job_key(job) not in finished]
         if not todo:
             return  # done in an earlier, interrupted invocation
         reason = method_cls.incompatibility(setting.family)
@@ -358,10 +360,10 @@ def run(p: RunPlan, echo: Callable[[str], None] = print, executor: "Executor | N
     run_dir = p.run_dir
     config = _config(p)
     sink = _resume_state(run_dir, config, echo)
-    finished = {_job_key(j) for j in sink.jobs}
-    (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+    finished = {job_key(j) for j in sink.jobs}
+    (run_dir / CHECKPOINTS).mkdir(parents=True, exist_ok=True)
     write_json(run_dir / CONFIG, config)
-    write_json(run_dir / "environment.json", describe_environment(p.device))
+    write_json(run_dir / ENVIRONMENT, describe_environment(p.device))
     sink.save()
     units = _units(p)
     if executor is None:
@@ -369,15 +371,15 @@ def run(p: RunPlan, echo: Callable[[str], None] = print, executor: "Executor | N
         for unit in units:
             worker.run_unit(unit, sink, finished)
     else:
-        pending = [u for u in units if any(_job_key(job) not in finished for job in _unit_jobs(p, u))]
+        pending = [u for u in units if any(job_key(job) not in finished for job in _unit_jobs(p, u))]
         for unit, error in executor.run_units(run_dir, pending, echo):
             if error is None:
                 continue
             # The job itself died (killed, out of memory, a scheduler error): its unrecorded jobs failed.
             part = run_dir / PARTS / unit.slug
-            recorded = {_job_key(j) for j in _rows(part / JOBS)}
+            recorded = {job_key(j) for j in _rows(part / JOBS)}
             for job in _unit_jobs(p, unit):
-                if _job_key(job) not in recorded:
+                if job_key(job) not in recorded:
                     _record_failure(sink, job, error, time.perf_counter(), echo)
         _fold_parts(run_dir, sink)
     sink.save()
@@ -426,10 +428,6 @@ def _rows(path: Path) -> list[dict]:
     return frame.where(frame.notna(), None).to_dict("records") if not frame.empty else []
 
 
-def _job_key(row: dict) -> tuple:
-    return (row["method"], row["dataset"], row["train_noise"], int(row["seed"]))
-
-
 def _comparable(config: dict) -> dict:
     """The parts of a config that must match to continue a run (not the device or progress).
 
@@ -468,11 +466,11 @@ def _resume_state(run_dir: Path, config: dict, echo: Callable[[str], None]) -> _
     old_jobs = read_jobs(run_dir)  # includes the parts of executor jobs
     done = old_jobs[old_jobs.status.isin(["done", "skipped"])] if not old_jobs.empty else old_jobs
     done = done.drop_duplicates(JOB_KEY, keep="last") if not done.empty else done
-    keys = {_job_key(j) for j in done.to_dict("records")}
+    keys = {job_key(j) for j in done.to_dict("records")}
     old_records = read_records(run_dir) if (run_dir / RECORDS).exists() or part_folders(run_dir) else pd.DataFrame()
     if not old_records.empty:  # a kill while parts were being folded in can leave a job's rows twice
         old_records = old_records.drop_duplicates(RECORD_KEY, keep="last")
-    sink.records = [r for r in old_records.to_dict("records") if _job_key(r) in keys]
+    sink.records = [r for r in old_records.to_dict("records") if job_key(r) in keys]
     sink.jobs = done.to_dict("records")
     sink.curves = read_curves(run_dir).to_dict("records")
     shutil.rmtree(run_dir / PARTS, ignore_errors=True)  # folded into the sink, saved before any job runs
@@ -520,7 +518,7 @@ def _trained_method(p: RunPlan, method_cls: type[Method], datasets: list[Dataset
              f"(budget crop {budget.crop_size}, shortest training side {setup.train_side})")
     source = p.train_dataset or first
     name = f"{method_cls.name}__{file_slug(source.training_set_id())}__{file_slug(str(setting.train))}__seed{seed}"
-    trained = p.run_dir / "checkpoints" / f"{name}.pt"
+    trained = p.run_dir / CHECKPOINTS / f"{name}.pt"
     timing = trained.with_suffix(".json")
     if trained.exists():  # trained before an interruption
         method.load_state_dict(load_checkpoint(trained, p.device))
@@ -566,7 +564,7 @@ def _trained_method(p: RunPlan, method_cls: type[Method], datasets: list[Dataset
         torch.set_rng_state(rng)
         evaluating[0] += time.perf_counter() - began
 
-    state_path = p.run_dir / "checkpoints" / f"{name}.train.pt"
+    state_path = p.run_dir / CHECKPOINTS / f"{name}.train.pt"
     try:
         method.fit(view, TrainContext(on_step=on_step, log=echo, checkpoint_path=state_path,
                                       checkpoint_every=p.request.checkpoint_every,
@@ -604,14 +602,3 @@ def _test(p: RunPlan, method: Method, dataset: Dataset, setting: NoiseSetting, c
             job_records.extend(evaluate(method, test_cases, p.protocol, p.device, on_case=bar.update,
                                         on_estimate=keep_sample))
     return job_records
-
-
-RECORD_COLUMNS = ["run_id", "protocol", "profile", "method", "supervision", "uses_noise_level", "train_noise", "test_noise",
-                  "dataset", "image", "repeat", "seed", "noise_seed", "noise_level", "psnr", "ssim", "input_psnr",
-                  "input_ssim", "seconds", "train_seconds", "iterations", "noise_policy", "device"]
-JOB_KEY = ["method", "dataset", "train_noise", "seed"]  # one job of the grid
-RECORD_KEY = JOB_KEY + ["test_noise", "image", "repeat"]  # one record of a job
-CURVE_KEY = JOB_KEY + ["test_noise", "step"]  # one learning-curve point
-CURVE_COLUMNS = CURVE_KEY + ["train_seconds", "psnr", "ssim", "records"]
-JOB_COLUMNS = ["method", "dataset", "train_noise", "seed", "supervision", "uses_noise_level", "status", "error", "seconds",
-               "traceback"]

@@ -16,7 +16,7 @@ from denoise_bench.method import Method, MethodSetup, TrainContext
 from denoise_bench.methods.iddp import IDDP
 from denoise_bench.profiles import get_profile
 from denoise_bench.results import low_budget_warnings
-from denoise_bench.runner import RECORD_COLUMNS
+from denoise_bench.schema import RECORD_COLUMNS
 from denoise_bench.supervision import Supervision
 from helpers import MethodPlugin
 

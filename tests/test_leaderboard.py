@@ -19,7 +19,7 @@ from denoise_bench.errors import BenchError
 from denoise_bench.leaderboard import (FEW_IMAGES_NOTE, GAP_COLUMN, PAPER_GAP, REFERENCE_GAP, TEST_SECONDS,
                                        leaderboard_tables, merge_runs, read_paper_results, write_leaderboard)
 from denoise_bench.results import CONFIG, JOBS, RECORDS, RESULTS_FORMAT, write_frame, write_json
-from denoise_bench.runner import JOB_COLUMNS, RECORD_COLUMNS
+from denoise_bench.schema import JOB_COLUMNS, RECORD_COLUMNS
 from denoise_bench.significance import FEW_IMAGES_MARK, MIN_INTERVAL_IMAGES, all_pairs, paired_bootstrap
 
 IMAGES = [f"img{i:02d}" for i in range(20)]

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from denoise_bench import plugins
 from denoise_bench.cli import main
 from denoise_bench.results import CONFIG, JOBS, NOTHING_RAN, RECORDS, RESULTS_FORMAT, nothing_ran, write_frame, write_json, write_tables
-from denoise_bench.runner import JOB_COLUMNS, RECORD_COLUMNS
+from denoise_bench.schema import JOB_COLUMNS, RECORD_COLUMNS
 from helpers import ToyPlugin
 
 GAUSSIAN = {"train": "gaussian:sigma=0-50", "tests": ["gaussian:sigma=25", "gaussian:sigma=0-50"]}

@@ -1,0 +1,29 @@
+"""What the rows of a run folder's CSV files hold, and the columns that identify a row.
+
+``records.csv`` has one row per evaluated image and repeat, ``jobs.csv`` one per job of the grid
+(done, failed or skipped), ``curves.csv`` one per learning-curve point. A job is one (method,
+dataset, training noise, seed); everything that merges, resumes or de-duplicates rows keys them by
+the columns below, so they are named once, here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+JOB_KEY = ["method", "dataset", "train_noise", "seed"]  # one job of the grid
+RECORD_KEY = JOB_KEY + ["test_noise", "image", "repeat"]  # one record of a job
+CURVE_KEY = JOB_KEY + ["test_noise", "step"]  # one learning-curve point
+
+RECORD_COLUMNS = ["run_id", "protocol", "profile", "method", "supervision", "uses_noise_level", "train_noise", "test_noise",
+                  "dataset", "image", "repeat", "seed", "noise_seed", "noise_level", "psnr", "ssim", "input_psnr",
+                  "input_ssim", "seconds", "train_seconds", "iterations", "noise_policy", "device"]
+JOB_COLUMNS = JOB_KEY + ["supervision", "uses_noise_level", "status", "error", "seconds", "traceback"]
+CURVE_COLUMNS = CURVE_KEY + ["train_seconds", "psnr", "ssim", "records"]
+
+JobKey = tuple[str, str, str, int]
+
+
+def job_key(row: Mapping[str, Any]) -> JobKey:
+    """The job a record, job or curve row belongs to (the seed as an int: CSV rows read it back as a float or int)."""
+    return (row["method"], row["dataset"], row["train_noise"], int(row["seed"]))
