@@ -1,7 +1,7 @@
 """Running a grid's jobs elsewhere: Slurm (or a local process pool) through submitit.
 
 ``bench run --executor slurm`` submits each unit of the grid (one training of a method for a
-noise setting and seed, and its tests; see :class:`denoise_bench.runner.Unit`) as a job of its own.
+noise setting and seed, and its tests; see :class:`denoise_bench.grid.Unit`) as a job of its own.
 Every job runs :func:`denoise_bench.runner.run_unit` on the shared run folder and writes its results
 under ``parts/<unit>/``; this process waits, then folds the parts into the run folder. If it is
 killed meanwhile, the jobs go on, ``bench table``/``bench leaderboard`` already read their parts, and
@@ -16,18 +16,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
+from denoise_bench.dispatch import Executor
 from denoise_bench.errors import BenchError
+from denoise_bench.grid import Unit
 from denoise_bench.options import parse_option
+from denoise_bench.runner import run_unit
 
 EXECUTORS = ("inline", "local", "slurm")
 LOGS = "submitit"  # per-job logs and pickles, inside the run folder
-
-
-class Executor(Protocol):
-    def run_units(self, run_dir: Path, units: list[Any], echo: Callable[[str], None]) -> Iterator[tuple[Any, BaseException | None]]:
-        """Run every unit, yielding ``(unit, None)`` or ``(unit, error)`` as each job ends."""
 
 
 class SubmititExecutor:
@@ -56,8 +54,8 @@ class SubmititExecutor:
             raise BenchError(f"--executor-option: {str(exc).splitlines()[0]}") from None
         return executor
 
-    def run_units(self, run_dir: Path, units: list[Any], echo: Callable[[str], None]) -> Iterator[tuple[Any, BaseException | None]]:
-        from denoise_bench.runner import run_unit
+    def run_units(self, run_dir: Path, units: list[Unit],
+                  echo: Callable[[str], None]) -> Iterator[tuple[Unit, BaseException | None]]:
 
         if not units:
             return

@@ -19,7 +19,7 @@ from denoise_bench.results import low_budget_warnings
 if TYPE_CHECKING:
     from denoise_bench.leaderboard import RunInfo
 
-# Runs from before these fields existed trained with these (see runner._comparable).
+# Runs from before these fields existed trained with these (see run_folder._comparable).
 _ENGINE_DEFAULTS = Engine().as_dict()
 _BUDGET_PARTS = (("iterations", "{} iterations"), ("batch_size", "batch {}"), ("crop_size", "{0}×{0} crops"),
                  ("width", "width {}"), ("lr_rule", "lr rule {}"), ("init", "init {}"),

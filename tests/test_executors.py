@@ -14,7 +14,8 @@ from denoise_bench.cli import main
 from denoise_bench.errors import BenchError
 from denoise_bench.executors import make_executor
 from denoise_bench.results import PARTS, read_jobs, read_records, write_tables
-from denoise_bench.runner import RunRequest, _units, plan, run, run_unit
+from denoise_bench.grid import units
+from denoise_bench.runner import RunRequest, plan, run, run_unit
 from helpers import MethodPlugin, Median3
 
 pytest.importorskip("submitit")
@@ -66,7 +67,7 @@ def test_parts_of_running_jobs_are_tabulated_and_a_resume_folds_them_in(tmp_path
                          overrides={"iterations": 3, "test_images": 1}, progress=False, out=out)
     p = plan(request)
     run(p, echo=lambda _: None, executor=_NoJobs())  # writes the run folder; submits nothing
-    first = _units(p)[0]
+    first = units(p)[0]
     run_unit(str(out), first)  # what a worker does
     assert (out / PARTS / first.slug / "records.csv").is_file()
     assert set(read_records(out).method) == {first.method}

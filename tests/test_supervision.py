@@ -146,16 +146,16 @@ def test_runner_gives_a_self_supervised_method_no_clean_pixels(tmp_path: Path, p
     plugins.register_plugin(MethodPlugin(Spy), name="spy")
     Spy.seen = []
     # Capture the clean training images the runner loads, to compare against what the method saw.
-    from denoise_bench import runner as runner_module
+    from denoise_bench.run_data import RunData
     captured: list[torch.Tensor] = []
-    original = runner_module._Images.train
+    original = RunData.train
 
     def capture(self, dataset, crop):
         images = original(self, dataset, crop)
         captured.extend(images)
         return images
 
-    monkeypatch.setattr(runner_module._Images, "train", capture)
+    monkeypatch.setattr(RunData, "train", capture)
     p = plan(RunRequest(methods=["spy"], noises=[GAUSS], datasets=["skimage"], profile="smoke", noise_policy=policy,
                         out=tmp_path / "run", progress=False))
     run(p, echo=lambda _: None)

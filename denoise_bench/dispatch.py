@@ -1,0 +1,48 @@
+"""Where a grid's units run: here, one after another, or each as a job of its own through an executor.
+
+An executor (``denoise_bench.executors``: submitit's Slurm or local processes) runs each unit with
+:func:`denoise_bench.runner.run_unit`, which writes its results under ``parts/<unit>/`` of the shared
+run folder. This process waits for the jobs, records the jobs of a job that died before recording
+them as failed, and folds the parts into the run folder's own files.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Protocol
+
+from denoise_bench.grid import Unit, unit_jobs
+from denoise_bench.planning import RunPlan
+from denoise_bench.run_folder import ResultSink, fold_parts, part_job_keys
+from denoise_bench.schema import JobKey, job_key
+from denoise_bench.unit_runner import UnitRunner, record_failure
+
+
+class Executor(Protocol):
+    def run_units(self, run_dir: Path, units: list[Unit],
+                  echo: Callable[[str], None]) -> Iterator[tuple[Unit, BaseException | None]]:
+        """Run every unit, yielding ``(unit, None)`` or ``(unit, error)`` as each job ends."""
+
+
+def run_here(p: RunPlan, units: list[Unit], sink: ResultSink, finished: set[JobKey], echo: Callable[[str], None]) -> None:
+    """Every unit in this process, into the run folder's own files."""
+    runner = UnitRunner(p, echo)
+    for unit in units:
+        runner.run_unit(unit, sink, finished)
+
+
+def run_through(executor: Executor, p: RunPlan, units: list[Unit], sink: ResultSink, finished: set[JobKey],
+                echo: Callable[[str], None]) -> None:
+    """The units with unfinished jobs submitted through ``executor``; their parts folded into ``sink``."""
+    pending = [u for u in units if any(job_key(job) not in finished for job in unit_jobs(p, u))]
+    for unit, error in executor.run_units(p.run_dir, pending, echo):
+        if error is None:
+            continue
+        # The job itself died (killed, out of memory, a scheduler error): its unrecorded jobs failed.
+        recorded = part_job_keys(p.run_dir, unit.slug)
+        for job in unit_jobs(p, unit):
+            if job_key(job) not in recorded:
+                record_failure(sink, job, error, time.perf_counter(), echo)
+    fold_parts(p.run_dir, sink)

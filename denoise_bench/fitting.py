@@ -1,0 +1,138 @@
+"""Training one unit's method: built for its training set, fitted (or loaded) and timed.
+
+The trained weights of a unit are kept under ``checkpoints/`` with its training seconds, so a run
+that is continued loads them instead of training again; a training cut short continues from its
+last resumable state (``<name>.train.pt``, see ``denoise_bench.training``).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from denoise_bench.checkpoints import load_checkpoint, save_checkpoint
+from denoise_bench.data import Dataset
+from denoise_bench.method import Method, MethodSetup, TrainContext
+from denoise_bench.noise import NoiseSetting
+from denoise_bench.planning import RunPlan
+from denoise_bench.results import CHECKPOINTS, file_slug, write_json
+from denoise_bench.run_data import RunData
+from denoise_bench.scoring import curve_points
+from denoise_bench.supervision import Supervision
+
+
+@dataclass(frozen=True)
+class TrainedFiles:
+    """Where a unit's training is kept: final weights, their training seconds, the resumable state."""
+
+    weights: Path
+    timing: Path
+    state: Path
+
+    @staticmethod
+    def of(p: RunPlan, method_cls: type[Method], dataset: Dataset, setting: NoiseSetting, seed: int) -> "TrainedFiles":
+        source = p.training_source(dataset)
+        name = f"{method_cls.name}__{file_slug(source.training_set_id())}__{file_slug(str(setting.train))}__seed{seed}"
+        folder = p.run_dir / CHECKPOINTS
+        return TrainedFiles(folder / f"{name}.pt", folder / f"{name}.json", folder / f"{name}.train.pt")
+
+
+class TrainingClock:
+    """Training seconds: this invocation's wall time, less learning-curve evaluations, plus the
+    seconds of earlier, interrupted invocations (restored with the training state)."""
+
+    def __init__(self) -> None:
+        self._start = time.perf_counter()
+        self._evaluating = 0.0
+        self._earlier = 0.0
+
+    def elapsed(self) -> float:
+        return self._earlier + time.perf_counter() - self._start - self._evaluating
+
+    def restore(self, seconds: float) -> None:
+        self._earlier = seconds
+
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """Time spent inside is not training."""
+        began = time.perf_counter()
+        try:
+            yield
+        finally:
+            self._evaluating += time.perf_counter() - began
+
+
+def method_setup(p: RunPlan, method_cls: type[Method], dataset: Dataset, setting: NoiseSetting, seed: int,
+                 data: RunData) -> MethodSetup:
+    """What the method is built with. Captured noise has no spec to tell and no crop to fit."""
+    captured = setting.train.family.captured
+    return MethodSetup(channels=dataset.channels, budget=p.budget_of(method_cls), device=p.device, seed=seed,
+                       options=p.request.method_options.get(method_cls.name, {}), engine=p.engine,
+                       train_noise=None if captured else setting.train,
+                       train_side=None if captured or not method_cls.trainable else data.shortest_train_side(dataset))
+
+
+def trained_method(p: RunPlan, method_cls: type[Method], datasets: list[Dataset], setting: NoiseSetting, seed: int,
+                   data: RunData, echo: Callable[[str], None],
+                   add_curve_point: Callable[[dict], None]) -> tuple[Method, float]:
+    """The method trained (or loaded, if an earlier invocation trained it) for ``datasets``, which share a training set.
+
+    Returns the method and its training seconds (learning-curve evaluations excluded).
+    """
+    first = datasets[0]
+    setup = method_setup(p, method_cls, first, setting, seed, data)
+    method = method_cls(setup)
+    if not method_cls.trainable:
+        return method, 0.0
+    crop = method.training_crop()
+    if not setting.train.family.captured and crop != setup.budget.crop_size:
+        echo(f"{method_cls.name}: training crops of {crop}x{crop} "
+             f"(budget crop {setup.budget.crop_size}, shortest training side {setup.train_side})")
+    files = TrainedFiles.of(p, method_cls, first, setting, seed)
+    if files.weights.exists():  # trained before an interruption
+        method.load_state_dict(load_checkpoint(files.weights, p.device))
+        seconds = json.loads(files.timing.read_text())["train_seconds"] if files.timing.exists() else 0.0
+        return method, float(seconds)
+    view = data.training_view(Supervision(method_cls.supervision), first, setting.train, crop, seed)
+    bar = tqdm(total=setup.budget.iterations, desc=f"train {method_cls.name}", disable=not p.request.progress, leave=False)
+    clock = TrainingClock()
+
+    def on_evaluate(step: int) -> None:
+        with clock.paused():
+            trained_for = clock.elapsed()  # one instant for every point of this step
+            rng = torch.get_rng_state()  # inference draws nothing, but a plugin's denoise might
+            for point in curve_points(p, method, datasets, setting, seed, step, trained_for, data):
+                add_curve_point(point)
+            torch.set_rng_state(rng)
+
+    try:
+        method.fit(view, TrainContext(on_step=_progress(bar), log=echo, checkpoint_path=files.state,
+                                      checkpoint_every=p.request.checkpoint_every,
+                                      evaluate_every=p.request.eval_every, on_evaluate=on_evaluate,
+                                      elapsed=clock.elapsed, on_restore=clock.restore))
+    finally:
+        bar.close()
+    train_seconds = clock.elapsed()
+    write_json(files.timing, {"train_seconds": train_seconds})  # before the weights: their presence means "trained"
+    save_checkpoint(method.state_dict(), files.weights)
+    files.state.unlink(missing_ok=True)  # the optimiser state is no longer needed
+    return method, train_seconds
+
+
+def _progress(bar: tqdm) -> Callable[[int, float], None]:
+    """``on_step`` for the training loop: moves ``bar`` to the step reached and shows the loss."""
+    last = [0]
+
+    def on_step(step: int, loss: float) -> None:
+        bar.update(step - last[0])
+        last[0] = step
+        bar.set_postfix(loss=f"{loss:.4g}")
+
+    return on_step

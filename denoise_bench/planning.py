@@ -1,0 +1,133 @@
+"""Planning a run: every name of a request resolved through the registry and checked, nothing run yet.
+
+:func:`plan` turns a :class:`~denoise_bench.request.RunRequest` into a :class:`RunPlan`: method
+classes, noise settings, dataset instances, budgets, engine, protocol and device. It fails in a
+second on a typo, a bad option or a missing dataset, not after an hour of training.
+:func:`run_config` is what ``config.json`` records of the plan.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from denoise_bench.data import TEST, TRAIN, Dataset
+from denoise_bench.engine import Engine, resolve_engine
+from denoise_bench.environment import pick_device
+from denoise_bench.errors import BenchError
+from denoise_bench.method import Method, resolve_options
+from denoise_bench.noise import NoiseSetting, resolve_setting
+from denoise_bench.plugins import Registry, get_registry
+from denoise_bench.profiles import Budget, get_profile, method_budget
+from denoise_bench.protocol import EvalProtocol, get_protocol
+from denoise_bench.real_noise import require_real_source
+from denoise_bench.request import RunRequest
+from denoise_bench.results import RESULTS_FORMAT
+from denoise_bench.supervision import NoisePolicy, Supervision
+
+
+@dataclass
+class RunPlan:
+    """A checked request: every name resolved, nothing run yet."""
+
+    request: RunRequest
+    methods: list[type[Method]]
+    settings: list[NoiseSetting]
+    datasets: list[Dataset]
+    train_dataset: Dataset | None
+    budget: Budget
+    engine: Engine
+    protocol: EvalProtocol
+    policy: NoisePolicy
+    device: torch.device
+    run_dir: Path
+    budgets: dict[str, Budget]  # per method: the run's budget, or its published one under ``official``
+
+    def budget_of(self, method_cls: type[Method]) -> Budget:
+        return self.budgets[method_cls.name]
+
+    def training_source(self, dataset: Dataset) -> Dataset:
+        """The dataset whose train split ``dataset``'s models train on: ``--train-dataset``, else its own."""
+        return self.train_dataset or dataset
+
+
+def plan(request: RunRequest, registry: Registry | None = None) -> RunPlan:
+    """Resolve every name up front so a typo fails in a second, not after an hour of training."""
+    registry = registry or get_registry()
+    methods = _methods(request, registry)
+    settings = [resolve_setting(text, registry.noise_families) for text in request.noises]
+    datasets = [registry.dataset(name)(request.data_dir, **request.dataset_options) for name in request.datasets]
+    train_dataset = None
+    if request.train_dataset:
+        train_dataset = registry.dataset(request.train_dataset)(request.data_dir, **request.dataset_options)
+    profile = get_profile(request.profile)
+    budget = profile.override(**request.overrides)
+    # Resolved now, so that a plugin's bad official_budget fails before anything trains.
+    budgets = {m.name: method_budget(request.profile, profile, m.official_budget, request.overrides) for m in methods}
+    _check_datasets(datasets, train_dataset, settings, needs_training=any(m.trainable for m in methods))
+    policy = _policy(request.noise_policy)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    run_dir = request.out or Path("runs") / stamp
+    device = pick_device(request.device)
+    engine = resolve_engine(**request.engine, device=device)
+    return RunPlan(request, methods, settings, datasets, train_dataset, budget, engine, get_protocol(request.protocol),
+                   policy, device, run_dir, budgets)
+
+
+def _methods(request: RunRequest, registry: Registry) -> list[type[Method]]:
+    if not request.methods:
+        raise BenchError("no methods given")
+    methods = [registry.method(name) for name in request.methods]
+    for name, given in request.method_options.items():
+        resolve_options(name, registry.method(name).options, given)  # a bad option fails now, not after training others
+    return methods
+
+
+def _check_datasets(datasets: list[Dataset], train_dataset: Dataset | None, settings: list[NoiseSetting],
+                    needs_training: bool) -> None:
+    """Each dataset can give what the run will ask of it (planning is when downloads happen)."""
+    captured = next((s.train.family for s in settings if s.train.family.captured), None)
+    if captured is not None:
+        for dataset in [*datasets, *([train_dataset] if train_dataset else [])]:
+            require_real_source(dataset, captured.name)
+    for dataset in datasets:
+        dataset.check(TEST)
+        if needs_training and train_dataset is None:
+            dataset.check(TRAIN)
+    if train_dataset is not None and needs_training:
+        train_dataset.check(TRAIN)
+
+
+def _policy(name: str) -> NoisePolicy:
+    try:
+        return NoisePolicy(name)
+    except ValueError:
+        raise BenchError(f"unknown noise policy {name!r}; valid: fresh, fixed") from None
+
+
+def run_config(p: RunPlan) -> dict[str, Any]:
+    """What ``config.json`` records: the request and everything it was resolved to."""
+    return {
+        "format_version": RESULTS_FORMAT,
+        "request": p.request.recorded(),
+        "run_id": p.run_dir.name,
+        "methods": [{"name": m.name, "citation": m.citation, "supervision": Supervision(m.supervision).value,
+                     "uses_noise_level": m.uses_noise_level, "options": p.request.method_options.get(m.name, {})}
+                    for m in p.methods],
+        "noise": [{"label": s.label, "train": str(s.train), "tests": [str(t) for t in s.tests]} for s in p.settings],
+        "datasets": [d.name for d in p.datasets],
+        "train_dataset": p.train_dataset.name if p.train_dataset else None,
+        "dataset_options": p.request.dataset_options,
+        "seeds": p.request.seeds,
+        "profile": p.request.profile,
+        "budget": p.budget.as_dict(),
+        "budgets": {m.name: p.budget_of(m).as_dict() for m in p.methods},  # differ under the official profile
+        "engine": p.engine.as_dict(),
+        "protocol": p.protocol.as_dict(),
+        "noise_policy": p.policy.value,
+        "device": str(p.device),
+    }

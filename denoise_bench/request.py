@@ -1,0 +1,56 @@
+"""What the user asked a run for, as given: names not yet resolved (see ``denoise_bench.planning``).
+
+A request is recorded in the run folder's ``config.json`` and read back from there to continue the
+run (``bench run --resume``) or to run one of its units in another process (an executor's job).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from denoise_bench.results import read_config
+from denoise_bench.supervision import NoisePolicy
+
+
+@dataclass
+class RunRequest:
+    """What the user asked for; names are resolved and checked by :func:`denoise_bench.planning.plan`."""
+
+    methods: list[str]
+    noises: list[str]
+    datasets: list[str]
+    seeds: list[int] = field(default_factory=lambda: [0])
+    profile: str = "quick"
+    overrides: dict[str, int | None] = field(default_factory=dict)
+    protocol: str = "nb2nb"
+    noise_policy: str = NoisePolicy.FRESH.value
+    train_dataset: str | None = None
+    data_dir: Path | None = None
+    device: str | None = None
+    out: Path | None = None
+    method_options: dict[str, dict[str, str]] = field(default_factory=dict)
+    dataset_options: dict[str, str] = field(default_factory=dict)
+    progress: bool = True
+    checkpoint_every: int = 200  # training steps between resumable checkpoints (0: only at the end)
+    eval_every: int = 0  # training steps between learning-curve evaluations on the test images (0: none)
+    curve_images: int | None = None  # learning curves on the first N test images of each dataset (None: all)
+    engine: dict[str, Any] = field(default_factory=dict)  # Engine switches (precision, channels_last, compile)
+
+    def recorded(self) -> dict[str, Any]:
+        """The request as ``config.json`` keeps it: everything but where it runs (device, folder, progress bar)."""
+        return {"methods": self.methods, "noises": self.noises, "datasets": self.datasets, "seeds": self.seeds,
+                "profile": self.profile, "overrides": self.overrides, "protocol": self.protocol,
+                "noise_policy": self.noise_policy, "train_dataset": self.train_dataset,
+                "data_dir": str(self.data_dir) if self.data_dir else None, "method_options": self.method_options,
+                "dataset_options": self.dataset_options, "checkpoint_every": self.checkpoint_every,
+                "eval_every": self.eval_every, "curve_images": self.curve_images, "engine": self.engine}
+
+    @staticmethod
+    def from_run_dir(run_dir: Path) -> "RunRequest":
+        """The request recorded in a run folder, to continue it (``bench run --resume``)."""
+        config = read_config(run_dir)
+        stored = dict(config["request"])
+        stored["data_dir"] = Path(stored["data_dir"]) if stored.get("data_dir") else None
+        return RunRequest(**stored, out=run_dir)

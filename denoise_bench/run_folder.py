@@ -1,0 +1,161 @@
+"""Writing a run folder: its config, the records, jobs and curves as they finish, parts, and resuming.
+
+Records are written to the folder after every job, so whatever finished is on disk even if a later
+job fails or the process is killed. Running the same request into the same folder continues it:
+jobs that finished are kept and not run again, failed ones run again, and a folder made by a
+different request is refused. The layout of the folder is described in ``denoise_bench.results``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from denoise_bench.engine import Engine
+from denoise_bench.environment import describe_environment
+from denoise_bench.errors import BenchError
+from denoise_bench.planning import RunPlan, run_config
+from denoise_bench.profiles import BUDGET_DEFAULTS
+from denoise_bench.results import (CHECKPOINTS, CONFIG, CURVES, ENVIRONMENT, JOBS, PARTS, RECORDS, part_folders,
+                                   read_config, read_curves, read_jobs, read_records, write_frame, write_json)
+from denoise_bench.schema import (CURVE_COLUMNS, CURVE_KEY, JOB_COLUMNS, JOB_KEY, RECORD_COLUMNS, RECORD_KEY, JobKey,
+                                  job_key)
+
+@dataclass
+class ResultSink:
+    """The finished work of one process, saved to its folder after every job and curve point.
+
+    The grid's own process writes the run folder's files; a job run by an executor writes a folder
+    of its own under ``parts/``, so processes never write the same file.
+    """
+
+    folder: Path
+    records: list[dict] = field(default_factory=list)
+    jobs: list[dict] = field(default_factory=list)
+    curves: list[dict] = field(default_factory=list)
+
+    def save(self) -> None:
+        write_frame(self.folder / RECORDS, self.records_frame())
+        write_frame(self.folder / JOBS, self.jobs_frame())
+        if self.curves:
+            frame = pd.DataFrame(self.curves, columns=CURVE_COLUMNS)
+            write_frame(self.folder / CURVES, frame.drop_duplicates(CURVE_KEY, keep="last"))
+
+    def add_curve_point(self, point: dict) -> None:
+        self.curves.append(point)
+        self.save()
+
+    def records_frame(self) -> pd.DataFrame:
+        return pd.DataFrame(self.records, columns=RECORD_COLUMNS)
+
+    def jobs_frame(self) -> pd.DataFrame:
+        return pd.DataFrame(self.jobs, columns=JOB_COLUMNS)
+
+    def job_keys(self) -> set[JobKey]:
+        return {job_key(j) for j in self.jobs}
+
+
+def open_run_folder(p: RunPlan, echo: Callable[[str], None]) -> ResultSink:
+    """The run folder made ready to run into, with what earlier invocations finished in it.
+
+    Writes ``config.json`` and ``environment.json`` (after checking that an existing folder was made
+    by the same request) and the records and jobs carried over.
+    """
+    config = run_config(p)
+    sink = _resume_state(p.run_dir, config, echo)
+    (p.run_dir / CHECKPOINTS).mkdir(parents=True, exist_ok=True)
+    write_json(p.run_dir / CONFIG, config)
+    write_json(p.run_dir / ENVIRONMENT, describe_environment(p.device))
+    sink.save()
+    return sink
+
+
+def part_sink(run_dir: Path, slug: str) -> ResultSink:
+    """The folder of one executor job under ``parts/``; an empty part, saved now, marks the job as started."""
+    sink = ResultSink(part_folder(run_dir, slug))
+    sink.save()
+    return sink
+
+
+def part_folder(run_dir: Path, slug: str) -> Path:
+    return run_dir / PARTS / slug
+
+
+def part_job_keys(run_dir: Path, slug: str) -> set[JobKey]:
+    """The jobs an executor job recorded in its part (done, failed or skipped) before it ended."""
+    return {job_key(j) for j in _rows(part_folder(run_dir, slug) / JOBS)}
+
+
+def fold_parts(run_dir: Path, sink: ResultSink) -> None:
+    """Move the results of finished executor jobs into the run folder's own files, then drop the parts."""
+    for part in part_folders(run_dir):
+        sink.records.extend(_rows(part / RECORDS))
+        sink.jobs.extend(_rows(part / JOBS))
+        sink.curves.extend(_rows(part / CURVES))
+    sink.save()  # written before the parts go, so a kill in between loses nothing (readers de-duplicate)
+    shutil.rmtree(run_dir / PARTS, ignore_errors=True)
+
+
+def _rows(path: Path) -> list[dict]:
+    """The rows of one CSV of a part (missing values as None), or none if it does not exist."""
+    if not path.is_file():
+        return []
+    frame = pd.read_csv(path)
+    return frame.where(frame.notna(), None).to_dict("records") if not frame.empty else []
+
+
+def _comparable(config: dict[str, Any]) -> dict[str, Any]:
+    """The parts of a config that must match to continue a run (not the device or progress).
+
+    A JSON round trip first, so a config read back from disk and one built in memory compare alike.
+    """
+    config = json.loads(json.dumps(config, default=str))
+    request = dict(config.get("request", {}))
+    request.pop("checkpoint_every", None)
+    request.pop("data_dir", None)
+    # Learning curves observe training without changing it (bit for bit), so a resumed run may change them.
+    request.pop("eval_every", None)
+    request.pop("curve_images", None)
+    request.setdefault("engine", {})  # run folders from before engine switches trained with the defaults
+    config.setdefault("engine", Engine().as_dict())
+    # Run folders from before training rules and per-method budgets trained every method on one
+    # budget under the official rule.
+    budget = BUDGET_DEFAULTS | dict(config.get("budget", {}))
+    config["budget"] = budget
+    config.setdefault("budgets", {m["name"]: budget for m in config.get("methods", [])})
+    return {k: v for k, v in config.items() if k not in ("device", "run_id")} | {"request": request}
+
+
+def _resume_state(run_dir: Path, config: dict[str, Any], echo: Callable[[str], None]) -> ResultSink:
+    """Finished jobs, their records and curves from earlier invocations into the same folder.
+
+    Jobs that failed are dropped so they run again. Learning-curve points of unfinished jobs stay
+    valid: a resumed job retrains bit for bit.
+    """
+    sink = ResultSink(run_dir)
+    if not (run_dir / CONFIG).exists():
+        return sink
+    previous = read_config(run_dir)
+    if _comparable(previous) != _comparable(config):
+        raise BenchError(f"run folder {run_dir} was made by a different request; continue it with "
+                         f"`bench run --resume {run_dir}` or choose a new --out")
+    old_jobs = read_jobs(run_dir)  # includes the parts of executor jobs
+    done = old_jobs[old_jobs.status.isin(["done", "skipped"])] if not old_jobs.empty else old_jobs
+    done = done.drop_duplicates(JOB_KEY, keep="last") if not done.empty else done
+    keys = {job_key(j) for j in done.to_dict("records")}
+    old_records = read_records(run_dir) if (run_dir / RECORDS).exists() or part_folders(run_dir) else pd.DataFrame()
+    if not old_records.empty:  # a kill while parts were being folded in can leave a job's rows twice
+        old_records = old_records.drop_duplicates(RECORD_KEY, keep="last")
+    sink.records = [r for r in old_records.to_dict("records") if job_key(r) in keys]
+    sink.jobs = done.to_dict("records")
+    sink.curves = read_curves(run_dir).to_dict("records")
+    shutil.rmtree(run_dir / PARTS, ignore_errors=True)  # folded into the sink, saved before any job runs
+    if keys:
+        echo(f"resuming {run_dir}: {len(keys)} job(s) already finished")
+    return sink

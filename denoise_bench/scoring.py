@@ -1,0 +1,63 @@
+"""Scoring a unit's method on its test cases: per-image records with sample crops, and learning-curve points.
+
+Both go through :func:`denoise_bench.evaluate.evaluate` on the cases of ``RunData``, so a point of
+a learning curve and the final records score the very same noisy inputs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from denoise_bench.data import Dataset
+from denoise_bench.evaluate import TestCase, evaluate
+from denoise_bench.method import Method
+from denoise_bench.noise import NoiseSetting
+from denoise_bench.planning import RunPlan
+from denoise_bench.run_data import RunData
+from denoise_bench.samples import is_sample_case, save_sample
+
+
+def score_tests(p: RunPlan, method: Method, dataset: Dataset, setting: NoiseSetting,
+                data: RunData) -> list[dict[str, Any]]:
+    """Per-image records of ``method`` on every test setting of ``setting``; keeps the sample crops."""
+    records: list[dict[str, Any]] = []
+    for spec in setting.tests:
+        cases = data.test_cases(dataset, spec)
+
+        def keep_sample(case: TestCase, estimate: torch.Tensor) -> None:
+            if is_sample_case(case, cases[0].image_id):
+                save_sample(p.run_dir, case, method.name, estimate)
+
+        with tqdm(total=len(cases), desc=f"test {method.name} {spec}", disable=not p.request.progress,
+                  leave=False) as bar:
+            records.extend(evaluate(method, cases, p.protocol, p.device, on_case=bar.update, on_estimate=keep_sample))
+    return records
+
+
+def curve_points(p: RunPlan, method: Method, datasets: list[Dataset], setting: NoiseSetting, seed: int, step: int,
+                 train_seconds: float, data: RunData) -> Iterator[dict[str, Any]]:
+    """One learning-curve point per (dataset, test setting): mean PSNR and SSIM at training ``step``.
+
+    Scored on the first ``--curve-images`` test images only, if given; yielded one at a time so
+    each is saved as soon as it is scored.
+    """
+    for dataset in datasets:
+        for spec in setting.tests:
+            cases = _curve_cases(data.test_cases(dataset, spec), p.request.curve_images)
+            rows = list(evaluate(method, cases, p.protocol, p.device))
+            yield {"method": method.name, "dataset": dataset.name, "train_noise": str(setting.train), "seed": seed,
+                   "test_noise": str(spec), "step": step, "train_seconds": train_seconds,
+                   "psnr": sum(r["psnr"] for r in rows) / len(rows),
+                   "ssim": sum(r["ssim"] for r in rows) / len(rows), "records": len(rows)}
+
+
+def _curve_cases(cases: list[TestCase], images: int | None) -> list[TestCase]:
+    """The cases of the first ``images`` test images (all their repeats), for learning curves."""
+    if images is None:
+        return cases
+    kept = list(dict.fromkeys(c.image_id for c in cases))[:images]
+    return [c for c in cases if c.image_id in kept]
