@@ -1,0 +1,63 @@
+"""The core never imports a plugin: built-in methods and datasets are reached through the registry only.
+
+Plugin packages are found where pyproject.toml maps them (``denoise_bench.methods`` -> ``methods/``,
+``denoise_bench.datasets`` -> ``datasets/``); every other module of the package is core.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+REPO = Path(__file__).resolve().parents[1]
+PACKAGE = "denoise_bench"
+
+
+def _plugin_packages() -> dict[str, Path]:
+    """Package name -> folder of every package pyproject.toml maps outside ``denoise_bench/``."""
+    config = tomllib.loads((REPO / "pyproject.toml").read_text())
+    mapping = config["tool"]["setuptools"]["package-dir"]
+    return {name: (REPO / folder).resolve() for name, folder in mapping.items() if name.startswith(f"{PACKAGE}.")}
+
+
+def _core_modules() -> dict[str, Path]:
+    """Module name -> file of every module under ``denoise_bench/`` that is not inside a plugin package."""
+    plugin_folders = set(_plugin_packages().values())
+    modules = {}
+    for path in sorted((REPO / PACKAGE).rglob("*.py")):
+        if any(path.resolve().is_relative_to(folder) for folder in plugin_folders):
+            continue  # e.g. a development symlink denoise_bench/methods -> ../methods
+        parts = path.relative_to(REPO).with_suffix("").parts
+        modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return modules
+
+
+def _imports(module: str, path: Path) -> set[str]:
+    """Every module ``path`` imports, relative imports resolved, at any depth of the file (lazy ones too)."""
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = package.split(".")[: len(package.split(".")) - node.level + 1] if node.level else []
+            target = ".".join([*base, *([node.module] if node.module else [])])
+            found.add(target)
+            found |= {f"{target}.{alias.name}" for alias in node.names}  # `from pkg import module`
+    return found
+
+
+def test_the_plugin_packages_are_the_mapped_methods_and_datasets_folders() -> None:
+    assert set(_plugin_packages()) == {f"{PACKAGE}.methods", f"{PACKAGE}.datasets"}
+    assert f"{PACKAGE}.runner" in _core_modules() and not any(".methods" in m for m in _core_modules())
+
+
+def test_no_core_module_imports_a_plugin_module() -> None:
+    plugins = tuple(_plugin_packages())
+    offenders = {module: sorted(name for name in _imports(module, path) if name.startswith(plugins))
+                 for module, path in _core_modules().items()}
+    assert {module: names for module, names in offenders.items() if names} == {}
