@@ -2,7 +2,7 @@
 
 Failures are isolated: a job that raises is recorded as failed, with its error and traceback, and
 the grid goes on; a (method, noise) cell the method cannot handle is recorded as skipped, with the
-reason. Nothing a unit does escapes into the next one.
+reason.
 """
 
 from __future__ import annotations
