@@ -103,6 +103,8 @@ def engine_options(command: Callable) -> Callable:
 @click.option("--test-images", type=int, default=None, help="Evaluate only the first N test images.")
 @click.option("--lr-rule", type=click.Choice(LR_RULES), default=None,
               help="Override the profile's learning-rate rule (official: each method's schedule; warmup-cosine: each method's rate, one warm-up + cosine shape).")
+@click.option("--lr-scale", type=float, default=None,
+              help="Under warmup-cosine, peak at this multiple of each method's own learning rate (default 1).")
 @click.option("--init", "init_rule", type=click.Choice(INITS), default=None,
               help="Override the profile's initialisation (official: each network's own; pytorch: PyTorch's default).")
 @click.option("--protocol", type=click.Choice(list(PROTOCOLS)), default="nb2nb", show_default=True)
@@ -130,7 +132,7 @@ def engine_options(command: Callable) -> Callable:
 @click.option("--progress/--no-progress", default=True, show_default=True)
 def run_command(methods: str, noises: tuple[str, ...], datasets: str, train_dataset: str | None, profile: str, seeds: str,
                 iterations: int | None, batch_size: int | None, crop_size: int | None, width: int | None,
-                test_images: int | None, lr_rule: str | None, init_rule: str | None, protocol: str, noise_policy: str,
+                test_images: int | None, lr_rule: str | None, lr_scale: float | None, init_rule: str | None, protocol: str, noise_policy: str,
                 device: str, data_dir: Path | None, out: Path | None, method_options: tuple[str, ...], dataset_options: tuple[str, ...], checkpoint_every: int,
                 eval_every: int, curve_images: int | None, resume_dir: Path | None, executor: str, executor_options: tuple[str, ...],
                 precision: str, channels_last: bool, compile_mode: str, progress: bool) -> None:
@@ -150,7 +152,7 @@ def run_command(methods: str, noises: tuple[str, ...], datasets: str, train_data
             methods=_split(methods), noises=[item for text in noises for item in split_noise_list(text)],
             datasets=_split(datasets), seeds=seed_list, profile=profile,
             overrides={"iterations": iterations, "batch_size": batch_size, "crop_size": crop_size, "width": width,
-                       "test_images": test_images, "lr_rule": lr_rule, "init": init_rule},
+                       "test_images": test_images, "lr_rule": lr_rule, "lr_scale": lr_scale, "init": init_rule},
             protocol=protocol, noise_policy=noise_policy, train_dataset=train_dataset, data_dir=resolve_data_dir(data_dir),
             device=device, out=out, method_options=_method_options(method_options),
             dataset_options=_key_values(dataset_options, "--dataset-option"), progress=progress,

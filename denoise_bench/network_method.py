@@ -52,8 +52,10 @@ class NetworkMethod(Method):
         return constant(progress)
 
     def make_optimizer(self) -> torch.optim.Optimizer:
-        # Both rules peak at the method's own rate; they differ in the schedule's shape only.
-        return torch.optim.Adam(self.net.parameters(), lr=self.learning_rate, betas=self.adam_betas, weight_decay=self.weight_decay)
+        # Both rules start from the method's own rate; the short-budget rule may scale it by one factor
+        # shared by every method (``Budget.lr_scale``), the official rule never does.
+        lr = self.learning_rate * (1.0 if self.official_rule else self.setup.budget.lr_scale)
+        return torch.optim.Adam(self.net.parameters(), lr=lr, betas=self.adam_betas, weight_decay=self.weight_decay)
 
     def make_scheduler(self, optimizer: torch.optim.Optimizer, total: int) -> Any:
         """The learning-rate scheduler the training loop steps once per iteration (state saved with

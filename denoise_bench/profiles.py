@@ -47,12 +47,17 @@ class Budget:
     per_image_iterations: int  # optimisation steps per test image for per-image methods (DIP)
     lr_rule: str = "official"  # see the module docstring
     init: str = "official"
+    # The warm-up-cosine rule's peak, as a multiple of each method's own learning rate (one factor for
+    # every method, so their rates keep their published ratios); the official rule ignores it.
+    lr_scale: float = 1.0
 
     def __post_init__(self) -> None:
         if self.lr_rule not in LR_RULES:
             raise BenchError(f"unknown learning-rate rule {self.lr_rule!r}; valid: {', '.join(LR_RULES)}")
         if self.init not in INITS:
             raise BenchError(f"unknown initialisation {self.init!r}; valid: {', '.join(INITS)}")
+        if not self.lr_scale > 0:
+            raise BenchError(f"budget lr_scale must be positive, got {self.lr_scale}")
 
     def as_dict(self) -> dict:
         return asdict(self)

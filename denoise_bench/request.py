@@ -23,7 +23,7 @@ class RunRequest:
     datasets: list[str]
     seeds: list[int] = field(default_factory=lambda: [0])
     profile: str = "quick"
-    overrides: dict[str, int | None] = field(default_factory=dict)
+    overrides: dict[str, int | float | str | None] = field(default_factory=dict)
     protocol: str = "nb2nb"
     noise_policy: str = NoisePolicy.FRESH.value
     train_dataset: str | None = None

@@ -194,6 +194,17 @@ def test_warmup_cosine_rule_replaces_every_method_schedule_alike() -> None:
         assert rates[warmup + 1:] == sorted(rates[warmup + 1:], reverse=True)  # decays monotonically
 
 
+def test_lr_scale_multiplies_every_method_peak_alike_under_the_short_budget_rule_only() -> None:
+    scaled = get_profile("cpu").override(iterations=100, width=8, lr_scale=3.0)
+    for method_cls in (SupervisedUNet, IDDP, Noise2Void):
+        short = method_cls(_setup(scaled)).make_optimizer().param_groups[0]["lr"]
+        official = method_cls(_setup(scaled.override(lr_rule="official"))).make_optimizer().param_groups[0]["lr"]
+        assert short == pytest.approx(3.0 * method_cls.learning_rate), method_cls.name
+        assert official == pytest.approx(method_cls.learning_rate), method_cls.name
+    with pytest.raises(BenchError, match="lr_scale must be positive"):
+        get_profile("cpu").override(lr_scale=0.0)
+
+
 def test_pytorch_init_rule_drops_the_scaled_kaiming_initialisation() -> None:
     official = SupervisedUNet(_setup(SMOKE))
     pytorch = SupervisedUNet(_setup(SMOKE.override(init="pytorch")))
