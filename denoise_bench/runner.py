@@ -25,6 +25,7 @@ from denoise_bench.planning import RunPlan, plan
 from denoise_bench.request import RunRequest
 from denoise_bench.results import write_tables
 from denoise_bench.run_folder import open_run_folder, part_sink
+from denoise_bench.run_lock import run_lock
 from denoise_bench.unit_runner import UnitRunner
 
 __all__ = ["RunPlan", "RunRequest", "RunResult", "plan", "run", "run_unit"]
@@ -47,23 +48,26 @@ def run(p: RunPlan, echo: Callable[[str], None] = print, executor: Executor | No
 
     Without ``executor`` the jobs run here, one after another. With one (see
     ``denoise_bench.executors``), each unit is submitted as a job of its own that writes under
-    ``parts/``; this process waits for them and folds their results into the run folder.
+    ``parts/``; this process waits for them and folds their results into the run folder. The folder's
+    lock (``denoise_bench.run_lock``) is held throughout; the submitted jobs run under it.
     """
-    sink = open_run_folder(p, echo)  # refuses a folder made by another request; keeps what finished there
-    finished = sink.job_keys()
-    if executor is None:
-        run_here(p, units(p), sink, finished, echo)
-    else:
-        run_through(executor, p, units(p), sink, finished, echo)
-    sink.save()
-    return RunResult(p.run_dir, sink.records_frame(), sink.jobs_frame(), write_tables(p.run_dir))
+    with run_lock(p.run_dir, echo):  # refuses a folder another process is running into, before touching it
+        sink = open_run_folder(p, echo)  # refuses a folder made by another request; keeps what finished there
+        finished = sink.job_keys()
+        if executor is None:
+            run_here(p, units(p), sink, finished, echo)
+        else:
+            run_through(executor, p, units(p), sink, finished, echo)
+        sink.save()
+        return RunResult(p.run_dir, sink.records_frame(), sink.jobs_frame(), write_tables(p.run_dir))
 
 
 def run_unit(run_dir: str, unit: Unit) -> None:
     """Entry point of a submitted job: run one unit of the grid recorded in ``run_dir``.
 
     Module-level and taking plain values so that submitit (or any executor) can pickle it by name.
-    Runs in its own process, possibly on another machine that sees the same run folder.
+    Runs in its own process, possibly on another machine that sees the same run folder. It takes no
+    lock: the grid's process holds the folder's while it waits, and this job writes only its part.
     """
     request = RunRequest.from_run_dir(Path(run_dir))
     request.progress = False
