@@ -12,6 +12,7 @@ Layout of a run folder::
                        into the files above when the grid completes or is resumed, and read with them
                        until then, so a grid whose jobs are still running can be tabulated
     tables/psnr.{csv,md}, tables/ssim.{csv,md}
+    .lock              held by the run writing the folder; names it (``denoise_bench.run_lock``)
 
 Tables are laid out like the IDDP paper's Table 1: one block per (dataset, training noise), rows are
 test settings, columns are methods, plus the noisy input for reference.
