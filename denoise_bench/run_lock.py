@@ -49,7 +49,8 @@ def run_lock(run_dir: Path, echo: Callable[[str], None] = print) -> Iterator[Non
     Raises :class:`BenchError` if another process holds it; nothing else in the folder is touched then.
     """
     run_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(run_dir / LOCK, os.O_RDWR | os.O_CREAT | getattr(os, "O_BINARY", 0), 0o644)  # not truncated: the holder's text stays
+    # Opened without truncating, so a refused run leaves the holder's text in place.
+    fd = os.open(run_dir / LOCK, os.O_RDWR | os.O_CREAT | getattr(os, "O_BINARY", 0), 0o644)
     try:
         locked = _try_lock(fd)
         if locked is None:

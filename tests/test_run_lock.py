@@ -1,4 +1,4 @@
-"""One process at a time in a run folder: a second run is refused while the first lives, a killed one's lock is taken over."""
+"""One process at a time in a run folder: a second run is refused while the first lives; a killed one's lock is taken over."""
 
 from __future__ import annotations
 
