@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from denoise_bench.data import Dataset
+from denoise_bench.experiment import Experiment, canonical_options, run_conditions
 from denoise_bench.method import Method
 from denoise_bench.noise import NoiseSetting
-from denoise_bench.planning import RunPlan
+from denoise_bench.planning import RunPlan, run_config
 from denoise_bench.results import file_slug
 from denoise_bench.supervision import Supervision
 
@@ -33,6 +34,9 @@ class Unit:
     noise: str  # the request's noise text, e.g. "gaussian" or "poisson:lam=30"
     seed: int
     datasets: tuple[str, ...]
+    # Experiment.key of the training, so that a job run elsewhere from config.json can tell that it
+    # runs what was submitted; "" for units made before it was recorded (not checked).
+    experiment: str = ""
 
     @property
     def slug(self) -> str:
@@ -49,9 +53,30 @@ def training_groups(p: RunPlan) -> list[list[Dataset]]:
 
 def units(p: RunPlan) -> list[Unit]:
     """Every unit of the grid, in run order: training group, noise, seed, method."""
-    return [Unit(m.name, noise, seed, tuple(d.name for d in group))
+    config = run_config(p)
+    return [Unit(m.name, noise, seed, tuple(d.name for d in group),
+                 experiment_of(p, m, group[0], p.settings[p.request.noises.index(noise)], config).key)
             for group in training_groups(p)
             for noise, seed, m in itertools.product(p.request.noises, p.request.seeds, p.methods)]
+
+
+def experiment_of(p: RunPlan, method_cls: type[Method], dataset: Dataset, setting: NoiseSetting,
+                  config: dict[str, Any] | None = None) -> Experiment:
+    """The experiment a job of the plan runs: ``method_cls`` trained for ``dataset`` on ``setting``'s training noise."""
+    return Experiment(
+        method=method_cls.name,
+        method_options=canonical_options(p.request.method_options.get(method_cls.name), method_cls.options),
+        train_noise=str(setting.train),
+        training_set=p.training_source(dataset).training_set_id() if method_cls.trainable else "",
+        supervision=Supervision(method_cls.supervision).value,
+        **run_conditions(config if config is not None else run_config(p), method_cls.name))
+
+
+def unit_experiment(p: RunPlan, unit: Unit) -> Experiment:
+    """The experiment of a unit, as the plan ``p`` resolves its names."""
+    method_cls = next(m for m in p.methods if m.name == unit.method)
+    dataset = next(d for d in p.datasets if d.name == unit.datasets[0])
+    return experiment_of(p, method_cls, dataset, setting_of(p, unit))
 
 
 def unit_jobs(p: RunPlan, unit: Unit) -> list[dict[str, Any]]:

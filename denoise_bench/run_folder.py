@@ -17,11 +17,10 @@ from typing import Any
 
 import pandas as pd
 
-from denoise_bench.engine import Engine
 from denoise_bench.environment import describe_environment
 from denoise_bench.errors import BenchError
+from denoise_bench.experiment import CONDITIONS, config_experiments
 from denoise_bench.planning import RunPlan, run_config
-from denoise_bench.profiles import BUDGET_DEFAULTS
 from denoise_bench.results import (CHECKPOINTS, CONFIG, CURVES, ENVIRONMENT, JOBS, PARTS, RECORDS, part_folders,
                                    read_config, read_curves, read_jobs, read_records, write_frame, write_json)
 from denoise_bench.schema import (CURVE_COLUMNS, CURVE_KEY, JOB_COLUMNS, JOB_KEY, RECORD_COLUMNS, RECORD_KEY, JobKey,
@@ -113,6 +112,9 @@ def _rows(path: Path) -> list[dict]:
 def _comparable(config: dict[str, Any]) -> dict[str, Any]:
     """The parts of a config that must match to continue a run (not the device or progress).
 
+    Its experiments (``denoise_bench.experiment``: methods with their options, training noise,
+    supervision, profile, budget, engine, protocol, noise policy, with older folders' missing fields
+    read as what they ran under) and the rest of the grid (datasets, seeds, test settings).
     A JSON round trip first, so a config read back from disk and one built in memory compare alike.
     """
     config = json.loads(json.dumps(config, default=str))
@@ -123,13 +125,9 @@ def _comparable(config: dict[str, Any]) -> dict[str, Any]:
     request.pop("eval_every", None)
     request.pop("curve_images", None)
     request.setdefault("engine", {})  # run folders from before engine switches trained with the defaults
-    config.setdefault("engine", Engine().as_dict())
-    # Run folders from before training rules and per-method budgets trained every method on one
-    # budget under the official rule.
-    budget = BUDGET_DEFAULTS | dict(config.get("budget", {}))
-    config["budget"] = budget
-    config.setdefault("budgets", {m["name"]: budget for m in config.get("methods", [])})
-    return {k: v for k, v in config.items() if k not in ("device", "run_id")} | {"request": request}
+    experiments = [e.key for e in config_experiments(config)]
+    rest = {k: v for k, v in config.items() if k not in ("device", "run_id", *CONDITIONS, "budgets")}
+    return rest | {"request": request, "experiments": experiments}
 
 
 def _resume_state(run_dir: Path, config: dict[str, Any], echo: Callable[[str], None]) -> ResultSink:

@@ -17,7 +17,10 @@ CURVE_KEY = JOB_KEY + ["test_noise", "step"]  # one learning-curve point
 
 RECORD_COLUMNS = ["run_id", "protocol", "profile", "method", "supervision", "uses_noise_level", "train_noise", "test_noise",
                   "dataset", "image", "repeat", "seed", "noise_seed", "noise_level", "psnr", "ssim", "input_psnr",
-                  "input_ssim", "seconds", "train_seconds", "iterations", "noise_policy", "device"]
+                  "input_ssim", "seconds", "train_seconds", "iterations", "noise_policy", "device",
+                  # What tells experiments of one method apart (denoise_bench.experiment); run folders from
+                  # before these were recorded lack them, and readers take them from config.json.
+                  "method_options", "training_set"]
 JOB_COLUMNS = JOB_KEY + ["supervision", "uses_noise_level", "status", "error", "seconds", "traceback"]
 CURVE_COLUMNS = CURVE_KEY + ["train_seconds", "psnr", "ssim", "records"]
 

@@ -13,9 +13,11 @@ from collections.abc import Callable
 from typing import Any
 
 from denoise_bench.fitting import trained_method
-from denoise_bench.grid import Unit, setting_of, unit_jobs
+from denoise_bench.errors import BenchError
+from denoise_bench.experiment import Experiment
+from denoise_bench.grid import Unit, experiment_of, setting_of, unit_experiment, unit_jobs
 from denoise_bench.method import Method
-from denoise_bench.planning import RunPlan
+from denoise_bench.planning import RunPlan, run_config
 from denoise_bench.run_data import RunData
 from denoise_bench.run_folder import ResultSink
 from denoise_bench.schema import JobKey, job_key
@@ -31,9 +33,11 @@ class UnitRunner:
         self.data = RunData(p)
         self._methods = {m.name: m for m in p.methods}
         self._datasets = {d.name: d for d in p.datasets}
+        self._config = run_config(p)
 
     def run_unit(self, unit: Unit, sink: ResultSink, finished: set[JobKey]) -> None:
         """Train once, test on each dataset of the unit that is not ``finished``; every outcome lands in ``sink``."""
+        self._check_experiment(unit)
         method_cls, setting = self._methods[unit.method], setting_of(self.plan, unit)
         todo = [(self._datasets[job["dataset"]], job) for job in unit_jobs(self.plan, unit) if job_key(job) not in finished]
         if not todo:
@@ -59,12 +63,24 @@ class UnitRunner:
                 record_failure(sink, job, exc, began, self.echo)
                 began = time.perf_counter()
                 continue
-            common = job | self._run_fields(method_cls) | {"train_seconds": train_seconds}
+            experiment = experiment_of(self.plan, method_cls, dataset, setting, self._config)
+            common = (job | self._run_fields(method_cls) | {"train_seconds": train_seconds}
+                      | {"method_options": experiment.method_options, "training_set": experiment.training_set})
             sink.records.extend(common | r for r in records)
             # The first dataset's job time includes the shared training; later ones only their tests.
             sink.jobs.append(job | {"status": "done", "seconds": time.perf_counter() - began})
             began = time.perf_counter()
             sink.save()
+
+    def _check_experiment(self, unit: Unit) -> None:
+        """Refuse a unit submitted for another experiment than the one this plan makes of it: an executor's
+        job plans again from config.json, with the plugins installed where it runs (their defaults included)."""
+        if not unit.experiment:
+            return
+        submitted, found = Experiment.from_key(unit.experiment), unit_experiment(self.plan, unit)
+        if found != submitted:
+            raise BenchError(f"{unit.slug} was submitted for another experiment than {self.plan.run_dir} now plans "
+                             f"({', '.join(found.differences(submitted))} differ); not run")
 
     def _run_fields(self, method_cls: type[Method]) -> dict[str, Any]:
         """The columns every record of the run shares, besides its job's (see ``denoise_bench.schema``)."""

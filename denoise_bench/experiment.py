@@ -1,0 +1,139 @@
+"""One experiment: what must be equal for two results to be the same experiment, defined once.
+
+An :class:`Experiment` is one method, with its options, trained on one training noise and training
+set under one supervision, at one profile and budget, on one engine, scored under one evaluation
+protocol with one training-noise policy. Resuming a run folder, a job run by an executor and the
+leaderboard all derive what they compare from it: a run folder is continued only under the same
+experiments, an executor's job refuses to run a unit whose experiment is not the one it was
+submitted for, and the leaderboard averages records only within one experiment (its rows are
+experiments, not method names).
+
+The dataset and seed are not part of it: a job is one experiment on one dataset with one seed, and
+the leaderboard averages over seeds of the same experiment.
+
+The *conditions* (profile, budget, engine, protocol, noise policy) are what a run sets for all of its
+methods; runs that differ in them are not comparable unless a leaderboard is told to allow it, and
+even then their experiments stay apart. Method options, training noise and training set are what
+tells one row of a leaderboard from another.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from denoise_bench.engine import Engine
+from denoise_bench.options import parse_option
+from denoise_bench.profiles import BUDGET_DEFAULTS
+
+CONDITIONS = ("profile", "budget", "engine", "protocol", "noise_policy")
+
+
+def _text(value: Any) -> str:
+    """An option value as it is written: booleans as true/false, everything else as str()."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def canonical_options(given: Mapping[str, Any] | None, defaults: Mapping[str, Any] | None = None) -> str:
+    """Method options as ``k=v,...`` sorted by key, leaving out values equal to their default.
+
+    ``given`` may hold text (as typed after ``--method-option``) or typed values; with ``defaults``
+    (the method's ``options``) text is compared with the default as the method would read it, so
+    ``stop_gradient=true`` for a default of True is no option at all. Without defaults (a method no
+    longer installed) the given values are kept as written.
+    """
+    kept = {}
+    for key, value in (given or {}).items():
+        if defaults is not None and key in defaults:
+            default = defaults[key]
+            try:
+                typed = parse_option(value, like=default) if isinstance(value, str) else value
+            except ValueError:
+                typed = value
+            if typed == default and type(typed) is type(default):
+                continue
+            value = typed
+        kept[str(key)] = _text(value)
+    return ",".join(f"{k}={kept[k]}" for k in sorted(kept))
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """What makes two results the same experiment (see the module docstring)."""
+
+    method: str
+    method_options: str  # canonical_options(): "" when every option has its default
+    train_noise: str
+    training_set: str  # the train split's id (Dataset.training_set_id); "" for methods that do not train
+    supervision: str
+    profile: str
+    budget: str  # the method's budget as sorted JSON (every field, older configs' defaults filled in)
+    engine: str  # precision, channels-last, compile as sorted JSON
+    protocol: str  # the evaluation protocol as sorted JSON (id, seed, ...)
+    noise_policy: str
+
+    @property
+    def key(self) -> str:
+        """A stable text that two experiments share exactly when they are the same experiment."""
+        return _json(asdict(self))
+
+    @property
+    def label(self) -> str:
+        """The method with its non-default options, e.g. ``iddp [stop_gradient=false]``."""
+        return f"{self.method} [{self.method_options}]" if self.method_options else self.method
+
+    def conditions(self) -> dict[str, str]:
+        return {name: getattr(self, name) for name in CONDITIONS}
+
+    def differences(self, other: "Experiment") -> list[str]:
+        """The names of the fields in which ``other`` differs, in field order."""
+        return [f.name for f in fields(self) if getattr(self, f.name) != getattr(other, f.name)]
+
+    @staticmethod
+    def from_key(key: str) -> "Experiment":
+        return Experiment(**json.loads(key))
+
+
+def run_conditions(config: Mapping[str, Any], method: str | None = None) -> dict[str, str]:
+    """The conditions a run's ``config.json`` records for ``method`` (None: the run's own budget).
+
+    Older run folders lack some of them and are read as what they ran under: no ``engine`` means
+    fp32 eager (the defaults of :class:`~denoise_bench.engine.Engine`); no ``budgets`` means every
+    method had the run's ``budget``; budget fields added later take their defaults (before training
+    rules and initialisations were recorded every method trained under the official rule). A JSON
+    round trip first, so a config read back from disk and one built in memory compare alike.
+    """
+    config = json.loads(json.dumps(dict(config), default=str))
+    budget = dict(config.get("budget") or {})
+    if method is not None:
+        budget = dict((config.get("budgets") or {}).get(method) or budget)
+    return {"profile": str(config.get("profile")),
+            "budget": _json(BUDGET_DEFAULTS | budget),
+            "engine": _json(Engine().as_dict() | dict(config.get("engine") or {})),
+            "protocol": _json(config.get("protocol")),
+            "noise_policy": str(config.get("noise_policy") or "fresh")}
+
+
+def config_experiments(config: Mapping[str, Any]) -> list[Experiment]:
+    """Every (method, training noise) of a run's config as an experiment, sorted by key.
+
+    The training set is the config's ``train_dataset`` or "" (each dataset's own): which split that
+    is follows from the datasets and their options, which a resumed run compares as they are.
+    Options are compared as given (``methods[].options``), since a config does not hold the defaults.
+    """
+    found = []
+    for method in config.get("methods") or []:
+        for noise in config.get("noise") or []:
+            found.append(Experiment(
+                method=method["name"], method_options=canonical_options(method.get("options")),
+                train_noise=str(noise.get("train")), training_set=str(config.get("train_dataset") or ""),
+                supervision=str(method.get("supervision")), **run_conditions(config, method["name"])))
+    return sorted(found, key=lambda e: e.key)
