@@ -11,10 +11,16 @@ cost at test time, so every method shows its mean test seconds per image, and pe
 training columns. Jobs that gave no numbers (skipped or failed) are listed with their reasons under
 the table they would be in.
 
+A row is one experiment (``denoise_bench.experiment``), never a method name: records are averaged
+only within one (method, method options, training noise, training set, supervision, profile, budget,
+engine, protocol, noise policy), over its seeds and runs. Rows carry the method's non-default options
+(``iddp [stop_gradient=false]``) and their training noise; two rows of a table that would otherwise
+read alike are told apart by what differs (``n2n (trained on gaussian:sigma=25)``).
+
 Runs are merged only when their numbers are comparable: same evaluation protocol (noise seeds,
-repeats, metric convention), same profile and budget (which also fixes the test subset), same
-training-noise policy and training set. ``allow_mismatch`` merges anyway and lists the differences
-at the top of the markdown.
+repeats, metric convention), same profile and budget (which also fixes the test subset), same engine
+and training-noise policy. ``allow_mismatch`` merges anyway and lists the differences at the top of
+the markdown; the experiments of such runs stay separate rows.
 """
 
 from __future__ import annotations
@@ -30,15 +36,15 @@ from pathlib import Path
 import pandas as pd
 
 from denoise_bench.errors import BenchError
+from denoise_bench.experiment import CONDITIONS, Experiment, canonical_options, run_conditions
 from denoise_bench.results import (ENVIRONMENT, ORACLE_MARK, RECORDS, low_budget_warnings, method_label, not_run,
                                    not_run_text, nothing_ran, part_folders, read_config, read_curves, read_jobs,
                                    read_records, write_frame, write_json, write_text_atomic)
-from denoise_bench.schema import JOB_KEY
 from denoise_bench.significance import (FEW_IMAGES_MARK, MIN_INTERVAL_IMAGES, PairedDifference, all_pairs, compare,
                                         per_image_means)
 
-# What must agree between runs for their means to be comparable.
-COMPARABLE_FIELDS = ("protocol", "profile", "budget", "noise_policy", "train_dataset", "precision")
+# What must agree between runs for their means to be comparable (the experiments' conditions).
+COMPARABLE_FIELDS = CONDITIONS
 PAPER_RESULTS = ("denoise_bench", "reference/paper_results.csv")
 RUN_STAMP = re.compile(r"(\d{8}-\d{6})")  # the default run folder name, runs/<UTC stamp>
 
@@ -96,11 +102,70 @@ def _run_info(run_dir: Path, config: dict) -> RunInfo:
     return RunInfo(run_dir, config, environment, *_run_day(run_dir, config, environment))
 
 
-def _comparable(config: dict) -> dict:
-    # Training precision can change scores; runs from before it was recorded trained in fp32.
-    derived = {"precision": (config.get("engine") or {}).get("precision", "fp32")}
-    fields = {k: derived[k] if k in derived else config.get(k) for k in COMPARABLE_FIELDS}
-    return json.loads(json.dumps(fields, default=str, sort_keys=True))
+def _registered(kind: str, name: str) -> object | None:
+    """A method or dataset class from the registry, or None when it is not installed here."""
+    from denoise_bench.plugins import get_registry  # the registry is loaded only for older run folders
+
+    try:
+        return getattr(get_registry(), kind)(name)
+    except BenchError:
+        return None
+
+
+def _recorded_options(config: dict, method: str) -> str:
+    """A method's options as records carry them, from ``config.json`` (for records made before they did)."""
+    given = next((m.get("options") for m in config.get("methods") or [] if m.get("name") == method), None)
+    if not given:
+        return ""
+    method_cls = _registered("method", method)
+    return canonical_options(given, getattr(method_cls, "options", None))
+
+
+def _recorded_training_set(config: dict, dataset: str) -> str:
+    """The training set of a dataset's trained methods, from ``config.json`` (for records made before
+    records carried it): ``--train-dataset`` or the dataset itself, as its train split's id where the
+    dataset is installed here, else by name."""
+    name = str(config.get("train_dataset") or dataset)
+    dataset_cls = _registered("dataset", name)
+    try:
+        return dataset_cls(None, **(config.get("dataset_options") or {})).training_set_id()  # type: ignore[misc,operator]
+    except Exception:  # not installed, or it cannot be made without its data: its name identifies it
+        return name
+
+
+def with_experiments(records: pd.DataFrame, config: dict) -> pd.DataFrame:
+    """The records of one run with its experiment's ``method_options``, ``training_set`` and ``experiment``
+    (the key). Records from before the first two were recorded (no column, or empty values, which a CSV
+    reads back as missing) take them from ``config.json``; methods that do not train have no training set."""
+    records = records.copy()
+    if records.empty:
+        return records.assign(experiment=pd.Series(dtype=str))
+    for column in ("method_options", "training_set"):
+        if column not in records:
+            records[column] = None
+        records[column] = records[column].astype(object)
+    trained = records["iterations"].fillna(0) > 0 if "iterations" in records else pd.Series(True, records.index)
+    missing = records.method_options.isna()
+    records.loc[missing, "method_options"] = records.loc[missing, "method"].map(lambda m: _recorded_options(config, m))
+    missing = records.training_set.isna()
+    records.loc[missing & ~trained, "training_set"] = ""
+    missing &= trained
+    records.loc[missing, "training_set"] = records.loc[missing, "dataset"].map(lambda d: _recorded_training_set(config, d))
+    columns = ["method", "method_options", "train_noise", "training_set", "supervision"]
+    keys = {}
+    for values in records[columns].astype(str).drop_duplicates().itertuples(index=False):
+        keys[tuple(values)] = Experiment(*values, **run_conditions(config, values[0])).key
+    records["experiment"] = [keys[tuple(v)] for v in records[columns].astype(str).itertuples(index=False)]
+    return records
+
+
+def _shown(condition: str) -> str:
+    """A condition as a mismatch names it: a budget, engine or protocol as a dict, a profile or policy as is."""
+    try:
+        value = json.loads(condition)
+    except json.JSONDecodeError:
+        return condition
+    return str(value) if isinstance(value, dict) else condition
 
 
 def _without(frame: pd.DataFrame, methods: set[str]) -> pd.DataFrame:
@@ -115,8 +180,8 @@ def merge_runs(run_dirs: list[Path], allow_mismatch: bool = False,
     if len(set(map(Path.resolve, run_dirs))) != len(run_dirs):
         raise BenchError("the same run folder is given twice")
     runs = [_run_info(run_dir, read_config(run_dir)) for run_dir in run_dirs]
-    configs = [_comparable(info.config) for info in runs]
-    mismatches = [f"{key} of {run_dir} differs from {run_dirs[0]}: {config[key]} vs {configs[0][key]}"
+    configs = [run_conditions(info.config) for info in runs]
+    mismatches = [f"{key} of {run_dir} differs from {run_dirs[0]}: {_shown(config[key])} vs {_shown(configs[0][key])}"
                   for run_dir, config in zip(run_dirs[1:], configs[1:]) for key in COMPARABLE_FIELDS
                   if config[key] != configs[0][key]]
     exclude = exclude or {}
@@ -124,9 +189,9 @@ def merge_runs(run_dirs: list[Path], allow_mismatch: bool = False,
     if unknown:
         raise BenchError(f"--exclude names run(s) not given: {', '.join(sorted(unknown))}")
     records, jobs, curves = [], [], []
-    for run_dir in run_dirs:
+    for run_dir, info in zip(run_dirs, runs):
         left_out = set(exclude.get(str(run_dir), []))  # e.g. a diagnostic training that a later run redid
-        run_records = _without(read_records(run_dir), left_out)
+        run_records = with_experiments(_without(read_records(run_dir), left_out), info.config)
         run_records["run_dir"] = str(run_dir)
         records.append(run_records)
         run_jobs = _without(read_jobs(run_dir), left_out)
@@ -138,12 +203,13 @@ def merge_runs(run_dirs: list[Path], allow_mismatch: bool = False,
     if mismatches and not allow_mismatch:
         raise BenchError("runs are not comparable (pass --allow-mismatch to merge anyway): " + "; ".join(mismatches))
     merged = pd.concat(records, ignore_index=True)
-    owners = merged.groupby(JOB_KEY)["run_dir"].nunique()
+    owners = merged.groupby(["experiment", "dataset", "seed"])["run_dir"].nunique()
     overlap = owners[owners > 1]
     if not overlap.empty:
-        method, dataset, train_noise, seed = overlap.index[0]
-        raise BenchError(f"{method} on {dataset} (trained on {train_noise}, seed {seed}) appears in more than one "
-                         f"run; give each job once")
+        key, dataset, seed = overlap.index[0]
+        experiment = Experiment.from_key(key)
+        raise BenchError(f"{experiment.label} on {dataset} (trained on {experiment.train_noise}, seed {seed}) appears "
+                         f"in more than one run; give each job once")
     return MergedRuns(merged, pd.concat(jobs, ignore_index=True) if jobs else pd.DataFrame(),
                       pd.concat(curves, ignore_index=True) if curves else pd.DataFrame(), mismatches, runs)
 
@@ -183,8 +249,54 @@ def has_few_images_mark(table: pd.DataFrame) -> bool:
     return GAP_COLUMN in table and table[GAP_COLUMN].astype(str).str.endswith(FEW_IMAGES_MARK).any()
 
 
+def _differing(group: list[Experiment]) -> dict[str, str]:
+    """experiment key -> what tells it from the others of ``group`` (same method and options), e.g.
+    ``trained on gaussian:sigma=25`` or ``iterations=30``; budgets and engines name only the fields that differ."""
+    described: dict[str, list[str]] = {e.key: [] for e in group}
+    for name in ("train_noise", "training_set", "supervision", *CONDITIONS):
+        if len({getattr(e, name) for e in group}) < 2:
+            continue
+        if name in ("budget", "engine", "protocol"):
+            values = [json.loads(getattr(e, name)) or {} for e in group]
+            values = [v if isinstance(v, dict) else {name: v} for v in values]
+            changing = sorted(k for k in set().union(*values) if len({json.dumps(v.get(k)) for v in values}) > 1)
+            for e, v in zip(group, values):
+                described[e.key].append(", ".join(f"{k}={v.get(k)}" for k in changing))
+            continue
+        prefix = {"train_noise": "trained on", "training_set": "training set",
+                  "noise_policy": "noise policy"}.get(name, name.replace("_", " "))
+        for e in group:
+            described[e.key].append(f"{prefix} {getattr(e, name) or 'none'}")
+    return {key: "; ".join(parts) for key, parts in described.items()}
+
+
+def name_experiments(records: pd.DataFrame) -> pd.DataFrame:
+    """Records whose ``method`` names their experiment's row (``base_method`` keeps the method's name).
+
+    The row is the method with its non-default options (``iddp [stop_gradient=false]``); where
+    experiments of a table (dataset, test noise) share that, what differs between them follows in
+    brackets, e.g. ``n2n (trained on gaussian:sigma=25)``. Records without an ``experiment`` column
+    (made in memory rather than read from run folders) are read as from a run without a config.
+    """
+    if "base_method" in records:
+        return records
+    records = records if "experiment" in records else with_experiments(records, {})
+    names: dict[tuple[str, str, str], str] = {}
+    for (dataset, test_noise), block in records.groupby(["dataset", "test_noise"], sort=True):
+        experiments = [Experiment.from_key(k) for k in dict.fromkeys(block.experiment)]
+        by_label: dict[str, list[Experiment]] = {}
+        for e in experiments:
+            by_label.setdefault(e.label, []).append(e)
+        for label, group in by_label.items():
+            told = _differing(group) if len(group) > 1 else {}
+            for e in group:
+                names[(dataset, test_noise, e.key)] = f"{label} ({told[e.key]})" if told.get(e.key) else label
+    named = [names[k] for k in zip(records.dataset, records.test_noise, records.experiment)]
+    return records.assign(base_method=records.method, method=named)
+
+
 def _budget_of(block: pd.DataFrame) -> pd.DataFrame:
-    """Per method: iterations, training seconds (mean over jobs), device, supervision, runs."""
+    """Per row (experiment): iterations, training seconds (mean over jobs), device, supervision, runs."""
     jobs = block.drop_duplicates(["run_id", "method", "train_noise", "seed"])
     return jobs.groupby("method").agg(
         iterations=("iterations", "max"),
@@ -193,24 +305,45 @@ def _budget_of(block: pd.DataFrame) -> pd.DataFrame:
         supervision=("supervision", "first"),
         oracle=("uses_noise_level", "max"),
         run=("run_id", lambda s: ",".join(sorted(set(map(str, s))))),
+        train_noise=("train_noise", lambda s: ", ".join(sorted(set(map(str, s))))),
+        base_method=("base_method", "first"),
+        options=("method_options", lambda s: ",".join(sorted(set(map(str, s))))),
     )
 
 
+def _references(budget: pd.DataFrame) -> dict[str, str]:
+    """Row -> the supervised reference row it is compared with: the U-Net (without options) trained on the
+    same noise, or the only U-Net of the table; rows without one are left out."""
+    units = budget[(budget.base_method == REFERENCE_METHOD) & (budget.options == "")]
+    found = {}
+    for row, info in budget.iterrows():
+        same = units[units.train_noise == info.train_noise]
+        chosen = same if len(same) == 1 else units if len(units) == 1 else None
+        if chosen is not None:
+            found[row] = chosen.index[0]
+    return found
+
+
 def leaderboard_tables(records: pd.DataFrame, paper: pd.DataFrame | None = None) -> dict[tuple[str, str], pd.DataFrame]:
-    """(dataset, test noise) -> ranked table of methods."""
+    """(dataset, test noise) -> ranked table of its experiments (see :func:`name_experiments`)."""
+    records = name_experiments(records)
     tables = {}
     for (dataset, test_noise), block in records.groupby(["dataset", "test_noise"], sort=True):
         per_image = per_image_means(block, "psnr")
         ranked = per_image.mean().sort_values(ascending=False)
         budget = _budget_of(block)
+        references = _references(budget)
         test_seconds = block.groupby("method").seconds.mean()
         rows = []
         for rank, method in enumerate(ranked.index):
             rows_m = block[block.method == method]
             info = budget.loc[method]
             trained = bool(info.iterations > 0)  # a per-image method has no training, only its test-time cost
+            # The paper's numbers are of each method as published: its default options.
+            published = info.base_method if info.options == "" else None
             row = {
                 "method": method_label(method, bool(info.oracle)),
+                "train noise": info.train_noise,
                 "psnr": rows_m.psnr.mean(),
                 "ssim": rows_m.ssim.mean(),
                 "images": rows_m.image.nunique(),
@@ -223,12 +356,14 @@ def leaderboard_tables(records: pd.DataFrame, paper: pd.DataFrame | None = None)
                 "device": info.device,
                 "run": info.run,
             }
-            if REFERENCE_METHOD in ranked.index:
-                row[REFERENCE_GAP] = compare(per_image, method, REFERENCE_METHOD).mean if method != REFERENCE_METHOD else 0.0
+            if references:
+                reference = references.get(method)
+                row[REFERENCE_GAP] = (None if reference is None else 0.0 if reference == method
+                                      else compare(per_image, method, reference).mean)
                 if paper is not None:
-                    row[PAPER_GAP] = _paper_gap(paper, test_noise, method)
+                    row[PAPER_GAP] = _paper_gap(paper, test_noise, published) if published else None
             if paper is not None:
-                ref = paper[(paper.dataset == dataset) & (paper.test_noise == test_noise) & (paper.method == method)]
+                ref = paper[(paper.dataset == dataset) & (paper.test_noise == test_noise) & (paper.method == published)]
                 row["paper psnr"] = ref.psnr.iloc[0] if len(ref) else None
                 row["paper ssim"] = ref.ssim.iloc[0] if len(ref) else None
                 row["psnr - paper"] = row["psnr"] - ref.psnr.iloc[0] if len(ref) else None
@@ -301,6 +436,7 @@ def write_leaderboard(run_dirs: list[Path], out: Path, allow_mismatch: bool = Fa
     if records.empty:
         why = nothing_ran(merged.jobs)
         raise BenchError("the runs hold no evaluated records" + (f" ({why})" if why else ""))
+    records = name_experiments(records)  # one row per experiment, in the tables, pairs and plots alike
     tables = leaderboard_tables(records, read_paper_results() if paper else None)
     missing = not_run(merged.jobs, merged.records)
     under, unplaced = not_run_by_table(missing, records, tables)
