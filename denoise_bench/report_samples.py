@@ -86,12 +86,19 @@ def collect_samples(run_dirs: list[Path], records: pd.DataFrame, out: Path) -> d
         markers = [sample_dir(d, dataset, test_noise) / "image.txt" for d in run_dirs]
         image = next((m.read_text().strip() for m in markers if m.is_file()), "")
         ranked = list(block.groupby("method").psnr.mean().sort_values(ascending=False).index)
+        # Crops are saved under the method's own name, rows are named by experiment
+        # (``dip [width=16]``): a row gets its method's crop unless another row of the same method
+        # could have made it, which the crop file cannot tell apart.
+        base = dict(zip(block.method, block.base_method)) if "base_method" in block else {}
+        shared = {b for b in base.values() if list(base.values()).count(b) > 1}
+        files = {NOISY: NOISY, CLEAN: CLEAN} | {n: base.get(n, n) for n in ranked if base.get(n, n) not in shared}
         target = sample_dir(out, dataset, test_noise)
         cells = []
-        for name in [n for n in [NOISY, *ranked, CLEAN] if n in found]:
+        for name in [n for n in [NOISY, *ranked, CLEAN] if files.get(n) in found]:
+            source = found[files[name]]
             target.mkdir(parents=True, exist_ok=True)
-            crop = target / found[name].name
-            shutil.copyfile(found[name], crop)
+            crop = target / source.name
+            shutil.copyfile(source, crop)
             box = zoom_detail(crop, target / ZOOM_DIR / crop.name)
             cells.append(SampleCell(_crop_caption(name, block, image, oracle), str(crop.relative_to(out)),
                                     str((target / ZOOM_DIR / crop.name).relative_to(out)), box))

@@ -197,3 +197,15 @@ def test_learning_curves_are_lines_with_markers_against_steps_and_time(board: Pa
         line = next(line for line in ax.get_lines() if line.get_label() == "iddp")
         assert len(line.get_xdata()) == 3 and _marked(line)  # steps 10, 20 and the final 30
         assert "iddp" not in [text.get_text() for text in ax.texts]  # a line needs no name beside it
+
+
+def test_a_row_named_by_its_options_keeps_its_method_crop(tmp_path: Path) -> None:
+    # dip at a non-default width is the row "dip [width=4]"; the run saves its crop as dip.png.
+    request = RunRequest(methods=["dip"], noises=["gaussian:sigma=25"], datasets=["skimage"], profile="smoke",
+                         out=tmp_path / "run", progress=False, method_options={"dip": {"width": "4"}},
+                         overrides={"per_image_iterations": 2})
+    assert run(plan(request), echo=lambda _: None).failed.empty
+    write_leaderboard([tmp_path / "run"], tmp_path / "board")
+    page = (tmp_path / "board" / "index.html").read_text()
+    assert re.search(r"dip \[width=4\] [0-9.]+ dB", page), "the row's crop and caption are missing"
+    assert (tmp_path / "board" / SIGMA25 / "dip.png").is_file()
