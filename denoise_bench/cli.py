@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 
+from denoise_bench import __version__
 from denoise_bench.data import resolve_data_dir
 from denoise_bench.engine import COMPILE_MODES, REQUESTABLE_PRECISIONS, Engine, resolve_engine
 from denoise_bench.environment import pick_device
@@ -21,6 +24,9 @@ from denoise_bench.plugins import Registry, get_registry
 from denoise_bench.profiles import INITS, LR_RULES, PROFILES
 from denoise_bench.protocol import PROTOCOLS
 from denoise_bench.results import nothing_ran, write_tables
+from denoise_bench.grid import describe_grid
+from denoise_bench.planning import RUNS_DIR, latest_run
+from denoise_bench.request import read_request_file
 from denoise_bench.runner import RunRequest, plan, run
 from denoise_bench.supervision import Supervision
 
@@ -39,6 +45,7 @@ class BenchGroup(click.Group):
 
 
 @click.group(cls=BenchGroup)
+@click.version_option(__version__, "--version", prog_name="denoise-bench")
 def main() -> None:
     """denoise-bench: benchmark self-supervised image denoisers (IDDP and friends)."""
 
@@ -75,6 +82,59 @@ def _method_options(pairs: tuple[str, ...]) -> dict[str, dict[str, str]]:
     return out
 
 
+def _file_value(param: click.Parameter, value: Any) -> Any:
+    """A value from a request file as the flag would give it: lists joined by commas, tables as KEY=VALUE."""
+    def text(v: Any) -> str:
+        return str(v).lower() if isinstance(v, bool) else str(v)
+    if isinstance(value, dict):
+        if param.name == "method_options":
+            return [f"{m}:{k}={text(v)}" for m, opts in value.items() for k, v in dict(opts).items()]
+        return [f"{k}={text(v)}" for k, v in value.items()]
+    if getattr(param, "multiple", False):
+        return [text(v) for v in value] if isinstance(value, list) else [text(value)]
+    if isinstance(value, list):
+        return ",".join(text(v) for v in value)
+    return value
+
+
+def _load_config(ctx: click.Context, param: click.Parameter, path: Path | None) -> Path | None:
+    """--config: the file's flags become this command's defaults, so the command line overrides each one."""
+    if path is None:
+        return None
+    by_flag = {opt.lstrip("-"): p for p in ctx.command.params if isinstance(p, click.Option) and p is not param
+               for opt in p.opts if opt.startswith("--")}
+    defaults = {}
+    for key, value in read_request_file(path).items():
+        if key not in by_flag:
+            raise BenchError(f"--config {path}: unknown key {key!r}; valid keys: {', '.join(sorted(by_flag))}")
+        defaults[by_flag[key].name] = _file_value(by_flag[key], value)
+    ctx.default_map = {**(ctx.default_map or {}), **defaults}
+    return path
+
+
+def _dataset_paths(names: list[str], options: dict[str, str], registry: Registry) -> list[str]:
+    """A --dataset entry that is a folder (and no dataset's name) is the 'folder' dataset with path=it."""
+    folders = [n for n in names if n not in registry.datasets and Path(n).expanduser().is_dir()]
+    if len(folders) > 1:
+        raise BenchError(f"--dataset: one folder per run (the path is a dataset option); got {', '.join(folders)}")
+    if folders:
+        if options.get("path") not in (None, folders[0]):
+            raise BenchError(f"--dataset {folders[0]} and --dataset-option path={options['path']} disagree")
+        options["path"] = folders[0]
+    return ["folder" if n in folders else n for n in names]
+
+
+def _resume_command(run_dir: Path, request: RunRequest, executor: str, executor_options: tuple[str, ...]) -> str:
+    """The command that continues an interrupted run: the folder holds the request, the rest is where it runs."""
+    parts = ["bench", "run", "--resume", shlex.quote(str(run_dir))]
+    if request.device not in (None, "auto"):
+        parts += ["--device", shlex.quote(request.device)]
+    if executor != "inline":
+        parts += ["--executor", shlex.quote(executor)]
+        parts += [f"--executor-option {shlex.quote(o)}" for o in executor_options]
+    return " ".join(parts)
+
+
 def engine_options(command: Callable) -> Callable:
     """--precision, --channels-last, --compile: how networks train (see denoise_bench.engine)."""
     command = click.option("--compile", "compile_mode", type=click.Choice(COMPILE_MODES), default="off", show_default=True,
@@ -88,6 +148,10 @@ def engine_options(command: Callable) -> Callable:
 
 
 @main.command("run")
+@click.option("--config", "config_file", type=click.Path(path_type=Path, dir_okay=False), default=None, is_eager=True,
+              expose_value=False, callback=_load_config,
+              help="A TOML file of flags (methods = [\"iddp\"], iterations = 500, ...), or a run folder's config.json "
+                   "to replay it; flags given here override the file's.")
 @click.option("--methods", default=DEFAULT_METHODS, show_default=True, help="Comma-separated method names (see `bench list`).")
 @click.option("--noise", "noises", multiple=True, default=("gaussian",), show_default=True,
               help="A family (paper preset: train on the range, test on the fixed level and the range) or a spec "
@@ -130,12 +194,13 @@ def engine_options(command: Callable) -> Callable:
               help="KEY=VALUE for submitit, e.g. slurm_partition=gpu, gpus_per_node=1, timeout_min=600.")
 @engine_options
 @click.option("--progress/--no-progress", default=True, show_default=True)
+@click.option("--dry-run", is_flag=True, help="Print the grid (jobs, skipped cells and why, budgets) and stop.")
 def run_command(methods: str, noises: tuple[str, ...], datasets: str, train_dataset: str | None, profile: str, seeds: str,
                 iterations: int | None, batch_size: int | None, crop_size: int | None, width: int | None,
                 test_images: int | None, lr_rule: str | None, lr_scale: float | None, init_rule: str | None, protocol: str, noise_policy: str,
                 device: str, data_dir: Path | None, out: Path | None, method_options: tuple[str, ...], dataset_options: tuple[str, ...], checkpoint_every: int,
                 eval_every: int, curve_images: int | None, resume_dir: Path | None, executor: str, executor_options: tuple[str, ...],
-                precision: str, channels_last: bool, compile_mode: str, progress: bool) -> None:
+                precision: str, channels_last: bool, compile_mode: str, progress: bool, dry_run: bool) -> None:
     """Train and evaluate a grid of methods x noise x datasets x seeds; print the tables."""
     try:
         seed_list = [int(s) for s in _split(seeds)]
@@ -144,26 +209,39 @@ def run_command(methods: str, noises: tuple[str, ...], datasets: str, train_data
     for flag, value in (("--checkpoint-every", checkpoint_every), ("--eval-every", eval_every)):
         if value < 0:
             raise BenchError(f"{flag} must be >= 0, got {value}")
+    registry = _registry()
     if resume_dir is not None:
         request = RunRequest.from_run_dir(resume_dir)
         request.progress = progress
     else:
+        options = _key_values(dataset_options, "--dataset-option")
         request = RunRequest(
             methods=_split(methods), noises=[item for text in noises for item in split_noise_list(text)],
-            datasets=_split(datasets), seeds=seed_list, profile=profile,
+            datasets=_dataset_paths(_split(datasets), options, registry), seeds=seed_list, profile=profile,
             overrides={"iterations": iterations, "batch_size": batch_size, "crop_size": crop_size, "width": width,
                        "test_images": test_images, "lr_rule": lr_rule, "lr_scale": lr_scale, "init": init_rule},
             protocol=protocol, noise_policy=noise_policy, train_dataset=train_dataset, data_dir=resolve_data_dir(data_dir),
             device=device, out=out, method_options=_method_options(method_options),
-            dataset_options=_key_values(dataset_options, "--dataset-option"), progress=progress,
+            dataset_options=options, progress=progress,
             checkpoint_every=checkpoint_every, eval_every=eval_every, curve_images=curve_images,
             engine={"precision": precision, "channels_last": channels_last, "compile": compile_mode},
         )
     job_executor = make_executor(executor, _key_values(executor_options, "--executor-option"))
-    the_plan = plan(request, _registry())
+    the_plan = plan(request, registry)
+    if dry_run:
+        click.echo(describe_grid(the_plan))
+        return
     click.echo(f"run folder: {the_plan.run_dir}  (device {the_plan.device}, profile {request.profile}, "
                f"protocol {the_plan.protocol.id})")
-    result = run(the_plan, echo=click.echo, executor=job_executor)
+    try:
+        result = run(the_plan, echo=click.echo, executor=job_executor)
+    except KeyboardInterrupt:
+        if (the_plan.run_dir / "config.json").is_file():
+            click.echo(f"\ninterrupted; what finished is in {the_plan.run_dir}; resume with: "
+                       f"{_resume_command(the_plan.run_dir, request, executor, executor_options)}", err=True)
+        else:
+            click.echo("\ninterrupted before the run folder was written; nothing to resume", err=True)
+        sys.exit(130)
     click.echo(result.tables["psnr"])
     click.echo(result.tables["ssim"])
     click.echo(f"records: {result.run_dir / 'records.csv'}  tables: {result.run_dir / 'tables'}")
@@ -264,9 +342,12 @@ def perf_command(methods: str, batches: str, crop: int, width: int, steps: int, 
 
 
 @main.command("table")
-@click.argument("run_dir", type=click.Path(path_type=Path, file_okay=False))
-def table_command(run_dir: Path) -> None:
-    """Re-render the PSNR and SSIM tables of RUN_DIR from its records."""
+@click.argument("run_dir", type=click.Path(path_type=Path, file_okay=False), required=False)
+def table_command(run_dir: Path | None) -> None:
+    """Re-render the PSNR and SSIM tables of RUN_DIR (default: the latest run under runs/) from its records."""
+    if run_dir is None:
+        run_dir = latest_run(RUNS_DIR)
+        click.echo(f"run folder: {run_dir}")
     tables = write_tables(run_dir)
     click.echo(tables["psnr"])
     click.echo(tables["ssim"])

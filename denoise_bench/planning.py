@@ -30,6 +30,17 @@ from denoise_bench.results import RESULTS_FORMAT
 from denoise_bench.supervision import NoisePolicy, Supervision
 
 
+RUNS_DIR = Path("runs")  # where a run goes without --out: RUNS_DIR/<timestamp>
+
+
+def latest_run(runs_dir: Path = RUNS_DIR) -> Path:
+    """The run folder under ``runs_dir`` whose config.json was written last (the latest run started or resumed)."""
+    configs = sorted(runs_dir.glob("*/config.json"), key=lambda p: (p.stat().st_mtime, p.parent.name))
+    if not configs:
+        raise BenchError(f"no run folders (with a config.json) under {runs_dir}; name one: bench table RUN_DIR")
+    return configs[-1].parent
+
+
 @dataclass
 class RunPlan:
     """A checked request: every name resolved, nothing run yet."""
@@ -71,7 +82,7 @@ def plan(request: RunRequest, registry: Registry | None = None) -> RunPlan:
     _check_datasets(datasets, train_dataset, settings, needs_training=any(m.trainable for m in methods))
     policy = _policy(request.noise_policy)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-    run_dir = request.out or Path("runs") / stamp
+    run_dir = request.out or RUNS_DIR / stamp
     device = pick_device(request.device)
     engine = resolve_engine(**request.engine, device=device)
     return RunPlan(request, methods, settings, datasets, train_dataset, budget, engine, get_protocol(request.protocol),

@@ -6,11 +6,14 @@ run (``bench run --resume``) or to run one of its units in another process (an e
 
 from __future__ import annotations
 
+import json
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from denoise_bench.results import read_config
+from denoise_bench.errors import BenchError
+from denoise_bench.results import CONFIG, read_config
 from denoise_bench.supervision import NoisePolicy
 
 
@@ -54,3 +57,48 @@ class RunRequest:
         stored = dict(config["request"])
         stored["data_dir"] = Path(stored["data_dir"]) if stored.get("data_dir") else None
         return RunRequest(**stored, out=run_dir)
+
+
+# config.json's request fields as the flags of ``bench run`` that set them (the rest share their name).
+_FLAG_OF_FIELD = {"noises": "noise", "datasets": "dataset", "method_options": "method-option",
+                  "dataset_options": "dataset-option"}
+
+
+def read_request_file(path: Path) -> dict[str, Any]:
+    """The flags a request file sets, keyed by flag name without dashes (``method-option``).
+
+    A ``.toml`` file holds flags as keys (``methods = ["iddp", "unet"]``, ``iterations = 500``, and
+    tables for ``method-option``, ``dataset-option``, ``executor-option``); a run folder's
+    ``config.json`` gives the request recorded in it, so that the run can be replayed.
+    """
+    if not path.is_file():
+        raise BenchError(f"--config {path}: no such file")
+    if path.suffix == ".json":
+        config = read_config(path.parent) if path.name == CONFIG else _json(path)
+        return _flags_of_request(config.get("request", config))
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise BenchError(f"--config {path} is not valid TOML ({exc})") from None
+    return {key.replace("_", "-"): value for key, value in data.items()}
+
+
+def _json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise BenchError(f"--config {path} is not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise BenchError(f"--config {path}: expected a JSON object")
+    return data
+
+
+def _flags_of_request(request: dict[str, Any]) -> dict[str, Any]:
+    """A recorded request (``config.json``) as flags; its nested overrides and engine become single flags."""
+    flags: dict[str, Any] = {}
+    for key, value in request.items():
+        if key in ("overrides", "engine") and isinstance(value, dict):
+            flags.update({k.replace("_", "-"): v for k, v in value.items() if v is not None})
+        elif value is not None:
+            flags[_FLAG_OF_FIELD.get(key, key.replace("_", "-"))] = value
+    return flags
