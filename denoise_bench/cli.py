@@ -266,16 +266,23 @@ def list_command() -> None:
             flags.append("uses noise level")
         if not cls.trainable:
             flags.append("per image")
+        if cls.requires:
+            flags.append(f"needs {'+'.join(sorted(cls.requires))} noise")
         click.echo(f"  {name:<12} {cls.description} [{', '.join(flags)}]")
         click.echo(f"  {'':<12} {cls.citation}")
+        if cls.options:
+            click.echo(f"  {'':<12} options: {', '.join(f'{k}={v!r}' for k, v in cls.options.items())}")
+        click.echo(f"  {'':<12} from {registry.sources.get(('method', name), '?')}")
     click.echo("Datasets:")
     for name, dataset_cls in sorted(registry.datasets.items()):
         kind = "gray" if dataset_cls.channels == 1 else "colour"
-        click.echo(f"  {name:<12} {dataset_cls.description} [{kind}]")
+        click.echo(f"  {name:<12} {dataset_cls.description} [{kind}; from {registry.sources.get(('dataset', name), '?')}]")
     click.echo("Noise models:")
     for name, family in sorted(registry.noise_families.items()):
         params = ",".join(p.name for p in family.params)
         click.echo(f"  {name:<17} {family.description} (params: {params})")
+        click.echo(f"  {'':<17} properties: {', '.join(sorted(family.properties)) or 'none'}; "
+                   f"from {registry.sources.get(('noise model', name), '?')}")
         if family.preset_train:
             setting = resolve_setting(name, registry.noise_families)
             tests = "; ".join(str(t) for t in setting.tests)
@@ -351,6 +358,26 @@ def table_command(run_dir: Path | None) -> None:
     tables = write_tables(run_dir)
     click.echo(tables["psnr"])
     click.echo(tables["ssim"])
+
+
+# --- trained models outside their run: bench export (denoise_bench.trained) ---------------------
+
+@main.command("export")
+@click.argument("run_dir", type=click.Path(path_type=Path, file_okay=False))
+@click.option("--method", "method", required=True, help="A method trained in RUN_DIR.")
+@click.option("--noise", "noise", default=None, help="Its training noise, where RUN_DIR trained it on several.")
+@click.option("--seed", "seed", type=int, default=None, help="Its seed, where RUN_DIR trained several.")
+@click.option("--out", "out", required=True, type=click.Path(path_type=Path, dir_okay=False), help="The .safetensors file to write.")
+def export_command(run_dir: Path, method: str, noise: str | None, seed: int | None, out: Path) -> None:
+    """Write a method trained in RUN_DIR as a .safetensors file (weights + description); print its sha256."""
+    from denoise_bench.trained import export_safetensors, find_checkpoint
+
+    if out.suffix != ".safetensors":
+        raise BenchError(f"--out {out}: the file name must end in .safetensors")
+    found = find_checkpoint(run_dir, method, noise, seed)
+    digest = export_safetensors(found.path, out)
+    click.echo(f"{out}  ({found.method} trained on {found.training_set}, noise {found.noise}, seed {found.seed})")
+    click.echo(f"sha256 {digest}")
 
 
 if __name__ == "__main__":

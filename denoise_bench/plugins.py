@@ -84,6 +84,8 @@ class Registry:
     datasets: dict[str, type[Dataset]] = field(default_factory=dict)
     noise_families: dict[str, NoiseFamily] = field(default_factory=dict)
     failures: list[PluginFailure] = field(default_factory=list)
+    # (kind, name) -> the plugin that registered it, as its user knows it (see _label); kind: method, dataset, noise model
+    sources: dict[tuple[str, str], str] = field(default_factory=dict)
 
     def method(self, name: str) -> type[Method]:
         return self._lookup("method", name, self.methods)
@@ -249,6 +251,7 @@ def _collect(pm: pluggy.PluginManager) -> Registry:
         for hook_name, kind in kinds.items():
             kind.table.update(staged[hook_name])
             owners.update({(hook_name, name): source for name in staged[hook_name]})
+            reg.sources.update({(kind.word, name): source for name in staged[hook_name]})
     return reg
 
 

@@ -147,3 +147,12 @@ def test_ctrl_c_prints_the_resume_command_and_keeps_what_finished(tmp_path: Path
     assert f"resume with: bench run --resume {out} --device cpu" in result.output
     jobs = pd.read_csv(out / "jobs.csv")
     assert list(jobs.method) == ["passthrough"] and list(jobs.status) == ["done"]
+
+
+def test_list_shows_options_requirements_properties_and_sources(test_methods) -> None:
+    output = bench("list").output
+    assert "options: lambda_start=2.0, lambda_end=20.0, t1='auto', eta=1.0" in output
+    assert "needs pixel-independent+zero-mean noise" in output
+    assert "from 'denoise_bench.methods.iddp' (distribution denoise-bench)" in output
+    assert "from 'conveniences'" in output
+    assert "properties: pixel-independent, signal-independent, symmetric, zero-mean; from" in output
