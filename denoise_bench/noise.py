@@ -34,6 +34,8 @@ KNOWN_PROPERTIES = frozenset({ZERO_MEAN, PIXEL_INDEPENDENT, SYMMETRIC, SIGNAL_IN
 
 Levels = dict[str, torch.Tensor]  # parameter name -> one value per image, shape (B,)
 Sampler = Callable[[torch.Tensor, Levels, torch.Generator], torch.Tensor]
+# The variance of y given x for each pixel, shape like x: what ``denoise_bench.testing`` checks samples against.
+Variance = Callable[[torch.Tensor, Levels], torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,8 @@ class NoiseFamily:
     # True for noise that cannot be drawn onto clean images: the noisy images are the dataset's own
     # captures (``denoise_bench.real_noise``), so the runner trains and tests on those instead.
     captured: bool = False
+    # Var[y | x] per pixel in closed form, where the family knows it (None: not declared, not checked).
+    variance: Variance | None = None
 
     def param(self, name: str) -> Param:
         for p in self.params:
@@ -275,6 +279,22 @@ def _poisson_gaussian(x: torch.Tensor, levels: Levels, g: torch.Generator) -> to
     return shot + sigma * torch.randn(x.shape, generator=g, device=x.device, dtype=x.dtype)
 
 
+def _gaussian_variance(x: torch.Tensor, levels: Levels) -> torch.Tensor:
+    return (_per_image(levels, "sigma", x) / 255.0) ** 2 * torch.ones_like(x)
+
+
+def _poisson_variance(x: torch.Tensor, levels: Levels) -> torch.Tensor:
+    return x.clamp_min(0) / _per_image(levels, "lam", x)
+
+
+def _speckle_variance(x: torch.Tensor, levels: Levels) -> torch.Tensor:
+    return x**2 * _per_image(levels, "v", x)
+
+
+def _poisson_gaussian_variance(x: torch.Tensor, levels: Levels) -> torch.Tensor:
+    return _poisson_variance(x, levels) + _gaussian_variance(x, levels)
+
+
 SIGMA = Param("sigma", "standard deviation on the 0-255 scale", 0.0, 255.0)
 LAM = Param("lam", "photon count at intensity 1 (higher is less noisy)", 0.0, 1e6, minimum_exclusive=True)
 
@@ -283,6 +303,7 @@ GAUSSIAN = NoiseFamily(
     description="additive white Gaussian: x + sigma/255 * N(0, 1)",
     params=(SIGMA,),
     sampler=_gaussian,
+    variance=_gaussian_variance,
     properties=frozenset({ZERO_MEAN, PIXEL_INDEPENDENT, SYMMETRIC, SIGNAL_INDEPENDENT}),
     preset_train="gaussian:sigma=0-50",
     preset_tests=("gaussian:sigma=25", "gaussian:sigma=0-50"),
@@ -292,6 +313,7 @@ POISSON = NoiseFamily(
     description="shot noise: poisson(lam * x) / lam",
     params=(LAM,),
     sampler=_poisson,
+    variance=_poisson_variance,
     properties=frozenset({ZERO_MEAN, PIXEL_INDEPENDENT}),
     preset_train="poisson:lam=5-50",
     preset_tests=("poisson:lam=30", "poisson:lam=5-50"),
@@ -301,6 +323,7 @@ SPECKLE = NoiseFamily(
     description="multiplicative: x + x * n, n uniform with zero mean and variance v",
     params=(Param("v", "variance of the multiplicative noise", 0.0, 1.0),),
     sampler=_speckle,
+    variance=_speckle_variance,
     properties=frozenset({ZERO_MEAN, PIXEL_INDEPENDENT, SYMMETRIC}),
     preset_train="speckle:v=0-0.2",
     preset_tests=("speckle:v=0.1", "speckle:v=0-0.2"),
@@ -310,6 +333,7 @@ POISSON_GAUSSIAN = NoiseFamily(
     description="shot plus read noise: poisson(lam * x) / lam + sigma/255 * N(0, 1)",
     params=(LAM, SIGMA),
     sampler=_poisson_gaussian,
+    variance=_poisson_gaussian_variance,
     properties=frozenset({ZERO_MEAN, PIXEL_INDEPENDENT}),
     # Not in the IDDP paper; a moderate low-light preset in the same spirit as the others.
     preset_train="poisson-gaussian:lam=5-50,sigma=0-25",

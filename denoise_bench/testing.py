@@ -23,6 +23,7 @@ method that raises (a diverging training, say) instead of letting the exception 
 
 from __future__ import annotations
 
+import math
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -34,10 +35,12 @@ import skimage.data
 import torch
 
 from denoise_bench.checkpoints import load_checkpoint, save_checkpoint
+from denoise_bench.data import TEST, TRAIN, CleanImage, Dataset
 from denoise_bench.errors import BenchError
 from denoise_bench.images import to_chw
 from denoise_bench.method import Method, MethodSetup, NoiseInfo, TrainContext, validate_method_class
-from denoise_bench.noise import NoiseSpec, parse_spec
+from denoise_bench.noise import (KNOWN_PROPERTIES, SIGNAL_INDEPENDENT, ZERO_MEAN, Levels, NoiseFamily, NoiseSpec,
+                                 parse_spec)
 from denoise_bench.plugins import get_registry
 from denoise_bench.profiles import Budget
 from denoise_bench.supervision import BATCH_TYPES, Batch, NoisePolicy, Supervision, TrainingView, build_view
@@ -285,3 +288,372 @@ class MethodConformance:
 
     def test_trains_on_declared_supervision(self) -> None:
         self._each("trains_on_declared_supervision")
+
+
+# --- datasets --------------------------------------------------------------------------------------
+
+
+@dataclass
+class DatasetSetup:
+    """A dataset class and what it is built with: the data directory and ``--dataset-option`` values."""
+
+    dataset_class: type[Dataset]
+    data_dir: Path | None = None
+    options: dict[str, str] = field(default_factory=dict)
+
+    def make(self) -> Dataset:
+        return self.dataset_class(self.data_dir, **self.options)
+
+
+def _dataset_fail(setup: DatasetSetup, message: str) -> ConformanceError:
+    return ConformanceError(f"dataset {setup.dataset_class.__name__}: {message}")
+
+
+def check_dataset_declaration(setup: DatasetSetup) -> None:
+    """Name (one word, typed in --dataset), description, channels and splits are declared."""
+    cls = setup.dataset_class
+    if not cls.name or cls.name != cls.name.strip() or "," in cls.name or " " in cls.name:
+        raise _dataset_fail(setup, f"name {cls.name!r} must be one non-empty word without commas (it is typed in --dataset)")
+    if not cls.description.strip():
+        raise _dataset_fail(setup, "has no description (bench list shows it)")
+    dataset = setup.make()
+    if dataset.channels not in (1, 3):
+        raise _dataset_fail(setup, f"channels must be 1 (gray) or 3 (colour), got {dataset.channels!r}")
+    unknown = [s for s in dataset.splits if s not in (TRAIN, TEST)]
+    if TEST not in dataset.splits or unknown:
+        raise _dataset_fail(setup, f"splits must include {TEST!r} and name only {TRAIN!r} and {TEST!r}, got {dataset.splits}")
+    training_set = dataset.training_set_id()
+    if not isinstance(training_set, str) or not training_set:
+        raise _dataset_fail(setup, f"training_set_id() must return a non-empty string, got {training_set!r}")
+
+
+def _load_split(setup: DatasetSetup, dataset: Dataset, split: str) -> list[CleanImage]:
+    try:
+        dataset.check(split)
+        return dataset.images(split)
+    except BenchError as exc:
+        raise _dataset_fail(setup, f"the {split!r} split cannot be loaded: {exc}") from None
+
+
+def check_dataset_images(setup: DatasetSetup) -> None:
+    """Every split passes ``check`` and loads: (H, W, channels) uint8 images with unique, non-empty string ids."""
+    dataset = setup.make()
+    for split in dataset.splits:
+        images = _load_split(setup, dataset, split)
+        ids = [image.id for image in images]
+        if not all(isinstance(i, str) and i for i in ids):
+            raise _dataset_fail(setup, f"the {split!r} split has an empty or non-string image id: {ids}")
+        duplicates = sorted({i for i in ids if ids.count(i) > 1})
+        if duplicates:
+            raise _dataset_fail(setup, f"the {split!r} split repeats image ids {duplicates} (records are keyed by id)")
+
+
+def check_dataset_is_stable(setup: DatasetSetup) -> None:
+    """Two instances load the same images, in the same order, with the same pixels."""
+    for split in setup.make().splits:
+        first = _load_split(setup, setup.make(), split)
+        second = _load_split(setup, setup.make(), split)
+        if [i.id for i in first] != [i.id for i in second]:
+            raise _dataset_fail(setup, f"the {split!r} split lists its images in a different order on each load; "
+                                       "return them in a fixed (sorted) order")
+        for a, b in zip(first, second):
+            if not np.array_equal(a.pixels, b.pixels):
+                raise _dataset_fail(setup, f"image {a.id!r} of the {split!r} split has different pixels on each load")
+
+
+def check_dataset_refuses_with_bench_error(setup: DatasetSetup) -> None:
+    """An unknown split is refused with a BenchError, and ``check`` without a data directory either passes or
+    raises a BenchError (a message the CLI prints), never another exception."""
+    try:
+        setup.make().images("no-such-split")
+    except BenchError:
+        pass
+    else:
+        raise _dataset_fail(setup, "loaded an unknown split 'no-such-split' instead of refusing it")
+    try:
+        dataset = setup.dataset_class(None, **setup.options)
+        for split in dataset.splits:
+            dataset.check(split)
+    except BenchError:
+        pass
+    except Exception as exc:
+        raise _dataset_fail(setup, f"without a data directory it raised {type(exc).__name__}: {exc}; "
+                                   "raise BenchError with a message that says what is missing") from None
+
+
+DATASET_CHECKS: dict[str, Callable[[DatasetSetup], None]] = {
+    "declaration": check_dataset_declaration,
+    "images": check_dataset_images,
+    "is_stable": check_dataset_is_stable,
+    "refuses_with_bench_error": check_dataset_refuses_with_bench_error,
+}
+
+
+def check_dataset(dataset_class: type[Dataset], data_dir: Path | None = None, **options: str) -> list[str]:
+    """Run every dataset check; returns the failures (empty: conforms), a dataset that raises included."""
+    return _run_checks(DATASET_CHECKS, DatasetSetup(dataset_class, data_dir, options), dataset_class.__name__)
+
+
+class DatasetConformance:
+    """Subclass as ``Test<Something>`` in a plugin's tests and set ``dataset_class`` (and ``data_dir`` or
+    ``options`` if it needs them)."""
+
+    dataset_class: ClassVar[type[Dataset]]
+    data_dir: ClassVar[Path | None] = None
+    options: ClassVar[dict[str, str]] = {}
+
+    def _setup(self) -> DatasetSetup:
+        return DatasetSetup(self.dataset_class, self.data_dir, dict(self.options))
+
+    def test_declaration(self) -> None:
+        check_dataset_declaration(self._setup())
+
+    def test_images(self) -> None:
+        check_dataset_images(self._setup())
+
+    def test_is_stable(self) -> None:
+        check_dataset_is_stable(self._setup())
+
+    def test_refuses_with_bench_error(self) -> None:
+        check_dataset_refuses_with_bench_error(self._setup())
+
+
+# --- noise models ----------------------------------------------------------------------------------
+
+NOISE_SIZE = 128  # noise is drawn on NOISE_BATCH constant images of NOISE_SIZE x NOISE_SIZE
+NOISE_BATCH = 2
+# A statistic passes if it is within this many standard errors (estimated from the same sample) of
+# its expected value: a false alarm is then rarer than one in a million for any seed.
+STANDARD_ERRORS = 6.0
+
+
+@dataclass
+class NoiseSetup:
+    """A noise family, the specs its statistics are checked at, and the device."""
+
+    family: NoiseFamily
+    specs: tuple[str, ...] = ()  # fixed-value specs; empty: taken from the presets and the parameter ranges
+    device: torch.device = torch.device("cpu")
+
+    def level_specs(self) -> list[NoiseSpec]:
+        families = {self.family.name: self.family}
+        if self.specs:
+            return [parse_spec(s, families) for s in self.specs]
+        return [parse_spec(s, families) for s in _default_specs(self.family)]
+
+    def draw(self, spec: NoiseSpec, value: float, seed: int) -> tuple[torch.Tensor, Levels]:
+        clean = torch.full((NOISE_BATCH, 1, NOISE_SIZE, NOISE_SIZE), value, dtype=torch.float32, device=self.device)
+        return spec.sample(clean, torch.Generator(device=self.device).manual_seed(seed))
+
+
+def _default_specs(family: NoiseFamily) -> list[str]:
+    """Fixed values at both ends of every preset range, or inside the declared ranges without presets."""
+    presets = [s for s in (family.preset_train, *family.preset_tests) if s]
+    if presets:
+        families = {family.name: family}
+        ends: list[str] = []
+        for preset in presets:
+            spec = parse_spec(preset, families)
+            for pick in ((lambda v: v.low), (lambda v: v.high)):
+                text = f"{family.name}:" + ",".join(f"{k}={pick(v)!r}" for k, v in spec.values)
+                if text not in ends:
+                    ends.append(text)
+        return ends
+    return [f"{family.name}:" + ",".join(f"{p.name}={p.minimum + (p.maximum - p.minimum) * t!r}" for p in family.params)
+            for t in (0.1, 0.5)]
+
+
+def _noise_fail(setup: NoiseSetup, message: str) -> ConformanceError:
+    return ConformanceError(f"noise family {setup.family.name!r}: {message}")
+
+
+def check_noise_declaration(setup: NoiseSetup) -> None:
+    """Name, description, known properties, finite parameter ranges, presets that parse."""
+    family = setup.family
+    if not family.name or family.name != family.name.strip().lower() or any(c in family.name for c in ":,= "):
+        raise _noise_fail(setup, "the name must be one lower-case word without ':', ',', '=' or spaces (it starts a spec)")
+    if not family.description.strip():
+        raise _noise_fail(setup, "has no description (bench list shows it)")
+    unknown = sorted(set(family.properties) - KNOWN_PROPERTIES)
+    if unknown:
+        raise _noise_fail(setup, f"declares unknown properties {unknown}; known: {sorted(KNOWN_PROPERTIES)}")
+    names = [p.name for p in family.params]
+    if len(set(names)) != len(names):
+        raise _noise_fail(setup, f"parameter names repeat: {names}")
+    families = {family.name: family}
+    for preset in (family.preset_train, *family.preset_tests):
+        if preset is not None:
+            try:
+                parse_spec(preset, families)
+            except BenchError as exc:
+                raise _noise_fail(setup, f"preset {preset!r} does not parse: {exc}") from None
+    if family.preset_tests and family.preset_train is None:
+        raise _noise_fail(setup, "has test presets but no preset_train")
+
+
+def check_noise_level_ranges(setup: NoiseSetup) -> None:
+    """Every parameter declares a finite range, values just outside it are refused with a BenchError that
+    names the parameter, and values at its ends give finite noisy images."""
+    family = setup.family
+    families = {family.name: family}
+    for param in family.params:
+        if not (math.isfinite(param.minimum) and math.isfinite(param.maximum) and param.minimum <= param.maximum):
+            raise _noise_fail(setup, f"parameter {param.name!r} has range [{param.minimum}, {param.maximum}]; "
+                                     "declare the finite range of values the sampler supports")
+    for param in family.params:
+        inside = {p.name: (p.minimum + p.maximum) / 2 for p in family.params}
+        step = max(1e-6, 1e-3 * (param.maximum - param.minimum))
+        for outside in (param.minimum - step, param.maximum + step) + ((param.minimum,) if param.minimum_exclusive else ()):
+            text = f"{family.name}:" + ",".join(f"{k}={outside if k == param.name else v!r}" for k, v in inside.items())
+            try:
+                parse_spec(text, families)
+            except BenchError as exc:
+                if param.name not in str(exc):
+                    raise _noise_fail(setup, f"the error for {text!r} does not name {param.name!r}: {exc}") from None
+            else:
+                raise _noise_fail(setup, f"accepted {param.name}={outside!r}, outside its declared range")
+        low = param.minimum + (step if param.minimum_exclusive else 0.0)
+        for end in (low, param.maximum):
+            text = f"{family.name}:" + ",".join(f"{k}={end if k == param.name else v!r}" for k, v in inside.items())
+            for value in (0.0, 0.5, 1.0):
+                noisy, _ = setup.draw(parse_spec(text, families), value, seed=0)
+                if not torch.isfinite(noisy).all():
+                    raise _noise_fail(setup, f"{text} gives NaN or infinite values on a constant {value} image; "
+                                             f"narrow the declared range of {param.name!r}")
+
+
+def check_noise_sample_shape(setup: NoiseSetup) -> None:
+    """``sample`` keeps the batch's shape, dtype and device and returns one level per image and parameter."""
+    for spec in setup.level_specs():
+        noisy, levels = setup.draw(spec, 0.5, seed=0)
+        if noisy.shape != (NOISE_BATCH, 1, NOISE_SIZE, NOISE_SIZE) or noisy.dtype != torch.float32 \
+                or noisy.device.type != setup.device.type:
+            raise _noise_fail(setup, f"{spec} turned a float32 batch of shape {(NOISE_BATCH, 1, NOISE_SIZE, NOISE_SIZE)} "
+                                     f"on {setup.device} into {noisy.dtype} {tuple(noisy.shape)} on {noisy.device}")
+        if not torch.isfinite(noisy).all():
+            raise _noise_fail(setup, f"{spec} gives NaN or infinite values on a constant 0.5 image")
+        if sorted(levels) != sorted(p.name for p in setup.family.params):
+            raise _noise_fail(setup, f"{spec} returned levels for {sorted(levels)}")
+
+
+def check_noise_seeding(setup: NoiseSetup) -> None:
+    """The same generator seed gives the same draw whatever the global RNG, and another seed another draw."""
+    for spec in setup.level_specs():
+        torch.manual_seed(1)
+        first, _ = setup.draw(spec, 0.5, seed=11)
+        torch.manual_seed(2)
+        second, _ = setup.draw(spec, 0.5, seed=11)
+        if not torch.equal(first, second):
+            raise _noise_fail(setup, f"{spec}: two draws with generator seed 11 differ; draw all randomness from "
+                                     "the generator the sampler is given, never the global RNG")
+        other, _ = setup.draw(spec, 0.5, seed=12)
+        if torch.equal(first, other) and not torch.equal(first, torch.full_like(first, 0.5)):
+            raise _noise_fail(setup, f"{spec}: generator seeds 11 and 12 give the same draw; use the generator")
+
+
+def _standard_error_of_variance(residual: torch.Tensor) -> float:
+    n = residual.numel()
+    centred = residual - residual.mean()
+    m2, m4 = float(centred.pow(2).mean()), float(centred.pow(4).mean())
+    return math.sqrt(max(m4 - m2 * m2, 0.0) / n)
+
+
+def check_noise_statistics(setup: NoiseSetup) -> None:
+    """On constant images, per spec and image: the empirical mean is the clean value where ZERO_MEAN is
+    declared, the empirical variance is the declared ``variance``, and under SIGNAL_INDEPENDENT the
+    variance is the same on a dark and a bright image. Tolerances are STANDARD_ERRORS standard errors."""
+    family = setup.family
+    for spec in setup.level_specs():
+        variances = {}
+        for value in (0.25, 0.75):
+            noisy, levels = setup.draw(spec, value, seed=5)
+            clean = torch.full_like(noisy, value)
+            for b in range(noisy.shape[0]):
+                residual = (noisy[b] - value).double()
+                n = residual.numel()
+                mean, var = float(residual.mean()), float(residual.var(unbiased=False))
+                where = f"{spec} on a constant {value} image"
+                if ZERO_MEAN in family.properties:
+                    tolerance = STANDARD_ERRORS * math.sqrt(var / n) + 1e-6
+                    if abs(mean) > tolerance:
+                        raise _noise_fail(setup, f"declares {ZERO_MEAN} but {where} has mean {value + mean:.6g} "
+                                                 f"(clean {value}, tolerance {tolerance:.3g})")
+                if family.variance is not None:
+                    declared = float(family.variance(clean[b:b + 1], {k: v[b:b + 1] for k, v in levels.items()})
+                                     .double().mean())
+                    tolerance = STANDARD_ERRORS * _standard_error_of_variance(residual) + 1e-6 * max(declared, 1e-6)
+                    if abs(var - declared) > tolerance + 1e-9:
+                        raise _noise_fail(setup, f"{where} has variance {var:.6g}, its declared variance is "
+                                                 f"{declared:.6g} (tolerance {tolerance:.3g})")
+                variances.setdefault(b, []).append((var, _standard_error_of_variance(residual)))
+        if SIGNAL_INDEPENDENT in family.properties:
+            for (dark, se_dark), (bright, se_bright) in variances.values():
+                tolerance = STANDARD_ERRORS * math.hypot(se_dark, se_bright) + 1e-9
+                if abs(dark - bright) > tolerance:
+                    raise _noise_fail(setup, f"declares {SIGNAL_INDEPENDENT} but {spec} has variance {dark:.6g} on a "
+                                             f"0.25 image and {bright:.6g} on a 0.75 image")
+
+
+NOISE_CHECKS: dict[str, Callable[[NoiseSetup], None]] = {
+    "declaration": check_noise_declaration,
+    "level_ranges": check_noise_level_ranges,
+    "sample_shape": check_noise_sample_shape,
+    "seeding": check_noise_seeding,
+    "statistics": check_noise_statistics,
+}
+# A captured family (the dataset's own noisy images) draws nothing: only its declaration is checked.
+SAMPLING_CHECKS = frozenset(NOISE_CHECKS) - {"declaration"}
+
+
+def _devices() -> list[torch.device]:
+    return [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
+
+
+def check_noise_family(family: NoiseFamily, specs: tuple[str, ...] = ()) -> list[str]:
+    """Run every noise check on every device; returns the failures (empty: conforms), a sampler that raises included."""
+    failures = []
+    for device in _devices():
+        checks = {k: v for k, v in NOISE_CHECKS.items() if k not in SAMPLING_CHECKS or not family.captured}
+        failures += [f"[{device}] {f}" for f in _run_checks(checks, NoiseSetup(family, specs, device), family.name)]
+    return failures
+
+
+def _run_checks(checks: dict[str, Callable[[Any], None]], setup: Any, subject: str) -> list[str]:
+    failures = []
+    for name, check in checks.items():
+        try:
+            check(setup)
+        except ConformanceError as exc:
+            failures.append(f"{name}: {exc}")
+        except Exception as exc:  # the plugin itself raised
+            failures.append(f"{name}: {subject} raised {type(exc).__name__}: {exc}")
+    return failures
+
+
+class NoiseConformance:
+    """Subclass as ``Test<Something>`` in a plugin's tests and set ``family`` (a NoiseFamily); ``specs``
+    (fixed-value spec strings) chooses the levels the statistics are checked at."""
+
+    family: ClassVar[NoiseFamily]
+    specs: ClassVar[tuple[str, ...]] = ()
+
+    def _each(self, name: str) -> None:
+        if name in SAMPLING_CHECKS and self.family.captured:
+            return
+        for device in _devices():
+            NOISE_CHECKS[name](NoiseSetup(self.family, self.specs, device))
+
+    def test_declaration(self) -> None:
+        self._each("declaration")
+
+    def test_level_ranges(self) -> None:
+        self._each("level_ranges")
+
+    def test_sample_shape(self) -> None:
+        self._each("sample_shape")
+
+    def test_seeding(self) -> None:
+        self._each("seeding")
+
+    def test_statistics(self) -> None:
+        self._each("statistics")
