@@ -26,6 +26,7 @@ from denoise_bench.results import CHECKPOINTS, file_slug, write_json
 from denoise_bench.run_data import RunData
 from denoise_bench.scoring import curve_points
 from denoise_bench.supervision import Supervision
+from denoise_bench.trained import described_state
 
 
 @dataclass(frozen=True)
@@ -121,7 +122,8 @@ def trained_method(p: RunPlan, method_cls: type[Method], datasets: list[Dataset]
         bar.close()
     train_seconds = clock.elapsed()
     write_json(files.timing, {"train_seconds": train_seconds})  # before the weights: their presence means "trained"
-    save_checkpoint(method.state_dict(), files.weights)
+    # With what it was built from, so that the file alone rebuilds it (denoise_bench.load_trained).
+    save_checkpoint(described_state(method, p.request.protocol), files.weights)
     files.state.unlink(missing_ok=True)  # the optimiser state is no longer needed
     return method, train_seconds
 
