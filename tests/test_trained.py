@@ -1,0 +1,122 @@
+"""Trained checkpoints outside their run: they describe themselves, load anywhere, export to safetensors;
+and the Python API (run_benchmark, Benchmark, load_trained) as a user calls it."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import denoise_bench
+from denoise_bench.checkpoints import load_checkpoint, save_checkpoint
+from denoise_bench.errors import BenchError
+from denoise_bench.evaluate import make_test_cases
+from denoise_bench.noise import resolve_setting
+from denoise_bench.plugins import get_registry
+from denoise_bench.protocol import get_protocol
+from denoise_bench.results import method_label
+from denoise_bench.trained import build_method
+
+NOISE = "gaussian:sigma=25"
+CROP = 90  # not a multiple of the U-Net's 32: the denoiser must pad as the evaluator does
+
+
+@pytest.fixture(scope="module")
+def bench_run(tmp_path_factory: pytest.TempPathFactory) -> denoise_bench.Benchmark:
+    out = tmp_path_factory.mktemp("api") / "run"
+    return denoise_bench.run_benchmark(["unet", "bm3d"], NOISE, "skimage", profile="smoke", out=out,
+                                       iterations=2, test_images=1, test_crop=CROP)
+
+
+def _test_case():
+    registry = get_registry()
+    image = registry.dataset("skimage")(None).images("test")[0]
+    spec = resolve_setting(NOISE, registry.noise_families).tests[0]
+    return make_test_cases("skimage", [image], spec, get_protocol("nb2nb"), CROP)[0]
+
+
+def _checkpoint(bench: denoise_bench.Benchmark) -> Path:
+    (path,) = [p for p in (bench.run_dir / "checkpoints").glob("unet__*.pt") if not p.name.endswith(".train.pt")]
+    return path
+
+
+def test_run_benchmark_returns_records_and_tables(bench_run: denoise_bench.Benchmark) -> None:
+    assert isinstance(bench_run.records, pd.DataFrame)
+    assert set(bench_run.records.method) == {"unet", "bm3d"}
+    row = bench_run.tables["psnr"].loc[("skimage", NOISE, NOISE)]
+    assert row[method_label("bm3d", oracle=True)] > row["noisy input"]
+    again = denoise_bench.Benchmark.read(bench_run.run_dir)
+    pd.testing.assert_frame_equal(again.table("ssim"), bench_run.table("ssim"))
+
+
+def test_run_benchmark_refuses_a_bad_name(tmp_path: Path) -> None:
+    with pytest.raises(BenchError, match="nosuchmethod"):
+        denoise_bench.run_benchmark("nosuchmethod", NOISE, "skimage", profile="smoke", out=tmp_path / "r")
+
+
+def test_checkpoint_describes_itself(bench_run: denoise_bench.Benchmark) -> None:
+    about = load_checkpoint(_checkpoint(bench_run))["about"]
+    assert about["method"] == "unet" and about["channels"] == 1 and about["train_noise"] == NOISE
+    assert about["budget"]["iterations"] == 2 and about["protocol"] == "nb2nb"
+    assert about["package_version"] == denoise_bench.__version__
+
+
+def test_moved_checkpoint_reproduces_the_runs_score(bench_run: denoise_bench.Benchmark, tmp_path: Path) -> None:
+    moved = tmp_path / "elsewhere" / "model.pt"
+    moved.parent.mkdir()
+    shutil.copy(_checkpoint(bench_run), moved)
+    denoiser = denoise_bench.load_trained(moved)
+    case = _test_case()
+    estimate = denoiser(case.noisy)
+    assert estimate.shape == case.noisy.shape
+    psnr, _ = get_protocol("nb2nb").score(estimate[0], case.clean_u8)
+    recorded = bench_run.records[bench_run.records.method == "unet"].psnr.iloc[0]
+    assert psnr == pytest.approx(recorded, abs=1e-9)
+    # The weights matter: the same network untrained gives another image.
+    rng = torch.get_rng_state()
+    untrained = build_method(denoiser.about, torch.device("cpu"), get_registry(), "x")
+    assert torch.equal(torch.get_rng_state(), rng)  # building leaves the caller's generator alone
+    assert not torch.allclose(untrained.denoise(get_protocol("nb2nb").pad(case.noisy, 32))[..., :CROP, :CROP], estimate)
+
+
+def test_denoiser_takes_arrays_and_tensors(bench_run: denoise_bench.Benchmark) -> None:
+    denoiser = bench_run.denoiser("unet")
+    noisy = _test_case().noisy
+    as_array = denoiser(noisy[0].permute(1, 2, 0).numpy())
+    assert isinstance(as_array, np.ndarray) and as_array.shape == (CROP, CROP, 1)
+    np.testing.assert_allclose(as_array[:, :, 0], denoiser(noisy)[0, 0].numpy(), atol=1e-6)
+    assert denoiser(noisy[0, 0].numpy()).shape == (CROP, CROP)  # (H, W) in, (H, W) out
+    assert denoiser(noisy[0]).shape == noisy[0].shape
+    with pytest.raises(BenchError, match="1-channel images; this image has 3"):
+        denoiser(np.zeros((40, 40, 3), np.float32))
+
+
+def test_headerless_checkpoint_says_what_is_missing(bench_run: denoise_bench.Benchmark, tmp_path: Path) -> None:
+    state = load_checkpoint(_checkpoint(bench_run))
+    del state["about"]
+    old = tmp_path / "old.pt"
+    save_checkpoint(state, old)
+    with pytest.raises(BenchError, match="does not describe itself.*options, channels, budget and training noise"):
+        denoise_bench.load_trained(old)
+
+
+def test_export_to_safetensors_loads_back(bench_run: denoise_bench.Benchmark, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from denoise_bench.cli import main
+
+    out = tmp_path / "unet.safetensors"
+    result = CliRunner().invoke(main, ["export", str(bench_run.run_dir), "--method", "unet", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert hashlib.sha256(out.read_bytes()).hexdigest() in result.output
+    case = _test_case()
+    exported = denoise_bench.load_trained(out)
+    assert exported.about == bench_run.denoiser("unet").about
+    assert torch.equal(exported(case.noisy), denoise_bench.load_trained(_checkpoint(bench_run))(case.noisy))
+    missing = CliRunner().invoke(main, ["export", str(bench_run.run_dir), "--method", "n2n", "--out", str(out)])
+    assert missing.exit_code == 2 and "no trained 'n2n' (trained methods there: unet)" in missing.output
