@@ -1,5 +1,7 @@
-"""What a run records about where and when it ran: versions, device, CPU model and the flags that
-decide the training precision, CUDA/cuDNN on a GPU, git commit, and the time it was recorded."""
+"""What a run records about where and when it ran: the command line, versions, the plugin and
+distribution (with its version) that registered each method, dataset and noise model, device, CPU
+model and the flags that decide the training precision, CUDA/cuDNN on a GPU, git commit, and the
+time it was recorded."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import importlib.metadata
 import os
 import platform
 import subprocess
+import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -14,6 +17,7 @@ import torch
 
 from denoise_bench.engine import CPUINFO, bf16_matrix_flags, cpuinfo_value
 from denoise_bench.errors import BenchError
+from denoise_bench.plugins import Registry, get_registry
 
 PACKAGES = ("denoise-bench", "torch", "numpy", "pandas", "scikit-image", "bm3d", "pluggy", "click")
 
@@ -62,14 +66,37 @@ def _cuda(device: torch.device) -> dict:
             "gpu_capability": ".".join(map(str, torch.cuda.get_device_capability(device)))}
 
 
+def _version(distribution: str) -> str | None:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+KIND_KEYS = {"method": "methods", "dataset": "datasets", "noise model": "noise_models"}
+
+
+def plugin_provenance(registry: Registry | None = None) -> list[dict]:
+    """One entry per plugin that registered something: its name, distribution and version (None for a
+    plugin registered at run time), and the methods, datasets and noise models it registered."""
+    registry = registry or get_registry()
+    plugins: dict[str, dict] = {}
+    for (kind, name), (plugin, distribution) in registry.origins.items():
+        entry = plugins.setdefault(plugin, {"plugin": plugin, "distribution": distribution,
+                                            "version": _version(distribution) if distribution else None,
+                                            **{key: [] for key in KIND_KEYS.values()}})
+        entry[KIND_KEYS[kind]].append(name)
+    for entry in plugins.values():
+        for key in KIND_KEYS.values():
+            entry[key].sort()
+    return list(plugins.values())
+
+
 def describe_environment(device: torch.device) -> dict:
-    versions: dict[str, str | None] = {}
-    for name in PACKAGES:
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            versions[name] = None
+    versions = {name: _version(name) for name in PACKAGES}
+    registry = get_registry()
     return {
+        "command_line": list(sys.argv),  # of the latest invocation, as the shell passed it
         "python": platform.python_version(),
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
@@ -81,6 +108,9 @@ def describe_environment(device: torch.device) -> dict:
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.machine(),
         **_cuda(device),
         "versions": versions,
+        "plugins": plugin_provenance(registry),  # what registered each method, dataset and noise model
+        "skipped_plugins": [{"plugin": f.plugin, "distribution": f.distribution, "error": f.error}
+                            for f in registry.failures],
         "git_commit": git_commit(Path(__file__).resolve().parent),
         "git_dirty": _git_dirty(Path(__file__).resolve().parent),
         "recorded_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),  # of the latest invocation

@@ -86,6 +86,8 @@ class Registry:
     failures: list[PluginFailure] = field(default_factory=list)
     # (kind, name) -> the plugin that registered it, as its user knows it (see _label); kind: method, dataset, noise model
     sources: dict[tuple[str, str], str] = field(default_factory=dict)
+    # The same keys -> (plugin name, distribution or None), for the provenance a run records.
+    origins: dict[tuple[str, str], tuple[str, str | None]] = field(default_factory=dict)
 
     def method(self, name: str) -> type[Method]:
         return self._lookup("method", name, self.methods)
@@ -252,6 +254,7 @@ def _collect(pm: pluggy.PluginManager) -> Registry:
             kind.table.update(staged[hook_name])
             owners.update({(hook_name, name): source for name in staged[hook_name]})
             reg.sources.update({(kind.word, name): source for name in staged[hook_name]})
+            reg.origins.update({(kind.word, name): (plugin_name, _distributions.get(plugin_name)) for name in staged[hook_name]})
     return reg
 
 
