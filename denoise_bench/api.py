@@ -16,7 +16,7 @@ import pandas as pd
 
 from denoise_bench.noise import split_noise_list
 from denoise_bench.results import build_tables, read_config, read_jobs, read_records
-from denoise_bench.trained import TrainedDenoiser, find_checkpoint, load_trained
+from denoise_bench.trained import TrainedDenoiser
 
 
 @dataclass
@@ -47,9 +47,11 @@ class Benchmark:
 
     def denoiser(self, method: str, noise: str | None = None, seed: int | None = None,
                  device: str | None = "cpu") -> TrainedDenoiser:
-        """The ``method`` trained in this run as a denoiser (``noise``: the training noise, ``seed``,
-        where the run trained it more than once)."""
-        return load_trained(find_checkpoint(self.run_dir, method, noise, seed).path, device=device)
+        """The ``method`` trained in this run (a per-image one: as the run set it up) as a denoiser
+        (``noise``: the training noise, ``seed``, where the run trained it more than once)."""
+        from denoise_bench.denoise_files import run_denoiser
+
+        return run_denoiser(self.run_dir, method, noise, seed, device)
 
 
 def run_benchmark(methods: Sequence[str] | str, noises: Sequence[str] | str = ("gaussian",),

@@ -380,5 +380,33 @@ def export_command(run_dir: Path, method: str, noise: str | None, seed: int | No
     click.echo(f"sha256 {digest}")
 
 
+@main.command("denoise")
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--run", "run_dir", required=True, type=click.Path(path_type=Path, file_okay=False), help="The run folder.")
+@click.option("--method", "method", required=True, help="A method of that run (trained there, or per image).")
+@click.option("--noise", "noise", default=None, help="Its training noise, where the run trained it on several.")
+@click.option("--seed", "seed", type=int, default=None, help="Its seed, where the run trained several.")
+@click.option("--out", "out", type=click.Path(path_type=Path, file_okay=False), default=Path("denoised"), show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["png", "tiff", "npy"]), default="png", show_default=True,
+              help="png: 8-bit; tiff, npy: float32 in [0, 1], not clipped.")
+@click.option("--sigma", type=float, default=None,
+              help="Noise level (of 255) for methods told it (bm3d); default: estimated from each image.")
+@click.option("--device", default="cpu", show_default=True)
+def denoise_command(inputs: tuple[Path, ...], run_dir: Path, method: str, noise: str | None, seed: int | None,
+                    out: Path, fmt: str, sigma: float | None, device: str) -> None:
+    """Denoise image files (or folders of them) with METHOD as RUN_DIR trained it."""
+    from denoise_bench.denoise_files import denoise_files, run_denoiser
+
+    registry = _registry()
+    denoiser = run_denoiser(run_dir, method, noise, seed, device, registry)
+    how = "trained on" if denoiser.method.trainable else "per image; the run's noise"
+    click.echo(f"{denoiser.name} from {run_dir} ({how} {denoiser.train_noise or 'captured noise'})")
+
+    def say(item) -> None:
+        click.echo(f"{item.source} -> {item.written}" + (f"  [{item.level}]" if item.level else ""))
+
+    denoise_files(denoiser, list(inputs), out, fmt, sigma, registry, on_image=say)
+
+
 if __name__ == "__main__":
     main()

@@ -149,7 +149,8 @@ def load_trained(path: str | Path, device: str | torch.device | None = "cpu",
     if not isinstance(about, dict):
         raise BenchError(f"{path}: this checkpoint does not describe itself (no {ABOUT!r} header with the method, its "
                          "options, channels, budget and training noise); it was saved by an older denoise-bench. "
-                         "Load it inside its run folder, or train it again")
+                         "In its run folder, `bench denoise --run RUN_DIR` and denoise_files.run_denoiser read that from the "
+                         "run's config.json; elsewhere, train it again")
     registry = registry or get_registry()
     method = build_method(about, chosen, registry, str(path))
     method.load_state_dict({k: v for k, v in state.items() if k != ABOUT})

@@ -120,3 +120,87 @@ def test_export_to_safetensors_loads_back(bench_run: denoise_bench.Benchmark, tm
     assert torch.equal(exported(case.noisy), denoise_bench.load_trained(_checkpoint(bench_run))(case.noisy))
     missing = CliRunner().invoke(main, ["export", str(bench_run.run_dir), "--method", "n2n", "--out", str(out)])
     assert missing.exit_code == 2 and "no trained 'n2n' (trained methods there: unet)" in missing.output
+
+
+# --- bench denoise -------------------------------------------------------------------------------
+
+def _noisy_png(folder: Path, channels: int = 1) -> tuple[Path, np.ndarray]:
+    """A noisy gray (or colour) image written as an 8-bit PNG, and its clean pixels in [0, 1]."""
+    from PIL import Image
+
+    case = _test_case()
+    clean = case.clean_u8[0].numpy()
+    noisy = np.clip(np.floor(case.noisy[0, 0].numpy() * 255 + 0.5), 0, 255).astype(np.uint8)
+    path = folder / ("noisy.png" if channels == 1 else "colour.png")
+    Image.fromarray(noisy if channels == 1 else np.stack([noisy] * 3, axis=2)).save(path)
+    return path, clean.astype(np.float64) / 255.0
+
+
+def _bench(*args: str):
+    from click.testing import CliRunner
+
+    from denoise_bench.cli import main
+
+    return CliRunner().invoke(main, ["denoise", *args])
+
+
+def test_denoise_writes_what_the_trained_method_gives(bench_run: denoise_bench.Benchmark, tmp_path: Path) -> None:
+    from PIL import Image
+
+    path, _ = _noisy_png(tmp_path)
+    result = _bench(str(path), "--run", str(bench_run.run_dir), "--method", "unet", "--out", str(tmp_path / "o"))
+    assert result.exit_code == 0, result.output
+    written = np.array(Image.open(tmp_path / "o" / "noisy.png"))
+    pixels = np.array(Image.open(path)).astype(np.float32) / 255.0
+    expected = np.floor(np.clip(bench_run.denoiser("unet")(pixels), 0, 1) * 255 + 0.5).astype(np.uint8)
+    np.testing.assert_array_equal(written, expected)
+    result = _bench(str(tmp_path), "--run", str(bench_run.run_dir), "--method", "unet", "--out", str(tmp_path / "f"),
+                    "--format", "npy")  # a folder in, float out
+    assert result.exit_code == 0, result.output
+    assert np.load(tmp_path / "f" / "noisy.npy").dtype == np.float32
+
+
+def test_denoise_with_bm3d_given_or_estimating_the_level(bench_run: denoise_bench.Benchmark, tmp_path: Path) -> None:
+    import tifffile
+    from PIL import Image
+    from skimage.metrics import peak_signal_noise_ratio
+
+    path, clean = _noisy_png(tmp_path)
+    noisy = np.array(Image.open(path)) / 255.0
+    for extra, said in ((["--sigma", "25"], "sigma 25 (given)"), ([], "(estimated from the image)")):
+        out = tmp_path / ("given" if extra else "estimated")
+        result = _bench(str(path), "--run", str(bench_run.run_dir), "--method", "bm3d", "--out", str(out),
+                        "--format", "tiff", *extra)
+        assert result.exit_code == 0 and said in result.output, result.output
+        estimate = tifffile.imread(out / "noisy.tif").astype(np.float64)
+        assert peak_signal_noise_ratio(clean, estimate, data_range=1) > peak_signal_noise_ratio(clean, noisy, data_range=1) + 3
+    level = float(result.output.split("[sigma ")[1].split()[0])
+    assert 18 < level < 32  # the image's noise is sigma 25
+
+
+def test_denoise_errors_name_the_problem(bench_run: denoise_bench.Benchmark, tmp_path: Path) -> None:
+    gray, _ = _noisy_png(tmp_path)
+    colour, _ = _noisy_png(tmp_path, channels=3)
+    broken = tmp_path / "broken.png"
+    broken.write_text("not an image")
+    run = ["--run", str(bench_run.run_dir), "--out", str(tmp_path / "o")]
+    for args, message in (([str(gray), *run, "--method", "n2n"], "did not run 'n2n' (methods there: unet, bm3d)"),
+                          ([str(colour), *run, "--method", "unet"], "colour.png has 3 channel(s); unet was trained on 1-channel"),
+                          ([str(broken), *run, "--method", "unet"], "broken.png: not a readable image")):
+        result = _bench(*args)
+        assert result.exit_code == 2 and message in result.output, result.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_headerless_checkpoint_in_its_run_folder_is_read_with_the_run_config(bench_run: denoise_bench.Benchmark,
+                                                                            tmp_path: Path) -> None:
+    from denoise_bench.denoise_files import run_denoiser
+
+    old_run = tmp_path / "old-run"
+    shutil.copytree(bench_run.run_dir, old_run)
+    path = _checkpoint(denoise_bench.Benchmark.read(old_run))
+    state = load_checkpoint(path)
+    del state["about"]
+    save_checkpoint(state, path)
+    noisy = _test_case().noisy
+    assert torch.equal(run_denoiser(old_run, "unet")(noisy), bench_run.denoiser("unet")(noisy))

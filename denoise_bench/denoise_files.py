@@ -1,0 +1,178 @@
+"""``bench denoise``: image files denoised by a method of a run, the way that run trained (or set) it up.
+
+The method, its options, budget and training noise are read from the run folder: from the
+checkpoint's own header, or, for checkpoints saved before headers existed and for per-image methods
+(which keep no checkpoint), from the run's ``config.json``. A method told the noise level (BM3D) gets
+``--sigma`` or, without it, an estimate from each image (``skimage.restoration.estimate_sigma``),
+and the output says which.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from denoise_bench.checkpoints import load_checkpoint
+from denoise_bench.environment import pick_device
+from denoise_bench.errors import BenchError
+from denoise_bench.images import IMAGE_SUFFIXES, list_images, read_image
+from denoise_bench.method import NoiseInfo
+from denoise_bench.noise import parse_spec
+from denoise_bench.plugins import Registry, get_registry
+from denoise_bench.protocol import get_protocol
+from denoise_bench.results import file_slug, read_config
+from denoise_bench.trained import ABOUT, TrainedDenoiser, build_method, find_checkpoint, load_trained, run_checkpoints
+
+FORMATS = ("png", "tiff", "npy")  # 8-bit PNG; float32 TIFF or .npy in [0, 1] (not clipped)
+
+
+def _from_config(run_dir: Path, method: str, noise_slug: str | None, seed: int, registry: Registry) -> dict[str, Any]:
+    """The header of ``method`` as trained in ``run_dir``, rebuilt from its config.json."""
+    config = read_config(run_dir)
+    entry = next((m for m in config.get("methods") or [] if m.get("name") == method), None)
+    if entry is None:
+        ran = ", ".join(m.get("name", "?") for m in config.get("methods") or []) or "none"
+        raise BenchError(f"{run_dir} did not run {method!r} (methods there: {ran})")
+    trains = [n["train"] for n in config.get("noise") or []]
+    if noise_slug is not None:
+        trains = [t for t in trains if noise_slug in (t, file_slug(t))]
+    if len(trains) != 1:
+        raise BenchError(f"{run_dir}: choose the training noise with --noise (one of: "
+                         f"{', '.join(n['train'] for n in config.get('noise') or [])})")
+    request = config.get("request") or {}
+    source = request.get("train_dataset") or (config.get("datasets") or [None])[0]
+    dataset_cls = registry.dataset(source)
+    try:
+        channels = dataset_cls(None, **(config.get("dataset_options") or {})).channels
+    except BenchError:
+        channels = dataset_cls.channels
+    budget = (config.get("budgets") or {}).get(method) or config["budget"]
+    family = parse_spec(trains[0], registry.noise_families).family
+    return {"method": method, "options": entry.get("options") or {}, "channels": channels, "budget": budget,
+            "seed": seed, "train_noise": None if family.captured else trains[0], "train_side": None,
+            "protocol": request.get("protocol") or "nb2nb"}
+
+
+def run_denoiser(run_dir: Path, method: str, noise: str | None = None, seed: int | None = None,
+                 device: str | None = "cpu", registry: Registry | None = None) -> TrainedDenoiser:
+    """``method`` as ``run_dir`` trained it (per-image methods: as it set them up), ready to denoise."""
+    registry = registry or get_registry()
+    if not run_dir.is_dir():
+        raise BenchError(f"run folder not found: {run_dir}")
+    method_cls = registry.method(method)
+    if not method_cls.trainable:
+        about = _from_config(run_dir, method, noise, seed or 0, registry)
+        chosen = pick_device(None if device in (None, "auto") else device)
+        return TrainedDenoiser(build_method(about, chosen, registry, str(run_dir)), about, get_protocol(about["protocol"]))
+    if not any(c.method == method for c in run_checkpoints(run_dir)):
+        _from_config(run_dir, method, noise, 0, registry)  # names what the run did run
+    found = find_checkpoint(run_dir, method, noise, seed)
+    state = load_checkpoint(found.path)
+    if isinstance(state.get(ABOUT), dict):
+        return load_trained(found.path, device=device, registry=registry)
+    about = _from_config(run_dir, method, found.noise, found.seed, registry)  # saved before checkpoints had headers
+    chosen = pick_device(None if device in (None, "auto") else device)
+    built = build_method(about, chosen, registry, str(found.path))
+    built.load_state_dict(state)
+    return TrainedDenoiser(built, about, get_protocol(about["protocol"]))
+
+
+def native_channels(path: Path) -> int:
+    """How many channels an image file has (1 gray, 3 colour), or a BenchError naming the file."""
+    if not path.is_file():
+        raise BenchError(f"image file not found: {path}")
+    try:
+        with Image.open(path) as img:
+            return 1 if img.mode in ("L", "1", "LA", "I", "I;16", "F") else 3
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise BenchError(f"{path}: not a readable image ({exc})") from None
+
+
+def image_files(inputs: list[Path]) -> list[Path]:
+    files: list[Path] = []
+    for item in inputs:
+        if item.is_dir():
+            found = list_images(item)
+            if not found:
+                raise BenchError(f"{item}: no image files ({', '.join(IMAGE_SUFFIXES)})")
+            files += found
+        else:
+            files.append(item)
+    return files
+
+
+@dataclass(frozen=True)
+class Denoised:
+    source: Path
+    written: Path
+    level: str  # the noise level given to the method, and where it came from; "" if it takes none
+
+
+def noise_info(denoiser: TrainedDenoiser, pixels: np.ndarray, sigma: float | None,
+               registry: Registry) -> tuple[NoiseInfo | None, str]:
+    """What a method told the noise level gets for this image, and how to say it."""
+    if not denoiser.method.uses_noise_level:
+        return None, ""
+    text = denoiser.train_noise or "gaussian:sigma=25"
+    spec = parse_spec(text, registry.noise_families)
+    names = [p.name for p in spec.family.params]
+    if names != ["sigma"]:
+        raise BenchError(f"{denoiser.name} needs the level of {spec.family.name} noise ({', '.join(names)}); "
+                         "bench denoise can give it only a Gaussian sigma")
+    if sigma is not None:
+        return NoiseInfo(spec, {"sigma": float(sigma)}), f"sigma {sigma:g} (given)"
+    from skimage.restoration import estimate_sigma
+
+    image, axis = (pixels, -1) if pixels.shape[2] > 1 else (pixels[:, :, 0], None)
+    estimate = float(estimate_sigma(image, channel_axis=axis, average_sigmas=True)) * 255.0
+    estimate = max(estimate, 0.1)
+    return NoiseInfo(spec, {"sigma": estimate}), f"sigma {estimate:.2f} (estimated from the image)"
+
+
+def write_estimate(estimate: np.ndarray, path: Path, fmt: str) -> None:
+    """An (H, W, C) estimate as a file; gray images as (H, W), as gray image files hold them."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    values = (estimate[:, :, 0] if estimate.shape[2] == 1 else estimate).astype(np.float32)
+    if fmt == "npy":
+        np.save(path, values)
+    elif fmt == "tiff":
+        import tifffile
+
+        tifffile.imwrite(path, values)
+    else:
+        Image.fromarray(np.floor(np.clip(values, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)).save(path)
+
+
+def denoise_files(denoiser: TrainedDenoiser, inputs: list[Path], out: Path, fmt: str = "png",
+                  sigma: float | None = None, registry: Registry | None = None,
+                  on_image: Callable[[Denoised], None] = lambda d: None) -> list[Denoised]:
+    """Denoise each image file (or the images of each folder) into ``out``; 8-bit inputs are read as [0, 1]."""
+    if fmt not in FORMATS:
+        raise BenchError(f"unknown output format {fmt!r}; valid: {', '.join(FORMATS)}")
+    registry = registry or get_registry()
+    files = image_files(inputs)
+    for path in files:  # every file checked before any is written
+        have = native_channels(path)
+        if have != denoiser.channels:
+            raise BenchError(f"{path} has {have} channel(s); {denoiser.name} was trained on {denoiser.channels}-channel images")
+    done = []
+    suffix = {"png": ".png", "tiff": ".tif", "npy": ".npy"}[fmt]
+    for path in files:
+        pixels = read_image(path, denoiser.channels).astype(np.float32) / 255.0
+        info, level = noise_info(denoiser, pixels, sigma, registry)
+        with torch.no_grad():
+            estimate = denoiser(pixels, info)
+        if estimate.ndim == 2:
+            estimate = estimate[:, :, None]
+        target = out / f"{path.stem}{suffix}"
+        write_estimate(estimate, target, fmt)
+        item = Denoised(path, target, level)
+        on_image(item)
+        done.append(item)
+    return done
