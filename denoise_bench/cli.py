@@ -370,12 +370,13 @@ def table_command(run_dir: Path | None) -> None:
 @click.option("--out", "out", required=True, type=click.Path(path_type=Path, dir_okay=False), help="The .safetensors file to write.")
 def export_command(run_dir: Path, method: str, noise: str | None, seed: int | None, out: Path) -> None:
     """Write a method trained in RUN_DIR as a .safetensors file (weights + description); print its sha256."""
-    from denoise_bench.trained import export_safetensors, find_checkpoint
+    from denoise_bench.denoise_files import run_checkpoint
+    from denoise_bench.trained import export_safetensors
 
     if out.suffix != ".safetensors":
         raise BenchError(f"--out {out}: the file name must end in .safetensors")
-    found = find_checkpoint(run_dir, method, noise, seed)
-    digest = export_safetensors(found.path, out)
+    found, state = run_checkpoint(run_dir, method, noise, seed, _registry())  # older checkpoints: header from config.json
+    digest = export_safetensors(found.path, out, state)
     click.echo(f"{out}  ({found.method} trained on {found.training_set}, noise {found.noise}, seed {found.seed})")
     click.echo(f"sha256 {digest}")
 

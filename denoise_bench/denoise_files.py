@@ -27,7 +27,7 @@ from denoise_bench.noise import parse_spec
 from denoise_bench.plugins import Registry, get_registry
 from denoise_bench.protocol import get_protocol
 from denoise_bench.results import file_slug, read_config
-from denoise_bench.trained import ABOUT, TrainedDenoiser, build_method, find_checkpoint, load_trained, run_checkpoints
+from denoise_bench.trained import ABOUT, RunCheckpoint, TrainedDenoiser, build_method, find_checkpoint, run_checkpoints
 
 FORMATS = ("png", "tiff", "npy")  # 8-bit PNG; float32 TIFF or .npy in [0, 1] (not clipped)
 
@@ -70,17 +70,26 @@ def run_denoiser(run_dir: Path, method: str, noise: str | None = None, seed: int
         about = _from_config(run_dir, method, noise, seed or 0, registry)
         chosen = pick_device(None if device in (None, "auto") else device)
         return TrainedDenoiser(build_method(about, chosen, registry, str(run_dir)), about, get_protocol(about["protocol"]))
-    if not any(c.method == method for c in run_checkpoints(run_dir)):
-        _from_config(run_dir, method, noise, 0, registry)  # names what the run did run
-    found = find_checkpoint(run_dir, method, noise, seed)
-    state = load_checkpoint(found.path)
-    if isinstance(state.get(ABOUT), dict):
-        return load_trained(found.path, device=device, registry=registry)
-    about = _from_config(run_dir, method, found.noise, found.seed, registry)  # saved before checkpoints had headers
+    found, state = run_checkpoint(run_dir, method, noise, seed, registry)
+    about = state.pop(ABOUT)
     chosen = pick_device(None if device in (None, "auto") else device)
     built = build_method(about, chosen, registry, str(found.path))
     built.load_state_dict(state)
     return TrainedDenoiser(built, about, get_protocol(about["protocol"]))
+
+
+def run_checkpoint(run_dir: Path, method: str, noise: str | None = None, seed: int | None = None,
+                   registry: Registry | None = None) -> tuple[RunCheckpoint, dict[str, Any]]:
+    """The checkpoint of ``method`` in ``run_dir`` and its state with its header (rebuilt from the run's
+    config.json for checkpoints saved before headers existed)."""
+    registry = registry or get_registry()
+    if not any(c.method == method for c in run_checkpoints(run_dir)):
+        _from_config(run_dir, method, noise, 0, registry)  # names what the run did run
+    found = find_checkpoint(run_dir, method, noise, seed)
+    state = load_checkpoint(found.path)
+    if not isinstance(state.get(ABOUT), dict):
+        state[ABOUT] = _from_config(run_dir, method, found.noise, found.seed, registry)
+    return found, state
 
 
 def native_channels(path: Path) -> int:

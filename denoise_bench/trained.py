@@ -188,11 +188,12 @@ def _merge(rest: dict[str, Any], tensors: dict[str, torch.Tensor]) -> dict[str, 
     return state
 
 
-def export_safetensors(checkpoint: Path, out: Path) -> str:
-    """Write a trained checkpoint as ``out`` (tensors, and the rest as metadata); returns its sha256."""
+def export_safetensors(checkpoint: Path, out: Path, state: dict[str, Any] | None = None) -> str:
+    """Write a trained checkpoint (or its ``state``, header included) as ``out`` (tensors, and the rest
+    as metadata); returns its sha256."""
     from safetensors.torch import save_file
 
-    state = load_checkpoint(checkpoint)
+    state = state if state is not None else load_checkpoint(checkpoint)
     if not isinstance(state.get(ABOUT), dict):
         raise BenchError(f"{checkpoint}: this checkpoint does not describe itself (no {ABOUT!r} header); "
                          "an export could not be loaded elsewhere. Train it again with this version")

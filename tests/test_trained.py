@@ -118,8 +118,10 @@ def test_export_to_safetensors_loads_back(bench_run: denoise_bench.Benchmark, tm
     exported = denoise_bench.load_trained(out)
     assert exported.about == bench_run.denoiser("unet").about
     assert torch.equal(exported(case.noisy), denoise_bench.load_trained(_checkpoint(bench_run))(case.noisy))
-    missing = CliRunner().invoke(main, ["export", str(bench_run.run_dir), "--method", "n2n", "--out", str(out)])
-    assert missing.exit_code == 2 and "no trained 'n2n' (trained methods there: unet)" in missing.output
+    for method, message in (("n2n", "did not run 'n2n' (methods there: unet, bm3d)"),
+                            ("bm3d", "has no trained 'bm3d' (trained methods there: unet)")):
+        missing = CliRunner().invoke(main, ["export", str(bench_run.run_dir), "--method", method, "--out", str(out)])
+        assert missing.exit_code == 2 and message in missing.output, missing.output
 
 
 # --- bench denoise -------------------------------------------------------------------------------
@@ -204,3 +206,12 @@ def test_headerless_checkpoint_in_its_run_folder_is_read_with_the_run_config(ben
     save_checkpoint(state, path)
     noisy = _test_case().noisy
     assert torch.equal(run_denoiser(old_run, "unet")(noisy), bench_run.denoiser("unet")(noisy))
+    # Exported from its run, it describes itself like a new one.
+    from click.testing import CliRunner
+
+    from denoise_bench.cli import main
+
+    out = tmp_path / "old.safetensors"
+    result = CliRunner().invoke(main, ["export", str(old_run), "--method", "unet", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert torch.equal(denoise_bench.load_trained(out)(noisy), bench_run.denoiser("unet")(noisy))
