@@ -93,9 +93,9 @@ def trained_method(p: RunPlan, method_cls: type[Method], datasets: list[Dataset]
     if not method_cls.trainable:
         return method, 0.0
     crop = method.training_crop()
-    if not setting.train.family.captured and crop != setup.budget.crop_size:
-        echo(f"{method_cls.name}: training crops of {crop}x{crop} "
-             f"(budget crop {setup.budget.crop_size}, shortest training side {setup.train_side})")
+    note = None if setting.train.family.captured else method.training_crop_note()
+    if note:
+        echo(f"{method_cls.name}: {note}")
     files = TrainedFiles.of(p, method_cls, first, setting, seed)
     if files.weights.exists():  # trained before an interruption
         method.load_state_dict(load_checkpoint(files.weights, p.device))

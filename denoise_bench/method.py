@@ -118,6 +118,11 @@ class Method(ABC):
         (Neighbor2Neighbor cuts twice the side, so that its network sees crops of the budget's size)."""
         return self.setup.budget.crop_size
 
+    def training_crop_note(self) -> str | None:
+        """What the run log should say about the crops, where ``training_crop`` had to depart from its
+        rule (Neighbor2Neighbor on training images too small for its doubled crop); None otherwise."""
+        return None
+
     def fit(self, view: TrainingView, context: TrainContext) -> None:
         """Train on the view (``setup.budget`` says how long). Per-image methods need not train."""
 

@@ -109,6 +109,13 @@ class Neighbor2Neighbor(NetworkMethod):
                              f"to a {DOWNSAMPLE_FACTOR}-multiple network input (at least {step}x{step})")
         return fitted
 
+    def training_crop_note(self) -> str | None:
+        crop, wanted = self.training_crop(), 2 * self.setup.budget.crop_size
+        if crop == wanted:
+            return None
+        return (f"the shortest training image side is {self.setup.train_side}, too small for {wanted}x{wanted} "
+                f"crops: cutting {crop}x{crop}, so the network trains on {crop // 2}x{crop // 2} sub-images")
+
     def lr_factor(self, progress: float) -> float:
         return halve_every_fifth(progress)
 

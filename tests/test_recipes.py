@@ -82,6 +82,7 @@ def test_nb2nb_fits_its_double_crop_into_small_training_images(side: int | None,
     # multiple of 32 does (128, a 64x64 network input).
     method = Neighbor2Neighbor(MethodSetup(channels=1, budget=SMOKE.override(crop_size=128), train_side=side))
     assert method.training_crop() == crop
+    assert (method.training_crop_note() is None) == (crop == 256)  # the log tells where the crop was fitted
 
 
 def test_nb2nb_refuses_training_images_too_small_for_any_crop() -> None:
@@ -97,7 +98,8 @@ def test_runner_fits_nb2nb_crops_to_the_training_set(tmp_path) -> None:
     lines: list[str] = []
     result = run(plan(request), echo=lines.append)
     assert result.failed.empty, result.failed.error.tolist()
-    assert any("nb2nb: training crops of" in line for line in lines), lines
+    assert any(line.startswith("nb2nb: the shortest training image side is") and "cutting 128x128" in line
+               for line in lines), lines
 
 
 def test_other_methods_train_on_the_budget_crop() -> None:
