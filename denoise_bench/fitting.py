@@ -93,7 +93,7 @@ def trained_method(p: RunPlan, method_cls: type[Method], datasets: list[Dataset]
     if not method_cls.trainable:
         return method, 0.0
     crop = method.training_crop()
-    note = None if setting.train.family.captured else method.training_crop_note()
+    note = method.training_crop_note()  # None under captured noise: method_setup gives no side to fit
     if note:
         echo(f"{method_cls.name}: {note}")
     files = TrainedFiles.of(p, method_cls, first, setting, seed)
