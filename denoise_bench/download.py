@@ -19,8 +19,13 @@
   operation (connect, each read).
 * **An offline way out.** When the last attempt fails, the error says which URL failed and why, and
   exactly which file to put where (``dest``, and its sha256) to carry on without network.
+* **A progress bar** over the bytes (against ``Content-Length`` when the server sends one), on a
+  terminal only: a log file gets no bar. ``bench run --no-progress`` turns it off through
+  :func:`progress_bars`, which the planning of a run (where datasets are downloaded) sets, so that
+  the dataset plugins that call :func:`fetch` need not pass it along.
 
-Only the standard library is used (``urllib.request``), so downloads need no extra dependency.
+The network is reached with the standard library only (``urllib.request``); the bar is tqdm's, which the
+package depends on anyway.
 
 :func:`extract` unpacks ``.zip`` and ``.tar[.gz|.bz2|.xz]`` archives, refusing any member that would
 land outside the target folder (absolute paths, ``..``, links, devices) before writing anything.
@@ -43,8 +48,13 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
+
+from tqdm.auto import tqdm
 
 from denoise_bench.errors import BenchError
 
@@ -65,6 +75,19 @@ USER_AGENT = _user_agent()
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 
 log = logging.getLogger(__name__)
+
+# Whether downloads may show a bar (still only on a terminal); see progress_bars.
+_PROGRESS: ContextVar[bool] = ContextVar("download_progress", default=True)
+
+
+@contextmanager
+def progress_bars(enabled: bool) -> Iterator[None]:
+    """Downloads inside show a progress bar on a terminal (``enabled``) or none at all."""
+    token = _PROGRESS.set(enabled)
+    try:
+        yield
+    finally:
+        _PROGRESS.reset(token)
 
 
 def cache_dir() -> Path:
@@ -190,19 +213,29 @@ def _stream(url: str, fh: BinaryIO, timeout: float) -> str:
     received = 0
     with response:
         declared = _content_length(response)
-        while True:
-            try:
-                chunk = response.read(CHUNK_BYTES)
-            except (OSError, http.client.HTTPException) as exc:  # reset, timeout, IncompleteRead
-                raise _Transient(f"transfer interrupted after {received} bytes: {_describe(exc)}") from None
-            if not chunk:
-                break
-            digest.update(chunk)
-            fh.write(chunk)
-            received += len(chunk)
+        with _bar(url, declared) as bar:
+            while True:
+                try:
+                    chunk = response.read(CHUNK_BYTES)
+                except (OSError, http.client.HTTPException) as exc:  # reset, timeout, IncompleteRead
+                    raise _Transient(f"transfer interrupted after {received} bytes: {_describe(exc)}") from None
+                if not chunk:
+                    break
+                digest.update(chunk)
+                fh.write(chunk)
+                received += len(chunk)
+                bar.update(len(chunk))
     if declared is not None and received != declared:
         raise _Transient(f"transfer interrupted: received {received} of {declared} bytes")
     return digest.hexdigest()
+
+
+def _bar(url: str, total: int | None) -> tqdm:
+    """Bytes received of ``total`` (None: unknown); disabled off a terminal (tqdm's ``disable=None``) or when
+    :func:`progress_bars` says so."""
+    name = PurePosixPath(urllib.parse.urlsplit(url).path).name or url
+    return tqdm(total=total, desc=f"download {name}", unit="B", unit_scale=True, unit_divisor=1024, leave=False,
+                disable=None if _PROGRESS.get() else True)
 
 
 def _content_length(response: http.client.HTTPResponse) -> int | None:

@@ -67,7 +67,8 @@ def _parts(folder: Path) -> list[Path]:
 
 @dataclass(frozen=True)
 class Reply:
-    kind: str  # "ok": the body; "status": an error code; "short": Content-Length > body, then close; "hang"
+    kind: str  # "ok": the body; "status": an error code; "short": Content-Length > body, then close; "hang";
+    # "unsized": the body with no Content-Length (it ends when the connection closes)
     body: bytes = b""
     status: int = 200
 
@@ -112,7 +113,8 @@ def _handler(state: FileServer) -> type[BaseHTTPRequestHandler]:
                 declared = len(reply.body) + (1000 if reply.kind == "short" else 0)
                 self.send_response(200)
                 self.send_header("Content-Type", "application/octet-stream")
-                self.send_header("Content-Length", str(declared))
+                if reply.kind != "unsized":
+                    self.send_header("Content-Length", str(declared))
                 self.end_headers()
                 self.wfile.write(reply.body[: len(reply.body) // 2] if reply.kind == "short" else reply.body)
             self.close_connection = True  # HTTP/1.0: one request per connection, so "short" really ends
@@ -281,6 +283,42 @@ def test_a_silent_server_times_out_and_the_retries_are_bounded(server: FileServe
         fetch(url, tmp_path / "slow", None, retries=1, timeout=0.3, backoff=0.0)
     assert time.monotonic() - start < 4
     assert server.hits["/slow"] == 2
+
+
+class Bar:
+    """Stands in for tqdm in download: records the bars made and the bytes they were told of."""
+
+    made: list["Bar"] = []
+
+    def __init__(self, **kwargs: object) -> None:
+        self.kwargs, self.n = kwargs, 0
+        Bar.made.append(self)
+
+    def update(self, n: int) -> None:
+        self.n += n
+
+    def __enter__(self) -> "Bar":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+
+@pytest.mark.parametrize("kind", ["ok", "unsized"])
+def test_a_download_shows_a_bar_over_its_bytes_on_a_terminal_unless_progress_is_off(
+        server: FileServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str) -> None:
+    monkeypatch.setattr(download, "tqdm", Bar)
+    Bar.made = []
+    body = bytes(range(256)) * 1000  # several chunks
+    url = server.route("/big.bin", Reply(kind, body))
+    _fetch(url, tmp_path / "big.bin", _sha(body))
+    (bar,) = Bar.made
+    assert bar.kwargs["total"] == (len(body) if kind == "ok" else None)  # Content-Length, when the server sends it
+    assert bar.n == len(body) and bar.kwargs["unit"] == "B" and bar.kwargs["desc"] == "download big.bin"
+    assert bar.kwargs["disable"] is None  # tqdm's own rule: shown on a terminal, not in a log file
+    with download.progress_bars(False):
+        _fetch(url, tmp_path / "again.bin", _sha(body))
+    assert Bar.made[-1].kwargs["disable"] is True
 
 
 def test_only_http_urls_are_fetched(tmp_path: Path) -> None:
