@@ -73,6 +73,11 @@ def _label(plugin: str, distribution: str | None) -> str:
     return f"{plugin!r} (distribution {distribution})" if distribution else repr(plugin)
 
 
+def plugin_label(plugin: str) -> str:
+    """A registered plugin as its user knows it (see ``_label``), for messages about it."""
+    return _label(plugin, _distributions.get(plugin))
+
+
 T = TypeVar("T")
 
 
@@ -148,14 +153,14 @@ def _register(pm: pluggy.PluginManager, name: str, distribution: str | None, loa
     try:
         plugin = load()
     except Exception as exc:  # a broken plugin must not break the others
-        return fail(f"importing it raised {_describe(exc)}")
+        return fail(f"importing it raised {describe_exception(exc)}")
     if pm.has_plugin(name):
         first = _distributions.get(name)
         return fail("another plugin " + (f"from distribution {first} " if first else "") + "is registered under that name")
     try:
         pm.register(plugin, name=name)
     except Exception as exc:  # pluggy refuses a hook whose arguments the spec does not pass
-        return fail(_describe(exc))
+        return fail(describe_exception(exc))
     # pluggy accepts a hook it has no spec for and never calls it, so a misspelt name would go unnoticed.
     unknown = _unknown_hooks(pm, plugin)
     if unknown:
@@ -173,7 +178,7 @@ def _unknown_hooks(pm: pluggy.PluginManager, plugin: object) -> list[str]:
             if not c.has_spec() and any(i.plugin is plugin and not i.optionalhook for i in c.get_hookimpls())]
 
 
-def _describe(exc: BaseException) -> str:
+def describe_exception(exc: BaseException) -> str:
     """An exception as one warning line: its type and its message with the line breaks folded."""
     return f"{type(exc).__name__}: {' '.join(str(exc).split())}"
 
@@ -277,7 +282,7 @@ def _call(impl: pluggy.HookImpl, hook_name: str, kind: _Kind, staged: dict[str, 
     except BenchError:
         raise
     except Exception as exc:  # the plugin's own bug, reported as one line
-        raise BenchError(f"{hook_name} raised {_describe(exc)}") from exc
+        raise BenchError(f"{hook_name} raised {describe_exception(exc)}") from exc
     if result is not None:
         raise BenchError(f"{hook_name} must call register(...) and return None, it returned {type(result).__name__}")
 

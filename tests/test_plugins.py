@@ -153,6 +153,34 @@ class Misspelt:
         pass
 
 
+class MisspeltLifecycle:
+    @hookimpl
+    def job_finish(self, job):  # missing the "ed"
+        pass
+
+
+class Tracking:
+    """A plugin of lifecycle hooks only, each taking the arguments it needs."""
+
+    @hookimpl
+    def run_started(self, run_dir):
+        pass
+
+    @hookimpl
+    def job_finished(self, job, error):
+        pass
+
+
+VALID_HOOKS = ("job_finished, learning_curve_point, register_datasets, register_methods, register_noise_models, "
+               "run_finished, run_started, training_step")
+
+
+def test_a_plugin_of_lifecycle_hooks_only_is_accepted() -> None:
+    plugins.register_plugin(Tracking(), name="tracking")
+    assert plugins.get_plugin_manager().has_plugin("tracking")
+    assert plugins.get_registry().failures == []
+
+
 class WrongArgument:
     @hookimpl
     def register_methods(self, reg):  # the hook passes "register"
@@ -160,8 +188,8 @@ class WrongArgument:
 
 
 @pytest.mark.parametrize("plugin, reason", [
-    (Misspelt(), "unknown hook 'register_method' (did you mean 'register_methods'?); "
-                 "valid hooks: register_datasets, register_methods, register_noise_models"),
+    (Misspelt(), f"unknown hook 'register_method' (did you mean 'register_methods'?); valid hooks: {VALID_HOOKS}"),
+    (MisspeltLifecycle(), f"unknown hook 'job_finish' (did you mean 'job_finished'?); valid hooks: {VALID_HOOKS}"),
     (WrongArgument(), "hookimpl definition: register_methods(reg) Argument(s) {'reg'} are declared in the hookimpl"),
 ])
 def test_inline_plugin_with_a_bad_hook_is_reported_and_skipped(plugin: object, reason: str) -> None:
@@ -243,7 +271,7 @@ def test_misspelt_hook_is_reported_with_a_suggestion_and_the_rest_loads(install,
             pass
     """)
     reason = ("unknown hook 'register_method' (did you mean 'register_methods'?); "
-              "valid hooks: register_datasets, register_methods, register_noise_models")
+              f"valid hooks: {VALID_HOOKS}")
     listed = bench("list")
     assert listed.exit_code == 0, listed.output
     assert "median3" in listed.stdout and "iddp" in listed.stdout
