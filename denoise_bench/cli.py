@@ -25,7 +25,9 @@ from denoise_bench.profiles import INITS, LR_RULES, PROFILES
 from denoise_bench.protocol import PROTOCOLS
 from denoise_bench.results import nothing_ran, write_tables
 from denoise_bench.grid import describe_grid
-from denoise_bench.planning import RUNS_DIR, latest_run
+from denoise_bench.planning import RUNS_DIR, RunPlan, latest_run
+from denoise_bench.evaluation import evaluation_request
+from denoise_bench.dispatch import Executor
 from denoise_bench.request import read_request_file
 from denoise_bench.runner import RunRequest, plan, run
 from denoise_bench.supervision import Supervision
@@ -231,14 +233,19 @@ def run_command(methods: str, noises: tuple[str, ...], datasets: str, train_data
     if dry_run:
         click.echo(describe_grid(the_plan))
         return
+    _execute(the_plan, job_executor, _resume_command(the_plan.run_dir, request, executor, executor_options))
+
+
+def _execute(the_plan: RunPlan, job_executor: Executor | None, resume_command: str) -> None:
+    """Run a planned grid and print its tables; exit 1 if a job failed, 130 (with ``resume_command``) on Ctrl-C."""
+    request = the_plan.request
     click.echo(f"run folder: {the_plan.run_dir}  (device {the_plan.device}, profile {request.profile}, "
                f"protocol {the_plan.protocol.id})")
     try:
         result = run(the_plan, echo=click.echo, executor=job_executor)
     except KeyboardInterrupt:
         if (the_plan.run_dir / "config.json").is_file():
-            click.echo(f"\ninterrupted; what finished is in {the_plan.run_dir}; resume with: "
-                       f"{_resume_command(the_plan.run_dir, request, executor, executor_options)}", err=True)
+            click.echo(f"\ninterrupted; what finished is in {the_plan.run_dir}; resume with: {resume_command}", err=True)
         else:
             click.echo("\ninterrupted before the run folder was written; nothing to resume", err=True)
         sys.exit(130)
@@ -253,6 +260,42 @@ def run_command(methods: str, noises: tuple[str, ...], datasets: str, train_data
         if why:
             click.echo(f"error: {why}", err=True)
         sys.exit(1)
+
+
+@main.command("evaluate")
+@click.option("--run", "run_dir", required=True, type=click.Path(path_type=Path, file_okay=False, exists=True),
+              help="The run folder whose trained models are scored (its checkpoints/ hold them).")
+@click.option("--dataset", "datasets", required=True, help="Comma-separated dataset names, or a folder of images.")
+@click.option("--noise", "noises", multiple=True,
+              help="Test noise: a family (its preset tests) or a spec such as gaussian:sigma=50 [default: each training "
+                   "noise's own tests]. The models trained on other families are left out. Comma-separated or repeated.")
+@click.option("--methods", default=None,
+              help="Comma-separated: some of the run's trained methods, and any per-image method [default: every method it trained].")
+@click.option("--dataset-option", "dataset_options", multiple=True, help="KEY=VALUE for the dataset, e.g. channels=1 for a folder.")
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None, help="Folder of the named sets [env DENOISE_BENCH_DATA].")
+@click.option("--device", default="auto", show_default=True, help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="New run folder (default runs/<timestamp>).")
+@click.option("--progress/--no-progress", default=True, show_default=True)
+def evaluate_command(run_dir: Path, datasets: str, noises: tuple[str, ...], methods: str | None,
+                     dataset_options: tuple[str, ...], data_dir: Path | None, device: str, out: Path | None,
+                     progress: bool) -> None:
+    """Score the models trained in a run on other test sets, without training; results go to a new run folder.
+
+    The protocol, profile, budget and engine are the trained run's, so `bench leaderboard` puts the new
+    folder's rows beside the trained run's as the same experiments.
+    """
+    if out is not None and out.resolve() == run_dir.resolve():
+        raise BenchError(f"--out {out} is the trained run itself; an evaluation writes a new run folder")
+    registry = _registry()
+    options = _key_values(dataset_options, "--dataset-option")
+    request = evaluation_request(
+        run_dir, _dataset_paths(_split(datasets), options, registry), registry,
+        methods=_split(methods) if methods else None,
+        test_noises=[item for text in noises for item in split_noise_list(text)], data_dir=resolve_data_dir(data_dir),
+        dataset_options=options, device=device, out=out, progress=progress,
+        note=lambda text: click.echo(f"note: {text}", err=True))
+    the_plan = plan(request, registry)
+    _execute(the_plan, None, f"bench run --resume {shlex.quote(str(the_plan.run_dir))}")
 
 
 @main.command("list")

@@ -19,10 +19,11 @@ from tqdm.auto import tqdm
 
 from denoise_bench.checkpoints import load_checkpoint, save_checkpoint
 from denoise_bench.data import Dataset
+from denoise_bench.errors import BenchError
 from denoise_bench.method import Method, MethodSetup, TrainContext
 from denoise_bench.noise import NoiseSetting
 from denoise_bench.planning import RunPlan
-from denoise_bench.results import CHECKPOINTS, file_slug, write_json
+from denoise_bench.results import CHECKPOINTS, weights_stem, write_json
 from denoise_bench.run_data import RunData
 from denoise_bench.scoring import curve_points
 from denoise_bench.supervision import Supervision
@@ -39,9 +40,9 @@ class TrainedFiles:
 
     @staticmethod
     def of(p: RunPlan, method_cls: type[Method], dataset: Dataset, setting: NoiseSetting, seed: int) -> "TrainedFiles":
-        source = p.training_source(dataset)
-        name = f"{method_cls.name}__{file_slug(source.training_set_id())}__{file_slug(str(setting.train))}__seed{seed}"
-        folder = p.run_dir / CHECKPOINTS
+        """Under the run's own ``checkpoints/``, or the trained run's for an evaluation (``weights_from``)."""
+        name = weights_stem(method_cls.name, p.training_source(dataset).training_set_id(), str(setting.train), seed)
+        folder = (p.request.weights_from or p.run_dir) / CHECKPOINTS
         return TrainedFiles(folder / f"{name}.pt", folder / f"{name}.json", folder / f"{name}.train.pt")
 
 
@@ -74,10 +75,12 @@ def method_setup(p: RunPlan, method_cls: type[Method], dataset: Dataset, setting
                  data: RunData) -> MethodSetup:
     """What the method is built with. Captured noise has no spec to tell and no crop to fit."""
     captured = setting.train.family.captured
+    # An evaluation loads trained weights and has no training images to fit a crop to.
+    fits_crop = method_cls.trainable and not captured and p.request.weights_from is None
     return MethodSetup(channels=dataset.channels, budget=p.budget_of(method_cls), device=p.device, seed=seed,
                        options=p.request.method_options.get(method_cls.name, {}), engine=p.engine,
                        train_noise=None if captured else setting.train,
-                       train_side=None if captured or not method_cls.trainable else data.shortest_train_side(dataset))
+                       train_side=data.shortest_train_side(dataset) if fits_crop else None)
 
 
 def trained_method(p: RunPlan, method_cls: type[Method], datasets: list[Dataset], setting: NoiseSetting, seed: int,
@@ -92,15 +95,18 @@ def trained_method(p: RunPlan, method_cls: type[Method], datasets: list[Dataset]
     method = method_cls(setup)
     if not method_cls.trainable:
         return method, 0.0
+    files = TrainedFiles.of(p, method_cls, first, setting, seed)
+    if files.weights.exists():  # trained before an interruption, or by the run an evaluation tests
+        method.load_state_dict(load_checkpoint(files.weights, p.device))
+        seconds = json.loads(files.timing.read_text())["train_seconds"] if files.timing.exists() else 0.0
+        return method, float(seconds)
+    if p.request.weights_from is not None:
+        raise BenchError(f"{p.request.weights_from} has no trained weights for {method_cls.name} on {setting.train}, "
+                         f"seed {seed} ({files.weights.name}); an evaluation does not train")
     crop = method.training_crop()
     note = method.training_crop_note()  # None under captured noise: method_setup gives no side to fit
     if note:
         echo(f"{method_cls.name}: {note}")
-    files = TrainedFiles.of(p, method_cls, first, setting, seed)
-    if files.weights.exists():  # trained before an interruption
-        method.load_state_dict(load_checkpoint(files.weights, p.device))
-        seconds = json.loads(files.timing.read_text())["train_seconds"] if files.timing.exists() else 0.0
-        return method, float(seconds)
     view = data.training_view(Supervision(method_cls.supervision), first, setting.train, crop, seed)
     bar = tqdm(total=setup.budget.iterations, desc=f"train {method_cls.name}", disable=not p.request.progress, leave=False)
     clock = TrainingClock()

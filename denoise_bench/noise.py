@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -243,6 +243,19 @@ def resolve_setting(text: str, families: Mapping[str, NoiseFamily]) -> NoiseSett
         return NoiseSetting(name, train, tests)
     spec = parse_spec(text, families)
     return NoiseSetting(str(spec), spec, (spec,))
+
+
+def retested(settings: Sequence[NoiseSetting], texts: Sequence[str], families: Mapping[str, NoiseFamily]) -> list[NoiseSetting]:
+    """``settings`` tested on ``texts`` (families, for their preset tests, or specs) instead of their own tests:
+    each setting on those of its family. A setting that none of them tests is an error."""
+    tests = [t for text in texts for t in resolve_setting(text, families).tests]
+    out = []
+    for setting in settings:
+        own = tuple(t for t in tests if t.family.name == setting.family.name)
+        if not own:
+            raise BenchError(f"no test noise for the models trained on {setting.train} among {', '.join(texts)}")
+        out.append(NoiseSetting(setting.label, setting.train, own))
+    return out
 
 
 # --- built-in families ---------------------------------------------------------------------------

@@ -19,8 +19,9 @@ from denoise_bench.data import TEST, TRAIN, Dataset
 from denoise_bench.engine import Engine, resolve_engine
 from denoise_bench.environment import pick_device
 from denoise_bench.errors import BenchError
+from denoise_bench.evaluation import trained_source
 from denoise_bench.method import Method, resolve_options
-from denoise_bench.noise import NoiseSetting, resolve_setting
+from denoise_bench.noise import NoiseSetting, resolve_setting, retested
 from denoise_bench.plugins import Registry, get_registry
 from denoise_bench.profiles import Budget, get_profile, method_budget
 from denoise_bench.protocol import EvalProtocol, get_protocol
@@ -71,15 +72,20 @@ def plan(request: RunRequest, registry: Registry | None = None) -> RunPlan:
     registry = registry or get_registry()
     methods = _methods(request, registry)
     settings = [resolve_setting(text, registry.noise_families) for text in request.noises]
+    if request.test_noises:
+        settings = retested(settings, request.test_noises, registry.noise_families)
     datasets = [registry.dataset(name)(request.data_dir, **request.dataset_options) for name in request.datasets]
-    train_dataset = None
-    if request.train_dataset:
+    train_dataset: Dataset | None = None
+    if request.weights_from is not None:  # an evaluation: the models come from that run (bench evaluate)
+        train_dataset = trained_source(request.weights_from, datasets, registry)
+    elif request.train_dataset:
         train_dataset = registry.dataset(request.train_dataset)(request.data_dir, **request.dataset_options)
     profile = get_profile(request.profile)
     budget = profile.override(**request.overrides)
     # Resolved now, so that a plugin's bad official_budget fails before anything trains.
     budgets = {m.name: method_budget(request.profile, profile, m.official_budget, request.overrides) for m in methods}
-    _check_datasets(datasets, train_dataset, settings, needs_training=any(m.trainable for m in methods))
+    needs_training = request.weights_from is None and any(m.trainable for m in methods)
+    _check_datasets(datasets, train_dataset, settings, needs_training)
     policy = _policy(request.noise_policy)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     run_dir = request.out or RUNS_DIR / stamp
@@ -103,7 +109,7 @@ def _check_datasets(datasets: list[Dataset], train_dataset: Dataset | None, sett
     """Each dataset can give what the run will ask of it (planning is when downloads happen)."""
     captured = next((s.train.family for s in settings if s.train.family.captured), None)
     if captured is not None:
-        for dataset in [*datasets, *([train_dataset] if train_dataset else [])]:
+        for dataset in [*datasets, *([train_dataset] if train_dataset and needs_training else [])]:
             require_real_source(dataset, captured.name)
     for dataset in datasets:
         dataset.check(TEST)

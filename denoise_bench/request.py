@@ -40,6 +40,10 @@ class RunRequest:
     eval_every: int = 0  # training steps between learning-curve evaluations on the test images (0: none)
     curve_images: int | None = None  # learning curves on the first N test images of each dataset (None: all)
     engine: dict[str, Any] = field(default_factory=dict)  # Engine switches (precision, channels_last, compile)
+    # ``bench evaluate``: test the models trained in this run folder instead of training (see
+    # ``denoise_bench.evaluation``), on these test noises instead of each setting's own (empty: its own).
+    weights_from: Path | None = None
+    test_noises: list[str] = field(default_factory=list)
 
     def recorded(self) -> dict[str, Any]:
         """The request as ``config.json`` keeps it: everything but where it runs (device, folder, progress bar)."""
@@ -48,17 +52,21 @@ class RunRequest:
                 "noise_policy": self.noise_policy, "train_dataset": self.train_dataset,
                 "data_dir": str(self.data_dir) if self.data_dir else None, "method_options": self.method_options,
                 "dataset_options": self.dataset_options, "checkpoint_every": self.checkpoint_every,
-                "eval_every": self.eval_every, "curve_images": self.curve_images, "engine": self.engine}
+                "eval_every": self.eval_every, "curve_images": self.curve_images, "engine": self.engine,
+                "weights_from": str(self.weights_from) if self.weights_from else None, "test_noises": self.test_noises}
 
     @staticmethod
     def from_run_dir(run_dir: Path) -> "RunRequest":
         """The request recorded in a run folder, to continue it (``bench run --resume``)."""
         config = read_config(run_dir)
         stored = dict(config["request"])
-        stored["data_dir"] = Path(stored["data_dir"]) if stored.get("data_dir") else None
+        for key in ("data_dir", "weights_from"):
+            stored[key] = Path(stored[key]) if stored.get(key) else None
         return RunRequest(**stored, out=run_dir)
 
 
+# Request fields only ``bench evaluate`` sets (a training run records them empty); not flags of ``bench run``.
+_EVALUATION_FIELDS = ("weights_from", "test_noises")
 # config.json's request fields as the flags of ``bench run`` that set them (the rest share their name).
 _FLAG_OF_FIELD = {"noises": "noise", "datasets": "dataset", "method_options": "method-option",
                   "dataset_options": "dataset-option"}
@@ -75,7 +83,11 @@ def read_request_file(path: Path) -> dict[str, Any]:
         raise BenchError(f"--config {path}: no such file")
     if path.suffix == ".json":
         config = read_config(path.parent) if path.name == CONFIG else _json(path)
-        return _flags_of_request(config.get("request", config))
+        request = config.get("request", config)
+        if request.get("weights_from"):
+            raise BenchError(f"--config {path} records a `bench evaluate` of the models of {request['weights_from']}, "
+                             f"not a training run; continue it with `bench run --resume {path.parent}`")
+        return _flags_of_request(request)
     try:
         data = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:
@@ -99,6 +111,6 @@ def _flags_of_request(request: dict[str, Any]) -> dict[str, Any]:
     for key, value in request.items():
         if key in ("overrides", "engine") and isinstance(value, dict):
             flags.update({k.replace("_", "-"): v for k, v in value.items() if v is not None})
-        elif value is not None:
+        elif value is not None and key not in _EVALUATION_FIELDS:
             flags[_FLAG_OF_FIELD.get(key, key.replace("_", "-"))] = value
     return flags

@@ -50,6 +50,11 @@ def file_slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9.=-]+", "_", text).strip("_")
 
 
+def weights_stem(method: str, training_set: str, train_noise: str, seed: int) -> str:
+    """The file stem of a training's weights under ``checkpoints/`` (``.pt``; ``.json`` its seconds)."""
+    return f"{method}__{file_slug(training_set)}__{file_slug(train_noise)}__seed{seed}"
+
+
 def write_json(path: Path, data: dict) -> None:
     write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
 
