@@ -80,7 +80,8 @@ def method_setup(p: RunPlan, method_cls: type[Method], dataset: Dataset, setting
     return MethodSetup(channels=dataset.channels, budget=p.budget_of(method_cls), device=p.device, seed=seed,
                        options=p.request.method_options.get(method_cls.name, {}), engine=p.engine,
                        train_noise=None if captured else setting.train,
-                       train_side=data.shortest_train_side(dataset) if fits_crop else None)
+                       train_side=data.shortest_train_side(dataset) if fits_crop else None,
+                       progress=p.request.progress)
 
 
 def trained_method(p: RunPlan, method_cls: type[Method], datasets: list[Dataset], setting: NoiseSetting, seed: int,

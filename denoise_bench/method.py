@@ -46,6 +46,9 @@ class MethodSetup:
     # The shortest side among the training images, so that a method cutting crops larger than the
     # budget's (Neighbor2Neighbor) can fit them; None when unknown (real noise, a bare test setup).
     train_side: int | None = None
+    # Whether the method may show progress bars of its own, for long per-image work (DIP's fit to
+    # each image): the run's --progress; off outside a run.
+    progress: bool = False
 
 
 @dataclass(frozen=True)

@@ -48,6 +48,7 @@ from collections.abc import Callable, Iterable
 import torch
 import torch.nn.functional as F
 from torch import nn
+from tqdm.auto import tqdm
 
 from denoise_bench.engine import Engine
 from denoise_bench.hookspecs import hookimpl
@@ -91,12 +92,12 @@ class Backtracking:
 
 def fit_to_image(net: nn.Module, noisy: torch.Tensor, z: torch.Tensor, iterations: int, *, lr: float,
                  reg_noise_std: float, ema_weight: float, generator: torch.Generator,
-                 engine: Engine | None = None) -> torch.Tensor:
+                 engine: Engine | None = None, progress: bool = False) -> torch.Tensor:
     """Fit ``net(z + jitter)`` to ``noisy`` for ``iterations`` Adam steps; returns the EMA of the outputs.
 
     The fit is this method's training, so it runs with the run's training ``engine`` (bf16 autocast
     and channels-last on CPUs with bf16 matrix units under ``--precision auto``); the average and
-    the loss stay fp32.
+    the loss stay fp32. ``progress``: a bar over the iterations (minutes per image on a CPU).
     """
     if iterations < 1:
         raise ValueError(f"iterations must be positive, got {iterations}")
@@ -107,7 +108,7 @@ def fit_to_image(net: nn.Module, noisy: torch.Tensor, z: torch.Tensor, iteration
     guard = Backtracking(net.parameters())
     average: torch.Tensor | None = None
     with engine.training(net, device):
-        for _ in range(iterations):
+        for _ in tqdm(range(iterations), desc="dip fit", unit="it", leave=False, disable=not progress):
             net_input = z
             if reg_noise_std > 0:
                 net_input = z + reg_noise_std * torch.randn(z.shape, generator=generator, device=z.device, dtype=z.dtype)
@@ -153,7 +154,8 @@ class DeepImagePrior(Method):
         with torch.enable_grad():  # the fit needs gradients even if the caller runs under no_grad
             estimate = fit_to_image(net, noisy.float(), z, self.setup.budget.per_image_iterations,
                                     lr=self.opts["lr"], reg_noise_std=self.opts["reg_noise_std"],
-                                    ema_weight=self.opts["ema"], generator=generator, engine=self.setup.engine)
+                                    ema_weight=self.opts["ema"], generator=generator, engine=self.setup.engine,
+                                    progress=self.setup.progress)
         return estimate.to(noisy.dtype)
 
 
