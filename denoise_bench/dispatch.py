@@ -11,12 +11,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from denoise_bench.grid import Unit, unit_jobs
 from denoise_bench.planning import RunPlan
-from denoise_bench.run_folder import ResultSink, fold_parts, part_job_keys
+from denoise_bench.run_folder import ResultSink, fold_parts, part_jobs
 from denoise_bench.schema import JobKey, job_key
+from denoise_bench.tracking import Tracker
 from denoise_bench.unit_runner import UnitRunner, record_failure
 
 
@@ -26,23 +27,30 @@ class Executor(Protocol):
         """Run every unit, yielding ``(unit, None)`` or ``(unit, error)`` as each job ends."""
 
 
-def run_here(p: RunPlan, units: list[Unit], sink: ResultSink, finished: set[JobKey], echo: Callable[[str], None]) -> None:
-    """Every unit in this process, into the run folder's own files."""
-    runner = UnitRunner(p, echo)
+def run_here(p: RunPlan, units: list[Unit], sink: ResultSink, finished: set[JobKey], echo: Callable[[str], None],
+             tracker: Tracker, on_job: Callable[[dict[str, Any]], None]) -> None:
+    """Every unit in this process, into the run folder's own files; each job reported to ``tracker`` and ``on_job``."""
+    runner = UnitRunner(p, echo, tracker, on_job)
     for unit in units:
         runner.run_unit(unit, sink, finished)
 
 
 def run_through(executor: Executor, p: RunPlan, units: list[Unit], sink: ResultSink, finished: set[JobKey],
-                echo: Callable[[str], None]) -> None:
-    """The units with unfinished jobs submitted through ``executor``; their parts folded into ``sink``."""
+                echo: Callable[[str], None], on_job: Callable[[dict[str, Any]], None]) -> None:
+    """The units with unfinished jobs submitted through ``executor``; their parts folded into ``sink``.
+
+    Each job is given to ``on_job`` as its unit's job ends; the lifecycle hooks ran in the job's process.
+    """
     pending = [u for u in units if any(job_key(job) not in finished for job in unit_jobs(p, u))]
     for unit, error in executor.run_units(p.run_dir, pending, echo):
+        recorded = part_jobs(p.run_dir, unit.slug)
+        for job in recorded:
+            on_job(job)
         if error is None:
             continue
         # The job itself died (killed, out of memory, a scheduler error): its unrecorded jobs failed.
-        recorded = part_job_keys(p.run_dir, unit.slug)
+        keys = {job_key(job) for job in recorded}
         for job in unit_jobs(p, unit):
-            if job_key(job) not in recorded:
-                record_failure(sink, job, error, time.perf_counter(), echo)
+            if job_key(job) not in keys:
+                on_job(record_failure(sink, job, error, time.perf_counter(), echo))
     fold_parts(p.run_dir, sink)

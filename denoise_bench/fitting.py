@@ -8,6 +8,7 @@ last resumable state (``<name>.train.pt``, see ``denoise_bench.training``).
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -20,7 +21,7 @@ from tqdm.auto import tqdm
 from denoise_bench.checkpoints import load_checkpoint, save_checkpoint
 from denoise_bench.data import Dataset
 from denoise_bench.errors import BenchError
-from denoise_bench.method import Method, MethodSetup, TrainContext
+from denoise_bench.method import Method, MethodSetup, StepReport, TrainContext
 from denoise_bench.noise import NoiseSetting
 from denoise_bench.planning import RunPlan
 from denoise_bench.results import CHECKPOINTS, weights_stem, write_json
@@ -28,6 +29,9 @@ from denoise_bench.run_data import RunData
 from denoise_bench.scoring import curve_points
 from denoise_bench.supervision import Supervision
 from denoise_bench.trained import described_state
+
+
+StepMetrics = Callable[[int, int, float, float], None]  # (step, total steps, loss, learning rate)
 
 
 @dataclass(frozen=True)
@@ -85,11 +89,12 @@ def method_setup(p: RunPlan, method_cls: type[Method], dataset: Dataset, setting
 
 
 def trained_method(p: RunPlan, method_cls: type[Method], datasets: list[Dataset], setting: NoiseSetting, seed: int,
-                   data: RunData, echo: Callable[[str], None],
-                   add_curve_point: Callable[[dict], None]) -> tuple[Method, float]:
+                   data: RunData, echo: Callable[[str], None], add_curve_point: Callable[[dict], None],
+                   on_training_step: StepMetrics = lambda step, total, loss, lr: None) -> tuple[Method, float]:
     """The method trained (or loaded, if an earlier invocation trained it) for ``datasets``, which share a training set.
 
-    Returns the method and its training seconds (learning-curve evaluations excluded).
+    ``on_training_step(step, total, loss, lr)`` gets the steps the training reports (for the lifecycle
+    hooks). Returns the method and its training seconds (learning-curve evaluations excluded).
     """
     first = datasets[0]
     setup = method_setup(p, method_cls, first, setting, seed, data)
@@ -121,7 +126,8 @@ def trained_method(p: RunPlan, method_cls: type[Method], datasets: list[Dataset]
             torch.set_rng_state(rng)
 
     try:
-        method.fit(view, TrainContext(on_step=_progress(bar), log=echo, checkpoint_path=files.state,
+        method.fit(view, TrainContext(on_step=_progress(bar, setup.budget.iterations, on_training_step), log=echo,
+                                      checkpoint_path=files.state,
                                       checkpoint_every=p.request.checkpoint_every,
                                       evaluate_every=p.request.eval_every, on_evaluate=on_evaluate,
                                       elapsed=clock.elapsed, on_restore=clock.restore))
@@ -135,13 +141,15 @@ def trained_method(p: RunPlan, method_cls: type[Method], datasets: list[Dataset]
     return method, train_seconds
 
 
-def _progress(bar: tqdm) -> Callable[[int, float], None]:
-    """``on_step`` for the training loop: moves ``bar`` to the step reached and shows the loss."""
+def _progress(bar: tqdm, total: int, on_training_step: StepMetrics) -> StepReport:
+    """``on_step`` for the training loop: moves ``bar`` to the step reached, shows the loss, passes it on."""
     last = [0]
 
-    def on_step(step: int, loss: float) -> None:
+    def on_step(step: int, loss: float, lr: float = math.nan) -> None:
         bar.update(step - last[0])
         last[0] = step
         bar.set_postfix(loss=f"{loss:.4g}")
+        if math.isfinite(loss):  # a resumed training reports its step first, with no loss yet
+            on_training_step(step, total, loss, lr)
 
     return on_step

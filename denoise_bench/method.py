@@ -14,11 +14,12 @@ tables mark them.
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import torch
 
@@ -63,6 +64,10 @@ class NoiseInfo:
         return NoiseInfo(spec, {k: float(v.reshape(-1)[0]) for k, v in levels.items()})
 
 
+class StepReport(Protocol):
+    def __call__(self, step: int, loss: float, lr: float = math.nan) -> None: ...
+
+
 @dataclass
 class TrainContext:
     """What the runner gives to ``fit``: progress reporting and where to keep a resumable state.
@@ -72,7 +77,10 @@ class TrainContext:
     the file exists; the shared training loop does this for every network method.
     """
 
-    on_step: Callable[[int, float], None] = lambda step, loss: None
+    # on_step(step, loss) or on_step(step, loss, lr): the loss of training step ``step`` (1-based) and the
+    # learning rate it used, for the progress bar and tracking plugins (hookspecs.training_step); call it
+    # every few steps, where the loss is read back anyway. lr may be left out (NaN: not reported).
+    on_step: StepReport = lambda step, loss, lr=math.nan: None
     log: Callable[[str], None] = lambda message: None
     checkpoint_path: Path | None = None
     checkpoint_every: int = 0  # 0: never

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from denoise_bench.data import TEST, TRAIN, Dataset
+from denoise_bench.download import progress_bars
 from denoise_bench.engine import Engine, resolve_engine
 from denoise_bench.environment import pick_device
 from denoise_bench.errors import BenchError
@@ -85,7 +86,8 @@ def plan(request: RunRequest, registry: Registry | None = None) -> RunPlan:
     # Resolved now, so that a plugin's bad official_budget fails before anything trains.
     budgets = {m.name: method_budget(request.profile, profile, m.official_budget, request.overrides) for m in methods}
     needs_training = request.weights_from is None and any(m.trainable for m in methods)
-    _check_datasets(datasets, train_dataset, settings, needs_training)
+    with progress_bars(request.progress):
+        _check_datasets(datasets, train_dataset, settings, needs_training)
     policy = _policy(request.noise_policy)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     run_dir = request.out or RUNS_DIR / stamp

@@ -86,9 +86,9 @@ def part_folder(run_dir: Path, slug: str) -> Path:
     return run_dir / PARTS / slug
 
 
-def part_job_keys(run_dir: Path, slug: str) -> set[JobKey]:
-    """The jobs an executor job recorded in its part (done, failed or skipped) before it ended."""
-    return {job_key(j) for j in _rows(part_folder(run_dir, slug) / JOBS)}
+def part_jobs(run_dir: Path, slug: str) -> list[dict]:
+    """The job rows an executor job recorded in its part (done, failed or skipped) before it ended."""
+    return _rows(part_folder(run_dir, slug) / JOBS)
 
 
 def fold_parts(run_dir: Path, sink: ResultSink) -> None:

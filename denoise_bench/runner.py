@@ -21,11 +21,13 @@ import pandas as pd
 
 from denoise_bench.dispatch import Executor, run_here, run_through
 from denoise_bench.grid import Unit, units
-from denoise_bench.planning import RunPlan, plan
+from denoise_bench.grid_progress import GridProgress
+from denoise_bench.planning import RunPlan, plan, run_config
 from denoise_bench.request import RunRequest
 from denoise_bench.results import write_tables
 from denoise_bench.run_folder import open_run_folder, part_sink
 from denoise_bench.run_lock import run_lock
+from denoise_bench.tracking import Tracker, job_counts
 from denoise_bench.unit_runner import UnitRunner
 
 __all__ = ["RunPlan", "RunRequest", "RunResult", "plan", "run", "run_unit"]
@@ -50,16 +52,25 @@ def run(p: RunPlan, echo: Callable[[str], None] = print, executor: Executor | No
     ``denoise_bench.executors``), each unit is submitted as a job of its own that writes under
     ``parts/``; this process waits for them and folds their results into the run folder. The folder's
     lock (``denoise_bench.run_lock``) is held throughout; the submitted jobs run under it.
+
+    A line goes through ``echo`` after every job (``denoise_bench.grid_progress``), and the lifecycle
+    hooks of the plugins are called (``denoise_bench.tracking``).
     """
     with run_lock(p.run_dir, echo):  # refuses a folder another process is running into, before touching it
         sink = open_run_folder(p, echo)  # refuses a folder made by another request; keeps what finished there
         finished = sink.job_keys()
+        tracker = Tracker(p.run_dir, echo)
+        tracker.run_started(run_config(p))
+        grid = units(p)
+        progress = GridProgress(p, grid, finished, echo)
         if executor is None:
-            run_here(p, units(p), sink, finished, echo)
+            run_here(p, grid, sink, finished, echo, tracker, progress.job_finished)
         else:
-            run_through(executor, p, units(p), sink, finished, echo)
+            run_through(executor, p, grid, sink, finished, echo, progress.job_finished)
         sink.save()
-        return RunResult(p.run_dir, sink.records_frame(), sink.jobs_frame(), write_tables(p.run_dir))
+        tables = write_tables(p.run_dir)
+        tracker.run_finished(job_counts(sink.jobs))
+        return RunResult(p.run_dir, sink.records_frame(), sink.jobs_frame(), tables)
 
 
 def run_unit(run_dir: str, unit: Unit) -> None:

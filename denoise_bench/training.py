@@ -122,6 +122,7 @@ def train(method: NetworkMethod, view: TrainingView, budget: Budget, context: Tr
                 loss = method.training_loss(batch, step / total)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            lr = optimizer.param_groups[0]["lr"]  # the rate of this step, before the schedule moves on
             optimizer.step()
             scheduler.step()
             losses.add(step + 1, loss)
@@ -129,7 +130,7 @@ def train(method: NetworkMethod, view: TrainingView, budget: Budget, context: Tr
             evaluate = context.evaluate_every and (step + 1) % context.evaluate_every == 0
             # Also checked before a state is saved or scored, so that a diverged one is neither.
             if (step + 1) % CHECK_EVERY == 0 or step + 1 == total or save or evaluate:
-                context.on_step(step + 1, losses.check())
+                context.on_step(step + 1, losses.check(), float(lr))
             if save:
                 save_checkpoint(_training_state(method, optimizer, scheduler, view, step + 1, total, context.elapsed()), path)
             if evaluate:

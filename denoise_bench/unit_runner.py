@@ -2,7 +2,8 @@
 
 Failures are isolated: a job that raises is recorded as failed, with its error and traceback, and
 the grid goes on; a (method, noise) cell the method cannot handle is recorded as skipped, with the
-reason.
+reason. Each job, once saved, is reported to the lifecycle hooks (``denoise_bench.tracking``) and to
+``on_job`` (the grid's progress lines), as are the training's steps and learning-curve points.
 """
 
 from __future__ import annotations
@@ -22,14 +23,18 @@ from denoise_bench.run_data import RunData
 from denoise_bench.run_folder import ResultSink
 from denoise_bench.schema import JobKey, job_key
 from denoise_bench.scoring import score_tests
+from denoise_bench.tracking import Tracker
 
 
 class UnitRunner:
     """Runs units in one process, loading each dataset split and building each test case once."""
 
-    def __init__(self, p: RunPlan, echo: Callable[[str], None]) -> None:
+    def __init__(self, p: RunPlan, echo: Callable[[str], None], tracker: Tracker | None = None,
+                 on_job: Callable[[dict[str, Any]], None] = lambda job: None) -> None:
         self.plan = p
         self.echo = echo
+        self.tracker = tracker or Tracker(p.run_dir, echo)
+        self.on_job = on_job
         self.data = RunData(p)
         self._methods = {m.name: m for m in p.methods}
         self._datasets = {d.name: d for d in p.datasets}
@@ -42,35 +47,59 @@ class UnitRunner:
         todo = [(self._datasets[job["dataset"]], job) for job in unit_jobs(self.plan, unit) if job_key(job) not in finished]
         if not todo:
             return  # done in an earlier, interrupted invocation
+        training = {"method": unit.method, "train_noise": str(setting.train), "seed": unit.seed,
+                    "datasets": [d.name for d, _ in todo]}
+
+        def finish(job: dict[str, Any], records: list[dict[str, Any]], error: str | None) -> None:
+            """Report a job that ``sink`` has saved."""
+            self.tracker.job_finished(job, records, error, training)
+            self.on_job(job)
+
         reason = method_cls.incompatibility(setting.family)
         if reason:
             self.echo(f"skip {method_cls.name} on {setting.label}: {reason}")
-            sink.jobs.extend(job | {"status": "skipped", "error": reason} for _, job in todo)
+            skipped = [job | {"status": "skipped", "error": reason} for _, job in todo]
+            sink.jobs.extend(skipped)
             sink.save()
+            for job in skipped:
+                finish(job, [], reason)
             return
+
+        def add_curve_point(point: dict[str, Any]) -> None:
+            sink.add_curve_point(point)
+            self.tracker.learning_curve_point(training, point)
+
+        def on_training_step(step: int, total: int, loss: float, lr: float) -> None:
+            self.tracker.training_step(training, step, total, loss, lr)
+
         began = time.perf_counter()
         try:
             method, train_seconds = trained_method(self.plan, method_cls, [d for d, _ in todo], setting, unit.seed,
-                                                   self.data, self.echo, sink.add_curve_point)
+                                                   self.data, self.echo, add_curve_point, on_training_step)
         except Exception as exc:
             for _, job in todo:
-                record_failure(sink, job, exc, began, self.echo)
+                failed = record_failure(sink, job, exc, began, self.echo)
+                finish(failed, [], failed["error"])
             return
         for dataset, job in todo:
             try:
                 records = score_tests(self.plan, method, dataset, setting, self.data)
             except Exception as exc:
-                record_failure(sink, job, exc, began, self.echo)
+                failed = record_failure(sink, job, exc, began, self.echo)
+                finish(failed, [], failed["error"])
                 began = time.perf_counter()
                 continue
             experiment = experiment_of(self.plan, method_cls, dataset, setting, self._config)
             common = (job | self._run_fields(method_cls) | {"train_seconds": train_seconds}
                       | {"method_options": experiment.method_options, "training_set": experiment.training_set})
-            sink.records.extend(common | r for r in records)
+            rows = [common | r for r in records]
+            sink.records.extend(rows)
             # The first dataset's job time includes the shared training; later ones only their tests.
-            sink.jobs.append(job | {"status": "done", "seconds": time.perf_counter() - began})
+            done = job | {"status": "done", "seconds": time.perf_counter() - began}
+            sink.jobs.append(done)
             began = time.perf_counter()
             sink.save()
+            finish(done, rows, None)
 
     def _check_experiment(self, unit: Unit) -> None:
         """Refuse a unit submitted for another experiment than the one this plan makes of it: an executor's
@@ -91,10 +120,12 @@ class UnitRunner:
 
 
 def record_failure(sink: ResultSink, job: dict[str, Any], exc: BaseException, began: float,
-                   echo: Callable[[str], None]) -> None:
-    """Isolate a failure: record it with its error; the grid goes on."""
+                   echo: Callable[[str], None]) -> dict[str, Any]:
+    """Isolate a failure: record it with its error (the grid goes on); returns the saved job row."""
     message = f"{type(exc).__name__}: {exc}"
     echo(f"FAILED {job['method']} on {job['dataset']} / {job['train_noise']} (seed {job['seed']}): {message}")
-    sink.jobs.append(job | {"status": "failed", "error": message, "traceback": traceback.format_exc(limit=8),
-                            "seconds": time.perf_counter() - began})
+    failed = job | {"status": "failed", "error": message, "traceback": traceback.format_exc(limit=8),
+                    "seconds": time.perf_counter() - began}
+    sink.jobs.append(failed)
     sink.save()
+    return failed
