@@ -59,12 +59,14 @@ def run_benchmark(methods: Sequence[str] | str, noises: Sequence[str] | str = ("
                   seeds: Sequence[int] = (0,), out: str | Path | None = None, protocol: str = "nb2nb",
                   method_options: dict[str, dict[str, Any]] | None = None, data_dir: str | Path | None = None,
                   device: str | None = None, progress: bool = False, echo: Callable[[str], None] | None = None,
-                  **budget: int | float | str | None) -> Benchmark:
+                  tensorboard: bool = False, **budget: int | float | str | None) -> Benchmark:
     """Train and evaluate ``methods`` x ``noises`` x ``datasets`` x ``seeds`` as ``bench run`` does.
 
     Names are those of ``bench list``; ``budget`` overrides fields of the profile's budget
     (``iterations=200``, ``test_images=4``, ...). Results go to ``out`` (default ``runs/<timestamp>``);
-    running again into the same folder continues it. Raises ``BenchError`` on a bad name or option.
+    running again into the same folder continues it. ``echo`` gets the run's messages, a line after
+    each job among them; ``tensorboard`` writes event files under ``RUN_DIR/tensorboard/`` (the
+    ``tensorboard`` extra). Raises ``BenchError`` on a bad name or option.
     """
     from denoise_bench.data import resolve_data_dir
     from denoise_bench.runner import RunRequest, plan, run
@@ -75,7 +77,7 @@ def run_benchmark(methods: Sequence[str] | str, noises: Sequence[str] | str = ("
         protocol=protocol, data_dir=resolve_data_dir(Path(data_dir) if data_dir else None), device=device,
         out=Path(out) if out is not None else None,
         method_options={m: {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in opts.items()} for m, opts in (method_options or {}).items()},
-        progress=progress)
+        progress=progress, tensorboard=tensorboard)
     result = run(plan(request), echo=echo or (lambda message: None))
     return Benchmark(result.run_dir, result.records, result.jobs)
 

@@ -195,14 +195,18 @@ def engine_options(command: Callable) -> Callable:
 @click.option("--executor-option", "executor_options", multiple=True,
               help="KEY=VALUE for submitit, e.g. slurm_partition=gpu, gpus_per_node=1, timeout_min=600.")
 @engine_options
-@click.option("--progress/--no-progress", default=True, show_default=True)
+@click.option("--progress/--no-progress", default=True, show_default=True,
+              help="Progress bars on a terminal; the line after each job is printed either way.")
+@click.option("--tensorboard", is_flag=True,
+              help="TensorBoard event files under RUN_DIR/tensorboard/ (needs: pip install 'denoise-bench[tensorboard]').")
 @click.option("--dry-run", is_flag=True, help="Print the grid (jobs, skipped cells and why, budgets) and stop.")
 def run_command(methods: str, noises: tuple[str, ...], datasets: str, train_dataset: str | None, profile: str, seeds: str,
                 iterations: int | None, batch_size: int | None, crop_size: int | None, width: int | None,
                 test_images: int | None, lr_rule: str | None, lr_scale: float | None, init_rule: str | None, protocol: str, noise_policy: str,
                 device: str, data_dir: Path | None, out: Path | None, method_options: tuple[str, ...], dataset_options: tuple[str, ...], checkpoint_every: int,
                 eval_every: int, curve_images: int | None, resume_dir: Path | None, executor: str, executor_options: tuple[str, ...],
-                precision: str, channels_last: bool, compile_mode: str, progress: bool, dry_run: bool) -> None:
+                precision: str, channels_last: bool, compile_mode: str, progress: bool, tensorboard: bool,
+                dry_run: bool) -> None:
     """Train and evaluate a grid of methods x noise x datasets x seeds; print the tables."""
     try:
         seed_list = [int(s) for s in _split(seeds)]
@@ -215,6 +219,7 @@ def run_command(methods: str, noises: tuple[str, ...], datasets: str, train_data
     if resume_dir is not None:
         request = RunRequest.from_run_dir(resume_dir)
         request.progress = progress
+        request.tensorboard = request.tensorboard or tensorboard  # a resumed run may turn events on
     else:
         options = _key_values(dataset_options, "--dataset-option")
         request = RunRequest(
@@ -227,6 +232,7 @@ def run_command(methods: str, noises: tuple[str, ...], datasets: str, train_data
             dataset_options=options, progress=progress,
             checkpoint_every=checkpoint_every, eval_every=eval_every, curve_images=curve_images,
             engine={"precision": precision, "channels_last": channels_last, "compile": compile_mode},
+            tensorboard=tensorboard,
         )
     job_executor = make_executor(executor, _key_values(executor_options, "--executor-option"))
     the_plan = plan(request, registry)

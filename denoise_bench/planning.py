@@ -30,6 +30,7 @@ from denoise_bench.real_noise import require_real_source
 from denoise_bench.request import RunRequest
 from denoise_bench.results import RESULTS_FORMAT
 from denoise_bench.supervision import NoisePolicy, Supervision
+from denoise_bench.tensorboard_events import require_tensorboard
 
 
 RUNS_DIR = Path("runs")  # where a run goes without --out: RUNS_DIR/<timestamp>
@@ -71,6 +72,8 @@ class RunPlan:
 def plan(request: RunRequest, registry: Registry | None = None) -> RunPlan:
     """Resolve every name up front so a typo fails in a second, not after an hour of training."""
     registry = registry or get_registry()
+    if request.tensorboard:
+        require_tensorboard()  # before anything is downloaded or trained
     methods = _methods(request, registry)
     settings = [resolve_setting(text, registry.noise_families) for text in request.noises]
     if request.test_noises:

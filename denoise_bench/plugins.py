@@ -47,6 +47,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "denoise_bench.datasets.named_sets",
     "denoise_bench.datasets.remote_sets",
     "denoise_bench.datasets.fmd",
+    "denoise_bench.tensorboard_events",
 )
 DISTRIBUTION = "denoise-bench"  # the distribution the built-in plugins ship in (pyproject's project name)
 

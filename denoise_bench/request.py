@@ -40,6 +40,7 @@ class RunRequest:
     eval_every: int = 0  # training steps between learning-curve evaluations on the test images (0: none)
     curve_images: int | None = None  # learning curves on the first N test images of each dataset (None: all)
     engine: dict[str, Any] = field(default_factory=dict)  # Engine switches (precision, channels_last, compile)
+    tensorboard: bool = False  # TensorBoard event files under RUN_DIR/tensorboard/ (denoise_bench.tensorboard_events)
     # ``bench evaluate``: test the models trained in this run folder instead of training (see
     # ``denoise_bench.evaluation``), on these test noises instead of each setting's own (empty: its own).
     weights_from: Path | None = None
@@ -53,6 +54,7 @@ class RunRequest:
                 "data_dir": str(self.data_dir) if self.data_dir else None, "method_options": self.method_options,
                 "dataset_options": self.dataset_options, "checkpoint_every": self.checkpoint_every,
                 "eval_every": self.eval_every, "curve_images": self.curve_images, "engine": self.engine,
+                "tensorboard": self.tensorboard,
                 "weights_from": str(self.weights_from) if self.weights_from else None, "test_noises": self.test_noises}
 
     @staticmethod

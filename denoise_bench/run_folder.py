@@ -124,6 +124,7 @@ def _comparable(config: dict[str, Any]) -> dict[str, Any]:
     # Learning curves observe training without changing it (bit for bit), so a resumed run may change them.
     request.pop("eval_every", None)
     request.pop("curve_images", None)
+    request.pop("tensorboard", None)  # so do TensorBoard events
     request.setdefault("engine", {})  # run folders from before engine switches trained with the defaults
     experiments = [e.key for e in config_experiments(config)]
     rest = {k: v for k, v in config.items() if k not in ("device", "run_id", *CONDITIONS, "budgets")}
