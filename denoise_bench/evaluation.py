@@ -74,17 +74,15 @@ def training_groups(config: dict[str, Any], registry: Registry) -> list[Training
 
 def trained_source(weights_from: Path, datasets: Sequence[Dataset], registry: Registry) -> TrainedElsewhere:
     """The training source that the models of ``weights_from`` give ``datasets``: the group of their kind of image."""
-    group = _group_for(weights_from, read_config(weights_from), {d.channels for d in datasets},
-                       [d.name for d in datasets], registry)
+    groups = training_groups(read_config(weights_from), registry)
+    group = _group_for(weights_from, groups, {d.channels for d in datasets}, [d.name for d in datasets])
     return TrainedElsewhere(group, weights_from)
 
 
-def _group_for(run_dir: Path, config: dict[str, Any], channels: set[int], names: Sequence[str],
-               registry: Registry) -> TrainingGroup:
+def _group_for(run_dir: Path, groups: list[TrainingGroup], channels: set[int], names: Sequence[str]) -> TrainingGroup:
     if len(channels) != 1:
         raise BenchError(f"one evaluation tests one kind of image; {', '.join(names)} mix gray and colour")
     wanted = next(iter(channels))
-    groups = training_groups(config, registry)
     matching = [g for g in groups if g.channels == wanted]
     if not matching:
         trained = "; ".join(f"{KINDS.get(g.channels, g.channels)} models for {', '.join(g.datasets)}" for g in groups)
@@ -115,14 +113,14 @@ def evaluation_request(run_dir: Path, datasets: list[str], registry: Registry, *
     if source.weights_from is not None:
         raise BenchError(f"{run_dir} is itself an evaluation of the models of {source.weights_from}; evaluate that run")
     options = dict(dataset_options or {})
-    instances = [registry.dataset(name)(data_dir, **options) for name in datasets]
-    kinds = {g.channels for g in training_groups(config, registry)}
+    groups = training_groups(config, registry)
+    kinds = {g.channels for g in groups}
     if "folder" in datasets and "channels" not in options and len(kinds) == 1:
         options["channels"] = str(next(iter(kinds)))  # read the folder as the models' kind of image
         note(f"reading the folder's images as {KINDS.get(int(options['channels']), options['channels'])}, "
              "the kind of image the models were trained on")
-        instances = [registry.dataset(name)(data_dir, **options) for name in datasets]
-    group = _group_for(run_dir, config, {d.channels for d in instances}, datasets, registry)
+    instances = [registry.dataset(name)(data_dir, **options) for name in datasets]
+    group = _group_for(run_dir, groups, {d.channels for d in instances}, datasets)
     noises = _kept_noises(source.noises, config["noise"], test_noises, registry, run_dir)
     trained = [m for m in source.methods if registry.method(m).trainable]
     missing = {m: _missing_weights(run_dir, m, group, noises, source.seeds) for m in trained}
