@@ -1,5 +1,10 @@
 """Any folder of images: ``--dataset folder --dataset-option path=DIR`` (train/ and test/ inside, or
-one flat folder used for both splits)."""
+one flat folder used for both splits).
+
+Each folder is its own dataset in records, tables and the leaderboard: ``folder:<name>``, where the
+name is the folder's own (``--dataset-option name=...`` to choose another). That name is also its
+training-set id, so models trained on two folders are never taken for one another.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +19,7 @@ from denoise_bench.images import list_images, read_image
 
 class ImageFolder(Dataset):
     name = "folder"
-    description = "a folder of images (option path=DIR; train/ and test/ subfolders, else the folder itself)"
+    description = "a folder of images (option path=DIR; train/ and test/ subfolders, else the folder itself; name=NAME)"
 
     def __init__(self, data_dir: Path | None = None, **options: str) -> None:
         super().__init__(data_dir, **options)
@@ -25,16 +30,17 @@ class ImageFolder(Dataset):
             if options["channels"] not in ("1", "3"):
                 raise BenchError(f"dataset 'folder': channels must be 1 or 3, not {options['channels']!r}")
             self.channels = int(options["channels"])  # type: ignore[misc]
+        self.name = f"folder:{options.get('name') or self.root.resolve().name or 'root'}"
 
     def check(self, split: str) -> None:
         if not self.root.is_dir():
-            raise BenchError(f"dataset 'folder': {self.root} is not a folder")
+            raise BenchError(f"dataset {self.name!r}: {self.root} is not a folder")
 
     def load(self, split: str) -> list[CleanImage]:
         folder = self.root / split if (self.root / split).is_dir() else self.root
         files = list_images(folder)
         if not files:
-            raise BenchError(f"dataset 'folder': no image files in {folder}")
+            raise BenchError(f"dataset {self.name!r}: no image files in {folder}")
         return [CleanImage(f.stem, read_image(f, self.channels)) for f in files]
 
 

@@ -45,7 +45,9 @@ class Dataset(ABC):
     :meth:`load`. Instances are created by the runner with the data directory (may be None).
     """
 
-    name: ClassVar[str] = ""
+    # The registry key. An instance may name itself more exactly (a folder: ``folder:<dir>``); records,
+    # tables and noise seeds use the instance's name.
+    name: str = ""
     description: ClassVar[str] = ""
     channels: ClassVar[int] = 3
     splits: ClassVar[tuple[str, ...]] = (TRAIN, TEST)

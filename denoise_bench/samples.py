@@ -23,7 +23,7 @@ CLEAN, NOISY = "clean", "noisy"
 
 
 def sample_dir(run_dir: Path, dataset: str, test_noise: str) -> Path:
-    return run_dir / SAMPLES / dataset / file_slug(test_noise)
+    return run_dir / SAMPLES / file_slug(dataset) / file_slug(test_noise)  # a folder's name holds a ':'
 
 
 def _to_png(image: torch.Tensor, path: Path) -> None:

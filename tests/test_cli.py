@@ -157,7 +157,7 @@ def test_folder_dataset_runs_end_to_end(tmp_path: Path) -> None:
                    "--out", str(out), "--no-progress")
     assert result.exit_code == 0, result.output
     records = pd.read_csv(out / "records.csv")
-    assert set(records.image) == {"camera"} and set(records.dataset) == {"folder"}
+    assert set(records.image) == {"camera"} and set(records.dataset) == {"folder:imgs"}
     assert set(records.test_noise) == {"poisson:lam=30"}
 
 
@@ -175,7 +175,7 @@ def test_training_image_smaller_than_the_crop_is_named(tmp_path: Path) -> None:
                    "--no-progress")
     assert result.exit_code == 1
     error = pd.read_csv(out / "jobs.csv").error[0]
-    assert "training image 'tiny' of 'folder' is 40x50, smaller than the 64x64 crop" in error
+    assert "training image 'tiny' of 'folder:imgs' is 40x50, smaller than the 64x64 crop" in error
 
 
 def test_datasets_with_one_training_set_share_one_trained_model(tmp_path: Path, data_dir: Path) -> None:

@@ -275,6 +275,18 @@ def test_folder_channels_3_replicates_gray(tmp_path: Path, camera_crop: np.ndarr
     assert all(np.array_equal(image.pixels[:, :, k], camera_crop) for k in range(3))
 
 
+def test_two_folders_are_two_datasets(tmp_path: Path, astronaut_crop: np.ndarray) -> None:
+    # Records, tables and shared trained models go by the instance's name and training-set id: two
+    # folders named alike would be merged into one row of the leaderboard and share one model.
+    for name in ("beach", "city"):
+        _write_png(tmp_path / name / "a.png", astronaut_crop)
+    beach, city = _dataset("folder", path=str(tmp_path / "beach")), _dataset("folder", path=str(tmp_path / "city"))
+    assert (beach.name, city.name) == ("folder:beach", "folder:city")
+    assert beach.training_set_id() != city.training_set_id()
+    assert get_registry().dataset("folder")(None, path=str(tmp_path / "city"), name="street").name == "folder:street"
+    assert type(beach).name == "folder"  # the registry's key is unchanged
+
+
 def test_folder_needs_a_path_and_valid_channels(tmp_path: Path) -> None:
     with pytest.raises(BenchError, match="path"):
         _dataset("folder")

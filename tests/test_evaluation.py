@@ -84,7 +84,7 @@ def test_another_folder_at_another_noise(trained: Path, folder: Path, tmp_path: 
     images = get_registry().dataset("folder")(None, path=str(folder), channels="1").images("test")
     spec = resolve_setting("gaussian:sigma=50", get_registry().noise_families).tests[0]
     protocol = get_protocol("nb2nb")
-    for case in make_test_cases("folder", images[:1], spec, protocol, CROP):
+    for case in make_test_cases(f"folder:{folder.name}", images[:1], spec, protocol, CROP):
         psnr, _ = protocol.score(denoiser(case.noisy)[0], case.clean_u8)
         assert records.set_index("image").psnr[case.image_id] == pytest.approx(psnr, abs=1e-9)
 
@@ -96,7 +96,7 @@ def test_the_leaderboard_puts_an_evaluation_beside_its_run(trained: Path, folder
     write_leaderboard([trained, out], tmp_path / "board", allow_mismatch=False, paper=False, html=False, exclude={})
     board = pd.read_csv(tmp_path / "board" / "leaderboard.csv")
     unet = board[board.method == "unet"]
-    assert set(unet.dataset) == {"skimage", "folder"}
+    assert set(unet.dataset) == {"skimage", f"folder:{folder.name}"}
     assert len(unet) == 4 and not unet.duplicated(["dataset", "test_noise"]).any()
 
 
