@@ -282,9 +282,11 @@ def _execute(the_plan: RunPlan, job_executor: Executor | None, resume_command: s
 @click.option("--device", default="auto", show_default=True, help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="New run folder (default runs/<timestamp>).")
 @click.option("--progress/--no-progress", default=True, show_default=True)
+@click.option("--tensorboard", is_flag=True,
+              help="Final PSNR/SSIM per job as TensorBoard events under OUT/tensorboard/ (the tensorboard extra).")
 def evaluate_command(run_dir: Path, datasets: str, noises: tuple[str, ...], methods: str | None,
                      dataset_options: tuple[str, ...], data_dir: Path | None, device: str, out: Path | None,
-                     progress: bool) -> None:
+                     progress: bool, tensorboard: bool) -> None:
     """Score the models trained in a run on other test sets, without training; results go to a new run folder.
 
     The protocol, profile, budget and engine are the trained run's, so `bench leaderboard` puts the new
@@ -298,7 +300,7 @@ def evaluate_command(run_dir: Path, datasets: str, noises: tuple[str, ...], meth
         run_dir, _dataset_paths(_split(datasets), options, registry), registry,
         methods=_split(methods) if methods else None,
         test_noises=[item for text in noises for item in split_noise_list(text)], data_dir=resolve_data_dir(data_dir),
-        dataset_options=options, device=device, out=out, progress=progress,
+        dataset_options=options, device=device, out=out, progress=progress, tensorboard=tensorboard,
         note=lambda text: click.echo(f"note: {text}", err=True))
     the_plan = plan(request, registry)
     _execute(the_plan, None, f"bench run --resume {shlex.quote(str(the_plan.run_dir))}")

@@ -99,14 +99,15 @@ def _group_for(run_dir: Path, groups: list[TrainingGroup], channels: set[int], n
 def evaluation_request(run_dir: Path, datasets: list[str], registry: Registry, *, methods: list[str] | None = None,
                        test_noises: Sequence[str] = (), data_dir: Path | None = None,
                        dataset_options: dict[str, str] | None = None, device: str | None = None,
-                       out: Path | None = None, progress: bool = True,
+                       out: Path | None = None, progress: bool = True, tensorboard: bool = False,
                        note: Callable[[str], None] = lambda _: None) -> RunRequest:
     """The request of an evaluation of ``run_dir``'s trained models on ``datasets`` (names resolved as by ``plan``).
 
     ``methods``: a subset of the run's trained methods, plus any per-image method (default: every
     method the run trained, for every noise and seed); ``test_noises``: noise families (their preset
     tests) or specs, each of a family the models were trained on; the models trained on other
-    families are left out (default: each training noise's own tests). ``note`` hears what was left out.
+    families are left out (default: each training noise's own tests). ``tensorboard``: final PSNR/SSIM
+    per job as event files (no training, so no loss curves). ``note`` hears what was left out.
     """
     config = read_config(run_dir)
     source = RunRequest.from_run_dir(run_dir)
@@ -149,7 +150,7 @@ def evaluation_request(run_dir: Path, datasets: list[str], registry: Registry, *
         method_options={m: o for m, o in source.method_options.items() if m in chosen},
         dataset_options=options, progress=progress, checkpoint_every=source.checkpoint_every,
         # The engine as the trained run resolved it: the same experiment wherever it is evaluated.
-        engine=dict(config["engine"]), weights_from=run_dir, test_noises=list(test_noises))
+        engine=dict(config["engine"]), weights_from=run_dir, test_noises=list(test_noises), tensorboard=tensorboard)
 
 
 def _kept_noises(texts: list[str], resolved: list[dict[str, Any]], test_noises: Sequence[str], registry: Registry,

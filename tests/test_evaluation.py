@@ -100,6 +100,25 @@ def test_the_leaderboard_puts_an_evaluation_beside_its_run(trained: Path, folder
     assert len(unet) == 4 and not unet.duplicated(["dataset", "test_noise"]).any()
 
 
+def test_an_evaluation_writes_its_final_scores_as_tensorboard_events(trained: Path, folder: Path,
+                                                                     tmp_path: Path) -> None:
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "tb"
+    assert _evaluate("--run", str(trained), "--dataset", str(folder), "--methods", "unet", "--tensorboard",
+                     "--out", str(out)).exit_code == 0
+    records = pd.read_csv(out / "records.csv")
+    (job,) = (out / "tensorboard").iterdir()
+    events = EventAccumulator(str(job))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert not any(tag.startswith("train/") for tag in tags)  # loaded, not trained: no loss curve
+    for test_noise, rows in records.groupby("test_noise"):
+        (point,) = events.Scalars(f"final/psnr/{test_noise}")
+        assert point.value == pytest.approx(rows.psnr.mean(), rel=1e-6)
+
+
 def test_a_per_image_method_runs_beside_the_trained_ones(trained: Path, folder: Path, tmp_path: Path) -> None:
     out = tmp_path / "with-bm3d"
     result = _evaluate("--run", str(trained), "--dataset", str(folder), "--methods", "n2n,bm3d",
