@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
-from denoise_bench.grid import Unit, unit_jobs
+from denoise_bench.grid import Unit, setting_of, training_of, unit_jobs
 from denoise_bench.planning import RunPlan
 from denoise_bench.run_folder import ResultSink, fold_parts, part_jobs
 from denoise_bench.schema import JobKey, job_key
@@ -36,10 +36,11 @@ def run_here(p: RunPlan, units: list[Unit], sink: ResultSink, finished: set[JobK
 
 
 def run_through(executor: Executor, p: RunPlan, units: list[Unit], sink: ResultSink, finished: set[JobKey],
-                echo: Callable[[str], None], on_job: Callable[[dict[str, Any]], None]) -> None:
+                echo: Callable[[str], None], tracker: Tracker, on_job: Callable[[dict[str, Any]], None]) -> None:
     """The units with unfinished jobs submitted through ``executor``; their parts folded into ``sink``.
 
-    Each job is given to ``on_job`` as its unit's job ends; the lifecycle hooks ran in the job's process.
+    Each job is given to ``on_job`` as its unit's job ends. The lifecycle hooks ran in the job's
+    process, except for the jobs of a process that died: those are reported to ``tracker`` here.
     """
     pending = [u for u in units if any(job_key(job) not in finished for job in unit_jobs(p, u))]
     for unit, error in executor.run_units(p.run_dir, pending, echo):
@@ -49,8 +50,11 @@ def run_through(executor: Executor, p: RunPlan, units: list[Unit], sink: ResultS
         if error is None:
             continue
         # The job itself died (killed, out of memory, a scheduler error): its unrecorded jobs failed.
-        keys = {job_key(job) for job in recorded}
-        for job in unit_jobs(p, unit):
-            if job_key(job) not in keys:
-                on_job(record_failure(sink, job, error, time.perf_counter(), echo))
+        settled = finished | {job_key(job) for job in recorded}
+        lost = [job for job in unit_jobs(p, unit) if job_key(job) not in settled]
+        training = training_of(unit, setting_of(p, unit), [job["dataset"] for job in lost])
+        for job in lost:
+            failed = record_failure(sink, job, error, time.perf_counter(), echo)
+            tracker.job_finished(failed, [], failed["error"], training)
+            on_job(failed)
     fold_parts(p.run_dir, sink)

@@ -90,6 +90,11 @@ def setting_of(p: RunPlan, unit: Unit) -> NoiseSetting:
     return p.settings[p.request.noises.index(unit.noise)]
 
 
+def training_of(unit: Unit, setting: NoiseSetting, datasets: list[str]) -> dict[str, Any]:
+    """The training the lifecycle hooks are told about: the unit's, for the jobs of ``datasets``."""
+    return {"method": unit.method, "train_noise": str(setting.train), "seed": unit.seed, "datasets": datasets}
+
+
 def job_row(method_cls: type[Method], dataset: Dataset, setting: NoiseSetting, seed: int) -> dict[str, Any]:
     """What identifies a job in ``jobs.csv`` and every record of it (see ``denoise_bench.schema``)."""
     return {"method": method_cls.name, "dataset": dataset.name, "train_noise": str(setting.train), "seed": seed,

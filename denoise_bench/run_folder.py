@@ -75,6 +75,21 @@ def open_run_folder(p: RunPlan, echo: Callable[[str], None]) -> ResultSink:
     return sink
 
 
+FINISHED = ("done", "skipped")  # job statuses that are not run again; failed jobs are
+
+
+def finished_jobs(run_dir: Path) -> set[JobKey]:
+    """The jobs the run folder (its parts included) records as done or skipped."""
+    return {job_key(j) for j in _finished_rows(read_jobs(run_dir)).to_dict("records")}
+
+
+def _finished_rows(jobs: pd.DataFrame) -> pd.DataFrame:
+    if jobs.empty:
+        return jobs
+    done = jobs[jobs.status.isin(FINISHED)]
+    return done.drop_duplicates(JOB_KEY, keep="last") if not done.empty else done
+
+
 def part_sink(run_dir: Path, slug: str) -> ResultSink:
     """The folder of one executor job under ``parts/``; an empty part, saved now, marks the job as started."""
     sink = ResultSink(part_folder(run_dir, slug))
@@ -144,9 +159,7 @@ def _resume_state(run_dir: Path, config: dict[str, Any], echo: Callable[[str], N
     if _comparable(previous) != _comparable(config):
         raise BenchError(f"run folder {run_dir} was made by a different request; continue it with "
                          f"`bench run --resume {run_dir}` or choose a new --out")
-    old_jobs = read_jobs(run_dir)  # includes the parts of executor jobs
-    done = old_jobs[old_jobs.status.isin(["done", "skipped"])] if not old_jobs.empty else old_jobs
-    done = done.drop_duplicates(JOB_KEY, keep="last") if not done.empty else done
+    done = _finished_rows(read_jobs(run_dir))  # includes the parts of executor jobs
     keys = {job_key(j) for j in done.to_dict("records")}
     old_records = read_records(run_dir) if (run_dir / RECORDS).exists() or part_folders(run_dir) else pd.DataFrame()
     if not old_records.empty:  # a kill while parts were being folded in can leave a job's rows twice

@@ -25,7 +25,7 @@ from denoise_bench.grid_progress import GridProgress
 from denoise_bench.planning import RunPlan, plan, run_config
 from denoise_bench.request import RunRequest
 from denoise_bench.results import write_tables
-from denoise_bench.run_folder import open_run_folder, part_sink
+from denoise_bench.run_folder import finished_jobs, open_run_folder, part_sink
 from denoise_bench.run_lock import run_lock
 from denoise_bench.tracking import Tracker, job_counts
 from denoise_bench.unit_runner import UnitRunner
@@ -66,7 +66,7 @@ def run(p: RunPlan, echo: Callable[[str], None] = print, executor: Executor | No
         if executor is None:
             run_here(p, grid, sink, finished, echo, tracker, progress.job_finished)
         else:
-            run_through(executor, p, grid, sink, finished, echo, progress.job_finished)
+            run_through(executor, p, grid, sink, finished, echo, tracker, progress.job_finished)
         sink.save()
         tables = write_tables(p.run_dir)
         tracker.run_finished(job_counts(sink.jobs))
@@ -83,4 +83,7 @@ def run_unit(run_dir: str, unit: Unit) -> None:
     request = RunRequest.from_run_dir(Path(run_dir))
     request.progress = False
     p = plan(request)
-    UnitRunner(p, print).run_unit(unit, part_sink(p.run_dir, unit.slug), finished=set())
+    # What an earlier invocation finished was folded into the run folder before this job was submitted:
+    # a resumed unit runs only its other jobs, as it would inline.
+    finished = finished_jobs(p.run_dir)
+    UnitRunner(p, print).run_unit(unit, part_sink(p.run_dir, unit.slug), finished)

@@ -16,7 +16,7 @@ from typing import Any
 from denoise_bench.fitting import trained_method
 from denoise_bench.errors import BenchError
 from denoise_bench.experiment import Experiment
-from denoise_bench.grid import Unit, experiment_of, setting_of, unit_experiment, unit_jobs
+from denoise_bench.grid import Unit, experiment_of, setting_of, training_of, unit_experiment, unit_jobs
 from denoise_bench.method import Method
 from denoise_bench.planning import RunPlan, run_config
 from denoise_bench.run_data import RunData
@@ -47,8 +47,7 @@ class UnitRunner:
         todo = [(self._datasets[job["dataset"]], job) for job in unit_jobs(self.plan, unit) if job_key(job) not in finished]
         if not todo:
             return  # done in an earlier, interrupted invocation
-        training = {"method": unit.method, "train_noise": str(setting.train), "seed": unit.seed,
-                    "datasets": [d.name for d, _ in todo]}
+        training = training_of(unit, setting, [d.name for d, _ in todo])
 
         def finish(job: dict[str, Any], records: list[dict[str, Any]], error: str | None) -> None:
             """Report a job that ``sink`` has saved."""

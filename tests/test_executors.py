@@ -84,6 +84,29 @@ def test_parts_of_running_jobs_are_tabulated_and_a_resume_folds_them_in(tmp_path
     assert sorted(resumed.records.method) == ["iddp", "n2n"] and len(read_records(out)) == 2
 
 
+def test_a_resubmitted_unit_runs_only_the_jobs_not_yet_finished(tmp_path: Path) -> None:
+    """A resumed grid submits a unit again when one of its jobs is missing: the finished ones stay as they are."""
+    out = tmp_path / "run"
+    request = RunRequest(methods=["n2n"], noises=["gaussian:sigma=25"], datasets=["skimage"], profile="smoke",
+                         overrides={"iterations": 3, "test_images": 1}, progress=False, out=out)
+    p = plan(request)
+    run(p, echo=lambda _: None)  # inline: the unit's one job is done
+    (unit,) = units(p)
+    run_unit(str(out), unit)  # the worker of a resubmitted unit
+    assert read_jobs(out / PARTS / unit.slug).empty  # nothing run again (it used to retrain and re-test)
+    again = RunRequest.from_run_dir(out)
+    again.progress = False
+    resumed = run(plan(again), echo=lambda _: None, executor=_Dies())
+    jobs = read_jobs(out)
+    assert list(jobs.status) == ["done"] and resumed.failed.empty  # a unit that dies does not fail finished jobs
+
+
+class _Dies:
+    def run_units(self, run_dir, units, echo):
+        for unit in units:
+            yield unit, RuntimeError("the job died")
+
+
 class _NoJobs:
     def run_units(self, run_dir, units, echo):
         return iter(())

@@ -46,8 +46,9 @@ class Recorder:
         self.calls.append(("learning_curve_point", {"point": point}))
 
     @hookimpl
-    def job_finished(self, job: dict[str, Any], records: list[dict[str, Any]], error: str | None) -> None:
-        self.calls.append(("job_finished", {"job": job, "records": records, "error": error}))
+    def job_finished(self, job: dict[str, Any], records: list[dict[str, Any]], error: str | None,
+                     training: dict[str, Any]) -> None:
+        self.calls.append(("job_finished", {"job": job, "records": records, "error": error, "training": training}))
 
     @hookimpl
     def run_finished(self, run_dir: Path, counts: dict[str, int]) -> None:
@@ -143,6 +144,28 @@ def test_a_failed_job_is_reported_with_its_error(tmp_path: Path) -> None:
     (finished,) = recorder.of("job_finished")
     assert finished["job"]["status"] == "failed" and finished["records"] == []
     assert finished["error"] == finished["job"]["error"] == "RuntimeError: no luck"
+    assert recorder.of("run_finished")[0]["counts"] == {"done": 0, "failed": 1, "skipped": 0}
+
+
+class LostJobs:
+    """An executor whose every job process dies before recording anything."""
+
+    def run_units(self, run_dir: Path, units: list, echo: Any):
+        for unit in units:
+            yield unit, RuntimeError("the job died")
+
+
+def test_the_jobs_of_a_dead_executor_process_are_reported_as_failed(tmp_path: Path) -> None:
+    recorder = Recorder()
+    plugins.register_plugin(recorder, name="recorder")
+    plugins.register_plugin(MethodPlugin(Median3), name="median3-plugin")
+    request = RunRequest(methods=["median3"], noises=["gaussian:sigma=25"], datasets=["skimage"], profile="smoke",
+                         overrides={"test_images": 1}, out=tmp_path / "r", progress=False)
+    run(plan(request), echo=lambda _: None, executor=LostJobs())
+    (finished,) = recorder.of("job_finished")  # no process of its own ran the hook: the grid's process does
+    assert finished["job"]["status"] == "failed" and finished["error"] == "RuntimeError: the job died"
+    assert finished["training"] == {"method": "median3", "train_noise": "gaussian:sigma=25", "seed": 0,
+                                    "datasets": ["skimage"]}
     assert recorder.of("run_finished")[0]["counts"] == {"done": 0, "failed": 1, "skipped": 0}
 
 
