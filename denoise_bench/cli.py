@@ -18,7 +18,7 @@ from denoise_bench.errors import BenchError
 from denoise_bench.executors import make_executor
 from denoise_bench.leaderboard import write_leaderboard
 from denoise_bench.network_method import NetworkMethod
-from denoise_bench.noise import resolve_setting, split_noise_list
+from denoise_bench.noise import split_noise_list
 from denoise_bench.perf import PerfSettings, write_report
 from denoise_bench.plugins import Registry, get_registry
 from denoise_bench.profiles import INITS, LR_RULES, PROFILES
@@ -335,7 +335,7 @@ def list_command() -> None:
         click.echo(f"  {'':<17} properties: {', '.join(sorted(family.properties)) or 'none'}; "
                    f"from {registry.sources.get(('noise model', name), '?')}")
         if family.preset_train:
-            setting = resolve_setting(name, registry.noise_families)
+            setting = registry.noise_setting(name)
             tests = "; ".join(str(t) for t in setting.tests)
             click.echo(f"  {'':<17} preset: train {setting.train}; test {tests}")
 

@@ -19,7 +19,6 @@ from typing import Any
 
 from denoise_bench.data import Dataset, CleanImage
 from denoise_bench.errors import BenchError
-from denoise_bench.noise import resolve_setting
 from denoise_bench.plugins import Registry
 from denoise_bench.request import RunRequest
 from denoise_bench.results import CHECKPOINTS, read_config, weights_stem
@@ -159,7 +158,7 @@ def _kept_noises(texts: list[str], resolved: list[dict[str, Any]], test_noises: 
     noises = [(text, str(entry["train"])) for text, entry in zip(texts, resolved)]
     if not test_noises:
         return noises
-    families = {resolve_setting(t, registry.noise_families).family.name for t in test_noises}
+    families = {registry.noise_setting(t).family.name for t in test_noises}
     trained_families = {train.partition(":")[0] for _, train in noises}
     untrained = sorted(families - trained_families)
     if untrained:

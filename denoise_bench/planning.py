@@ -22,7 +22,7 @@ from denoise_bench.environment import pick_device
 from denoise_bench.errors import BenchError
 from denoise_bench.evaluation import trained_source
 from denoise_bench.method import Method, resolve_options
-from denoise_bench.noise import NoiseSetting, resolve_setting, retested
+from denoise_bench.noise import NoiseSetting, retested
 from denoise_bench.plugins import Registry, get_registry
 from denoise_bench.profiles import Budget, get_profile, method_budget
 from denoise_bench.protocol import EvalProtocol, get_protocol
@@ -75,7 +75,7 @@ def plan(request: RunRequest, registry: Registry | None = None) -> RunPlan:
     if request.tensorboard:
         require_tensorboard()  # before anything is downloaded or trained
     methods = _methods(request, registry)
-    settings = [resolve_setting(text, registry.noise_families) for text in request.noises]
+    settings = [registry.noise_setting(text) for text in request.noises]
     if request.test_noises:
         settings = retested(settings, request.test_noises, registry.noise_families)
     datasets = [registry.dataset(name)(request.data_dir, **request.dataset_options) for name in request.datasets]

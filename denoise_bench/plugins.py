@@ -21,7 +21,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import pluggy
 
@@ -29,7 +29,7 @@ from denoise_bench import hookspecs
 from denoise_bench.data import Dataset
 from denoise_bench.errors import BenchError, unknown_name
 from denoise_bench.method import Method, validate_method_class
-from denoise_bench.noise import NoiseFamily
+from denoise_bench.noise import NoiseFamily, NoiseSetting, resolve_setting
 
 BUILTIN_PLUGINS: tuple[str, ...] = (
     "denoise_bench.noise",
@@ -101,9 +101,21 @@ class Registry:
     def dataset(self, name: str) -> type[Dataset]:
         return self._lookup("dataset", name, self.datasets)
 
+    def noise_setting(self, text: str) -> NoiseSetting:
+        """``text`` (a family or a spec) resolved as by ``noise.resolve_setting``; an unknown family that a
+        skipped plugin may provide is blamed on it, as an unknown method or dataset is."""
+        family = text.strip().partition(":")[0].strip().lower()
+        if family not in self.noise_families and self.failures:
+            self._blame("noise model", family, self.noise_families)
+        return resolve_setting(text, self.noise_families)
+
     def _lookup(self, kind: str, name: str, table: dict[str, T]) -> T:
         if name in table:
             return table[name]
+        self._blame(kind, name, table)
+
+    def _blame(self, kind: str, name: str, table: dict[str, Any]) -> NoReturn:
+        """Raise the error for an unknown ``name``, naming the skipped plugin that may have provided it."""
         # A name a skipped plugin tried to register, or the plugin's own name (entry points are often
         # named after their method), is blamed on that plugin; any other unknown name points at all of them.
         for failure in self.failures:

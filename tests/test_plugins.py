@@ -290,6 +290,17 @@ def test_misspelt_hook_is_reported_with_a_suggestion_and_the_rest_loads(install,
             "(skipped plugins, which may provide it: 'misspelt' (distribution misspelt_plugin))" in ran.stderr)
 
 
+def test_a_noise_model_of_a_skipped_plugin_is_blamed_on_it(install, tmp_path: Path) -> None:
+    install("grain_plugin", "grain = grain_plugin", "raise ImportError('grain is broken on purpose')\n")
+    for noise in ("grain", "grain:amount=0.1"):  # a family alone, or a spec of it
+        ran = bench("run", "--methods", "bm3d", "--noise", noise, "--profile", "smoke", "--out", str(tmp_path / "run"),
+                    "--no-progress")
+        assert ran.exit_code == 2
+        assert ("error: noise model 'grain' was not loaded: plugin 'grain' (distribution grain_plugin) failed: "
+                "importing it raised ImportError: grain is broken on purpose") in ran.stderr
+        assert not (tmp_path / "run").exists()
+
+
 def test_hook_that_raises_skips_its_plugin_and_run_says_why(install, tmp_path: Path) -> None:
     install("half_plugin", "half = half_plugin", """
         from denoise_bench import hookimpl
