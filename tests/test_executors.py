@@ -16,7 +16,7 @@ from denoise_bench.executors import make_executor
 from denoise_bench.results import PARTS, read_jobs, read_records, write_tables
 from denoise_bench.grid import units
 from denoise_bench.runner import RunRequest, plan, run, run_unit
-from helpers import MethodPlugin, Median3
+from helpers import LostJobs, MethodPlugin, Median3
 
 pytest.importorskip("submitit")
 
@@ -96,15 +96,9 @@ def test_a_resubmitted_unit_runs_only_the_jobs_not_yet_finished(tmp_path: Path) 
     assert read_jobs(out / PARTS / unit.slug).empty  # nothing run again (it used to retrain and re-test)
     again = RunRequest.from_run_dir(out)
     again.progress = False
-    resumed = run(plan(again), echo=lambda _: None, executor=_Dies())
+    resumed = run(plan(again), echo=lambda _: None, executor=LostJobs())
     jobs = read_jobs(out)
     assert list(jobs.status) == ["done"] and resumed.failed.empty  # a unit that dies does not fail finished jobs
-
-
-class _Dies:
-    def run_units(self, run_dir, units, echo):
-        for unit in units:
-            yield unit, RuntimeError("the job died")
 
 
 class _NoJobs:

@@ -20,7 +20,7 @@ from denoise_bench.method import NoiseInfo
 from denoise_bench.results import RESULTS_FORMAT
 from denoise_bench.runner import RunRequest, plan, run
 from denoise_bench.schema import job_key
-from helpers import MethodPlugin, Median3
+from helpers import LostJobs, MethodPlugin, Median3
 
 # unet trains 30 steps (smoke), scored every 10: the loss is read back at 10, 20, 25 (CHECK_EVERY) and 30.
 STEPS = [10, 20, 25, 30]
@@ -134,34 +134,27 @@ def test_a_plugin_that_raises_is_named_once_and_the_run_and_other_plugins_go_on(
     assert len(pd.read_csv(tmp_path / "r" / "records.csv")) == 2  # both jobs' records
 
 
-def test_a_failed_job_is_reported_with_its_error(tmp_path: Path) -> None:
+def _run_alone(method: type, out: Path, executor: Any = None) -> Recorder:
+    """Run ``method`` alone on one image, heard by a recording plugin."""
     recorder = Recorder()
     plugins.register_plugin(recorder, name="recorder")
-    plugins.register_plugin(MethodPlugin(Failing), name="failing-plugin")
-    request = RunRequest(methods=["failing"], noises=["gaussian:sigma=25"], datasets=["skimage"], profile="smoke",
-                         overrides={"test_images": 1}, out=tmp_path / "r", progress=False)
-    run(plan(request), echo=lambda _: None)
+    plugins.register_plugin(MethodPlugin(method), name=f"{method.name}-plugin")
+    request = RunRequest(methods=[method.name], noises=["gaussian:sigma=25"], datasets=["skimage"], profile="smoke",
+                         overrides={"test_images": 1}, out=out, progress=False)
+    run(plan(request), echo=lambda _: None, executor=executor)
+    return recorder
+
+
+def test_a_failed_job_is_reported_with_its_error(tmp_path: Path) -> None:
+    recorder = _run_alone(Failing, tmp_path / "r")
     (finished,) = recorder.of("job_finished")
     assert finished["job"]["status"] == "failed" and finished["records"] == []
     assert finished["error"] == finished["job"]["error"] == "RuntimeError: no luck"
     assert recorder.of("run_finished")[0]["counts"] == {"done": 0, "failed": 1, "skipped": 0}
 
 
-class LostJobs:
-    """An executor whose every job process dies before recording anything."""
-
-    def run_units(self, run_dir: Path, units: list, echo: Any):
-        for unit in units:
-            yield unit, RuntimeError("the job died")
-
-
 def test_the_jobs_of_a_dead_executor_process_are_reported_as_failed(tmp_path: Path) -> None:
-    recorder = Recorder()
-    plugins.register_plugin(recorder, name="recorder")
-    plugins.register_plugin(MethodPlugin(Median3), name="median3-plugin")
-    request = RunRequest(methods=["median3"], noises=["gaussian:sigma=25"], datasets=["skimage"], profile="smoke",
-                         overrides={"test_images": 1}, out=tmp_path / "r", progress=False)
-    run(plan(request), echo=lambda _: None, executor=LostJobs())
+    recorder = _run_alone(Median3, tmp_path / "r", executor=LostJobs())
     (finished,) = recorder.of("job_finished")  # no process of its own ran the hook: the grid's process does
     assert finished["job"]["status"] == "failed" and finished["error"] == "RuntimeError: the job died"
     assert finished["training"] == {"method": "median3", "train_noise": "gaussian:sigma=25", "seed": 0,
