@@ -21,7 +21,7 @@ from denoise_bench.environment import describe_environment
 from denoise_bench.errors import BenchError
 from denoise_bench.experiment import CONDITIONS, config_experiments
 from denoise_bench.planning import RunPlan, run_config
-from denoise_bench.results import (CHECKPOINTS, CONFIG, CURVES, ENVIRONMENT, JOBS, PARTS, RECORDS, part_folders,
+from denoise_bench.results import (CHECKPOINTS, CONFIG, CURVES, DONE, ENVIRONMENT, JOBS, PARTS, RECORDS, part_folders,
                                    read_config, read_curves, read_jobs, read_records, write_frame, write_json)
 from denoise_bench.schema import (CURVE_COLUMNS, CURVE_KEY, JOB_COLUMNS, JOB_KEY, RECORD_COLUMNS, RECORD_KEY, JobKey,
                                   job_key)
@@ -75,7 +75,7 @@ def open_run_folder(p: RunPlan, echo: Callable[[str], None]) -> ResultSink:
     return sink
 
 
-FINISHED = ("done", "skipped")  # job statuses that are not run again; failed jobs are
+FINISHED = (DONE, "skipped")  # job statuses that are not run again (failed jobs are)
 
 
 def finished_jobs(run_dir: Path) -> set[JobKey]:
@@ -84,10 +84,8 @@ def finished_jobs(run_dir: Path) -> set[JobKey]:
 
 
 def _finished_rows(jobs: pd.DataFrame) -> pd.DataFrame:
-    if jobs.empty:
-        return jobs
-    done = jobs[jobs.status.isin(FINISHED)]
-    return done.drop_duplicates(JOB_KEY, keep="last") if not done.empty else done
+    """The last row of each job that finished; an empty frame may lack the columns."""
+    return jobs if jobs.empty else jobs[jobs.status.isin(FINISHED)].drop_duplicates(JOB_KEY, keep="last")
 
 
 def part_sink(run_dir: Path, slug: str) -> ResultSink:

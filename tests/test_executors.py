@@ -98,7 +98,7 @@ def test_a_resubmitted_unit_runs_only_the_jobs_not_yet_finished(tmp_path: Path) 
     again.progress = False
     resumed = run(plan(again), echo=lambda _: None, executor=LostJobs())
     jobs = read_jobs(out)
-    assert list(jobs.status) == ["done"] and resumed.failed.empty  # a unit that dies does not fail finished jobs
+    assert list(jobs.status) == ["done"] and resumed.failed.empty  # a finished unit is not submitted again
 
 
 class _NoJobs:
