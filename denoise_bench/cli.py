@@ -16,6 +16,7 @@ from denoise_bench.engine import COMPILE_MODES, REQUESTABLE_PRECISIONS, Engine, 
 from denoise_bench.environment import pick_device
 from denoise_bench.errors import BenchError
 from denoise_bench.executors import make_executor
+from denoise_bench.host_memory import keep_freed_memory
 from denoise_bench.leaderboard import write_leaderboard
 from denoise_bench.network_method import NetworkMethod
 from denoise_bench.noise import split_noise_list
@@ -50,6 +51,7 @@ class BenchGroup(click.Group):
 @click.version_option(__version__, "--version", prog_name="denoise-bench")
 def main() -> None:
     """denoise-bench: benchmark self-supervised image denoisers (IDDP and friends)."""
+    keep_freed_memory()  # before any tensor work: see denoise_bench.host_memory
 
 
 def _registry() -> Registry:

@@ -17,6 +17,7 @@ import torch
 
 from denoise_bench.engine import CPUINFO, bf16_matrix_flags, cpuinfo_value
 from denoise_bench.errors import BenchError
+from denoise_bench.host_memory import host_memory_state
 from denoise_bench.plugins import Registry, get_registry
 
 PACKAGES = ("denoise-bench", "torch", "numpy", "pandas", "scikit-image", "bm3d", "pluggy", "click")
@@ -104,6 +105,7 @@ def describe_environment(device: torch.device) -> dict:
         "cpu_count": os.cpu_count(),
         "cpu_bf16_flags": bf16_matrix_flags(),  # what --precision auto reads
         "torch_threads": torch.get_num_threads(),
+        "host_memory": host_memory_state(),  # "kept": freed CPU memory reused (denoise_bench.host_memory)
         "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.machine(),
         **_cuda(device),

@@ -29,7 +29,8 @@ import skimage.data
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from denoise_bench.engine import Engine
+from denoise_bench.engine import Engine, bf16_matrix_flags
+from denoise_bench.host_memory import host_memory_state
 from denoise_bench.images import to_chw
 from denoise_bench.method import MethodSetup, TrainContext
 from denoise_bench.network_method import NetworkMethod
@@ -204,6 +205,8 @@ def measure(s: PerfSettings) -> dict:
         "device_name": torch.cuda.get_device_name(s.device) if s.device.type == "cuda" else "cpu",
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
+        "cpu_bf16_flags": bf16_matrix_flags(),  # what --precision auto reads
+        "host_memory": host_memory_state(),  # "kept": freed CPU memory reused (denoise_bench.host_memory)
         "settings": {k: (str(v) if isinstance(v, torch.device) else v) for k, v in asdict(s).items()},
         "engine": s.engine.as_dict(),
         "baseline_engine": s.baseline.as_dict() if s.baseline is not None else None,
@@ -219,6 +222,7 @@ def render(report: dict) -> str:
     lines = [f"# Performance: {report['device_name']} ({report['device']}, torch {report['torch']}, "
              f"{report['threads']} threads)", "",
              "Engine: " + _engine_text(report.get("engine", {"precision": "fp32"})) + ".", "",
+             *_cpu_lines(report),
              "| method | batch | ms / iteration | iterations / s | GFLOP / iteration | achieved TFLOP/s | "
              "arithmetic bound (ms) | operators / iteration | launch bound (ms) |",
              "|---|---|---|---|---|---|---|---|---|"]
@@ -240,6 +244,15 @@ def render(report: dict) -> str:
               f"{len(c['all_suite_ms'])} interleaved rounds): {c['suite_ms']:.1f} ms vs {c['bare_ms']:.1f} ms, "
               f"ratio **{c['ratio']:.3f}**."]
     return "\n".join(lines) + "\n"
+
+
+def _cpu_lines(report: dict) -> list[str]:
+    """What decides the CPU's speed beside the engine: its bf16 flags and the allocator setting."""
+    if report["device"] != "cpu" or "host_memory" not in report:  # reports made before these were recorded
+        return []
+    flags = ", ".join(report["cpu_bf16_flags"]) or "none"
+    memory = ("kept in the process" if report["host_memory"] == "kept" else "returned to the system (C library default)")
+    return [f"CPU bf16 flags: {flags}. Freed tensor memory: {memory}.", ""]
 
 
 def _engine_text(engine: dict) -> str:

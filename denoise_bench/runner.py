@@ -22,6 +22,7 @@ import pandas as pd
 from denoise_bench.dispatch import Executor, run_here, run_through
 from denoise_bench.grid import Unit, units
 from denoise_bench.grid_progress import GridProgress
+from denoise_bench.host_memory import keep_freed_memory
 from denoise_bench.planning import RunPlan, plan, run_config
 from denoise_bench.request import RunRequest
 from denoise_bench.results import write_tables
@@ -80,6 +81,7 @@ def run_unit(run_dir: str, unit: Unit) -> None:
     Runs in its own process, possibly on another machine that sees the same run folder. It takes no
     lock: the grid's process holds the folder's while it waits, and this job writes only its part.
     """
+    keep_freed_memory()  # a fresh worker process: the same allocator settings as `bench run` inline
     request = RunRequest.from_run_dir(Path(run_dir))
     request.progress = False
     p = plan(request)

@@ -15,6 +15,8 @@ from click.testing import CliRunner
 from torch.utils.flop_counter import FlopCounterMode
 
 from denoise_bench.cli import main
+from denoise_bench.engine import bf16_matrix_flags
+from denoise_bench.host_memory import host_memory_state
 from denoise_bench.nets.unet import UNet
 from denoise_bench.perf import PerfSettings, count_step
 
@@ -63,7 +65,9 @@ def test_bench_perf_writes_a_complete_report(tmp_path: Path) -> None:
         assert row["iterations_per_s"] > 0 and row["gflop_per_iteration"] > 0 and row["arithmetic_bound_ms"] is None
         assert row["launch_bound_ms"] == pytest.approx(row["operators_per_iteration"] * 0.01)
     assert report["suite_vs_bare"]["ratio"] > 0
-    assert "ratio **" in (tmp_path / "perf.md").read_text()
+    assert report["cpu_bf16_flags"] == bf16_matrix_flags() and report["host_memory"] == host_memory_state()
+    text = (tmp_path / "perf.md").read_text()
+    assert "ratio **" in text and f"CPU bf16 flags: {', '.join(bf16_matrix_flags()) or 'none'}." in text
 
 
 def test_bench_perf_puts_the_chosen_engine_beside_fp32(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import platform
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -46,6 +47,8 @@ def test_a_tiny_run_records_its_command_line_and_the_plugin_of_every_entry(tmp_p
         assert sorted(n for p in env["plugins"] for n in p[kind]) == sorted(key)
     assert env["skipped_plugins"] == []
     assert env["cpu_model"] and "cpu_bf16_flags" in env
+    # bench sets the allocator up before any tensor work (denoise_bench.host_memory) and says so.
+    assert env["host_memory"] == ("kept" if platform.libc_ver()[0] == "glibc" else "system")
 
 
 @hookimpl
