@@ -148,7 +148,7 @@ def engine_options(command: Callable) -> Callable:
                            help="NHWC memory layout for the network [default: with bf16 chosen by auto].")(command)
     return click.option("--precision", type=click.Choice(REQUESTABLE_PRECISIONS), default="auto", show_default=True,
                         help="bf16: autocast forward passes and losses (weights stay fp32); auto: bf16 + channels-last "
-                             "on CPUs with bf16 matrix units (AMX, AVX-512 BF16), fp32 elsewhere.")(command)
+                             "on CPUs with AMX (amx_bf16), fp32 elsewhere.")(command)
 
 
 @main.command("run")

@@ -5,10 +5,12 @@ kernels, so the fast settings are compilation with CUDA graphs (``compile="reduc
 which replays the whole step as one graph, the channels-last layout that tensor-core convolutions
 want, and bf16 autocast. Each is a switch, recorded in the run's config.
 
-The default precision is ``auto`` (:func:`resolve_engine`): on a CPU with bf16 matrix units (Intel
-AMX, or AVX-512 BF16) it trains in bf16 autocast with channels-last weights, which was measured 2.6x
-to 3.4x faster per U-Net step than fp32 at the same PSNR; on other CPUs, and on CUDA until
-``scripts/gpu-report`` has measured the choice there, it trains in fp32. torch.compile stays off by
+The default precision is ``auto`` (:func:`resolve_engine`): on a CPU with Intel AMX tiles (``amx_bf16``)
+it trains in bf16 autocast with channels-last weights, which was measured 2.6x to 3.4x faster per
+U-Net step than fp32 at the same PSNR; on other CPUs, and on CUDA until ``scripts/gpu-report`` has
+measured the choice there, it trains in fp32. AVX-512 BF16 alone (``avx512_bf16`` without AMX) does
+not pay: on such a Xeon every method's step was 0.64x to 1.03x the speed of fp32
+(results/perf-cpu-avx512bf16). torch.compile stays off by
 default: on a 2-core CPU it was measured slower than eager and costs tens of seconds per graph.
 Evaluation always runs in fp32, whatever trained the weights.
 
@@ -31,8 +33,10 @@ from denoise_bench.errors import BenchError
 
 PRECISIONS = ("fp32", "bf16")
 REQUESTABLE_PRECISIONS = ("auto", *PRECISIONS)
-# /proc/cpuinfo flags of CPU units that multiply bf16 matrices natively (AMX tiles, AVX-512 BF16).
+# /proc/cpuinfo flags of CPU units that multiply bf16 matrices natively (AMX tiles, AVX-512 BF16),
+# recorded with every run; auto trains in bf16 only with the first (see the module's docstring).
 BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
+AUTO_BF16_FLAG = "amx_bf16"
 COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune")
 
 
@@ -118,7 +122,7 @@ def cpu_flags(cpuinfo: Path = CPUINFO) -> frozenset[str]:
 
 
 def bf16_matrix_flags(flags: frozenset[str] | None = None) -> list[str]:
-    """Which of the flags that ``auto`` looks for (bf16 matrix units) this CPU has."""
+    """Which of the bf16 matrix-unit flags this CPU has (``auto`` picks bf16 on ``AUTO_BF16_FLAG``)."""
     flags = cpu_flags() if flags is None else flags
     return [flag for flag in BF16_CPU_FLAGS if flag in flags]
 
@@ -127,13 +131,13 @@ def resolve_engine(precision: str = "auto", channels_last: bool | None = None, c
                    device: torch.device, flags: frozenset[str] | None = None) -> Engine:
     """The concrete engine for a request: ``precision="auto"`` and ``channels_last=None`` decided here.
 
-    auto is bf16 + channels-last on a CPU with bf16 matrix units and fp32 (default layout) elsewhere,
-    CUDA included. An explicit ``channels_last`` always wins.
+    auto is bf16 + channels-last on a CPU with AMX and fp32 (default layout) elsewhere, CUDA included.
+    An explicit ``channels_last`` always wins.
     """
     if precision not in REQUESTABLE_PRECISIONS:
         raise BenchError(f"unknown precision {precision!r}; valid: {', '.join(REQUESTABLE_PRECISIONS)}")
     if precision == "auto":
-        precision = "bf16" if device.type == "cpu" and bf16_matrix_flags(flags) else "fp32"
+        precision = "bf16" if device.type == "cpu" and AUTO_BF16_FLAG in bf16_matrix_flags(flags) else "fp32"
         if channels_last is None:
             channels_last = precision == "bf16"
     return Engine(precision=precision, channels_last=bool(channels_last), compile=compile)

@@ -15,7 +15,7 @@ pre-drawn batches and reports the ratio suite / bare, interleaving the two so th
 slows both alike: the suite's overhead over hand-written code.
 
 With a ``baseline`` engine (by default fp32 eager, whenever the chosen engine differs from it, as
-``--precision auto`` does on CPUs with bf16 matrix units) every training measurement is made with
+``--precision auto`` does on CPUs with AMX) every training measurement is made with
 both engines in interleaved rounds, and the report puts them side by side with their speed ratio.
 """
 

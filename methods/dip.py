@@ -96,7 +96,7 @@ def fit_to_image(net: nn.Module, noisy: torch.Tensor, z: torch.Tensor, iteration
     """Fit ``net(z + jitter)`` to ``noisy`` for ``iterations`` Adam steps; returns the EMA of the outputs.
 
     The fit is this method's training, so it runs with the run's training ``engine`` (bf16 autocast
-    and channels-last on CPUs with bf16 matrix units under ``--precision auto``); the average and
+    and channels-last on CPUs with AMX under ``--precision auto``); the average and
     the loss stay fp32. ``progress``: a bar over the iterations (minutes per image on a CPU).
     """
     if iterations < 1:

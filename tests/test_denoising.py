@@ -9,7 +9,7 @@ test multiplies each method's own learning rate by LR_SCALE (schedule shapes and
 the point is that the *loss* teaches denoising, which is what could break.
 
 The networks train with ``--precision auto``, as users' runs do: bf16 autocast + channels-last on
-CPUs with bf16 matrix units (2-3x faster per step there), fp32 elsewhere. The margins hold under
+CPUs with AMX (2-3x faster per step there), fp32 elsewhere. The margins hold under
 both. Measured with exactly this set-up on a 2-core CPU (mean gain over the noisy input, dB;
 smallest per-image gain in brackets), fp32 / bf16 (Intel Xeon with AMX): iddp 2.31 (0.87) / 2.30
 (0.86), n2n 3.16 (1.94) / 3.15 (1.92), unet 3.13 (1.90) / 3.12 (1.87), n2v 3.02 (1.70) / 2.97 (1.64),
