@@ -29,7 +29,7 @@ import pandas as pd
 from denoise_bench.atomic import write_text_atomic
 from denoise_bench.errors import BenchError
 from denoise_bench.profiles import SHORT_BUDGET_WARNINGS
-from denoise_bench.schema import JOB_KEY
+from denoise_bench.schema import JOB_KEY, TEXT_COLUMNS
 
 RESULTS_FORMAT = 1  # bump when the layout or meaning of a run folder changes
 CONFIG = "config.json"
@@ -85,10 +85,15 @@ def part_folders(run_dir: Path) -> list[Path]:
     return sorted(p for p in parts.iterdir() if p.is_dir()) if parts.is_dir() else []
 
 
+def read_rows(path: Path) -> pd.DataFrame:
+    """One CSV of a run folder, its names kept as text (see ``TEXT_COLUMNS``)."""
+    return pd.read_csv(path, dtype={column: str for column in TEXT_COLUMNS})
+
+
 def _read_frame(run_dir: Path, name: str) -> pd.DataFrame:
     """``name`` of the run folder with the same file of every part appended; empty if none exists."""
     paths = [path for path in [run_dir / name, *(part / name for part in part_folders(run_dir))] if path.is_file()]
-    frames = [pd.read_csv(path) for path in paths]
+    frames = [read_rows(path) for path in paths]
     filled = [frame for frame in frames if not frame.empty]
     if filled:
         return pd.concat(filled, ignore_index=True)

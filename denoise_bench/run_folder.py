@@ -22,7 +22,7 @@ from denoise_bench.errors import BenchError
 from denoise_bench.experiment import CONDITIONS, config_experiments
 from denoise_bench.planning import RunPlan, run_config
 from denoise_bench.results import (CHECKPOINTS, CONFIG, CURVES, DONE, ENVIRONMENT, JOBS, PARTS, RECORDS, part_folders,
-                                   read_config, read_curves, read_jobs, read_records, write_frame, write_json)
+                                   read_config, read_curves, read_jobs, read_records, read_rows, write_frame, write_json)
 from denoise_bench.schema import (CURVE_COLUMNS, CURVE_KEY, JOB_COLUMNS, JOB_KEY, RECORD_COLUMNS, RECORD_KEY, JobKey,
                                   job_key)
 
@@ -118,7 +118,7 @@ def _rows(path: Path) -> list[dict]:
     """The rows of one CSV of a part (missing values as None), or none if it does not exist."""
     if not path.is_file():
         return []
-    frame = pd.read_csv(path)
+    frame = read_rows(path)
     return frame.where(frame.notna(), None).to_dict("records") if not frame.empty else []
 
 

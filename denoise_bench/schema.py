@@ -21,6 +21,9 @@ RECORD_COLUMNS = ["run_id", "protocol", "profile", "method", "supervision", "use
                   # What tells experiments of one method apart (denoise_bench.experiment); run folders from
                   # before these were recorded lack them, and readers take them from config.json.
                   "method_options", "training_set"]
+# Columns of names: read back as text even where every name looks like a number (Set12's "01"), or a
+# folder holding only such names would neither pair with nor de-duplicate against any other folder.
+TEXT_COLUMNS = ("run_id", "method", "dataset", "image", "train_noise", "test_noise", "training_set")
 JOB_COLUMNS = JOB_KEY + ["supervision", "uses_noise_level", "status", "error", "seconds", "traceback"]
 CURVE_COLUMNS = CURVE_KEY + ["train_seconds", "psnr", "ssim", "records"]
 

@@ -238,3 +238,21 @@ def test_a_leaderboard_of_runs_where_nothing_ran_says_why(tmp_path: Path) -> Non
     with pytest.raises(BenchError, match=re.escape("the runs hold no evaluated records (nothing ran: every job was "
                                                    "skipped or failed: n2n on gaussian:sigma=0-50 skipped (n2n assumes")):
         write_leaderboard([run], tmp_path / "board")
+
+
+def test_image_names_that_look_like_numbers_pair_across_runs(tmp_path: Path) -> None:
+    # Set12 names its images "01".."12": a run folder holding only those must not read them back as
+    # integers, or they would pair with nothing in a folder whose names also include BSD68's.
+    names = [f"{i:02d}" for i in range(1, 6)]
+    a = _write_run(tmp_path / "a", {"unet": np.zeros(len(IMAGES))})
+    b = _write_run(tmp_path / "b", {"dip": np.full(len(IMAGES), 0.5)})
+    for run, extra in ((a, ["test001"]), (b, [])):  # a mixes both kinds of name, b has only Set12's
+        records = pd.read_csv(run / RECORDS, dtype={"image": str})
+        keep = records.head(len(names) + len(extra)).assign(image=names + extra)
+        write_frame(run / RECORDS, keep)
+    merged = merge_runs([a, b])
+    assert set(merged.records.loc[merged.records.method == "dip", "image"]) == set(names)
+    write_leaderboard([a, b], tmp_path / "board")
+    table = pd.read_csv(tmp_path / "board" / "leaderboard.csv")
+    gaps = dict(zip(table.method, table[GAP_COLUMN].fillna("")))
+    assert gaps["unet"].startswith("0.50 [0.50, 0.50]")  # paired on the five common images
