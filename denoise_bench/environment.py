@@ -93,6 +93,12 @@ def plugin_provenance(registry: Registry | None = None) -> list[dict]:
     return list(plugins.values())
 
 
+def cpu_speed_facts() -> dict:
+    """What decides a CPU's training speed beside the engine; recorded by runs and by ``bench perf``."""
+    return {"cpu_bf16_flags": bf16_matrix_flags(),  # auto trains in bf16 on amx_bf16 (denoise_bench.engine)
+            "host_memory": host_memory_state()}  # "kept": freed CPU memory reused (denoise_bench.host_memory)
+
+
 def describe_environment(device: torch.device) -> dict:
     versions = {name: _version(name) for name in PACKAGES}
     registry = get_registry()
@@ -103,9 +109,8 @@ def describe_environment(device: torch.device) -> dict:
         "processor": platform.processor() or platform.machine(),
         "cpu_model": cpu_model(),
         "cpu_count": os.cpu_count(),
-        "cpu_bf16_flags": bf16_matrix_flags(),  # what --precision auto reads
+        **cpu_speed_facts(),
         "torch_threads": torch.get_num_threads(),
-        "host_memory": host_memory_state(),  # "kept": freed CPU memory reused (denoise_bench.host_memory)
         "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.machine(),
         **_cuda(device),

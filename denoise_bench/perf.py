@@ -29,8 +29,8 @@ import skimage.data
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from denoise_bench.engine import Engine, bf16_matrix_flags
-from denoise_bench.host_memory import host_memory_state
+from denoise_bench.engine import Engine
+from denoise_bench.environment import cpu_speed_facts
 from denoise_bench.images import to_chw
 from denoise_bench.method import MethodSetup, TrainContext
 from denoise_bench.network_method import NetworkMethod
@@ -205,8 +205,7 @@ def measure(s: PerfSettings) -> dict:
         "device_name": torch.cuda.get_device_name(s.device) if s.device.type == "cuda" else "cpu",
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
-        "cpu_bf16_flags": bf16_matrix_flags(),  # what --precision auto reads
-        "host_memory": host_memory_state(),  # "kept": freed CPU memory reused (denoise_bench.host_memory)
+        **cpu_speed_facts(),
         "settings": {k: (str(v) if isinstance(v, torch.device) else v) for k, v in asdict(s).items()},
         "engine": s.engine.as_dict(),
         "baseline_engine": s.baseline.as_dict() if s.baseline is not None else None,

@@ -146,7 +146,7 @@ EPYC = frozenset({"avx2", "fma", "sse4_2"})
     (AMX, "cuda", ("fp32", False)),  # CUDA keeps fp32 until scripts/gpu-report has measured bf16
 ])
 def test_auto_precision_picks_bf16_only_on_cpus_with_amx(flags: frozenset[str], device: str,
-                                                                      expected: tuple[str, bool]) -> None:
+                                                         expected: tuple[str, bool]) -> None:
     engine = resolve_engine("auto", device=torch.device(device), flags=flags)
     assert (engine.precision, engine.channels_last, engine.compile) == (*expected, "off")
     if device == "cpu":  # environment.json records these flags as the reason for the choice
