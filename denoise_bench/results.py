@@ -4,7 +4,10 @@ Layout of a run folder::
 
     config.json        the resolved request (methods, noise, datasets, budget, protocol, seeds)
     environment.json   versions, device, git commit
-    records.csv        one row per evaluated image (and repeat)
+    records.csv        one row per evaluated image (and repeat) of every finished job
+    pending.csv        the rows of jobs still being scored, one saved per image as it is scored, moved
+                       to records.csv when the job is done: a resumed job scores only the rest (a
+                       per-image method such as DIP fits for an hour per image)
     jobs.csv           one row per (method, dataset, train noise, seed): done / failed / skipped, and why
     curves.csv         with --eval-every: mean test PSNR/SSIM at training steps (learning curves)
     checkpoints/       trained state of each job
@@ -37,6 +40,7 @@ ENVIRONMENT = "environment.json"  # from environment.describe_environment
 CHECKPOINTS = "checkpoints"
 RECORDS = "records.csv"
 JOBS = "jobs.csv"
+PENDING = "pending.csv"
 CURVES = "curves.csv"  # learning curves: mean test PSNR/SSIM during training (runs with --eval-every)
 PARTS = "parts"
 TABLES = "tables"
@@ -105,6 +109,10 @@ def read_records(run_dir: Path) -> pd.DataFrame:
     if not (run_dir / RECORDS).is_file() and not part_folders(run_dir):
         raise BenchError(f"{run_dir} is not a run folder (no {RECORDS})")
     return _read_frame(run_dir, RECORDS)
+
+
+def read_pending(run_dir: Path) -> pd.DataFrame:
+    return _read_frame(run_dir, PENDING)
 
 
 def read_curves(run_dir: Path) -> pd.DataFrame:

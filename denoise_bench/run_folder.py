@@ -1,7 +1,7 @@
 """Writing a run folder: its config, the records, jobs and curves as they finish, parts, and resuming.
 
-Records are written to the folder after every job, so whatever finished is on disk even if a later
-job fails or the process is killed. Running the same request into the same folder continues it:
+Records are written to the folder after every job, and those of the job being scored after every
+image, so whatever finished is on disk even if a later job fails or the process is killed. Running the same request into the same folder continues it:
 jobs that finished are kept and not run again, failed ones run again, and a folder made by a
 different request is refused. The layout of the folder is described in ``denoise_bench.results``.
 """
@@ -21,8 +21,9 @@ from denoise_bench.environment import describe_environment
 from denoise_bench.errors import BenchError
 from denoise_bench.experiment import CONDITIONS, config_experiments
 from denoise_bench.planning import RunPlan, run_config
-from denoise_bench.results import (CHECKPOINTS, CONFIG, CURVES, DONE, ENVIRONMENT, JOBS, PARTS, RECORDS, part_folders,
-                                   read_config, read_curves, read_jobs, read_records, read_rows, write_frame, write_json)
+from denoise_bench.results import (CHECKPOINTS, CONFIG, CURVES, DONE, ENVIRONMENT, JOBS, PARTS, PENDING, RECORDS,
+                                   part_folders, read_config, read_curves, read_jobs, read_pending, read_records,
+                                   read_rows, write_frame, write_json)
 from denoise_bench.schema import (CURVE_COLUMNS, CURVE_KEY, JOB_COLUMNS, JOB_KEY, RECORD_COLUMNS, RECORD_KEY, JobKey,
                                   job_key)
 
@@ -38,6 +39,7 @@ class ResultSink:
     records: list[dict] = field(default_factory=list)
     jobs: list[dict] = field(default_factory=list)
     curves: list[dict] = field(default_factory=list)
+    pending: list[dict] = field(default_factory=list)  # records of jobs not finished yet (``PENDING``)
 
     def save(self) -> None:
         write_frame(self.folder / RECORDS, self.records_frame())
@@ -45,10 +47,35 @@ class ResultSink:
         if self.curves:
             frame = pd.DataFrame(self.curves, columns=CURVE_COLUMNS)
             write_frame(self.folder / CURVES, frame.drop_duplicates(CURVE_KEY, keep="last"))
+        self._save_pending()
 
     def add_curve_point(self, point: dict) -> None:
         self.curves.append(point)
         self.save()
+
+    def add_pending(self, record: dict) -> None:
+        """Keep one scored image of an unfinished job on disk at once."""
+        self.pending.append(record)
+        self._save_pending()
+
+    def pending_of(self, key: JobKey) -> list[dict]:
+        """The records an earlier, interrupted invocation scored for the job ``key``."""
+        return [r for r in self.pending if job_key(r) == key]
+
+    def finish_job(self, job: dict, records: list[dict]) -> None:
+        """A job is done: its records (the pending ones among them) move to ``records.csv``, in one save."""
+        key = job_key(job)
+        self.records.extend(records)
+        self.jobs.append(job)
+        self.pending = [r for r in self.pending if job_key(r) != key]
+        self.save()
+
+    def _save_pending(self) -> None:
+        path = self.folder / PENDING
+        if self.pending:
+            write_frame(path, pd.DataFrame(self.pending, columns=RECORD_COLUMNS))
+        else:  # only a folder with unfinished scoring has the file
+            path.unlink(missing_ok=True)
 
     def records_frame(self) -> pd.DataFrame:
         return pd.DataFrame(self.records, columns=RECORD_COLUMNS)
@@ -110,6 +137,7 @@ def fold_parts(run_dir: Path, sink: ResultSink) -> None:
         sink.records.extend(_rows(part / RECORDS))
         sink.jobs.extend(_rows(part / JOBS))
         sink.curves.extend(_rows(part / CURVES))
+        sink.pending.extend(_rows(part / PENDING))  # images a failed or killed job had scored
     sink.save()  # written before the parts go, so a kill in between loses nothing (readers de-duplicate)
     shutil.rmtree(run_dir / PARTS, ignore_errors=True)
 
@@ -147,8 +175,9 @@ def _comparable(config: dict[str, Any]) -> dict[str, Any]:
 def _resume_state(run_dir: Path, config: dict[str, Any], echo: Callable[[str], None]) -> ResultSink:
     """Finished jobs, their records and curves from earlier invocations into the same folder.
 
-    Jobs that failed are dropped so they run again. Learning-curve points of unfinished jobs stay
-    valid: a resumed job retrains bit for bit.
+    Jobs that failed are dropped so they run again. Learning-curve points and the images already
+    scored (pending records) of unfinished jobs stay valid: a resumed job retrains bit for bit, and
+    a method's estimate of one image does not depend on the others.
     """
     sink = ResultSink(run_dir)
     if not (run_dir / CONFIG).exists():
@@ -165,6 +194,10 @@ def _resume_state(run_dir: Path, config: dict[str, Any], echo: Callable[[str], N
     sink.records = [r for r in old_records.to_dict("records") if job_key(r) in keys]
     sink.jobs = done.to_dict("records")
     sink.curves = read_curves(run_dir).to_dict("records")
+    pending = read_pending(run_dir)
+    if not pending.empty:
+        pending = pending.drop_duplicates(RECORD_KEY, keep="last")
+        sink.pending = [r for r in pending.where(pending.notna(), None).to_dict("records") if job_key(r) not in keys]
     shutil.rmtree(run_dir / PARTS, ignore_errors=True)  # folded into the sink, saved before any job runs
     if keys:
         echo(f"resuming {run_dir}: {len(keys)} job(s) already finished")

@@ -6,7 +6,7 @@ a learning curve and the final records score the very same noisy inputs.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import torch
@@ -21,20 +21,30 @@ from denoise_bench.run_data import RunData
 from denoise_bench.samples import is_sample_case, save_sample
 
 
-def score_tests(p: RunPlan, method: Method, dataset: Dataset, setting: NoiseSetting,
-                data: RunData) -> list[dict[str, Any]]:
-    """Per-image records of ``method`` on every test setting of ``setting``; keeps the sample crops."""
+def score_tests(p: RunPlan, method: Method, dataset: Dataset, setting: NoiseSetting, data: RunData,
+                scored: Iterable[Mapping[str, Any]] = (),
+                on_record: Callable[[dict[str, Any]], None] = lambda record: None) -> list[dict[str, Any]]:
+    """Per-image records of ``method`` on every test setting of ``setting``; keeps the sample crops.
+
+    Cases that ``scored`` (records of an interrupted invocation) already holds are not denoised
+    again; ``on_record`` sees each new record as soon as it is made, so it can be saved at once.
+    Returns the new records only.
+    """
+    done = {(str(r["test_noise"]), str(r["image"]), int(r["repeat"])) for r in scored}
     records: list[dict[str, Any]] = []
     for spec in setting.tests:
         cases = data.test_cases(dataset, spec)
+        todo = [c for c in cases if (str(spec), c.image_id, c.repeat) not in done]
 
         def keep_sample(case: TestCase, estimate: torch.Tensor) -> None:
             if is_sample_case(case, cases[0].image_id):
                 save_sample(p.run_dir, case, method.name, estimate)
 
-        with tqdm(total=len(cases), desc=f"test {method.name} {spec}", disable=not p.request.progress,
+        with tqdm(total=len(todo), desc=f"test {method.name} {spec}", disable=not p.request.progress,
                   leave=False) as bar:
-            records.extend(evaluate(method, cases, p.protocol, p.device, on_case=bar.update, on_estimate=keep_sample))
+            for record in evaluate(method, todo, p.protocol, p.device, on_case=bar.update, on_estimate=keep_sample):
+                on_record(record)
+                records.append(record)
     return records
 
 

@@ -81,23 +81,23 @@ class UnitRunner:
                 finish(failed, [], failed["error"])
             return
         for dataset, job in todo:
+            experiment = experiment_of(self.plan, method_cls, dataset, setting, self._config)
+            common = (job | self._run_fields(method_cls) | {"train_seconds": train_seconds}
+                      | {"method_options": experiment.method_options, "training_set": experiment.training_set})
+            earlier = sink.pending_of(job_key(job))  # images an interrupted invocation scored
             try:
-                records = score_tests(self.plan, method, dataset, setting, self.data)
+                records = score_tests(self.plan, method, dataset, setting, self.data, scored=earlier,
+                                      on_record=lambda record: sink.add_pending(common | record))
             except Exception as exc:
                 failed = record_failure(sink, job, exc, began, self.echo)
                 finish(failed, [], failed["error"])
                 began = time.perf_counter()
                 continue
-            experiment = experiment_of(self.plan, method_cls, dataset, setting, self._config)
-            common = (job | self._run_fields(method_cls) | {"train_seconds": train_seconds}
-                      | {"method_options": experiment.method_options, "training_set": experiment.training_set})
-            rows = [common | r for r in records]
-            sink.records.extend(rows)
+            rows = earlier + [common | r for r in records]
             # The first dataset's job time includes the shared training; later ones only their tests.
             done = job | {"status": "done", "seconds": time.perf_counter() - began}
-            sink.jobs.append(done)
+            sink.finish_job(done, rows)
             began = time.perf_counter()
-            sink.save()
             finish(done, rows, None)
 
     def _check_experiment(self, unit: Unit) -> None:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import ClassVar
 
 import pandas as pd
 import pytest
@@ -25,7 +26,8 @@ from denoise_bench.results import write_text_atomic
 TRAIN_ARGS = ["--methods", "iddp", "--noise", "gaussian:sigma=25", "--profile", "smoke", "--iterations", "60",
               "--width", "16", "--checkpoint-every", "10", "--no-progress"]
 STATE = "checkpoints/iddp__skimage__gaussian_sigma=25__seed0.train.pt"
-from helpers import MethodPlugin
+from denoise_bench.method import NoiseInfo
+from helpers import Median3, MethodPlugin
 
 
 def bench_process(*args: str) -> list[str]:
@@ -225,3 +227,44 @@ def test_training_seconds_travel_with_the_training_state(tmp_path: Path) -> None
     again = IDDP(MethodSetup(channels=1, budget=budget))
     train(again, view(), budget, TrainContext(checkpoint_path=path, checkpoint_every=2, on_restore=restored.append))
     assert restored == [123.5]
+
+
+class FlakyMedian(Median3):
+    """A per-image method whose process "dies" at a chosen image: it counts the images it denoises."""
+
+    name = "flaky-median"
+    description = "3x3 median filter that fails at its n-th image (test plugin)"
+    denoised: ClassVar[list[float]] = []
+    fail_at: ClassVar[int | None] = None
+
+    def denoise(self, noisy: torch.Tensor, noise: NoiseInfo | None = None) -> torch.Tensor:
+        if len(FlakyMedian.denoised) + 1 == FlakyMedian.fail_at:
+            raise RuntimeError("power cut")
+        FlakyMedian.denoised.append(float(noisy.sum()))
+        return super().denoise(noisy, noise)
+
+
+def test_images_scored_before_an_interruption_are_kept_and_not_denoised_again(tmp_path: Path) -> None:
+    """A per-image method (DIP: an hour per image) loses no finished image when its job is cut short."""
+    plugins.register_plugin(MethodPlugin(FlakyMedian), name="flaky")
+    args = ["run", "--methods", "flaky-median", "--noise", "gaussian:sigma=25", "--profile", "smoke",
+            "--test-images", "3", "--no-progress"]
+    FlakyMedian.denoised, FlakyMedian.fail_at = [], None
+    assert CliRunner().invoke(main, [*args, "--out", str(tmp_path / "reference")]).exit_code == 0
+    reference = pd.read_csv(tmp_path / "reference" / "records.csv").sort_values("image")
+    assert len(reference) == 3 and not (tmp_path / "reference" / "pending.csv").exists()
+
+    out = tmp_path / "run"
+    FlakyMedian.denoised, FlakyMedian.fail_at = [], 3  # two images scored, the third never finishes
+    assert CliRunner().invoke(main, [*args, "--out", str(out)]).exit_code == 1
+    assert pd.read_csv(out / "records.csv").empty  # the job did not finish: nothing in the tables yet ...
+    pending = pd.read_csv(out / "pending.csv")
+    assert len(pending) == 2 and set(pending.method) == {"flaky-median"}  # ... but its two images are on disk
+
+    FlakyMedian.denoised, FlakyMedian.fail_at = [], None
+    result = CliRunner().invoke(main, [*args, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert len(FlakyMedian.denoised) == 1  # only the image that was not scored
+    got = pd.read_csv(out / "records.csv").sort_values("image")
+    assert got.image.tolist() == reference.image.tolist() and got.psnr.tolist() == reference.psnr.tolist()
+    assert not (out / "pending.csv").exists()  # moved to records.csv with the finished job
