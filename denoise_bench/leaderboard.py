@@ -6,6 +6,8 @@ images (and records) the mean is over, the training budget (iterations, training
 the supervision each method had. Each method is compared with the one ranked just above it on their
 common images (``significance``): the mean paired PSNR difference and its 95 % bootstrap interval;
 an interval containing 0 is marked as a tie, one over fewer than five images with a footnote mark.
+Rows scored on fewer of a table's images than the others (DIP on a stated subset) follow the ranked
+rows, unranked.
 All pairs are written to ``pairs.{csv,md}``. Per-image methods (no training: BM3D, DIP) carry their
 cost at test time, so every method shows its mean test seconds per image, and per-image methods no
 training columns. Jobs that gave no numbers (skipped or failed) are listed with their reasons under
@@ -221,6 +223,9 @@ def read_paper_results() -> pd.DataFrame:
 
 
 GAP_COLUMN = "gap to the method above (dB, 95% CI)"
+SUBSET_NOTE = ("Rows scored on only some of a table's images (a method run on a stated subset) follow the ranked "
+               "rows, unranked: a mean over other images does not compare; their paired differences to the "
+               "others are in the vs-unet column and in pairs.")
 TEST_SECONDS = "test s/image"  # mean seconds to denoise one test image: all a per-image method costs
 FEW_IMAGES_NOTE = (f"{FEW_IMAGES_MARK} interval over fewer than {MIN_INTERVAL_IMAGES} common images: too few for the "
                    "bootstrap to show the spread, so read the difference as indicative only.")
@@ -330,12 +335,12 @@ def leaderboard_tables(records: pd.DataFrame, paper: pd.DataFrame | None = None)
     tables = {}
     for (dataset, test_noise), block in records.groupby(["dataset", "test_noise"], sort=True):
         per_image = per_image_means(block, "psnr")
-        ranked = per_image.mean().sort_values(ascending=False)
+        ranked, subset = _ranked_and_subset(per_image)
         budget = _budget_of(block)
         references = _references(budget)
         test_seconds = block.groupby("method").seconds.mean()
         rows = []
-        for rank, method in enumerate(ranked.index):
+        for rank, method in enumerate([*ranked, *subset]):
             rows_m = block[block.method == method]
             info = budget.loc[method]
             trained = bool(info.iterations > 0)  # a per-image method has no training, only its test-time cost
@@ -348,7 +353,8 @@ def leaderboard_tables(records: pd.DataFrame, paper: pd.DataFrame | None = None)
                 "ssim": rows_m.ssim.mean(),
                 "images": rows_m.image.nunique(),
                 "records": len(rows_m),
-                GAP_COLUMN: _gap(compare(per_image, ranked.index[rank - 1], method)) if rank else "",
+                GAP_COLUMN: (_not_ranked(per_image, method) if method in subset
+                             else _gap(compare(per_image, ranked[rank - 1], method)) if rank else ""),
                 "supervision": info.supervision,
                 "iterations": int(info.iterations) if trained else None,
                 "train s": round(float(info.train_seconds), 1) if trained else None,
@@ -379,6 +385,21 @@ def leaderboard_tables(records: pd.DataFrame, paper: pd.DataFrame | None = None)
             table = table.drop(columns=[PAPER_GAP])
         tables[(dataset, test_noise)] = table
     return tables
+
+
+def _ranked_and_subset(per_image: pd.DataFrame) -> tuple[list[str], list[str]]:
+    """The table's rows in order: those scored on every image of the table ranked by mean PSNR, then
+    those scored on fewer (DIP on a stated subset), by mean among themselves. A mean over other images
+    is not comparable, and ranking it among the others would also pair the next row's gap with it on
+    its few images only."""
+    means, counts = per_image.mean(), per_image.notna().sum()
+    full = counts == counts.max()
+    by_mean = means.sort_values(ascending=False).index
+    return [m for m in by_mean if full[m]], [m for m in by_mean if not full[m]]
+
+
+def _not_ranked(per_image: pd.DataFrame, method: str) -> str:
+    return f"not ranked: {int(per_image[method].notna().sum())} of {len(per_image)} images"
 
 
 def _paper_gap(paper: pd.DataFrame, test_noise: str, method: str) -> float | None:
@@ -444,7 +465,7 @@ def write_leaderboard(run_dirs: list[Path], out: Path, allow_mismatch: bool = Fa
     protocols = ", ".join(sorted(records.protocol.unique()))
     lines += [f"Protocol {protocols}. Methods ranked by mean PSNR; each is compared with the one above it on their "
               "common images: mean paired PSNR difference and 95 % bootstrap interval over images "
-              "(\"tie\" when it contains 0).", ""]
+              f"(\"tie\" when it contains 0). {SUBSET_NOTE}", ""]
     lines += [f"> **Warning:** {text}" for text in low_budget_warnings(records)] + [""]
     if exclude:
         lines += ["Left out: " + "; ".join(f"{', '.join(m)} of `{run}`" for run, m in exclude.items()), ""]

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from denoise_bench.leaderboard import FEW_IMAGES_NOTE, has_few_images_mark
+from denoise_bench.leaderboard import FEW_IMAGES_NOTE, SUBSET_NOTE, has_few_images_mark
 from denoise_bench.report_about import about_html
 from denoise_bench.report_plots import method_styles, oracles, plot_psnr_vs_budget, plot_psnr_vs_noise
 from denoise_bench.report_samples import ZOOM, SampleGrid, collect_samples
@@ -166,7 +166,8 @@ def write_html(out: Path, tables: dict[tuple[str, str], pd.DataFrame], records: 
              about_html(runs, records, mismatches or []),
              "<p>Methods ranked by mean PSNR (dB) over test images; the gap column is the mean paired PSNR difference "
              "to the method above, with its 95% bootstrap interval over images (tie when it contains 0). "
-             "Per-image methods (no training) cost only their test seconds per image. Click a header to sort.</p>"]
+             f"{html.escape(SUBSET_NOTE)} Per-image methods (no training) cost only their test seconds per image. "
+             "Click a header to sort.</p>"]
     for (dataset, test_noise), table in tables.items():
         parts += [f"<h2>{html.escape(dataset)}, {html.escape(test_noise)}</h2>", _table_html(table), oracle_note(table),
                   few_images_note(table), not_run_html((not_run or {}).get((dataset, test_noise), []))]

@@ -176,19 +176,33 @@ def _rewrite_records(run: Path, change) -> None:  # type: ignore[no-untyped-def]
 def test_intervals_over_fewer_than_five_images_are_flagged(tmp_path: Path) -> None:
     jitter = np.random.default_rng(2).normal(0, 0.5, len(IMAGES))
     run = _write_run(tmp_path / "a", {"unet": np.zeros(len(IMAGES)), "n2v": jitter - 1.0, "dip": np.full(len(IMAGES), -3.0)})
-    _rewrite_records(run, lambda r: r[(r.method != "dip") | r.image.isin(IMAGES[:MIN_INTERVAL_IMAGES - 1])])
+    _rewrite_records(run, lambda r: r[r.image.isin(IMAGES[:MIN_INTERVAL_IMAGES - 1])])  # a table of 4 images
     markdown = write_leaderboard([run], tmp_path / "board", html=False)
     gaps = pd.read_csv(tmp_path / "board" / "leaderboard.csv").set_index("method")[GAP_COLUMN]
-    assert gaps["dip"].endswith(f"] {FEW_IMAGES_MARK}"), gaps["dip"]  # 4 common images with n2v
-    assert not gaps["n2v"].endswith(FEW_IMAGES_MARK)  # 20 images
+    assert gaps["n2v"].endswith(f"] {FEW_IMAGES_MARK}") and gaps["dip"].endswith(f"] {FEW_IMAGES_MARK}"), gaps
     assert FEW_IMAGES_NOTE in markdown
     pairs = pd.read_csv(tmp_path / "board" / "pairs.csv")
-    assert dict(zip(zip(pairs.method, pairs.vs), pairs["few images"])) == {
-        ("unet", "n2v"): False, ("unet", "dip"): True, ("n2v", "dip"): True}
+    assert pairs["few images"].all() and len(pairs) == 3
     # Enough images everywhere: no mark, no footnote.
     whole = write_leaderboard([_write_run(tmp_path / "b", {"unet": np.zeros(len(IMAGES)), "n2v": jitter})],
                               tmp_path / "board2", html=False)
     assert FEW_IMAGES_MARK not in whole and not pd.read_csv(tmp_path / "board2" / "pairs.csv")["few images"].any()
+
+
+def test_a_method_scored_on_a_subset_is_listed_after_the_ranked_ones_and_paired_on_its_images(tmp_path: Path) -> None:
+    """DIP on a stated subset: its mean over 2 images must neither outrank the methods scored on all 20
+    nor become the row the next method's gap is measured against (on 2 images)."""
+    jitter = np.random.default_rng(3).normal(0, 0.5, len(IMAGES))
+    run = _write_run(tmp_path / "a", {"unet": np.zeros(len(IMAGES)), "n2v": jitter - 1.0, "dip": np.full(len(IMAGES), 2.0)})
+    _rewrite_records(run, lambda r: r[(r.method != "dip") | r.image.isin(IMAGES[:2])])
+    markdown = write_leaderboard([run], tmp_path / "board", html=False)
+    table = pd.read_csv(tmp_path / "board" / "leaderboard.csv")
+    assert list(table.method) == ["unet", "n2v", "dip", "noisy input"]  # dip's mean is the highest
+    rows = table.set_index("method")
+    assert rows.loc["dip", GAP_COLUMN] == "not ranked: 2 of 20 images"
+    assert rows.loc["n2v", GAP_COLUMN].startswith(f"{1.0 - jitter.mean():.2f} [")  # paired with unet on all 20
+    assert rows.loc["dip", REFERENCE_GAP] == pytest.approx(2.0)  # its paired difference, on its own images
+    assert "follow the ranked rows, unranked" in markdown
 
 
 def test_per_image_methods_show_their_test_seconds_instead_of_zero_training(tmp_path: Path) -> None:
@@ -254,5 +268,6 @@ def test_image_names_that_look_like_numbers_pair_across_runs(tmp_path: Path) -> 
     assert set(merged.records.loc[merged.records.method == "dip", "image"]) == set(names)
     write_leaderboard([a, b], tmp_path / "board")
     table = pd.read_csv(tmp_path / "board" / "leaderboard.csv")
-    gaps = dict(zip(table.method, table[GAP_COLUMN].fillna("")))
-    assert gaps["unet"].startswith("0.50 [0.50, 0.50]")  # paired on the five common images
+    dip = table.set_index("method").loc["dip"]
+    assert dip[REFERENCE_GAP] == pytest.approx(0.5)  # paired on the five common images
+    assert dip[GAP_COLUMN] == "not ranked: 5 of 6 images"
