@@ -85,6 +85,8 @@ class UnitRunner:
             common = (job | self._run_fields(method_cls) | {"train_seconds": train_seconds}
                       | {"method_options": experiment.method_options, "training_set": experiment.training_set})
             earlier = sink.pending_of(job_key(job))  # images an interrupted invocation scored
+            if earlier:
+                self.echo(f"{method_cls.name} on {dataset.name}: {len(earlier)} record(s) scored before, kept")
             try:
                 records = score_tests(self.plan, method, dataset, setting, self.data, scored=earlier,
                                       on_record=lambda record: sink.add_pending(common | record))

@@ -265,6 +265,7 @@ def test_images_scored_before_an_interruption_are_kept_and_not_denoised_again(tm
     result = CliRunner().invoke(main, [*args, "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert len(FlakyMedian.denoised) == 1  # only the image that was not scored
+    assert "flaky-median on skimage: 2 record(s) scored before, kept" in result.output
     got = pd.read_csv(out / "records.csv").sort_values("image")
     assert got.image.tolist() == reference.image.tolist() and got.psnr.tolist() == reference.psnr.tolist()
     assert not (out / "pending.csv").exists()  # moved to records.csv with the finished job
