@@ -383,8 +383,16 @@ def leaderboard_tables(records: pd.DataFrame, paper: pd.DataFrame | None = None)
             table = table.drop(columns=["paper psnr", "paper ssim", "psnr - paper"])  # no published numbers here
         if PAPER_GAP in table and table[PAPER_GAP].isna().all():
             table = table.drop(columns=[PAPER_GAP])
-        tables[(dataset, test_noise)] = table
+        tables[(dataset, test_noise)] = _gaps_first(table)
     return tables
+
+
+def _gaps_first(table: pd.DataFrame) -> pd.DataFrame:
+    """The comparisons (to the row above, to the U-Net, the paper's) right after the scores, before
+    the budget columns: on a page narrower than the table they are what must stay in view."""
+    gaps = [c for c in (GAP_COLUMN, REFERENCE_GAP, PAPER_GAP) if c in table]
+    scores = [c for c in table.columns[:table.columns.get_loc(GAP_COLUMN)] if c not in gaps]
+    return table[scores + gaps + [c for c in table.columns if c not in scores and c not in gaps]]
 
 
 def _ranked_and_subset(per_image: pd.DataFrame) -> tuple[list[str], list[str]]:
