@@ -1,9 +1,9 @@
 """Writing a run folder: its config, the records, jobs and curves as they finish, parts, and resuming.
 
 Records are written to the folder after every job, and those of the job being scored after every
-image, so whatever finished is on disk even if a later job fails or the process is killed. Running the same request into the same folder continues it:
-jobs that finished are kept and not run again, failed ones run again, and a folder made by a
-different request is refused. The layout of the folder is described in ``denoise_bench.results``.
+image, so whatever finished is on disk even if a later job fails or the process is killed. Running
+the same request into the same folder continues it: jobs that finished are kept and not run again,
+failed ones run again, and a folder made by a different request is refused. The layout of the folder is described in ``denoise_bench.results``.
 """
 
 from __future__ import annotations
@@ -144,9 +144,11 @@ def fold_parts(run_dir: Path, sink: ResultSink) -> None:
 
 def _rows(path: Path) -> list[dict]:
     """The rows of one CSV of a part (missing values as None), or none if it does not exist."""
-    if not path.is_file():
-        return []
-    frame = read_rows(path)
+    return _as_rows(read_rows(path)) if path.is_file() else []
+
+
+def _as_rows(frame: pd.DataFrame) -> list[dict]:
+    """A frame's rows as dicts, missing values as None (as the sink's rows hold them)."""
     return frame.where(frame.notna(), None).to_dict("records") if not frame.empty else []
 
 
@@ -195,9 +197,9 @@ def _resume_state(run_dir: Path, config: dict[str, Any], echo: Callable[[str], N
     sink.jobs = done.to_dict("records")
     sink.curves = read_curves(run_dir).to_dict("records")
     pending = read_pending(run_dir)
-    if not pending.empty:
+    if not pending.empty:  # a kill while parts were being folded in can leave an image's row twice
         pending = pending.drop_duplicates(RECORD_KEY, keep="last")
-        sink.pending = [r for r in pending.where(pending.notna(), None).to_dict("records") if job_key(r) not in keys]
+    sink.pending = [r for r in _as_rows(pending) if job_key(r) not in keys]
     shutil.rmtree(run_dir / PARTS, ignore_errors=True)  # folded into the sink, saved before any job runs
     if keys:
         echo(f"resuming {run_dir}: {len(keys)} job(s) already finished")
