@@ -1,7 +1,8 @@
 """Base class for methods that train the shared U-Net with the shared training loop.
 
 A subclass states only what makes it different: its loss (:meth:`training_loss`), its optimiser
-settings and the shape of its learning-rate schedule, and U-Net variant options. The budget's
+settings and the shape of its learning-rate schedule, and U-Net variant options (or a network of its
+own, :meth:`build_network`, and an initialisation of its own, :meth:`network_init`). The budget's
 training rule (``lr_rule``, ``init``; see ``denoise_bench.profiles``) can replace the learning rate,
 its schedule and the initialisation by one rule for every method.
 """
@@ -15,6 +16,9 @@ import torch
 
 from denoise_bench.errors import BenchError
 from denoise_bench.method import Method, MethodSetup, NoiseInfo, TrainContext
+from torch import nn
+
+from denoise_bench.nets.init import initialise_
 from denoise_bench.nets.unet import DOWNSAMPLE_FACTOR, UNet
 from denoise_bench.profiles import WARMUP_FRACTION
 from denoise_bench.schedules import constant, warmup_cosine
@@ -32,10 +36,26 @@ class NetworkMethod(Method):
     def __init__(self, setup: MethodSetup) -> None:
         super().__init__(setup)
         torch.manual_seed(setup.seed)  # network initialisation is part of the seeded run
-        net_options = dict(self.unet_options)
-        if setup.budget.init == "pytorch":
-            net_options["ne2ne_init"] = False
-        self.net = UNet(setup.channels, setup.channels, width=setup.budget.width, **net_options).to(setup.device)
+        init = "pytorch" if setup.budget.init == "pytorch" else self.network_init()
+        self.net = initialise_(self.build_network(), init).to(setup.device)
+        # The evaluator pads test images to a multiple of what the network needs, and no more.
+        self.input_multiple = getattr(self.net, "downsample_factor", DOWNSAMPLE_FACTOR)
+
+    def build_network(self) -> nn.Module:
+        """The network, as PyTorch initialises it (:meth:`network_init` is applied afterwards): the
+        shared U-Net with ``unet_options`` at the budget's width."""
+        options = {k: v for k, v in self.unet_options.items() if k != "ne2ne_init"}
+        return UNet(self.setup.channels, self.setup.channels, width=self.setup.budget.width, ne2ne_init=False, **options)
+
+    def network_init(self) -> str:
+        """The method's own initialisation (a name of ``denoise_bench.nets.NETWORK_INITS``), used unless the
+        budget's rule is ``init="pytorch"``: the U-Net's official ``kaiming0.1``, or PyTorch's default
+        where ``unet_options`` turns it off (Blind2Unblind's code keeps the default)."""
+        return "kaiming0.1" if self.unet_options.get("ne2ne_init", True) else "pytorch"
+
+    def optimizer_betas(self) -> tuple[float, float]:
+        """Adam's (beta1, beta2)."""
+        return self.adam_betas
 
     @property
     def official_rule(self) -> bool:
@@ -55,7 +75,7 @@ class NetworkMethod(Method):
         # Both rules start from the method's own rate; the short-budget rule may scale it by one factor
         # shared by every method (``Budget.lr_scale``), the official rule never does.
         lr = self.learning_rate * (1.0 if self.official_rule else self.setup.budget.lr_scale)
-        return torch.optim.Adam(self.net.parameters(), lr=lr, betas=self.adam_betas, weight_decay=self.weight_decay)
+        return torch.optim.Adam(self.net.parameters(), lr=lr, betas=self.optimizer_betas(), weight_decay=self.weight_decay)
 
     def make_scheduler(self, optimizer: torch.optim.Optimizer, total: int) -> Any:
         """The learning-rate scheduler the training loop steps once per iteration (state saved with

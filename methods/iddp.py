@@ -7,11 +7,24 @@ The network's own current estimate ``F(y)`` (taken before this step's update and
 implicit prior: re-noising it with the sign-flipped estimated noise gives a fresh noisy observation
 of (approximately) the same scene, and the network learns to map it back. The weak box-blur anchor
 (alpha = 0.001) makes the identity mapping costly. Adam 2e-4, constant for half the run then
-linear decay to zero (the paper: 1M + 1M iterations, batch 1, 128x128 crops). No official code was
-released; the box kernel size (3x3, reflect padding) is an implementation choice.
+linear decay to zero (the paper: 1M + 1M iterations, batch 1, 128x128 crops).
 
-Options: ``stop_gradient`` (default true; false reproduces the paper's ablation, which blurs),
-``blur_kernel`` (default 3).
+No official code was released. Every choice the paper leaves open is an option, and the methods
+table of the README names the source of each default: the paper, the first author's released
+Noise2Grad code (its convention, not IDDP's code), Neighbor2Neighbor's convention, or ours.
+
+Options:
+
+* ``network``: ``unet`` (the suite's shared five-level U-Net, Neighbor2Neighbor's) or ``unet3`` (the
+  three-level U-Net of the Noise2Grad code, ``denoise_bench.nets.unet3``).
+* ``init``: ``kaiming0.1`` (Neighbor2Neighbor's code), ``normal0.02`` (Noise2Grad's), ``pytorch``.
+* ``beta1``: Adam's beta1 (0.9 Neighbor2Neighbor, 0.5 Noise2Grad; beta2 is 0.999 in both).
+* ``clamp``: clamp the re-noised input y2 to [0, 1] (Noise2Grad does so to its re-noised input).
+* ``flips``: random flips of each training crop (none, vertical, horizontal, both; Noise2Grad's
+  augmentation).
+* ``blur_kernel``: side of the anchor's box filter (reflect padding).
+* ``stop_gradient``: false reproduces the paper's ablation, which blurs.
+* ``alpha``, ``beta``: the loss weights (the paper's 0.001 and 1).
 """
 
 from __future__ import annotations
@@ -20,24 +33,33 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
+from denoise_bench.errors import BenchError
+from denoise_bench.filters import box_filter
 from denoise_bench.hookspecs import hookimpl
 from denoise_bench.method import Method
+from denoise_bench.nets.init import NETWORK_INITS
+from denoise_bench.nets.unet3 import UNet3
 from denoise_bench.network_method import NetworkMethod
 from denoise_bench.noise import PIXEL_INDEPENDENT, ZERO_MEAN
 from denoise_bench.schedules import constant_then_linear_decay
 from denoise_bench.supervision import NoisyBatch, Supervision
 
-
-def box_filter(y: torch.Tensor, kernel: int) -> torch.Tensor:
-    """Mean over a ``kernel`` x ``kernel`` window per channel, reflect-padded to keep the size."""
-    pad = kernel // 2
-    return F.avg_pool2d(F.pad(y, (pad, pad, pad, pad), mode="reflect"), kernel, stride=1)
+NETWORKS = ("unet", "unet3")
 
 
 def random_signs(like: torch.Tensor) -> torch.Tensor:
     """+1 or -1 with probability 1/2 for every element (pixel and channel)."""
     return torch.where(torch.rand_like(like) < 0.5, -1.0, 1.0)
+
+
+def random_flips(batch: torch.Tensor) -> torch.Tensor:
+    """Each crop of a (N, C, H, W) batch unchanged, flipped vertically, horizontally or both, with
+    probability 1/4 each (as Noise2Grad's ``aligned_dataset``)."""
+    choice = torch.randint(0, 4, (batch.shape[0], 1, 1, 1), device=batch.device)
+    vertical = torch.where(choice % 2 == 1, batch.flip(-2), batch)
+    return torch.where(choice >= 2, vertical.flip(-1), vertical)
 
 
 class IDDP(NetworkMethod):
@@ -47,18 +69,50 @@ class IDDP(NetworkMethod):
     supervision = Supervision.NONE
     requires = frozenset({ZERO_MEAN, PIXEL_INDEPENDENT})
     learning_rate = 2e-4
-    options = {"stop_gradient": True, "blur_kernel": 3, "alpha": 0.001, "beta": 1.0}
+    options = {
+        "network": "unet", "init": "kaiming0.1", "beta1": 0.9, "clamp": False, "flips": False,
+        "blur_kernel": 3, "stop_gradient": True, "alpha": 0.001, "beta": 1.0,
+    }
+    # The open choices: recorded in every result's identity, default or not (see Method.identity_options).
+    identity_options = ("network", "init", "beta1", "clamp", "flips", "blur_kernel")
+    # What results made before they were recorded ran with (the suite's first choices, Neighbor2Neighbor's).
+    former_defaults = {"network": "unet", "init": "kaiming0.1", "beta1": 0.9, "clamp": False, "flips": False, "blur_kernel": 3}
     # The paper: 1M constant + 1M linearly decaying iterations of batch 1 on 128x128 crops.
     official_budget = {"iterations": 2_000_000, "batch_size": 1, "crop_size": 128}
+
+    def _check_options(self) -> None:
+        opts = self.opts
+        if opts["network"] not in NETWORKS:
+            raise BenchError(f"iddp: network={opts['network']!r}; valid: {', '.join(NETWORKS)}")
+        if opts["init"] not in NETWORK_INITS:
+            raise BenchError(f"iddp: init={opts['init']!r}; valid: {', '.join(NETWORK_INITS)}")
+        if not 0.0 <= opts["beta1"] < 1.0:
+            raise BenchError(f"iddp: beta1 must be in [0, 1), got {opts['beta1']}")
+        if opts["blur_kernel"] < 1 or opts["blur_kernel"] % 2 == 0:
+            raise BenchError(f"iddp: blur_kernel must be an odd positive side, got {opts['blur_kernel']}")
+
+    def build_network(self) -> nn.Module:
+        self._check_options()  # the first hook the base class calls once the options are read
+        if self.opts["network"] == "unet3":
+            return UNet3(self.setup.channels, self.setup.channels, width=self.setup.budget.width)
+        return super().build_network()
+
+    def network_init(self) -> str:
+        return str(self.opts["init"])
+
+    def optimizer_betas(self) -> tuple[float, float]:
+        return (float(self.opts["beta1"]), 0.999)
 
     def lr_factor(self, progress: float) -> float:
         return constant_then_linear_decay(progress)
 
     def training_loss(self, batch: NoisyBatch, progress: float) -> torch.Tensor:
-        y = batch.noisy
+        y = random_flips(batch.noisy) if self.opts["flips"] else batch.noisy
         estimate = self.net(y)
         prior = estimate.detach() if self.opts["stop_gradient"] else estimate
         renoised = prior + random_signs(y) * (y - prior)
+        if self.opts["clamp"]:
+            renoised = renoised.clamp(0.0, 1.0)
         anchor = F.mse_loss(estimate, box_filter(y, self.opts["blur_kernel"]))
         consistency = F.mse_loss(self.net(renoised), prior)
         return self.opts["alpha"] * anchor + self.opts["beta"] * consistency
@@ -67,4 +121,3 @@ class IDDP(NetworkMethod):
 @hookimpl
 def register_methods(register: Callable[[type[Method]], None]) -> None:
     register(IDDP)
-

@@ -8,7 +8,8 @@ residual connection. Two switches cover the published variants:
 * ``upsample="deconv"`` (Neighbor2Neighbor: 2x2 transposed conv) or ``"nearest"`` (Noise2Noise and
   Blind2Unblind: pixel repeat);
 * ``slope`` 0.2 (Neighbor2Neighbor) or 0.1 (Noise2Noise, Blind2Unblind);
-* ``ne2ne_init``: Kaiming-normal (fan_in) scaled by 0.1 with zero bias, as the official code does.
+* ``ne2ne_init``: Kaiming-normal (fan_in) scaled by 0.1 with zero bias (``kaiming0.1`` of
+  ``denoise_bench.nets.init``), as the official code does; off: PyTorch's default.
 """
 
 from __future__ import annotations
@@ -18,16 +19,9 @@ from typing import Literal
 import torch
 from torch import nn
 
+from denoise_bench.nets.init import initialise_
+
 DOWNSAMPLE_FACTOR = 32  # 2 ** number of pooling levels
-
-
-def _scaled_kaiming_(module: nn.Module, scale: float = 0.1) -> None:
-    for m in module.modules():
-        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
-            nn.init.kaiming_normal_(m.weight, a=0, mode="fan_in")
-            m.weight.data.mul_(scale)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
 
 
 class _Up(nn.Module):
@@ -77,7 +71,7 @@ class UNet(nn.Module):
         self.nin_b = nn.Conv2d(w2, w2, 1)
         self.nin_c = nn.Conv2d(w2, out_channels, 1)
         if ne2ne_init:
-            _scaled_kaiming_(self)
+            initialise_(self, "kaiming0.1")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-1] % DOWNSAMPLE_FACTOR or x.shape[-2] % DOWNSAMPLE_FACTOR:
