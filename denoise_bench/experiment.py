@@ -20,7 +20,7 @@ tells one row of a leaderboard from another.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -38,15 +38,19 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-def canonical_options(given: Mapping[str, Any] | None, defaults: Mapping[str, Any] | None = None) -> str:
-    """Method options as ``k=v,...`` sorted by key, leaving out values equal to their default.
+def canonical_options(given: Mapping[str, Any] | None, defaults: Mapping[str, Any] | None = None,
+                      always: Iterable[str] = ()) -> str:
+    """Method options as ``k=v,...`` sorted by key, leaving out values equal to their default, except
+    the options named in ``always`` (a method's ``identity_options``), which are written at their
+    default too, so that a later change of that default cannot give old results a new meaning.
 
     ``given`` may hold text (as typed after ``--method-option``) or typed values; with ``defaults``
     (the method's ``options``) text is compared with the default as the method would read it, so
     ``stop_gradient=true`` for a default of True is no option at all. Without defaults (a method no
     longer installed) the given values are kept as written.
     """
-    kept = {}
+    always = set(always)
+    kept = {str(k): _text(defaults[k]) for k in always if defaults is not None and k in defaults}
     for key, value in (given or {}).items():
         if defaults is not None and key in defaults:
             default = defaults[key]
@@ -54,11 +58,25 @@ def canonical_options(given: Mapping[str, Any] | None, defaults: Mapping[str, An
                 typed = parse_option(value, like=default) if isinstance(value, str) else value
             except ValueError:
                 typed = value
-            if typed == default and type(typed) is type(default):
+            if typed == default and type(typed) is type(default) and key not in always:
                 continue
             value = typed
         kept[str(key)] = _text(value)
     return ",".join(f"{k}={kept[k]}" for k in sorted(kept))
+
+
+def parse_canonical(options: str) -> dict[str, str]:
+    """The ``k=v`` pairs of a :func:`canonical_options` text (values as written)."""
+    return dict(pair.split("=", 1) for pair in options.split(",") if pair)
+
+
+def shown_options(options: str, defaults: Mapping[str, Any] | None) -> str:
+    """A recorded options text without the values equal to ``defaults`` (the method's options now): what
+    a row label shows, so that identity options at today's default do not crowd it."""
+    if defaults is None:
+        return options
+    return ",".join(f"{k}={v}" for k, v in parse_canonical(options).items()
+                    if not (k in defaults and v == _text(defaults[k])))
 
 
 def _json(value: Any) -> str:
@@ -70,7 +88,7 @@ class Experiment:
     """What makes two results the same experiment (see the module docstring)."""
 
     method: str
-    method_options: str  # canonical_options(): "" when every option has its default
+    method_options: str  # canonical_options(): the identity options, and the others that differ from their default
     train_noise: str
     training_set: str  # the train split's id (Dataset.training_set_id); "" for methods that do not train
     supervision: str
@@ -84,11 +102,6 @@ class Experiment:
     def key(self) -> str:
         """A stable text that two experiments share exactly when they are the same experiment."""
         return _json(asdict(self))
-
-    @property
-    def label(self) -> str:
-        """The method with its non-default options, e.g. ``iddp [stop_gradient=false]``."""
-        return f"{self.method} [{self.method_options}]" if self.method_options else self.method
 
     def conditions(self) -> dict[str, str]:
         return {name: getattr(self, name) for name in CONDITIONS}

@@ -38,7 +38,8 @@ from pathlib import Path
 import pandas as pd
 
 from denoise_bench.errors import BenchError
-from denoise_bench.experiment import CONDITIONS, Experiment, canonical_options, run_conditions
+from denoise_bench.experiment import (CONDITIONS, Experiment, canonical_options, parse_canonical, run_conditions,
+                                     shown_options)
 from denoise_bench.results import (ENVIRONMENT, ORACLE_MARK, RECORDS, low_budget_warnings, method_label, not_run,
                                    not_run_text, nothing_ran, part_folders, read_config, read_curves, read_jobs,
                                    read_records, write_frame, write_json, write_text_atomic)
@@ -106,7 +107,7 @@ def _run_info(run_dir: Path, config: dict) -> RunInfo:
 
 def _registered(kind: str, name: str) -> object | None:
     """A method or dataset class from the registry, or None when it is not installed here."""
-    from denoise_bench.plugins import get_registry  # the registry is loaded only for older run folders
+    from denoise_bench.plugins import get_registry  # lazily: the publishing layer reads plugins only by name
 
     try:
         return getattr(get_registry(), kind)(name)
@@ -120,7 +121,31 @@ def _recorded_options(config: dict, method: str) -> str:
     if not given:
         return ""
     method_cls = _registered("method", method)
-    return canonical_options(given, getattr(method_cls, "options", None))
+    return canonical_options(given, getattr(method_cls, "options", None), getattr(method_cls, "identity_options", ()))
+
+
+def _identity_form(method: str, options: str) -> str:
+    """Recorded options as records write them today: a method's ``identity_options`` that a record made
+    before they were written lacks take the defaults that record was made under (``former_defaults``),
+    so that it never reads as made under today's defaults."""
+    method_cls = _registered("method", method)
+    always = getattr(method_cls, "identity_options", ())
+    given = parse_canonical(options)
+    if not always or all(k in given for k in always):
+        return options
+    defaults = method_cls.options | method_cls.former_defaults  # type: ignore[union-attr]
+    return canonical_options({k: defaults[k] for k in always} | given)
+
+
+def shown_method_options(method: str, options: str) -> str:
+    """What a row label shows of an experiment's options: those that differ from the method's defaults now."""
+    return shown_options(options, getattr(_registered("method", method), "options", None))
+
+
+def experiment_label(experiment: Experiment) -> str:
+    """The method with the options it shows, e.g. ``iddp [stop_gradient=false]``."""
+    shown = shown_method_options(experiment.method, experiment.method_options)
+    return f"{experiment.method} [{shown}]" if shown else experiment.method
 
 
 def _recorded_training_set(config: dict, dataset: str) -> str:
@@ -149,6 +174,8 @@ def with_experiments(records: pd.DataFrame, config: dict) -> pd.DataFrame:
     trained = records["iterations"].fillna(0) > 0 if "iterations" in records else pd.Series(True, records.index)
     missing = records.method_options.isna()
     records.loc[missing, "method_options"] = records.loc[missing, "method"].map(lambda m: _recorded_options(config, m))
+    upgraded = {pair: _identity_form(*pair) for pair in set(zip(records.method, records.method_options.astype(str)))}
+    records["method_options"] = [upgraded[pair] for pair in zip(records.method, records.method_options.astype(str))]
     missing = records.training_set.isna()
     records.loc[missing & ~trained, "training_set"] = ""
     missing &= trained
@@ -210,7 +237,7 @@ def merge_runs(run_dirs: list[Path], allow_mismatch: bool = False,
     if not overlap.empty:
         key, dataset, seed = overlap.index[0]
         experiment = Experiment.from_key(key)
-        raise BenchError(f"{experiment.label} on {dataset} (trained on {experiment.train_noise}, seed {seed}) appears "
+        raise BenchError(f"{experiment_label(experiment)} on {dataset} (trained on {experiment.train_noise}, seed {seed}) appears "
                          f"in more than one run; give each job once")
     return MergedRuns(merged, pd.concat(jobs, ignore_index=True) if jobs else pd.DataFrame(),
                       pd.concat(curves, ignore_index=True) if curves else pd.DataFrame(), mismatches, runs)
@@ -278,7 +305,8 @@ def _differing(group: list[Experiment]) -> dict[str, str]:
 def name_experiments(records: pd.DataFrame) -> pd.DataFrame:
     """Records whose ``method`` names their experiment's row (``base_method`` keeps the method's name).
 
-    The row is the method with its non-default options (``iddp [stop_gradient=false]``); where
+    The row is the method with the options that differ from its defaults now (``iddp [stop_gradient=false]``;
+    ``shown_options`` keeps them); where
     experiments of a table (dataset, test noise) share that, what differs between them follows in
     brackets, e.g. ``n2n (trained on gaussian:sigma=25)``. Records without an ``experiment`` column
     (made in memory rather than read from run folders) are read as from a run without a config.
@@ -287,17 +315,19 @@ def name_experiments(records: pd.DataFrame) -> pd.DataFrame:
         return records
     records = records if "experiment" in records else with_experiments(records, {})
     names: dict[tuple[str, str, str], str] = {}
+    shown: dict[str, str] = {}
     for (dataset, test_noise), block in records.groupby(["dataset", "test_noise"], sort=True):
         experiments = [Experiment.from_key(k) for k in dict.fromkeys(block.experiment)]
         by_label: dict[str, list[Experiment]] = {}
         for e in experiments:
-            by_label.setdefault(e.label, []).append(e)
+            shown[e.key] = shown_method_options(e.method, e.method_options)
+            by_label.setdefault(experiment_label(e), []).append(e)
         for label, group in by_label.items():
             told = _differing(group) if len(group) > 1 else {}
             for e in group:
                 names[(dataset, test_noise, e.key)] = f"{label} ({told[e.key]})" if told.get(e.key) else label
     named = [names[k] for k in zip(records.dataset, records.test_noise, records.experiment)]
-    return records.assign(base_method=records.method, method=named)
+    return records.assign(base_method=records.method, method=named, shown_options=records.experiment.map(shown))
 
 
 def _budget_of(block: pd.DataFrame) -> pd.DataFrame:
@@ -312,7 +342,7 @@ def _budget_of(block: pd.DataFrame) -> pd.DataFrame:
         run=("run_id", lambda s: ",".join(sorted(set(map(str, s))))),
         train_noise=("train_noise", lambda s: ", ".join(sorted(set(map(str, s))))),
         base_method=("base_method", "first"),
-        options=("method_options", lambda s: ",".join(sorted(set(map(str, s))))),
+        options=("shown_options", lambda s: ",".join(sorted(set(map(str, s))))),
     )
 
 

@@ -106,6 +106,13 @@ class Method(ABC):
     input_multiple: ClassVar[int] = 1
     # Tunable options and their defaults; values given as text are converted to the default's type.
     options: ClassVar[dict[str, Any]] = {}
+    # Options written into every result's experiment identity even at their default (others only when
+    # they differ from it): choices whose default was chosen by measurement and may change again, so that
+    # results made under an older default never merge with, or read as, today's. Records made before an
+    # option was listed here carry only its non-default values; ``former_defaults`` holds the defaults
+    # they were made under, and the leaderboard reads them with those.
+    identity_options: ClassVar[tuple[str, ...]] = ()
+    former_defaults: ClassVar[dict[str, Any]] = {}
     # The published training budget (fields of profiles.OFFICIAL_BUDGET_FIELDS) that the ``official``
     # profile gives this method; empty: the profile's base budget.
     official_budget: ClassVar[dict[str, int]] = {}

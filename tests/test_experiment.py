@@ -21,6 +21,7 @@ from denoise_bench import plugins
 from denoise_bench.cli import main
 from denoise_bench.errors import BenchError
 from denoise_bench.experiment import Experiment, canonical_options, config_experiments, run_conditions
+from denoise_bench.leaderboard import experiment_label
 from denoise_bench.grid import units
 from denoise_bench.method import Method, NoiseInfo
 from denoise_bench.planning import plan, run_config
@@ -95,7 +96,7 @@ def test_the_identity_has_one_stable_key_and_reads_options_against_their_default
     a = Experiment("iddp", "", "gaussian:sigma=0-50", "train400", "none", **conditions)
     b = Experiment("iddp", "stop_gradient=false", "gaussian:sigma=0-50", "train400", "none", **conditions)
     assert Experiment.from_key(a.key) == a and a.key != b.key
-    assert b.label == "iddp [stop_gradient=false]" and b.differences(a) == ["method_options"]
+    assert experiment_label(b) == "iddp [stop_gradient=false]" and b.differences(a) == ["method_options"]
     # A config from before engines and per-method budgets were recorded reads as what it ran under.
     assert run_conditions(_config({})) == run_conditions(_config({}, engine={"precision": "fp32"},
                                                                  budgets={"iddp": {"iterations": 800, "test_images": 6}}),
