@@ -174,7 +174,7 @@ def engine_options(command: Callable) -> Callable:
 @click.option("--lr-scale", type=float, default=None,
               help="Under warmup-cosine, peak at this multiple of each method's own learning rate (default 1).")
 @click.option("--init", "init_rule", type=click.Choice(INITS), default=None,
-              help="Override the profile's initialisation (official: each network's own; pytorch: PyTorch's default).")
+              help="Override the profile's initialisation (own: each method's own, the official code's where one exists; pytorch: PyTorch's default).")
 @click.option("--protocol", type=click.Choice(list(PROTOCOLS)), default="nb2nb", show_default=True)
 @click.option("--noise-policy", type=click.Choice(["fresh", "fixed"]), default="fresh", show_default=True,
               help="fresh: new training noise every iteration (official codes); fixed: one noisy copy per image.")

@@ -26,7 +26,7 @@ from typing import Any
 
 from denoise_bench.engine import Engine
 from denoise_bench.options import parse_option
-from denoise_bench.profiles import BUDGET_DEFAULTS
+from denoise_bench.profiles import recorded_budget
 
 CONDITIONS = ("profile", "budget", "engine", "protocol", "noise_policy")
 
@@ -129,7 +129,7 @@ def run_conditions(config: Mapping[str, Any], method: str | None = None) -> dict
     if method is not None:
         budget = dict((config.get("budgets") or {}).get(method) or budget)
     return {"profile": str(config.get("profile")),
-            "budget": _json(BUDGET_DEFAULTS | budget),
+            "budget": _json(recorded_budget(budget)),
             "engine": _json(Engine().as_dict() | dict(config.get("engine") or {})),
             "protocol": _json(config.get("protocol")),
             "noise_policy": str(config.get("noise_policy") or "fresh")}

@@ -12,12 +12,16 @@ test split is evaluated, and the training rule every method follows:
   comparison fair. The peak stays each method's own rate because a common higher peak broke IDDP:
   at 1e-3 (5x its 2e-4) it reached 24.6 dB on BSD68 after 1500 steps and collapsed to a constant
   image (5.0 dB) by step 3000, its loss being smallest there.
-* ``init="official"``: each network starts as its official code initialises it (0.1-scaled Kaiming
-  for the Noise2Noise / Neighbor2Neighbor U-Net); ``"pytorch"``: PyTorch's default initialisation for
-  every network. The 0.1 scale makes the first thousands of steps slow (the U-Net was *below* its
-  noisy input after 100 steps), but PyTorch's initialisation makes IDDP collapse to a near-constant
-  output (its loss is smallest there; the official initialisation starts it near the blur anchor),
-  so the ``cpu`` profile keeps each network's own.
+* ``init="own"``: each network starts as its method initialises it: the official code's where there
+  is one (0.1-scaled Kaiming, ``kaiming0.1``, for the Noise2Noise / Neighbor2Neighbor U-Net; PyTorch's
+  default for Blind2Unblind), and for IDDP, which has no official code, its ``init`` option (see
+  ``methods/iddp.py`` for the choice and its source). ``"pytorch"``: PyTorch's default initialisation
+  for every network. Runs made before this rule had its name recorded it as ``"official"``; they read
+  as ``"own"``. The 0.1 scale makes the first thousands of steps slow (the U-Net was *below* its
+  noisy input after 100 steps). Every initialisation tried for IDDP (``kaiming0.1``, ``normal0.02``,
+  ``pytorch``) starts it at a near-constant output (spatial standard deviation 2e-7 to 4e-4 against
+  the input's 0.24), none near its blur anchor; under PyTorch's default it collapsed to a
+  near-constant image on BSD68 crops, so the ``cpu`` profile keeps each network's own.
 
 Every method in a run gets the same budget, except under the ``official`` profile, where each
 method gets its own published budget (``Method.official_budget``) on top of it. The rule is part of
@@ -32,7 +36,9 @@ from typing import Any
 from denoise_bench.errors import BenchError
 
 LR_RULES = ("official", "warmup-cosine")
-INITS = ("official", "pytorch")
+INITS = ("own", "pytorch")
+# Names the init rule had in older run folders and request files -> its name now.
+FORMER_INIT_NAMES = {"official": "own"}
 WARMUP_FRACTION = 0.05  # of the steps, for the warm-up-cosine rule
 
 
@@ -46,12 +52,14 @@ class Budget:
     test_crop: int | None  # centre-crop test images to N x N (None: full images)
     per_image_iterations: int  # optimisation steps per test image for per-image methods (DIP)
     lr_rule: str = "official"  # see the module docstring
-    init: str = "official"
+    init: str = "own"
     # The warm-up-cosine rule's peak, as a multiple of each method's own learning rate (one factor for
     # every method, so their rates keep their published ratios); the official rule ignores it.
     lr_scale: float = 1.0
 
     def __post_init__(self) -> None:
+        if self.init in FORMER_INIT_NAMES:
+            object.__setattr__(self, "init", FORMER_INIT_NAMES[self.init])
         if self.lr_rule not in LR_RULES:
             raise BenchError(f"unknown learning-rate rule {self.lr_rule!r}; valid: {', '.join(LR_RULES)}")
         if self.init not in INITS:
@@ -77,6 +85,13 @@ class Budget:
 # Values of the budget fields that have defaults: what runs from before those fields trained with.
 BUDGET_DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(Budget) if f.default is not MISSING}
 
+
+def recorded_budget(budget: dict[str, Any]) -> dict[str, Any]:
+    """A budget as a run folder recorded it, in today's terms: fields added since take their defaults
+    (what those runs trained with), and renamed values their new names."""
+    full = BUDGET_DEFAULTS | budget
+    return full | {"init": FORMER_INIT_NAMES.get(full["init"], full["init"])}
+
 # Budget fields a method's published recipe fixes (``Method.official_budget``), for the official profile.
 OFFICIAL_BUDGET_FIELDS = ("iterations", "batch_size", "crop_size", "per_image_iterations")
 
@@ -93,7 +108,7 @@ PROFILES: dict[str, Budget] = {
     # darkened clean 256x256 inputs by 6.4 grey levels, 64x64 tiles of them by 0.02). PyTorch's
     # default initialisation made IDDP collapse to a constant image (10 dB at 300 steps).
     "cpu": Budget(iterations=6000, batch_size=2, crop_size=128, width=32, test_images=None, test_crop=None,
-                  per_image_iterations=1200, lr_rule="warmup-cosine", init="official"),
+                  per_image_iterations=1200, lr_rule="warmup-cosine", init="own"),
     # About an hour per method on one GPU.
     "standard": Budget(iterations=100_000, batch_size=4, crop_size=128, width=48, test_images=None, test_crop=None, per_image_iterations=3000),
     # The IDDP paper's schedule: batch 1, 128x128 crops, 1M constant + 1M linear decay iterations.

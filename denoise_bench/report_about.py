@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from denoise_bench.engine import Engine
-from denoise_bench.profiles import BUDGET_DEFAULTS
+from denoise_bench.profiles import recorded_budget
 from denoise_bench.results import low_budget_warnings
 
 if TYPE_CHECKING:
@@ -38,8 +38,8 @@ def _by_run(runs: list[RunInfo], value: Callable[[RunInfo], str]) -> str:
 
 
 def budget_text(budget: dict) -> str:
-    """e.g. '800 iterations, batch 4, 64×64 crops, width 32, lr rule official, init official, ...'."""
-    full = BUDGET_DEFAULTS | budget
+    """e.g. '800 iterations, batch 4, 64×64 crops, width 32, lr rule official, init own, ...'."""
+    full = recorded_budget(budget)
     return ", ".join(form.format(full[key]) for key, form in _BUDGET_PARTS if full.get(key) is not None) or "not recorded"
 
 
@@ -101,7 +101,7 @@ def _method_budgets(runs: list[RunInfo], records: pd.DataFrame) -> dict[str, dic
     for method, run_dir in zip(trained.method, trained.run_dir):
         config = configs.get(run_dir, {})
         budget = (config.get("budgets") or {}).get(method) or config.get("budget") or {}
-        found.setdefault(method, {})[run_dir] = BUDGET_DEFAULTS | budget
+        found.setdefault(method, {})[run_dir] = recorded_budget(budget)
     budgets = {}
     for method, by_run in sorted(found.items()):
         distinct = {json.dumps(b, sort_keys=True, default=str): (run, b) for run, b in by_run.items()}

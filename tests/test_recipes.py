@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from denoise_bench.errors import BenchError
+from denoise_bench.experiment import run_conditions
 from denoise_bench.method import MethodSetup, TrainContext
 from denoise_bench.methods.b2u import Blind2Unblind
 from denoise_bench.methods.iddp import IDDP
@@ -218,13 +219,24 @@ def test_pytorch_init_rule_drops_the_scaled_kaiming_initialisation() -> None:
 def test_budget_rejects_unknown_rules() -> None:
     with pytest.raises(BenchError, match="unknown learning-rate rule 'linear'; valid: official, warmup-cosine"):
         SMOKE.override(lr_rule="linear")
-    with pytest.raises(BenchError, match="unknown initialisation 'xavier'; valid: official, pytorch"):
+    with pytest.raises(BenchError, match="unknown initialisation 'xavier'; valid: own, pytorch"):
         SMOKE.override(init="xavier")
+
+
+def test_the_init_rule_formerly_named_official_reads_as_own() -> None:
+    # Run folders and request files from before the rename recorded "official" for each network's own init.
+    assert SMOKE.override(init="official").init == "own"
+    old, new = _config_with_init("official"), _config_with_init("own")
+    assert run_conditions(old) == run_conditions(new)
+
+
+def _config_with_init(init: str) -> dict:
+    return {"profile": "cpu", "budget": get_profile("cpu").as_dict() | {"init": init}, "protocol": {"id": "nb2nb-v1"}}
 
 
 def test_the_cpu_profile_records_its_rule_in_the_run_config() -> None:
     p = plan(RunRequest(methods=["unet", "bm3d"], noises=["gaussian"], datasets=["skimage"], profile="cpu"))
-    assert p.budget.lr_rule == "warmup-cosine" and p.budget.init == "official"
+    assert p.budget.lr_rule == "warmup-cosine" and p.budget.init == "own"
     assert p.budget.crop_size >= 128  # 64x64 crops gave the five-level U-Net a 2x2 bottleneck and biased outputs
     assert math.isclose(get_profile("cpu").iterations, p.budget_of(SupervisedUNet).iterations)
 
@@ -238,10 +250,10 @@ def test_the_training_rule_can_be_overridden_from_the_command_line(tmp_path) -> 
 
     out = tmp_path / "run"
     result = CliRunner().invoke(main, ["run", "--methods", "iddp", "--noise", "gaussian:sigma=25", "--profile", "cpu",
-                                       "--iterations", "2", "--test-images", "1", "--width", "8", "--init", "official",
+                                       "--iterations", "2", "--test-images", "1", "--width", "8", "--init", "own",
                                        "--out", str(out), "--no-progress"])
     assert result.exit_code == 0, result.output
     budget = json.loads((out / "config.json").read_text())["budget"]
-    assert (budget["lr_rule"], budget["init"]) == ("warmup-cosine", "official")
+    assert (budget["lr_rule"], budget["init"]) == ("warmup-cosine", "own")
     bad = CliRunner().invoke(main, ["run", "--init", "xavier"])
-    assert bad.exit_code == 2 and "'xavier' is not one of 'official', 'pytorch'" in bad.output
+    assert bad.exit_code == 2 and "'xavier' is not one of 'own', 'pytorch'" in bad.output
