@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -10,6 +11,7 @@ from dataclasses import dataclass
 import torch
 
 from denoise_bench.data import CleanImage
+from denoise_bench.filters import box_filter
 from denoise_bench.images import to_chw
 from denoise_bench.method import Method, NoiseInfo
 from denoise_bench.noise import Levels, NoiseSpec
@@ -56,10 +58,23 @@ def make_test_cases(dataset: str, images: list[CleanImage], spec: NoiseSpec, pro
     return cases
 
 
+FLOOR_KERNEL = 3  # the floor of every table: a FLOOR_KERNEL x FLOOR_KERNEL box filter of the noisy input
+
+
+def floor_scores(noisy: torch.Tensor, clean_u8: torch.Tensor, protocol: EvalProtocol) -> tuple[float, float]:
+    """(PSNR, SSIM) of the floor every learned method must beat: the box filter of a (1, C, H, W) noisy
+    input (``filters.box_filter``, kernel :data:`FLOOR_KERNEL`, reflect padding), scored by ``protocol``
+    like an estimate. NaN for an image with a side under 2 pixels, too small to reflect-pad."""
+    if min(noisy.shape[-2:]) < FLOOR_KERNEL // 2 + 1:
+        return math.nan, math.nan
+    return protocol.score(box_filter(noisy, FLOOR_KERNEL)[0], clean_u8)
+
+
 def evaluate(method: Method, cases: list[TestCase], protocol: EvalProtocol, device: torch.device,
              on_case: Callable[[], object] = lambda: None,
              on_estimate: Callable[[TestCase, torch.Tensor], None] | None = None) -> Iterator[dict]:
-    """Denoise each case and yield its record fields (metrics of the estimate and of the noisy input).
+    """Denoise each case and yield its record fields: metrics of the estimate, of the noisy input and of
+    the floor (:func:`floor_scores`).
 
     ``on_estimate(case, estimate)`` sees each (cropped back) estimate, e.g. to save example images."""
     for case in cases:
@@ -79,6 +94,7 @@ def evaluate(method: Method, cases: list[TestCase], protocol: EvalProtocol, devi
             on_estimate(case, estimate)
         psnr, ssim = protocol.score(estimate[0], case.clean_u8.to(device))
         input_psnr, input_ssim = protocol.score(noisy[0], case.clean_u8.to(device))
+        floor_psnr, floor_ssim = floor_scores(noisy, case.clean_u8.to(device), protocol)
         on_case()
         yield {
             "test_noise": str(case.spec),
@@ -91,5 +107,7 @@ def evaluate(method: Method, cases: list[TestCase], protocol: EvalProtocol, devi
             "ssim": ssim,
             "input_psnr": input_psnr,
             "input_ssim": input_ssim,
+            "floor_psnr": floor_psnr,
+            "floor_ssim": floor_ssim,
             "seconds": seconds,
         }

@@ -40,9 +40,10 @@ import pandas as pd
 from denoise_bench.errors import BenchError
 from denoise_bench.experiment import (CONDITIONS, Experiment, canonical_options, parse_canonical, run_conditions,
                                      shown_options)
-from denoise_bench.results import (ENVIRONMENT, ORACLE_MARK, RECORDS, low_budget_warnings, method_label, not_run,
-                                   not_run_text, nothing_ran, part_folders, read_config, read_curves, read_jobs,
-                                   read_records, write_frame, write_json, write_text_atomic)
+from denoise_bench.results import (BELOW_FLOOR_MARK, ENVIRONMENT, FLOOR, FLOOR_NOTE, ORACLE_MARK, RECORDS, below_floor,
+                                   low_budget_warnings, method_label, not_run, not_run_text, nothing_ran, part_folders,
+                                   read_config, read_curves, read_jobs, read_records, with_floor, write_frame,
+                                   write_json, write_text_atomic)
 from denoise_bench.significance import (FEW_IMAGES_MARK, MIN_INTERVAL_IMAGES, PairedDifference, all_pairs, compare,
                                         per_image_means)
 
@@ -262,6 +263,7 @@ REFERENCE_METHOD = "unet"
 REFERENCE_GAP = f"vs {REFERENCE_METHOD} (dB)"
 PAPER_GAP = f"paper vs {REFERENCE_METHOD} (dB)"
 PAPER_GAP_SOURCE = "bsd300"  # the IDDP paper's Tables 1-2 report BSD300 only
+BELOW_FLOOR = "below floor"  # a trained row whose mean PSNR is below the floor's (marked on pages)
 
 
 def _gap(diff: PairedDifference) -> str:
@@ -279,6 +281,21 @@ def _gap(diff: PairedDifference) -> str:
 def has_few_images_mark(table: pd.DataFrame) -> bool:
     """Whether a leaderboard table flags an interval over too few images (and needs the footnote)."""
     return GAP_COLUMN in table and table[GAP_COLUMN].astype(str).str.endswith(FEW_IMAGES_MARK).any()
+
+
+def has_floor(table: pd.DataFrame) -> bool:
+    """Whether a leaderboard table has the floor's row (and needs its note)."""
+    return bool((table["method"] == FLOOR).any())
+
+
+def floor_marked(table: pd.DataFrame) -> pd.DataFrame:
+    """A leaderboard table as pages show it: the ``below floor`` column (kept in leaderboard.csv, where a
+    method keeps one name in every table) turned into :data:`BELOW_FLOOR_MARK` after the method."""
+    if BELOW_FLOOR not in table:
+        return table
+    below = table[BELOW_FLOOR].eq(True)
+    marked = table["method"].where(~below, table["method"] + f" {BELOW_FLOOR_MARK}")
+    return table.drop(columns=[BELOW_FLOOR]).assign(method=marked)
 
 
 def _differing(group: list[Experiment]) -> dict[str, str]:
@@ -361,7 +378,7 @@ def _references(budget: pd.DataFrame) -> dict[str, str]:
 
 def leaderboard_tables(records: pd.DataFrame, paper: pd.DataFrame | None = None) -> dict[tuple[str, str], pd.DataFrame]:
     """(dataset, test noise) -> ranked table of its experiments (see :func:`name_experiments`)."""
-    records = name_experiments(records)
+    records = with_floor(name_experiments(records))
     tables = {}
     for (dataset, test_noise), block in records.groupby(["dataset", "test_noise"], sort=True):
         per_image = per_image_means(block, "psnr")
@@ -391,6 +408,7 @@ def leaderboard_tables(records: pd.DataFrame, paper: pd.DataFrame | None = None)
                 TEST_SECONDS: round(float(test_seconds[method]), 3),
                 "device": info.device,
                 "run": info.run,
+                BELOW_FLOOR: trained and below_floor(rows_m) is not None,
             }
             if references:
                 reference = references.get(method)
@@ -407,12 +425,18 @@ def leaderboard_tables(records: pd.DataFrame, paper: pd.DataFrame | None = None)
         noisy = block.drop_duplicates(["image", "repeat", "test_noise"])
         rows.append({"method": "noisy input", "psnr": noisy.input_psnr.mean(), "ssim": noisy.input_ssim.mean(),
                      "images": noisy.image.nunique(), "records": len(noisy)})
+        floor = noisy[noisy.floor_psnr.notna()]  # absent when no run of the table recorded it
+        if not floor.empty:
+            rows.append({"method": FLOOR, "psnr": floor.floor_psnr.mean(), "ssim": floor.floor_ssim.mean(),
+                         "images": floor.image.nunique(), "records": len(floor)})
         table = pd.DataFrame(rows).round({"psnr": 2, "ssim": 4, "psnr - paper": 2, REFERENCE_GAP: 2, PAPER_GAP: 2})
         table = table.astype({"images": "Int64", "records": "Int64", "iterations": "Int64"})  # the noisy row has none
         if paper is not None and table["paper psnr"].isna().all():
             table = table.drop(columns=["paper psnr", "paper ssim", "psnr - paper"])  # no published numbers here
         if PAPER_GAP in table and table[PAPER_GAP].isna().all():
             table = table.drop(columns=[PAPER_GAP])
+        if floor.empty:
+            table = table.drop(columns=[BELOW_FLOOR])  # no floor to be below
         tables[(dataset, test_noise)] = _gaps_first(table)
     return tables
 
@@ -511,7 +535,8 @@ def write_leaderboard(run_dirs: list[Path], out: Path, allow_mismatch: bool = Fa
         lines += ["**Merged despite differences:**", ""] + [f"* {m}" for m in merged.mismatches] + [""]
     frames = []
     for (dataset, test_noise), table in tables.items():
-        shown = table.astype(object).where(table.notna(), "")
+        shown = floor_marked(table)
+        shown = shown.astype(object).where(shown.notna(), "")
         lines += [f"## {dataset}, {test_noise}", "", shown.to_markdown(index=False), ""]
         if (dataset, test_noise) in under:
             lines += ["Not run (no numbers):", ""] + [f"- {text}" for text in under[(dataset, test_noise)]] + [""]
@@ -520,6 +545,8 @@ def write_leaderboard(run_dirs: list[Path], out: Path, allow_mismatch: bool = Fa
         lines += ["## Not run (no numbers in any table)", ""] + [f"- {text}" for text in unplaced] + [""]
     if any(has_few_images_mark(table) for table in tables.values()):
         lines += [FEW_IMAGES_NOTE, ""]
+    if any(has_floor(table) for table in tables.values()):
+        lines += [FLOOR_NOTE, ""]
     lines.append(f"{ORACLE_MARK} told the true noise level of each test image. `{REFERENCE_GAP}`: mean paired PSNR "
                  f"difference to the supervised U-Net on common images; `{PAPER_GAP}`: the same difference in the IDDP "
                  f"paper's Tables 1-2 ({PAPER_GAP_SOURCE.upper()}, colour, trained on Waterloo) at the same test noise. "
@@ -547,5 +574,6 @@ def write_leaderboard(run_dirs: list[Path], out: Path, allow_mismatch: bool = Fa
     if html:
         from denoise_bench.report import write_html  # matplotlib is imported only when a page is made
 
-        write_html(out, tables, records, merged.curves, merged.runs, merged.mismatches, under, unplaced)
+        write_html(out, {key: floor_marked(table) for key, table in tables.items()}, records, merged.curves, merged.runs,
+                   merged.mismatches, under, unplaced)
     return markdown

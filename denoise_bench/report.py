@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from denoise_bench.leaderboard import FEW_IMAGES_NOTE, SUBSET_NOTE, has_few_images_mark
+from denoise_bench.leaderboard import FEW_IMAGES_NOTE, SUBSET_NOTE, has_few_images_mark, has_floor
 from denoise_bench.report_about import about_html
 from denoise_bench.report_plots import method_styles, oracles, plot_psnr_vs_budget, plot_psnr_vs_noise
 from denoise_bench.report_samples import ZOOM, SampleGrid, collect_samples
-from denoise_bench.results import ORACLE_MARK
+from denoise_bench.results import FLOOR_NOTE, ORACLE_MARK
 from denoise_bench.samples import SAMPLES
 
 if TYPE_CHECKING:
@@ -105,7 +105,7 @@ def _table_html(table: pd.DataFrame) -> str:
 
 def oracle_note(table: pd.DataFrame) -> str:
     """The dagger's meaning, for a table that has a marked method (else nothing)."""
-    marked = [str(m) for m in table["method"] if str(m).endswith(ORACLE_MARK)]
+    marked = [str(m) for m in table["method"] if ORACLE_MARK in str(m)]
     if not marked:
         return ""
     return f'<p class="note oracle-note">{ORACLE_MARK} {html.escape(", ".join(marked))}: {html.escape(ORACLE_NOTE)}</p>'
@@ -114,6 +114,11 @@ def oracle_note(table: pd.DataFrame) -> str:
 def few_images_note(table: pd.DataFrame) -> str:
     """The meaning of the few-images mark, for a table that has one (else nothing)."""
     return f'<p class="note few-images-note">{html.escape(FEW_IMAGES_NOTE)}</p>' if has_few_images_mark(table) else ""
+
+
+def floor_note(table: pd.DataFrame) -> str:
+    """What the floor's row and the below-floor mark mean, for a table that has the row (else nothing)."""
+    return f'<p class="note floor-note">{html.escape(FLOOR_NOTE)}</p>' if has_floor(table) else ""
 
 
 def not_run_html(texts: list[str], title: str = "Not run (no numbers)") -> str:
@@ -170,7 +175,7 @@ def write_html(out: Path, tables: dict[tuple[str, str], pd.DataFrame], records: 
              "Click a header to sort.</p>"]
     for (dataset, test_noise), table in tables.items():
         parts += [f"<h2>{html.escape(dataset)}, {html.escape(test_noise)}</h2>", _table_html(table), oracle_note(table),
-                  few_images_note(table), not_run_html((not_run or {}).get((dataset, test_noise), []))]
+                  few_images_note(table), floor_note(table), not_run_html((not_run or {}).get((dataset, test_noise), []))]
         if (dataset, test_noise) in grids:
             parts.append(_grid_html(grids[(dataset, test_noise)]))
     if unplaced:

@@ -18,12 +18,15 @@ Layout of a run folder::
     .lock              held by the run writing the folder; names it (``denoise_bench.run_lock``)
 
 Tables are laid out like the IDDP paper's Table 1: one block per (dataset, training noise), rows are
-test settings, columns are methods, plus the noisy input for reference.
+test settings, columns are methods, plus the noisy input and the floor for reference. The floor is a
+3x3 box filter of the same noisy inputs (``evaluate.floor_scores``), the trivial smoother every learned
+method must beat; a trained method whose mean PSNR is below it is marked and warned about.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 
@@ -31,6 +34,7 @@ import pandas as pd
 
 from denoise_bench.atomic import write_text_atomic
 from denoise_bench.errors import BenchError
+from denoise_bench.evaluate import FLOOR_KERNEL
 from denoise_bench.profiles import SHORT_BUDGET_WARNINGS
 from denoise_bench.schema import JOB_KEY, TEXT_COLUMNS
 
@@ -45,7 +49,15 @@ CURVES = "curves.csv"  # learning curves: mean test PSNR/SSIM during training (r
 PARTS = "parts"
 TABLES = "tables"
 NOISY_INPUT = "noisy input"
+FLOOR = f"box{FLOOR_KERNEL} of input (floor)"
+FLOOR_COLUMNS = ["floor_psnr", "floor_ssim"]
+# What fixes a noisy input and how it is scored: records that share these share the floor.
+FLOOR_INPUT = ["protocol", "dataset", "test_noise", "image", "repeat"]
 ORACLE_MARK = "†"  # methods told the true noise level
+BELOW_FLOOR_MARK = "↓"  # a trained method whose mean PSNR is below the floor
+FLOOR_NOTE = (f"\"{FLOOR}\": a {FLOOR_KERNEL}x{FLOOR_KERNEL} box filter of the same noisy inputs, scored like an "
+              f"estimate: the trivial smoother every learned method must beat. {BELOW_FLOOR_MARK} marks a trained "
+              "method whose mean PSNR is below it: it has not learned to denoise beyond that.")
 METRICS = {"psnr": 2, "ssim": 4}  # metric -> decimals shown
 
 
@@ -127,6 +139,50 @@ def method_label(method: str, oracle: bool) -> str:
     return f"{method}{ORACLE_MARK}" if oracle else method
 
 
+def with_floor(records: pd.DataFrame) -> pd.DataFrame:
+    """Records with ``floor_psnr`` and ``floor_ssim``, each taken from any record of the same noisy input
+    (:data:`FLOOR_INPUT`) that has it. Records written before the floor was recorded lack it; the floor
+    depends only on the noisy input, the same for every method, so one run that records it gives it to
+    every row of a table. NaN where no record of that input has it."""
+    records = records.assign(**{c: math.nan for c in FLOOR_COLUMNS if c not in records})
+    if records.empty or not records[FLOOR_COLUMNS].isna().any().any():
+        return records
+    key = [c for c in FLOOR_INPUT if c in records]
+    if not key:  # records made in memory that say nothing of their input
+        return records
+    filled = records.groupby(key, dropna=False, sort=False)[FLOOR_COLUMNS].transform("first")
+    return records.assign(**{c: filled[c] for c in FLOOR_COLUMNS})
+
+
+def below_floor(rows: pd.DataFrame) -> tuple[float, float] | None:
+    """(mean PSNR, mean floor PSNR) of one method's records that have a floor, when the first is below
+    the second; None when it is not, or no record has a floor."""
+    known = rows[rows["floor_psnr"].notna()] if "floor_psnr" in rows else rows.iloc[0:0]
+    if known.empty or known.psnr.mean() >= known.floor_psnr.mean():
+        return None
+    return float(known.psnr.mean()), float(known.floor_psnr.mean())
+
+
+def _trained(records: pd.DataFrame) -> pd.DataFrame:
+    """The records of methods that trained (iterations > 0); per-image methods have none to beat the floor by."""
+    return records[records["iterations"].fillna(0) > 0] if "iterations" in records else records.iloc[0:0]
+
+
+def below_floor_cells(records: pd.DataFrame) -> dict[tuple[str, str, str, str], tuple[float, float]]:
+    """(dataset, train noise, test noise, method label) -> (mean PSNR, floor) of each trained method
+    whose mean PSNR is below the floor there (:func:`below_floor`)."""
+    trained = _trained(with_floor(records))
+    if "uses_noise_level" not in trained:
+        trained = trained.assign(uses_noise_level=False)
+    found = {}
+    groups = ["method", "uses_noise_level", "dataset", "train_noise", "test_noise"]
+    for (method, oracle, dataset, train_noise, test_noise), rows in trained.groupby(groups, sort=False, dropna=False):
+        below = below_floor(rows)
+        if below is not None:
+            found[(dataset, train_noise, test_noise, method_label(method, _flag(oracle)))] = below
+    return found
+
+
 DONE = "done"  # the job status (in jobs.csv) of a job that gave numbers; the others are skipped and failed
 NOT_RUN_COLUMNS = ["method", "label", "dataset", "train_noise", "status", "reason", "seeds"]
 
@@ -199,6 +255,7 @@ def build_tables(records: pd.DataFrame, jobs: pd.DataFrame, metric: str,
     tables: dict[tuple[str, str], pd.DataFrame] = {}
     if records.empty and jobs.empty:
         return tables
+    records = with_floor(records)
     blocks = set(map(tuple, records[["dataset", "train_noise"]].drop_duplicates().values)) if not records.empty else set()
     if not jobs.empty:
         blocks |= set(map(tuple, jobs[["dataset", "train_noise"]].drop_duplicates().values))
@@ -209,6 +266,8 @@ def build_tables(records: pd.DataFrame, jobs: pd.DataFrame, metric: str,
         if not block.empty:
             # Mean over images, repeats and seeds; the noisy input is the same for every method.
             columns[NOISY_INPUT] = block.groupby("test_noise", sort=False)[f"input_{metric}"].mean()
+            if block[f"floor_{metric}"].notna().any():  # older records lack it: then so does the table
+                columns[FLOOR] = block.groupby("test_noise", sort=False)[f"floor_{metric}"].mean()
             for (method, oracle), rows in block.groupby(["method", "uses_noise_level"], sort=False):
                 columns[method_label(method, bool(oracle))] = rows.groupby("test_noise", sort=False)[metric].mean()
         table = pd.DataFrame(columns, index=pd.Index(order, name="test noise")).round(METRICS[metric])
@@ -226,15 +285,19 @@ def build_tables(records: pd.DataFrame, jobs: pd.DataFrame, metric: str,
 
 def low_budget_warnings(records: pd.DataFrame) -> list[str]:
     """Why these numbers may not rank methods: a short-budget profile, or a trained method that scores
-    below its own noisy input (under-trained or broken) on some test setting."""
+    below its own noisy input (under-trained or broken) or below the floor, a 3x3 box filter of that
+    input (it has learned less than a trivial smoother), on some test setting."""
     if records.empty:
         return []
     warnings = [SHORT_BUDGET_WARNINGS[p] for p in sorted(records["profile"].dropna().unique()) if p in SHORT_BUDGET_WARNINGS]
-    trained = records[records["iterations"].fillna(0) > 0] if "iterations" in records else records.iloc[0:0]
+    trained = _trained(records)
     means = trained.groupby(["method", "dataset", "train_noise", "test_noise"], sort=False)[["psnr", "input_psnr"]].mean()
     for (method, dataset, _, test_noise), row in means[means.psnr < means.input_psnr].iterrows():
         warnings.append(f"{method} scores below its noisy input on {dataset}, {test_noise} "
                         f"({row.psnr:.2f} < {row.input_psnr:.2f} dB): under-trained or broken.")
+    for (dataset, _, test_noise, label), (psnr, floor) in below_floor_cells(records).items():
+        warnings.append(f"{label} scores below the floor, a {FLOOR_KERNEL}x{FLOOR_KERNEL} box filter of its noisy input, "
+                        f"on {dataset}, {test_noise} ({psnr:.2f} < {floor:.2f} dB): it has not learned more than that.")
     return warnings
 
 
@@ -245,11 +308,25 @@ def profiles_of(records: pd.DataFrame) -> str:
 NOTHING_RAN = "> **Nothing ran:** every job was skipped or failed; why is listed under each table."
 
 
+def mark_below_floor(table: pd.DataFrame, dataset: str, train_noise: str,
+                     below: dict[tuple[str, str, str, str], tuple[float, float]]) -> pd.DataFrame:
+    """A table of :func:`build_tables` with :data:`BELOW_FLOOR_MARK` after each cell of a trained method
+    whose mean PSNR is below the floor at that test setting (``below``, from :func:`below_floor_cells`)."""
+    marked = table.copy()
+    for (d, t, test_noise, label) in below:
+        if (d, t) == (dataset, train_noise) and label in marked.columns and test_noise in marked.index:
+            # The column becomes text: its numbers written as the markdown of a number column writes them.
+            marked[label] = [f"{v:g}" if isinstance(v, float) and not math.isnan(v) else v for v in marked[label]]
+            marked.loc[test_noise, label] = f"{marked.loc[test_noise, label]} {BELOW_FLOOR_MARK}"
+    return marked
+
+
 def render_markdown(tables: dict[tuple[str, str], pd.DataFrame], metric: str, protocol: str, profile: str = "n/a",
                     warnings: list[str] | None = None, missing: pd.DataFrame | None = None,
-                    nothing: bool = False) -> str:
+                    nothing: bool = False, below: dict[tuple[str, str, str, str], tuple[float, float]] | None = None) -> str:
     """The tables as markdown; ``missing`` (from :func:`not_run`) is listed under the table of its
-    dataset and training noise, and ``nothing`` says at the top that no job gave numbers."""
+    dataset and training noise, and ``nothing`` says at the top that no job gave numbers. ``below``
+    (from :func:`below_floor_cells`) marks the cells of trained methods below the floor."""
     lines = [f"# {metric.upper()} (protocol {protocol}, profile {profile})", ""]
     if nothing:
         lines += [NOTHING_RAN, ""]
@@ -258,13 +335,16 @@ def render_markdown(tables: dict[tuple[str, str], pd.DataFrame], metric: str, pr
         lines.append("")
     missing = missing if missing is not None else pd.DataFrame(columns=NOT_RUN_COLUMNS)
     for (dataset, train_noise), table in tables.items():
-        lines += [f"## {dataset}, trained on {train_noise}", "", table.to_markdown(), ""]
+        shown = mark_below_floor(table, dataset, train_noise, below or {})
+        lines += [f"## {dataset}, trained on {train_noise}", "", shown.to_markdown(), ""]
         here = missing[(missing.dataset == dataset) & (missing.train_noise == train_noise)]
         if not here.empty:
             listed = [f"- {not_run_text(row, dataset=False, train_noise=False)}" for _, row in here.iterrows()]
             lines += ["Not run:", "", *listed, ""]
     lines.append(f"{ORACLE_MARK} told the true noise level of each test image. "
                  "Means over test images, noise repeats and seeds.")
+    if any(FLOOR in table.columns for table in tables.values()):
+        lines += ["", FLOOR_NOTE]
     return "\n".join(lines) + "\n"
 
 
@@ -292,10 +372,12 @@ def write_tables(run_dir: Path) -> dict[str, str]:
     warnings = low_budget_warnings(records)
     missing = not_run(jobs, records)
     nothing = nothing_ran(jobs) is not None
+    below = below_floor_cells(records) if not records.empty else {}
     rendered = {}
     for metric in METRICS:
         tables = build_tables(records, jobs, metric, tests)
-        markdown = render_markdown(tables, metric, protocol, profile, warnings, missing, nothing)
+        markdown = render_markdown(tables, metric, protocol, profile, warnings, missing, nothing,
+                                   below if metric == "psnr" else None)
         write_text_atomic(run_dir / TABLES / f"{metric}.md", markdown)
         write_frame(run_dir / TABLES / f"{metric}.csv", tables_to_csv(tables))
         rendered[metric] = markdown

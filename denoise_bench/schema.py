@@ -20,7 +20,10 @@ RECORD_COLUMNS = ["run_id", "protocol", "profile", "method", "supervision", "use
                   "input_ssim", "seconds", "train_seconds", "iterations", "noise_policy", "device",
                   # What tells experiments of one method apart (denoise_bench.experiment); run folders from
                   # before these were recorded lack them, and readers take them from config.json.
-                  "method_options", "training_set"]
+                  "method_options", "training_set",
+                  # The floor: a 3x3 box filter of the noisy input, scored like an estimate. Older records
+                  # lack it; readers take it from any record of the same input (results.with_floor).
+                  "floor_psnr", "floor_ssim"]
 # Columns of names: read back as text even where every name looks like a number (Set12's "01"), or a
 # folder holding only such names would neither pair with nor de-duplicate against any other folder.
 TEXT_COLUMNS = ("run_id", "method", "dataset", "image", "train_noise", "test_noise", "training_set")

@@ -15,7 +15,7 @@ from denoise_bench.cli import main
 from denoise_bench.method import Method, MethodSetup, TrainContext
 from denoise_bench.methods.iddp import IDDP
 from denoise_bench.profiles import get_profile
-from denoise_bench.results import low_budget_warnings
+from denoise_bench.results import FLOOR, low_budget_warnings
 from denoise_bench.schema import RECORD_COLUMNS
 from denoise_bench.supervision import Supervision
 from helpers import MethodPlugin
@@ -62,8 +62,8 @@ def test_smoke_run_writes_a_complete_run_folder(tmp_path: Path) -> None:
     assert set(records.protocol) == {"nb2nb-v1"}
     assert records.psnr.notna().all() and records.ssim.between(-1, 1).all()
     # Every method saw exactly the same noisy test inputs.
-    per_method = records.groupby("method")[["noise_seed", "input_psnr"]].apply(lambda f: tuple(map(tuple, f.values)))
-    assert per_method.nunique() == 1
+    per_method = records.groupby("method")[["noise_seed", "input_psnr", "floor_psnr"]].apply(lambda f: tuple(map(tuple, f.values)))
+    assert per_method.nunique() == 1 and records.floor_psnr.notna().all()
     config = json.loads((out / "config.json").read_text())
     assert config["budget"]["iterations"] == 4 and config["protocol"]["id"] == "nb2nb-v1"
     assert config["noise"][0]["tests"] == ["gaussian:sigma=25", "gaussian:sigma=0-50"]
@@ -76,10 +76,10 @@ def test_smoke_run_writes_a_complete_run_folder(tmp_path: Path) -> None:
     assert sorted(f"{t}.pt" for t in timings) == checkpoints and all(t > 0 for t in timings.values())
     state = torch.load(out / "checkpoints" / [c for c in checkpoints if c.startswith("iddp")][0], weights_only=True)
     IDDP(MethodSetup(channels=1, budget=get_profile("smoke").override(iterations=4))).load_state_dict(state)
-    # Tables: rows are test settings, columns the noisy input and each method; bm3d marked as oracle.
+    # Tables: rows are test settings, columns the noisy input, the floor and each method; bm3d marked as oracle.
     table = pd.read_csv(out / "tables" / "psnr.csv")
     assert list(table["test noise"]) == ["gaussian:sigma=25", "gaussian:sigma=0-50"]
-    assert list(table.columns[3:]) == ["noisy input", "iddp", "unet", "n2n", "bm3d†"]
+    assert list(table.columns[3:]) == ["noisy input", FLOOR, "iddp", "unet", "n2n", "bm3d†"]
     markdown = (out / "tables" / "psnr.md").read_text()
     assert "| test noise" in markdown and "bm3d†" in markdown
     assert "gaussian:sigma=25" in result.output  # tables printed

@@ -48,7 +48,7 @@ def test_installed_plugin_runs_in_bench_run(plugin_env: dict[str, str], tmp_path
     assert set(records.method) == {"tv"}
     assert (records.psnr > records.input_psnr + 3).all()  # TV at weight 0.1 gains ~7 dB on these photos
     header = next(line for line in (out / "tables" / "psnr.md").read_text().splitlines() if line.startswith("| test noise"))
-    assert [cell.strip() for cell in header.strip("|").split("|")] == ["test noise", "noisy input", "tv"]
+    assert [cell.strip() for cell in header.strip("|").split("|")] == ["test noise", "noisy input", "box3 of input (floor)", "tv"]
 
 
 def test_example_plugin_passes_its_own_conformance_tests(plugin_env: dict[str, str]) -> None:

@@ -18,7 +18,8 @@ from denoise_bench.cli import main
 from denoise_bench.errors import BenchError
 from denoise_bench.leaderboard import (FEW_IMAGES_NOTE, GAP_COLUMN, PAPER_GAP, REFERENCE_GAP, TEST_SECONDS,
                                        leaderboard_tables, merge_runs, read_paper_results, write_leaderboard)
-from denoise_bench.results import CONFIG, JOBS, RECORDS, RESULTS_FORMAT, write_frame, write_json
+from denoise_bench.results import (BELOW_FLOOR_MARK, CONFIG, FLOOR, FLOOR_NOTE, JOBS, RECORDS, RESULTS_FORMAT,
+                                   write_frame, write_json)
 from denoise_bench.schema import JOB_COLUMNS, RECORD_COLUMNS
 from denoise_bench.significance import FEW_IMAGES_MARK, MIN_INTERVAL_IMAGES, all_pairs, paired_bootstrap
 
@@ -92,6 +93,31 @@ def test_leaderboard_merges_runs_ranks_methods_and_marks_ties(tmp_path: Path) ->
     assert "## bsd68, gaussian:sigma=25" in markdown
     pairs = pd.read_csv(tmp_path / "board" / "pairs.csv")
     assert len(pairs) == 3  # every pair of the three methods
+
+
+def test_the_floor_of_one_run_marks_every_trained_row_below_it(tmp_path: Path) -> None:
+    """A run written before the floor was recorded gets it from a run that recorded it (same inputs)."""
+    n = len(IMAGES)
+    old = _write_run(tmp_path / "old", {"n2v": np.full(n, -3.0), "unet": np.zeros(n), "bm3d": np.full(n, -2.0)})
+    records = pd.read_csv(old / RECORDS)
+    records.loc[records.method == "bm3d", ["iterations", "train_seconds"]] = 0  # per image: nothing learned
+    write_frame(old / RECORDS, records.drop(columns=["floor_psnr", "floor_ssim"]))  # the old format
+    new = _write_run(tmp_path / "new", {"iddp": np.full(n, -0.5)})
+    records = pd.read_csv(new / RECORDS)
+    write_frame(new / RECORDS, records.assign(floor_psnr=BASE - 1.0, floor_ssim=0.6))
+    markdown = write_leaderboard([old, new], tmp_path / "board", html=False)
+    table = pd.read_csv(tmp_path / "board" / "leaderboard.csv").set_index("method")
+    assert list(table.index) == ["unet", "iddp", "bm3d†", "n2v", "noisy input", FLOOR]  # a method keeps its name
+    assert table["below floor"].tolist()[:4] == [False, False, False, True]  # bm3d† learns nothing: never marked
+    assert f"| n2v {BELOW_FLOOR_MARK} " in markdown and f"| unet {BELOW_FLOOR_MARK}" not in markdown
+    assert table.loc[FLOOR, "psnr"] == pytest.approx(round((BASE - 1.0).mean(), 2)) and table.loc[FLOOR, "images"] == n
+    assert table.loc[FLOOR, "ssim"] == pytest.approx(0.6)
+    assert FLOOR_NOTE in markdown
+    assert f"n2v scores below the floor, a 3x3 box filter of its noisy input, on bsd68, gaussian:sigma=25" in markdown
+    # Without the run that recorded it there is no floor, and nothing is marked.
+    alone = write_leaderboard([old], tmp_path / "alone", html=False)
+    assert FLOOR not in alone and BELOW_FLOOR_MARK not in alone
+    assert "below floor" not in pd.read_csv(tmp_path / "alone" / "leaderboard.csv").columns
 
 
 @pytest.mark.parametrize(("field", "value"), [

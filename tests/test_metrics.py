@@ -15,10 +15,12 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from denoise_bench import metrics
 from denoise_bench.data import CleanImage
 from denoise_bench.errors import BenchError
-from denoise_bench.evaluate import make_test_cases
+from denoise_bench.evaluate import evaluate, floor_scores, make_test_cases
+from denoise_bench.method import MethodSetup
 from denoise_bench.noise import NoiseFamily, parse_spec
 from denoise_bench.plugins import get_registry
 from denoise_bench.protocol import FLOAT, NB2NB, PROTOCOLS, EvalProtocol, get_protocol
+from helpers import Median3
 
 
 @pytest.fixture
@@ -150,6 +152,28 @@ def test_float_protocol_does_not_quantise(camera: np.ndarray) -> None:
     nudged = base + 0.2 / 255  # less than half a gray level: rounds back to the same uint8 values
     assert NB2NB.score(nudged, clean)[0] == NB2NB.score(base, clean)[0]
     assert FLOAT.score(nudged, clean)[0] != pytest.approx(FLOAT.score(base, clean)[0], abs=1e-6)
+
+
+# --- the floor: a 3x3 box filter of the noisy input --------------------------------------------
+
+
+def test_the_floor_is_the_score_of_a_box3_of_the_noisy_input(camera: np.ndarray, families: Mapping[str, NoiseFamily]) -> None:
+    spec = parse_spec("gaussian:sigma=25", families)
+    cases = make_test_cases("bsd68", [CleanImage("camera", np.ascontiguousarray(camera[:20, :24, None]))], spec, NB2NB)
+    (record,) = evaluate(Median3(MethodSetup(channels=1, budget=None)), cases, NB2NB, torch.device("cpu"))  # type: ignore[arg-type]
+    noisy, clean = cases[0].noisy[0, 0].numpy(), cases[0].clean_u8[0].numpy()
+    padded = np.pad(noisy, 1, mode="reflect")  # mirrored without repeating the edge, as the floor pads
+    box = sum(padded[i:i + 20, j:j + 24] for i in range(3) for j in range(3)) / 9
+    assert record["floor_psnr"] == pytest.approx(_expected_nb2nb_psnr(box, clean), abs=1e-9)
+    q = np.floor(255.0 * np.clip(box.astype(np.float64), 0, 1) + 0.5).astype(np.uint8)
+    assert record["floor_ssim"] == pytest.approx(structural_similarity(
+        clean, q, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=255), abs=1e-6)
+    assert record["input_psnr"] < record["floor_psnr"]  # at sigma=25 the box filter does denoise
+
+
+def test_an_image_too_small_to_pad_has_no_floor() -> None:
+    assert all(math.isnan(v) for v in floor_scores(torch.zeros(1, 1, 1, 12), torch.zeros(1, 1, 12, dtype=torch.uint8),
+                                                   NB2NB))
 
 
 # --- padding -------------------------------------------------------------------------------------

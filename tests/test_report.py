@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import shutil
@@ -17,7 +18,7 @@ from denoise_bench.leaderboard import RunInfo, write_leaderboard
 from denoise_bench.report_about import about_html
 from denoise_bench.report_plots import budget_figure, method_styles
 from denoise_bench.report_samples import ZOOM
-from denoise_bench.results import read_curves, read_records
+from denoise_bench.results import BELOW_FLOOR_MARK, FLOOR, FLOOR_NOTE, read_curves, read_records
 from denoise_bench.runner import RunRequest, plan, run
 from denoise_bench.samples import sample_dir
 
@@ -46,7 +47,7 @@ def test_run_saves_sample_crops_of_every_method(board: Path) -> None:
 def test_page_has_tables_plots_and_the_visual_grid(board: Path) -> None:
     page = (board / "index.html").read_text()
     assert page.count('<table class="sortable">') == 2  # sigma=25 and the range
-    assert re.search(r"<td>bm3d†</td>", page) and "<td>iddp</td>" in page
+    assert re.search(r"<td>bm3d†</td>", page) and re.search(rf"<td>iddp( {BELOW_FLOOR_MARK})?</td>", page)
     images = re.findall(r'<img[^>]* src="([^"]+)"', page)
     assert all((board / src).is_file() for src in images)
     assert any(src.startswith("plots/psnr_vs_noise_skimage_gaussian") for src in images)
@@ -66,7 +67,7 @@ def test_page_renders_in_headless_chromium(board: Path, tmp_path: Path) -> None:
     images = len(re.findall(r"<img ", dom))
     loaded = re.search(r'data-images-loaded="(\d+)"', dom)
     assert loaded and int(loaded.group(1)) == images > 0  # every plot and crop actually rendered
-    assert "<td>iddp</td>" in dom
+    assert re.search(rf"<td>iddp( {BELOW_FLOOR_MARK})?</td>", dom)
     narrowest = re.search(r'data-narrowest-crop="(\d+)"', dom)
     assert narrowest and int(narrowest.group(1)) >= 256  # crops large enough to judge in a 1600 px window
 
@@ -122,14 +123,24 @@ def test_dagger_is_explained_right_under_each_table_that_has_one(board: Path) ->
     assert len(notes) == page.count('<table class="sortable">') == 2
 
 
+def test_each_table_has_the_floor_row_and_says_what_it_means(board: Path) -> None:
+    page = (board / "index.html").read_text()
+    floors = _rows(page, FLOOR)
+    noisy = _rows(page, "noisy input")
+    assert len(floors) == len(noisy) == 2
+    assert all(float(f["psnr"]) > float(n["psnr"]) for f, n in zip(floors, noisy))  # at these noise levels it denoises
+    notes = re.findall(r'<p class="note floor-note">(.*?)</p>', page)
+    assert len(notes) == 2 and notes[0] == html.escape(FLOOR_NOTE)
+
+
 def _rows(page: str, method: str) -> list[dict[str, str]]:
-    """Each table's row of ``method``, as header -> cell text."""
+    """Each table's row of ``method`` (marked below the floor or not), as header -> cell text."""
     found = []
     for table in re.findall(r'<table class="sortable">(.*?)</table>', page):
         heads = re.findall(r"<th>(.*?)</th>", table)
         for row in re.findall(r"<tr>(<td>.*?)</tr>", table):
             cells = re.findall(r"<td>(.*?)</td>", row)
-            if cells[0] == method:
+            if cells[0].removesuffix(f" {BELOW_FLOOR_MARK}") == method:
                 found.append(dict(zip(heads, cells)))
     return found
 

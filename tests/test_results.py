@@ -9,7 +9,9 @@ from click.testing import CliRunner
 
 from denoise_bench import plugins
 from denoise_bench.cli import main
-from denoise_bench.results import CONFIG, JOBS, NOTHING_RAN, RECORDS, RESULTS_FORMAT, nothing_ran, write_frame, write_json, write_tables
+from denoise_bench.results import (BELOW_FLOOR_MARK, CONFIG, FLOOR, FLOOR_NOTE, JOBS, NOTHING_RAN, RECORDS,
+                                   RESULTS_FORMAT, low_budget_warnings, nothing_ran, with_floor, write_frame, write_json,
+                                   write_tables)
 from denoise_bench.schema import JOB_COLUMNS, RECORD_COLUMNS
 from helpers import ToyPlugin
 
@@ -84,3 +86,61 @@ def test_a_run_where_nothing_ran_is_an_error_that_says_why(tmp_path: Path) -> No
     markdown = (out / "tables" / "psnr.md").read_text()
     assert markdown.startswith(f"# PSNR (protocol nb2nb-v1, profile smoke)\n\n{NOTHING_RAN}\n")
     assert "| salt:p=0.05  | skipped | skipped |" in markdown and f"- n2n (seed 0) skipped: {N2N_ON_SALT}" in markdown
+
+
+def _floored(record: dict, floor: float | None) -> dict:
+    return record | {"floor_psnr": floor, "floor_ssim": None if floor is None else 0.6}
+
+
+def _cells(markdown: str) -> tuple[list[str], dict[str, list[str]]]:
+    """The column names of a markdown table, and its cells by test setting."""
+    lines = [line for line in markdown.splitlines() if line.startswith("|")]
+    split = [[cell.strip() for cell in line.split("|")[1:-1]] for line in lines]
+    return split[0][1:], {row[0]: row[1:] for row in split[2:]}
+
+
+def test_tables_of_records_written_before_the_floor_have_no_floor(tmp_path: Path) -> None:
+    records = [_record("unet", t, 28.0) for t in GAUSSIAN["tests"]]
+    old_columns = [c for c in RECORD_COLUMNS if not c.startswith("floor_")]
+    run = _write_run(tmp_path / "run", jobs=[_job("unet", GAUSSIAN["train"], "done")], records=[])
+    write_frame(run / RECORDS, pd.DataFrame(records, columns=old_columns))  # an old-format records.csv
+    markdown = write_tables(run)["psnr"]
+    assert _cells(markdown) == (["noisy input", "unet"], {t: ["20", "28"] for t in GAUSSIAN["tests"]})
+    assert FLOOR_NOTE not in markdown
+    assert list(pd.read_csv(run / "tables" / "psnr.csv").columns) == ["dataset", "train noise", "test noise",
+                                                                        "noisy input", "unet"]
+
+
+def test_the_floor_of_a_noisy_input_is_taken_from_any_record_that_has_it() -> None:
+    old = pd.DataFrame([_record("unet", "gaussian:sigma=25", 28.0)]).drop(columns=["floor_psnr", "floor_ssim"])
+    new = pd.DataFrame([_floored(_record("n2n", "gaussian:sigma=25", 27.0), 25.5),
+                        _floored(_record("n2n", "gaussian:sigma=0-50", 27.0), 26.0)])
+    filled = with_floor(pd.concat([old, new], ignore_index=True)).set_index(["method", "test_noise"])
+    assert filled.loc[("unet", "gaussian:sigma=25"), "floor_psnr"] == 25.5  # same input: same floor
+    assert filled.loc[("n2n", "gaussian:sigma=0-50"), "floor_psnr"] == 26.0
+    other_image = with_floor(pd.concat([old.assign(image="coins"), new], ignore_index=True))
+    assert other_image[other_image.image == "coins"].floor_psnr.isna().all()  # another input: no floor
+
+
+def test_a_trained_method_below_the_floor_is_marked_and_warned_about(tmp_path: Path) -> None:
+    records = [_floored(_record("unet", t, 28.0), 25.5) for t in GAUSSIAN["tests"]]
+    records += [_floored(_record("n2n", "gaussian:sigma=25", 24.0), 25.5),  # below the floor, above the input
+                _floored(_record("n2n", "gaussian:sigma=0-50", 27.0), 25.5)]
+    records += [_floored(_record("bm3d", t, 24.0), 25.5) | {"iterations": 0, "uses_noise_level": True}
+                for t in GAUSSIAN["tests"]]  # per-image: nothing learned, never marked
+    run = _write_run(tmp_path / "run", jobs=[_job(m, GAUSSIAN["train"], "done") for m in ("unet", "n2n", "bm3d")],
+                     records=records)
+    markdown = write_tables(run)["psnr"]
+    header, rows = _cells(markdown)
+    assert header == ["noisy input", FLOOR, "unet", "n2n", "bm3d†"]
+    assert rows["gaussian:sigma=25"] == ["20", "25.5", "28", f"24 {BELOW_FLOOR_MARK}", "24"]
+    assert rows["gaussian:sigma=0-50"] == ["20", "25.5", "28", "27", "24"]
+    assert FLOOR_NOTE in markdown
+    assert ("> **Warning:** n2n scores below the floor, a 3x3 box filter of its noisy input, on skimage, "
+            "gaussian:sigma=25 (24.00 < 25.50 dB)" in markdown)
+    assert BELOW_FLOOR_MARK not in write_tables(run)["ssim"].replace(FLOOR_NOTE, "")  # the mark is PSNR's
+    warnings = low_budget_warnings(pd.DataFrame(records))
+    assert len([w for w in warnings if "below the floor" in w]) == 1
+    assert not [w for w in warnings if "below its noisy input" in w]
+    table = pd.read_csv(run / "tables" / "psnr.csv")
+    assert table[FLOOR].tolist() == [25.5, 25.5] and table.n2n.tolist() == [24.0, 27.0]  # the CSV stays numbers
