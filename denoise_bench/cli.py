@@ -286,13 +286,17 @@ def _execute(the_plan: RunPlan, job_executor: Executor | None, resume_command: s
 @click.option("--progress/--no-progress", default=True, show_default=True)
 @click.option("--tensorboard", is_flag=True,
               help="Final PSNR/SSIM per job as TensorBoard events under OUT/tensorboard/ (the tensorboard extra).")
+@click.option("--protocol", type=click.Choice(list(PROTOCOLS)), default=None,
+              help="Score under this protocol [default: the trained run's]; another one makes other experiments.")
 def evaluate_command(run_dir: Path, datasets: str, noises: tuple[str, ...], methods: str | None,
                      dataset_options: tuple[str, ...], data_dir: Path | None, device: str, out: Path | None,
-                     progress: bool, tensorboard: bool) -> None:
+                     progress: bool, tensorboard: bool, protocol: str | None) -> None:
     """Score the models trained in a run on other test sets, without training; results go to a new run folder.
 
     The protocol, profile, budget and engine are the trained run's, so `bench leaderboard` puts the new
-    folder's rows beside the trained run's as the same experiments.
+    folder's rows beside the trained run's as the same experiments. `--protocol paper` scores the same
+    models and noisy inputs as the IDDP paper scored (luma of colour images): rows of a leaderboard of
+    their own, since their numbers do not compare with the trained run's.
     """
     if out is not None and out.resolve() == run_dir.resolve():
         raise BenchError(f"--out {out} is the trained run itself; an evaluation writes a new run folder")
@@ -302,7 +306,7 @@ def evaluate_command(run_dir: Path, datasets: str, noises: tuple[str, ...], meth
         run_dir, _dataset_paths(_split(datasets), options, registry), registry,
         methods=_split(methods) if methods else None,
         test_noises=[item for text in noises for item in split_noise_list(text)], data_dir=resolve_data_dir(data_dir),
-        dataset_options=options, device=device, out=out, progress=progress, tensorboard=tensorboard,
+        dataset_options=options, device=device, out=out, progress=progress, tensorboard=tensorboard, protocol=protocol,
         note=lambda text: click.echo(f"note: {text}", err=True))
     the_plan = plan(request, registry)
     _execute(the_plan, None, f"bench run --resume {shlex.quote(str(the_plan.run_dir))}")

@@ -2,7 +2,8 @@
 
 An evaluation is a run of its own, in a new run folder. Its request is the trained run's (methods and
 their options, training noises, seeds, profile and budget, resolved engine, protocol, noise policy)
-with other test sets, optionally other test noises, and ``weights_from`` naming the trained run.
+with other test sets, optionally other test noises or another protocol (scoring the same models as
+the IDDP paper scored, say), and ``weights_from`` naming the trained run.
 Planning gives its test sets a stand-in training source, :class:`TrainedElsewhere`, that carries the
 trained run's training-set id, so every job is the same experiment as in the trained run (the
 leaderboard puts them in one row, and the checkpoint names match); fitting then loads each model from
@@ -99,14 +100,16 @@ def evaluation_request(run_dir: Path, datasets: list[str], registry: Registry, *
                        test_noises: Sequence[str] = (), data_dir: Path | None = None,
                        dataset_options: dict[str, str] | None = None, device: str | None = None,
                        out: Path | None = None, progress: bool = True, tensorboard: bool = False,
-                       note: Callable[[str], None] = lambda _: None) -> RunRequest:
+                       protocol: str | None = None, note: Callable[[str], None] = lambda _: None) -> RunRequest:
     """The request of an evaluation of ``run_dir``'s trained models on ``datasets`` (names resolved as by ``plan``).
 
     ``methods``: a subset of the run's trained methods, plus any per-image method (default: every
     method the run trained, for every noise and seed); ``test_noises``: noise families (their preset
     tests) or specs, each of a family the models were trained on; the models trained on other
     families are left out (default: each training noise's own tests). ``tensorboard``: final PSNR/SSIM
-    per job as event files (no training, so no loss curves). ``note`` hears what was left out.
+    per job as event files (no training, so no loss curves). ``protocol``: score under another protocol
+    than the trained run's (its rows are then other experiments than the trained run's). ``note`` hears
+    what was left out.
     """
     config = read_config(run_dir)
     source = RunRequest.from_run_dir(run_dir)
@@ -144,7 +147,8 @@ def evaluation_request(run_dir: Path, datasets: list[str], registry: Registry, *
                          "it was copied without them, or its jobs failed or did not finish")
     return RunRequest(
         methods=chosen, noises=[text for text, _ in noises], datasets=datasets, seeds=source.seeds,
-        profile=source.profile, overrides=source.overrides, protocol=source.protocol, noise_policy=source.noise_policy,
+        profile=source.profile, overrides=source.overrides, protocol=protocol or source.protocol,
+        noise_policy=source.noise_policy,
         data_dir=data_dir, device=device, out=out,
         method_options={m: o for m, o in source.method_options.items() if m in chosen},
         dataset_options=options, progress=progress, checkpoint_every=source.checkpoint_every,

@@ -4,12 +4,20 @@ Most "cannot reproduce the paper" reports in this field come from evaluation dif
 float PSNR, clipping, colour handling, padding, repeats), so every choice is a field here and the
 protocol's id (``name-vN``) is written next to each number. Change a field's meaning -> bump the
 version.
+
+``paper`` is how the IDDP paper's numbers were most likely scored: its first author's evaluation
+script (Noise2Grad, ``psnr_and_ssim.py``) reads 8-bit PNGs with OpenCV, converts both images with
+``cv2.cvtColor(..., COLOR_BGR2YCR_CB)`` and scores the Y channel only: full-range BT.601 luma rounded
+to 8 bits (:func:`to_luma`), PSNR with peak 255. Everything else is ``nb2nb``'s, so the two protocols
+draw the same noise and differ only on colour images. The script's SSIM (scikit-image's
+``compare_ssim`` defaults: a 7x7 uniform window, sample covariance) is not reproduced: ``paper``
+keeps ``nb2nb``'s 11x11 Gaussian window, so its PSNR is the script's and its SSIM close to it.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Literal
 
 import torch
@@ -26,7 +34,7 @@ class EvalProtocol:
     description: str
     clip: bool = True  # clamp the estimate to [0, 1] before scoring
     quantize_8bit: bool = True  # score uint8(clip(255 p + 0.5)) against the 8-bit original
-    color: Literal["rgb", "y"] = "rgb"  # all channels, or BT.601 luma of colour images
+    color: Literal["rgb", "y"] = "rgb"  # all channels, or BT.601 luma of colour images (see to_luma)
     padding: Literal["reflect-square", "reflect-multiple"] = "reflect-square"
     repeats: tuple[tuple[str, int], ...] = ()  # noisy draws per test image, by dataset name
     default_repeats: int = 1
@@ -75,11 +83,33 @@ class EvalProtocol:
         if self.quantize_8bit:
             est = torch.floor(est + 0.5).clamp(0.0, 255.0)
         if self.color == "y" and est.shape[0] == 3:
-            est, ref = to_luma(est), to_luma(ref)
+            est, ref = to_luma(est, self.quantize_8bit), to_luma(ref, self.quantize_8bit)
         return psnr(est, ref, 255.0), ssim(est, ref, 255.0, self.ssim_window, self.ssim_sigma)
 
+    def scores_like(self, other: "EvalProtocol", colour: bool) -> bool:
+        """Whether ``other`` gives the same score as this protocol to the same estimate of a colour
+        (``colour``) or gray image: the same clipping, quantisation and SSIM window, and, for colour
+        images, the same channels scored. Padding, repeats and the seed change which noisy draws are
+        scored, not how one is scored."""
+        fields = ["clip", "quantize_8bit", "ssim_window", "ssim_sigma"] + (["color"] if colour else [])
+        return all(getattr(self, f) == getattr(other, f) for f in fields)
 
-def to_luma(rgb: torch.Tensor) -> torch.Tensor:
+
+# OpenCV's 8-bit RGB -> YCrCb luma (COLOR_BGR2YCrCb on uint8): 0.299, 0.587, 0.114 in 14-bit fixed
+# point, rounded. Checked against cv2 4.14 on all 2^24 colours: identical.
+LUMA_FIXED_POINT = (4899, 9617, 1868)
+LUMA_SHIFT = 14
+
+
+def to_luma(rgb: torch.Tensor, quantize_8bit: bool = False) -> torch.Tensor:
+    """BT.601 luma ``0.299 R + 0.587 G + 0.114 B`` of a (3, H, W) image on the 0-255 scale, full range
+    (no offset of 16, no 219/255 scaling: not MATLAB's ``rgb2ycbcr``). With ``quantize_8bit`` the
+    values are 8-bit integers and so is the luma, exactly as OpenCV's ``cvtColor(..., COLOR_BGR2YCrCb)``
+    rounds it, which the IDDP authors' evaluation script scores (Noise2Grad ``psnr_and_ssim.py``)."""
+    if quantize_8bit:
+        weights = torch.tensor(LUMA_FIXED_POINT, dtype=rgb.dtype, device=rgb.device).view(3, 1, 1)
+        scaled = (rgb * weights).sum(dim=0, keepdim=True) + (1 << (LUMA_SHIFT - 1))
+        return torch.floor(scaled / (1 << LUMA_SHIFT))
     weights = torch.tensor([0.299, 0.587, 0.114], dtype=rgb.dtype, device=rgb.device).view(3, 1, 1)
     return (rgb * weights).sum(dim=0, keepdim=True)
 
@@ -109,7 +139,22 @@ FLOAT = EvalProtocol(
     quantize_8bit=False,
     padding="reflect-multiple",
 )
-PROTOCOLS = {p.name: p for p in (NB2NB, FLOAT)}
+PAPER = replace(
+    NB2NB,
+    name="paper",
+    version=1,
+    description="the IDDP paper's scoring (its first author's script, Noise2Grad psnr_and_ssim.py): nb2nb-v1 "
+    "(same clamp, 8-bit, padding, repeats, seed and noise draws, same SSIM window) but colour images scored on "
+    "8-bit BT.601 luma, Y = 0.299 R + 0.587 G + 0.114 B on 0-255 rounded as OpenCV's COLOR_BGR2YCrCb rounds it "
+    "(full range, no +16 offset, not MATLAB's rgb2ycbcr); gray images scored as nb2nb-v1",
+    color="y",
+)
+PROTOCOLS = {p.name: p for p in (NB2NB, FLOAT, PAPER)}
+
+
+def protocol_by_id(protocol_id: str) -> EvalProtocol | None:
+    """The protocol a record names (``nb2nb-v1``), or None for one this version does not define."""
+    return next((p for p in PROTOCOLS.values() if p.id == protocol_id), None)
 
 
 def get_protocol(name: str) -> EvalProtocol:

@@ -69,6 +69,19 @@ def test_the_trained_test_set_gives_the_runs_own_scores(trained: Path, tmp_path:
     assert _digests(trained) == before  # nothing written into the trained run
 
 
+def test_an_evaluation_scores_under_another_protocol(trained: Path, tmp_path: Path) -> None:
+    out = tmp_path / "paper"
+    result = _evaluate("--run", str(trained), "--dataset", "skimage", "--protocol", "paper", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    source, again = pd.read_csv(trained / "records.csv"), pd.read_csv(out / "records.csv")
+    assert set(again.protocol) == {"paper-v1"} and set(source.protocol) == {"nb2nb-v1"}
+    # Gray images: the paper's protocol scores them as nb2nb does, on the same noisy draws.
+    merged = source.merge(again, on=KEY, suffixes=("_trained", "_evaluated"))
+    assert len(merged) == len(again) > 0
+    np.testing.assert_array_equal(merged.psnr_trained, merged.psnr_evaluated)
+    np.testing.assert_array_equal(merged.floor_psnr_trained, merged.floor_psnr_evaluated)
+
+
 def test_another_folder_at_another_noise(trained: Path, folder: Path, tmp_path: Path) -> None:
     out = tmp_path / "folder"
     result = _evaluate("--run", str(trained), "--dataset", str(folder), "--noise", "gaussian:sigma=50",

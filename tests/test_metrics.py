@@ -19,7 +19,7 @@ from denoise_bench.evaluate import evaluate, floor_scores, make_test_cases
 from denoise_bench.method import MethodSetup
 from denoise_bench.noise import NoiseFamily, parse_spec
 from denoise_bench.plugins import get_registry
-from denoise_bench.protocol import FLOAT, NB2NB, PROTOCOLS, EvalProtocol, get_protocol
+from denoise_bench.protocol import FLOAT, NB2NB, PAPER, PROTOCOLS, EvalProtocol, get_protocol, protocol_by_id, to_luma
 from helpers import Median3
 
 
@@ -154,6 +154,46 @@ def test_float_protocol_does_not_quantise(camera: np.ndarray) -> None:
     assert FLOAT.score(nudged, clean)[0] != pytest.approx(FLOAT.score(base, clean)[0], abs=1e-6)
 
 
+def _opencv_luma(rgb_u8: np.ndarray) -> np.ndarray:
+    """OpenCV's 8-bit RGB -> YCrCb luma (cv2.cvtColor(..., COLOR_BGR2YCrCb)[..., 0]) written out: 14-bit
+    fixed point, rounded; channels first."""
+    r, g, b = (rgb_u8[i].astype(np.int64) for i in range(3))
+    return (4899 * r + 9617 * g + 1868 * b + 8192) >> 14
+
+
+def test_luma_is_opencvs_rounding_of_full_range_bt601() -> None:
+    # Colours where OpenCV's fixed point and rounding 0.299 R + 0.587 G + 0.114 B differ (211 and 212 for
+    # the first), read off cv2 4.14; and black and white: full range, no +16 offset.
+    colours = torch.tensor([[232, 240, 11], [167, 46, 233], [41, 48, 176], [0, 0, 0], [255, 255, 255]],
+                           dtype=torch.float64).T.reshape(3, 1, 5)
+    assert to_luma(colours, quantize_8bit=True).flatten().tolist() == [211, 104, 61, 0, 255]
+    assert to_luma(colours).flatten().tolist() == pytest.approx([211.502, 103.497, 60.499, 0, 255])
+
+
+def test_paper_protocol_scores_colour_images_on_8bit_luma(astronaut: np.ndarray) -> None:
+    clean = _chw(astronaut[:96, :128])
+    rng = np.random.default_rng(5)
+    estimate = (clean.numpy() / 255.0 + rng.normal(0.0, 0.08, clean.shape)).astype(np.float32)
+    q = np.floor(255.0 * np.clip(estimate.astype(np.float64), 0.0, 1.0) + 0.5).astype(np.uint8)
+    y_est, y_ref = _opencv_luma(q).astype(np.uint8), _opencv_luma(clean.numpy()).astype(np.uint8)
+    psnr, ssim = PAPER.score(torch.from_numpy(estimate), clean)
+    assert psnr == pytest.approx(peak_signal_noise_ratio(y_ref, y_est, data_range=255), abs=1e-9)
+    assert ssim == pytest.approx(structural_similarity(y_ref, y_est, gaussian_weights=True, sigma=1.5,
+                                                       use_sample_covariance=False, data_range=255), abs=1e-6)
+    assert psnr != pytest.approx(NB2NB.score(torch.from_numpy(estimate), clean)[0], abs=0.1)
+
+
+def test_paper_protocol_is_nb2nb_on_gray_images_with_the_same_noise(camera: np.ndarray) -> None:
+    clean = _chw(camera[:64, :64])
+    estimate = _chw(_noisy_u8(camera[:64, :64], 20, 6)).float() / 255 + 0.3 / 255
+    assert PAPER.score(estimate, clean) == NB2NB.score(estimate, clean)
+    key = ("bsd300", "102061", "gaussian:sigma=25", 2)
+    assert PAPER.noise_seed(*key) == NB2NB.noise_seed(*key) and PAPER.repeats == NB2NB.repeats
+    assert PAPER.padding == NB2NB.padding and PAPER.color == "y" and "luma" in PAPER.description
+    assert PAPER.scores_like(NB2NB, colour=False) and not PAPER.scores_like(NB2NB, colour=True)
+    assert not FLOAT.scores_like(NB2NB, colour=False)  # unquantised
+
+
 # --- the floor: a 3x3 box filter of the noisy input --------------------------------------------
 
 
@@ -230,7 +270,9 @@ def test_pad_with_multiple_one_is_a_no_op(protocol: EvalProtocol, camera_full: n
 def test_protocol_ids_and_lookup() -> None:
     assert NB2NB.id == "nb2nb-v1"
     assert FLOAT.id == "float-v1"
-    assert get_protocol("nb2nb") is NB2NB and set(PROTOCOLS) == {"nb2nb", "float"}
+    assert PAPER.id == "paper-v1"
+    assert get_protocol("nb2nb") is NB2NB and set(PROTOCOLS) == {"nb2nb", "float", "paper"}
+    assert protocol_by_id("paper-v1") is PAPER and protocol_by_id("nb2nb-v0") is None
     assert NB2NB.as_dict()["id"] == "nb2nb-v1" and NB2NB.as_dict()["seed"] == 101
     with pytest.raises(BenchError, match="nb2nb"):
         get_protocol("dip")
