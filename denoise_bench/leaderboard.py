@@ -40,6 +40,7 @@ import pandas as pd
 from denoise_bench.errors import BenchError
 from denoise_bench.experiment import (CONDITIONS, Experiment, canonical_options, parse_canonical, run_conditions,
                                      shown_options)
+from denoise_bench.protocol import PROTOCOLS, protocol_by_id
 from denoise_bench.results import (BELOW_FLOOR_MARK, ENVIRONMENT, FLOOR, FLOOR_NOTE, ORACLE_MARK, RECORDS, below_floor,
                                    low_budget_warnings, method_label, not_run, not_run_text, nothing_ran, part_folders,
                                    read_config, read_curves, read_jobs, read_records, with_floor, write_frame,
@@ -263,6 +264,7 @@ REFERENCE_METHOD = "unet"
 REFERENCE_GAP = f"vs {REFERENCE_METHOD} (dB)"
 PAPER_GAP = f"paper vs {REFERENCE_METHOD} (dB)"
 PAPER_GAP_SOURCE = "bsd300"  # the IDDP paper's Tables 1-2 report BSD300 only
+PAPER_COLUMNS = ["paper psnr", "paper ssim", "psnr - paper"]  # absolute: only beside rows scored as the paper scored
 BELOW_FLOOR = "below floor"  # a trained row whose mean PSNR is below the floor's (marked on pages)
 
 
@@ -418,6 +420,8 @@ def leaderboard_tables(records: pd.DataFrame, paper: pd.DataFrame | None = None)
                     row[PAPER_GAP] = _paper_gap(paper, test_noise, published) if published else None
             if paper is not None:
                 ref = paper[(paper.dataset == dataset) & (paper.test_noise == test_noise) & (paper.method == published)]
+                protocols = rows_m.get("protocol", pd.Series(dtype=object))
+                ref = ref[ref.protocol.map(lambda source: scored_like_source(source, protocols, dataset)).astype(bool)]
                 row["paper psnr"] = ref.psnr.iloc[0] if len(ref) else None
                 row["paper ssim"] = ref.ssim.iloc[0] if len(ref) else None
                 row["psnr - paper"] = row["psnr"] - ref.psnr.iloc[0] if len(ref) else None
@@ -432,7 +436,7 @@ def leaderboard_tables(records: pd.DataFrame, paper: pd.DataFrame | None = None)
         table = pd.DataFrame(rows).round({"psnr": 2, "ssim": 4, "psnr - paper": 2, REFERENCE_GAP: 2, PAPER_GAP: 2})
         table = table.astype({"images": "Int64", "records": "Int64", "iterations": "Int64"})  # the noisy row has none
         if paper is not None and table["paper psnr"].isna().all():
-            table = table.drop(columns=["paper psnr", "paper ssim", "psnr - paper"])  # no published numbers here
+            table = table.drop(columns=PAPER_COLUMNS)  # no published numbers here, or none scored alike
         if PAPER_GAP in table and table[PAPER_GAP].isna().all():
             table = table.drop(columns=[PAPER_GAP])
         if floor.empty:
@@ -462,6 +466,29 @@ def _ranked_and_subset(per_image: pd.DataFrame) -> tuple[list[str], list[str]]:
 
 def _not_ranked(per_image: pd.DataFrame, method: str) -> str:
     return f"not ranked: {int(per_image[method].notna().sum())} of {len(per_image)} images"
+
+
+def scored_like_source(source_protocol: object, protocols: pd.Series, dataset: str) -> bool:
+    """Whether records scored under ``protocols`` (ids, ``paper-v1``) score ``dataset`` as a published
+    source did (its ``protocol`` in the reference data, a protocol name of this suite): the same clipping,
+    quantisation and SSIM window, and for a colour dataset the same channels (``EvalProtocol.scores_like``).
+    A dataset not installed here counts as colour; an unknown protocol never compares."""
+    source = PROTOCOLS.get(str(source_protocol))
+    ours = [protocol_by_id(str(p)) for p in set(protocols)]
+    if source is None or not ours:
+        return False
+    colour = getattr(_registered("dataset", dataset), "channels", 3) != 1
+    return all(p is not None and p.scores_like(source, colour) for p in ours)
+
+
+def paper_scoring_note(paper: pd.DataFrame) -> str:
+    """How the published numbers were scored, from the reference data's ``protocol`` of each source."""
+    named = dict.fromkeys(str(p) for p in paper[paper.dataset == PAPER_GAP_SOURCE].protocol)
+    how = {"y": "on 8-bit BT.601 luma of colour images", "rgb": "on all channels"}
+    said = [f"protocol `{p}`" + (f", {how[PROTOCOLS[p].color]}" if p in PROTOCOLS else "") for p in named]
+    return (f"The IDDP paper scored {PAPER_GAP_SOURCE.upper()} as {' and '.join(said) or 'it does not say'}: "
+            f"{', '.join(f'`{c}`' for c in PAPER_COLUMNS)} are shown only beside rows scored the same way "
+            f"(`bench run --protocol paper` for colour sets), `{PAPER_GAP}` beside every row.")
 
 
 def _paper_gap(paper: pd.DataFrame, test_noise: str, method: str) -> float | None:
@@ -552,6 +579,10 @@ def write_leaderboard(run_dirs: list[Path], out: Path, allow_mismatch: bool = Fa
                  f"paper's Tables 1-2 ({PAPER_GAP_SOURCE.upper()}, colour, trained on Waterloo) at the same test noise. "
                  f"`{TEST_SECONDS}`: mean seconds to denoise one test image, all that a per-image method (no "
                  "iterations, no training time) costs.")
+    published = read_paper_results() if paper else None
+    if published is not None and any(PAPER_GAP in table or dataset in set(published.dataset)
+                                     for (dataset, _), table in tables.items()):
+        lines += ["", paper_scoring_note(published)]
     if not merged.curves.empty:
         lines += ["", "# Learning curves", "", "Mean test PSNR at training steps, with the training seconds spent to reach "
                   "them (evaluation time excluded): compare methods at equal iterations or equal time.", ""]

@@ -145,16 +145,36 @@ def test_the_same_job_in_two_runs_is_refused(tmp_path: Path) -> None:
 def test_paper_numbers_sit_beside_ours_with_the_difference(tmp_path: Path) -> None:
     paper = read_paper_results()
     assert set(paper.source) == {"iddp-aaai2023"} and len(paper) == 60
+    assert set(paper.protocol) == {"paper"}  # BSD300 colour, scored on luma
     iddp = paper[(paper.method == "iddp") & (paper.test_noise == "gaussian:sigma=25")]
     assert iddp.psnr.item() == pytest.approx(31.70)
-    run = _write_run(tmp_path / "a", {"iddp": np.zeros(len(IMAGES))}, dataset="bsd300")
-    records = pd.read_csv(run / RECORDS)
+    offsets = {"iddp": np.zeros(len(IMAGES)), "unet": np.full(len(IMAGES), 0.5)}
+    records = pd.read_csv(_write_run(tmp_path / "a", offsets, dataset="bsd300") / RECORDS).assign(protocol="paper-v1")
     table = leaderboard_tables(records, paper)[("bsd300", "gaussian:sigma=25")]
     row = table[table.method == "iddp"].iloc[0]
-    assert row["paper psnr"] == pytest.approx(31.70)
+    assert row["paper psnr"] == pytest.approx(31.70) and row["paper ssim"] == pytest.approx(0.897)
     assert row["psnr - paper"] == pytest.approx(round(BASE.mean() - 31.70, 2))
+    assert row[PAPER_GAP] == pytest.approx(31.70 - 31.81)
     other = leaderboard_tables(records.assign(dataset="bsd68"), paper)[("bsd68", "gaussian:sigma=25")]
     assert "paper psnr" not in other.columns  # nothing published for this dataset
+
+
+def test_a_colour_row_scored_on_all_channels_keeps_the_paper_gap_but_not_its_absolute_numbers(tmp_path: Path) -> None:
+    offsets = {"iddp": np.zeros(len(IMAGES)), "unet": np.full(len(IMAGES), 0.5)}
+    records = pd.read_csv(_write_run(tmp_path / "a", offsets, dataset="bsd300") / RECORDS)  # nb2nb-v1: RGB
+    table = leaderboard_tables(records, read_paper_results())[("bsd300", "gaussian:sigma=25")].set_index("method")
+    assert not {"paper psnr", "paper ssim", "psnr - paper"} & set(table.columns)
+    assert table.loc["iddp", PAPER_GAP] == pytest.approx(31.70 - 31.81)
+    # A gray set scores alike under both protocols: a published gray number would show under nb2nb.
+    gray = read_paper_results().replace({"dataset": {"bsd300": "bsd68"}})
+    table = leaderboard_tables(records.assign(dataset="bsd68"), gray)[("bsd68", "gaussian:sigma=25")].set_index("method")
+    assert table.loc["iddp", "paper psnr"] == pytest.approx(31.70)
+
+
+def test_the_leaderboard_says_how_the_paper_scored(tmp_path: Path) -> None:
+    run = _write_run(tmp_path / "a", {"iddp": np.zeros(len(IMAGES))}, dataset="bsd300")
+    markdown = write_leaderboard([run], tmp_path / "board", html=False)
+    assert "The IDDP paper scored BSD300 as protocol `paper`, on 8-bit BT.601 luma of colour images" in markdown
 
 
 def test_cli_leaderboard_errors_in_one_line(tmp_path: Path) -> None:
