@@ -35,7 +35,7 @@ def bench(*args: str) -> "click.testing.Result":  # noqa: F821
     (["--seeds", "one"], "error: --seeds 'one' must be comma-separated integers"),
     (["--method-option", "iddp:alpha"], "error: --method-option 'alpha' is not of the form KEY=VALUE"),
     (["--method-option", "iddp:stop_gradient=maybe"], "error: method 'iddp': option stop_gradient='maybe' is not a valid bool"),
-    (["--method-option", "iddp:dropout=0.1"], "error: method 'iddp' has no option(s) dropout; options: alpha, beta, blur_kernel"),
+    (["--method-option", "iddp:dropout=0.1"], "error: method 'iddp' has no option(s) dropout; options: alpha, beta, beta1, blur_kernel"),
     (["--checkpoint-every", "-1"], "error: --checkpoint-every must be >= 0, got -1"),
     (["--resume", "/nonexistent"], "error: /nonexistent is not a run folder (no config.json)"),
     (["--dataset", "bsd68", "--data-dir", "/nonexistent"], "error: dataset 'bsd68': folder /nonexistent/BSD68 not found"),
