@@ -525,14 +525,31 @@ def not_run_by_table(missing: pd.DataFrame, records: pd.DataFrame,
     return under, rest
 
 
+def name_curves(curves: pd.DataFrame, records: pd.DataFrame) -> pd.DataFrame:
+    """Curve points whose ``method`` names their experiment's row, as :func:`name_experiments` named the
+    records of the same run, method, training noise, dataset and test noise: two runs of one method
+    with different options are two curves, never one averaged. A curve whose job left no records (it
+    did not finish) is named by its method and run folder."""
+    if curves.empty:
+        return curves
+    key = ["run_dir", "base_method", "train_noise", "dataset", "test_noise"]
+    names = records.drop_duplicates(key).set_index(key).method
+    found = [names.get(k) for k in zip(curves.run_dir, curves.method, curves.train_noise, curves.dataset, curves.test_noise)]
+    named = [n if isinstance(n, str) else f"{m} ({run}, unfinished)" for n, m, run in zip(found, curves.method, curves.run_dir)]
+    return curves.assign(base_method=curves.method, method=named)
+
+
 def curve_tables(curves: pd.DataFrame) -> dict[tuple[str, str], pd.DataFrame]:
     """(dataset, test noise) -> mean test PSNR at each evaluated step (rows) per method (columns),
-    with each method's training seconds to reach that step in brackets: the compute-matched view."""
+    with each method's training seconds to reach that step in brackets: the compute-matched view. Where
+    the points carry it, a last column gives the floor (box3 of the input) on the curves' images."""
     tables = {}
     for (dataset, test_noise), block in curves.groupby(["dataset", "test_noise"], sort=True):
         mean = block.groupby(["step", "method"]).agg(psnr=("psnr", "mean"), seconds=("train_seconds", "mean"))
-        cells = mean.apply(lambda r: f"{r.psnr:.2f} ({r.seconds:.0f} s)", axis=1).unstack("method")
-        tables[(dataset, test_noise)] = cells.fillna("")
+        cells = mean.apply(lambda r: f"{r.psnr:.2f} ({r.seconds:.0f} s)", axis=1).unstack("method").fillna("")
+        if "floor_psnr" in block and block.floor_psnr.notna().any():
+            cells[FLOOR] = block.groupby("step").floor_psnr.mean().map(lambda v: "" if pd.isna(v) else f"{v:.2f}")
+        tables[(dataset, test_noise)] = cells
     return tables
 
 
@@ -547,6 +564,7 @@ def write_leaderboard(run_dirs: list[Path], out: Path, allow_mismatch: bool = Fa
         why = nothing_ran(merged.jobs)
         raise BenchError("the runs hold no evaluated records" + (f" ({why})" if why else ""))
     records = name_experiments(records)  # one row per experiment, in the tables, pairs and plots alike
+    curves = name_curves(merged.curves, records)
     tables = leaderboard_tables(records, read_paper_results() if paper else None)
     missing = not_run(merged.jobs, merged.records)
     under, unplaced = not_run_by_table(missing, records, tables)
@@ -583,12 +601,12 @@ def write_leaderboard(run_dirs: list[Path], out: Path, allow_mismatch: bool = Fa
     if published is not None and any(PAPER_GAP in table or dataset in set(published.dataset)
                                      for (dataset, _), table in tables.items()):
         lines += ["", paper_scoring_note(published)]
-    if not merged.curves.empty:
+    if not curves.empty:
         lines += ["", "# Learning curves", "", "Mean test PSNR at training steps, with the training seconds spent to reach "
                   "them (evaluation time excluded): compare methods at equal iterations or equal time.", ""]
-        for (dataset, test_noise), table in curve_tables(merged.curves).items():
+        for (dataset, test_noise), table in curve_tables(curves).items():
             lines += [f"## {dataset}, {test_noise}", "", table.to_markdown(), ""]
-        write_frame(out / "curves.csv", merged.curves.drop(columns="run_dir"))
+        write_frame(out / "curves.csv", curves.drop(columns="run_dir"))
     markdown = "\n".join(lines) + "\n"
     # What the leaderboard was made from, so that it can be checked and re-made.
     inputs = {"runs": [str(d) for d in run_dirs], "allow_mismatch": allow_mismatch, "paper": paper}
@@ -605,6 +623,6 @@ def write_leaderboard(run_dirs: list[Path], out: Path, allow_mismatch: bool = Fa
     if html:
         from denoise_bench.report import write_html  # matplotlib is imported only when a page is made
 
-        write_html(out, {key: floor_marked(table) for key, table in tables.items()}, records, merged.curves, merged.runs,
+        write_html(out, {key: floor_marked(table) for key, table in tables.items()}, records, curves, merged.runs,
                    merged.mismatches, under, unplaced)
     return markdown

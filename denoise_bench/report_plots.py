@@ -19,7 +19,7 @@ from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.transforms import Bbox  # noqa: E402
 
 from denoise_bench.plugins import get_registry  # noqa: E402
-from denoise_bench.results import file_slug, method_label  # noqa: E402
+from denoise_bench.results import FLOOR, file_slug, method_label  # noqa: E402
 
 PLOTS = "plots"
 LEVEL_BINS = 6
@@ -159,11 +159,13 @@ def plot_psnr_vs_noise(records: pd.DataFrame, out: Path, styles: dict[str, Style
 
 
 def training_series(final: pd.Series, curve: pd.DataFrame) -> pd.DataFrame:
-    """A method's test PSNR at its evaluated steps, ending at its final score (step, seconds, psnr);
-    the final score, over the whole test set, stands in for a curve point at the same step."""
-    points = curve.groupby("step").agg(seconds=("train_seconds", "mean"), psnr=("psnr", "mean")).reset_index()
-    last = pd.DataFrame([{"step": final.iterations, "seconds": final.train_seconds, "psnr": final.psnr}])
-    return pd.concat([points[points.step != final.iterations], last], ignore_index=True).sort_values("step")
+    """A method's test PSNR at its evaluated steps (step, seconds, psnr): its learning curve where one
+    was recorded, else its final score alone. A curve is scored on its own images throughout (often the
+    first few of the set): joining it to a final score over the whole set would draw a change that is
+    only the change of images."""
+    if not curve.empty:
+        return curve.groupby("step").agg(seconds=("train_seconds", "mean"), psnr=("psnr", "mean")).reset_index()
+    return pd.DataFrame([{"step": final.iterations, "seconds": final.train_seconds, "psnr": final.psnr}])
 
 
 def _untrained_lines(ax: plt.Axes, block: pd.DataFrame, styles: dict[str, Style], oracle: set[str]) -> None:
@@ -175,6 +177,17 @@ def _untrained_lines(ax: plt.Axes, block: pd.DataFrame, styles: dict[str, Style]
                    label=f"{method_label(method, method in oracle)} (no training phase)")
     ax.axhline(block.drop_duplicates(["image", "repeat"]).input_psnr.mean(), linestyle="--", color="grey",
                label="noisy input")
+
+
+def _floor_line(ax: plt.Axes, block: pd.DataFrame, curves: pd.DataFrame) -> None:
+    """The floor (box3 of the input) as a horizontal line: on the learning curves' images where the curve
+    points carry it (the bar those curves have to clear), else over the records' images."""
+    if "floor_psnr" in curves and curves.floor_psnr.notna().any():
+        ax.axhline(curves.drop_duplicates("step").floor_psnr.mean(), linestyle="-.", color="black",
+                   label=f"{FLOOR}, on the curves' images")
+    elif "floor_psnr" in block and block.floor_psnr.notna().any():
+        ax.axhline(block.drop_duplicates(["image", "repeat"]).floor_psnr.mean(), linestyle="-.", color="black",
+                   label=FLOOR)
 
 
 def _draw_series(ax: plt.Axes, x: str, series: dict[str, pd.DataFrame], styles: dict[str, Style],
@@ -197,7 +210,8 @@ def _draw_series(ax: plt.Axes, x: str, series: dict[str, pd.DataFrame], styles: 
 def budget_figure(dataset: str, test_noise: str, block: pd.DataFrame, curves: pd.DataFrame, styles: dict[str, Style],
                   oracle: set[str]) -> plt.Figure:
     """PSNR against training steps and against training seconds: every trained method as a line with
-    markers through its learning curve (if recorded) to its final score. When every method ran the
+    markers through its learning curve where one was recorded (on the curve's images), else its final
+    score as one point; the floor as a line (:func:`_floor_line`). When every method ran the
     same steps and no curve was recorded the steps panel would be one column of points, so only the
     time panel is drawn."""
     trained = block[block.iterations > 0]
@@ -214,6 +228,7 @@ def budget_figure(dataset: str, test_noise: str, block: pd.DataFrame, curves: pd
     for ax, (x, xlabel) in zip(axes[0], columns):
         singles.append(_draw_series(ax, x, series, styles, oracle))
         _untrained_lines(ax, block, styles, oracle)
+        _floor_line(ax, block, curves)
         ax.set(xlabel=xlabel)
     axes[0][0].set(ylabel="PSNR (dB)")
     title = f"{dataset}, {test_noise}: PSNR against training budget"
@@ -222,7 +237,7 @@ def budget_figure(dataset: str, test_noise: str, block: pd.DataFrame, curves: pd
     else:  # a figure title would run into the legend beside a single panel
         axes[0][0].set_title(title)
     final_mark = Line2D([], [], linestyle="none", marker="o", markersize=10, markerfacecolor="white",
-                        markeredgecolor="black", label="final score (large marker)")
+                        markeredgecolor="black", label="last point (large marker)")
     _legend_outside(fig, axes[0][0], [final_mark])
     for ax, points in zip(axes[0], singles):  # after the legend: it moves the axes
         _label_points(ax, points)

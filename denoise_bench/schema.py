@@ -28,7 +28,8 @@ RECORD_COLUMNS = ["run_id", "protocol", "profile", "method", "supervision", "use
 # folder holding only such names would neither pair with nor de-duplicate against any other folder.
 TEXT_COLUMNS = ("run_id", "method", "dataset", "image", "train_noise", "test_noise", "training_set")
 JOB_COLUMNS = JOB_KEY + ["supervision", "uses_noise_level", "status", "error", "seconds", "traceback"]
-CURVE_COLUMNS = CURVE_KEY + ["train_seconds", "psnr", "ssim", "records"]
+# floor_psnr: the floor (box3 of the input) on the same images as the point; curves from before lack it.
+CURVE_COLUMNS = CURVE_KEY + ["train_seconds", "psnr", "ssim", "records", "floor_psnr"]
 
 JobKey = tuple[str, str, str, int]
 

@@ -50,7 +50,8 @@ def score_tests(p: RunPlan, method: Method, dataset: Dataset, setting: NoiseSett
 
 def curve_points(p: RunPlan, method: Method, datasets: list[Dataset], setting: NoiseSetting, seed: int, step: int,
                  train_seconds: float, data: RunData) -> Iterator[dict[str, Any]]:
-    """One learning-curve point per (dataset, test setting): mean PSNR and SSIM at training ``step``.
+    """One learning-curve point per (dataset, test setting): mean PSNR and SSIM at training ``step``, and
+    the floor (box3 of the input) on the same images, the bar a learning method has to clear.
 
     Scored on the first ``--curve-images`` test images only, if given; yielded one at a time so
     each is saved as soon as it is scored.
@@ -62,7 +63,8 @@ def curve_points(p: RunPlan, method: Method, datasets: list[Dataset], setting: N
             yield {"method": method.name, "dataset": dataset.name, "train_noise": str(setting.train), "seed": seed,
                    "test_noise": str(spec), "step": step, "train_seconds": train_seconds,
                    "psnr": sum(r["psnr"] for r in rows) / len(rows),
-                   "ssim": sum(r["ssim"] for r in rows) / len(rows), "records": len(rows)}
+                   "ssim": sum(r["ssim"] for r in rows) / len(rows), "records": len(rows),
+                   "floor_psnr": sum(r["floor_psnr"] for r in rows) / len(rows)}
 
 
 def _curve_cases(cases: list[TestCase], images: int | None) -> list[TestCase]:

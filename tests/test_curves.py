@@ -81,3 +81,34 @@ def test_curves_on_a_subset_of_the_test_images_and_a_resume_may_change_them(tmp_
     request.eval_every, request.curve_images = 15, None
     again = run(plan(request), echo=lambda _: None)  # nothing left to do, and not refused
     assert again.failed.empty and len(again.records) == len(result.records)
+
+
+def test_curves_carry_the_floor_of_their_own_images(runs: tuple[Path, pd.DataFrame, pd.DataFrame]) -> None:
+    run_dir, records, _ = runs
+    curves = pd.read_csv(run_dir / CURVES)
+    floor = records.drop_duplicates(["test_noise", "image", "repeat"]).groupby("test_noise").floor_psnr.mean()
+    for test_noise, block in curves.groupby("test_noise"):
+        assert block.floor_psnr.to_numpy() == pytest.approx(floor[test_noise])  # every image: the same floor
+
+
+def test_two_runs_of_one_method_with_different_options_are_two_curves(tmp_path: Path) -> None:
+    made = []
+    for name, options in (("a", {}), ("b", {"iddp": {"beta1": "0.5"}})):
+        request = RunRequest(methods=["iddp"], noises=["gaussian:sigma=25"], datasets=["skimage"], profile="smoke",
+                             out=tmp_path / name, progress=False, eval_every=10, method_options=options)
+        assert run(plan(request), echo=lambda _: None).failed.empty
+        made.append(tmp_path / name)
+    markdown = write_leaderboard(made, tmp_path / "board", html=False)
+    section = markdown.split("# Learning curves")[1]
+    assert re.search(r"\|\s+step\s+\|\s+iddp\s+\|\s+iddp \[beta1=0\.5\]\s+\|", section)  # not one averaged column
+    board = pd.read_csv(tmp_path / "board" / "curves.csv")
+    assert set(board.method) == {"iddp", "iddp [beta1=0.5]"}
+
+
+def test_a_curve_is_drawn_on_its_own_images_only() -> None:
+    from denoise_bench.report_plots import training_series
+
+    final = pd.Series({"iterations": 30, "train_seconds": 3.0, "psnr": 27.0})  # over the whole set
+    curve = pd.DataFrame({"step": [10, 20, 30], "train_seconds": [1.0, 2.0, 3.0], "psnr": [24.0, 25.0, 25.5]})
+    assert training_series(final, curve).psnr.tolist() == [24.0, 25.0, 25.5]  # no jump to the whole set's 27.0
+    assert training_series(final, curve.iloc[:0]).psnr.tolist() == [27.0]
