@@ -76,7 +76,10 @@ def evaluate(method: Method, cases: list[TestCase], protocol: EvalProtocol, devi
     """Denoise each case and yield its record fields: metrics of the estimate, of the noisy input and of
     the floor (:func:`floor_scores`).
 
-    ``on_estimate(case, estimate)`` sees each (cropped back) estimate, e.g. to save example images."""
+    ``on_estimate(case, estimate)`` sees each (cropped back) estimate, e.g. to save example images.
+
+    The method is handed its own copy of the noisy input (``EvalProtocol.pad``), so one that edits it
+    in place changes neither the next method's input nor the noisy input's and the floor's scores."""
     for case in cases:
         noisy = case.noisy.to(device)
         h, w = noisy.shape[-2:]

@@ -60,16 +60,29 @@ class EvalProtocol:
     # --- padding ---------------------------------------------------------------------------------
 
     def pad(self, image: torch.Tensor, multiple: int) -> torch.Tensor:
-        """Reflect-pad a (1, C, H, W) image at the bottom/right so the method can take it."""
+        """Reflect-pad a (1, C, H, W) image at the bottom/right so the method can take it.
+
+        Always a new tensor, never ``image`` itself: it is the method's own input, which the method may
+        edit in place without changing what the next method is given or what the input is scored as.
+        """
         if multiple <= 1:
-            return image
+            return image.clone()
         h, w = image.shape[-2:]
         if self.padding == "reflect-square":
             side = -(-max(h, w) // multiple) * multiple
             target_h, target_w = side, side
         else:
             target_h, target_w = -(-h // multiple) * multiple, -(-w // multiple) * multiple
-        return reflect_pad(image, target_h - h, target_w - w)
+        padded = reflect_pad(image, target_h - h, target_w - w)
+        return padded.clone() if padded is image else padded
+
+    def unscorable(self, height: int, width: int) -> str | None:
+        """Why this protocol cannot score an image of ``height`` x ``width`` pixels (None when it can):
+        SSIM needs its window inside the image."""
+        if min(height, width) < self.ssim_window:
+            return (f"protocol {self.id} scores images of at least {self.ssim_window}x{self.ssim_window} pixels "
+                    "(its SSIM window)")
+        return None
 
     # --- scoring ---------------------------------------------------------------------------------
 
@@ -115,7 +128,13 @@ def to_luma(rgb: torch.Tensor, quantize_8bit: bool = False) -> torch.Tensor:
 
 
 def reflect_pad(image: torch.Tensor, pad_h: int, pad_w: int) -> torch.Tensor:
-    """Reflect padding that also works when the pad exceeds the image side (repeated reflection)."""
+    """Reflect padding that also works when the pad exceeds the image side (repeated reflection).
+
+    A side of one pixel has nothing to reflect: padding it is a BenchError (it would never grow)."""
+    h, w = image.shape[-2:]
+    if (pad_h > 0 and h < 2) or (pad_w > 0 and w < 2):
+        raise BenchError(f"a {h}x{w} image cannot be reflect-padded to {h + max(pad_h, 0)}x{w + max(pad_w, 0)}: "
+                         "a side of 1 pixel has nothing to reflect")
     while pad_h > 0 or pad_w > 0:
         step_h = min(pad_h, image.shape[-2] - 1)
         step_w = min(pad_w, image.shape[-1] - 1)

@@ -43,9 +43,14 @@ class RunData:
         key = (dataset.name, str(noise))
         if key not in self._cases:
             crop = self.plan.budget.test_crop
-            self._cases[key] = (
-                make_real_test_cases(dataset.name, self.scenes(dataset, TEST), noise, crop) if noise.family.captured
-                else make_test_cases(dataset.name, self.test(dataset), noise, self.plan.protocol, crop))
+            cases = (make_real_test_cases(dataset.name, self.scenes(dataset, TEST), noise, crop) if noise.family.captured
+                     else make_test_cases(dataset.name, self.test(dataset), noise, self.plan.protocol, crop))
+            for case in cases:  # refused by name here, not as an error from deep inside a method or a metric
+                h, w = case.clean_u8.shape[-2:]
+                why = self.plan.protocol.unscorable(h, w)
+                if why:
+                    raise BenchError(f"dataset {dataset.name!r}: test image {case.image_id!r} is {h}x{w} pixels; {why}")
+            self._cases[key] = cases
         return self._cases[key]
 
     def clean(self, dataset: Dataset, split: str) -> list[CleanImage]:

@@ -1,0 +1,153 @@
+"""What a method is handed at test time: its own copy of the noisy input (an edit in place harms no
+other method), and inputs that cannot be padded or scored refused by name instead of hanging."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+from denoise_bench import plugins
+from denoise_bench.cli import main
+from denoise_bench.errors import BenchError
+from denoise_bench.method import Method, NoiseInfo
+from denoise_bench.protocol import NB2NB, reflect_pad
+from denoise_bench.runner import RunRequest, plan, run
+from denoise_bench.supervision import Supervision
+from denoise_bench.trained import TrainedDenoiser
+from helpers import MethodPlugin
+
+GAUSS = "gaussian:sigma=25"
+
+
+class PerImage(Method):
+    description = "a per-image test method"
+    citation = "none"
+    supervision = Supervision.NONE
+    trainable = False
+
+
+class Identity(PerImage):
+    name = "identity"
+
+    def denoise(self, noisy: torch.Tensor, noise: NoiseInfo | None = None) -> torch.Tensor:
+        return noisy.clone()
+
+
+class Vandal(PerImage):
+    """Edits its input in place, as a careless plugin might (clamp_, or worse, zero_)."""
+
+    name = "vandal"
+
+    def denoise(self, noisy: torch.Tensor, noise: NoiseInfo | None = None) -> torch.Tensor:
+        estimate = noisy.clamp(0, 1)
+        noisy.zero_()
+        return estimate
+
+
+class Padded(Identity):
+    """Needs sides of a multiple of 32, as the shared U-Net does."""
+
+    name = "padded"
+    input_multiple = 32
+
+
+def _records(tmp_path: Path, name: str, methods: list[str]) -> pd.DataFrame:
+    p = plan(RunRequest(methods=methods, noises=[GAUSS], datasets=["skimage"], profile="smoke", out=tmp_path / name,
+                        progress=False))
+    return run(p, echo=lambda _: None).records
+
+
+def test_a_method_editing_its_input_in_place_changes_no_other_methods_scores(tmp_path: Path) -> None:
+    plugins.register_plugin(MethodPlugin(Identity, Vandal), name="inputs")
+    alone = _records(tmp_path, "alone", ["identity"])
+    after = _records(tmp_path, "after", ["vandal", "identity"])
+    columns = ["image", "psnr", "ssim", "input_psnr", "input_ssim", "floor_psnr"]
+    mine = after[after.method == "identity"][columns].reset_index(drop=True)
+    pd.testing.assert_frame_equal(mine, alone[columns].reset_index(drop=True))
+    vandal = after[after.method == "vandal"]  # its own noisy-input column is the input's too
+    assert list(vandal.input_psnr) == list(alone.input_psnr)
+
+
+def test_a_trained_denoiser_leaves_the_callers_image_alone() -> None:
+    method = Vandal(_setup())
+    image = torch.rand(1, 1, 20, 24)
+    kept = image.clone()
+    TrainedDenoiser(method, {}, NB2NB)(image)
+    assert torch.equal(image, kept)
+
+
+def _setup():
+    from denoise_bench.method import MethodSetup
+    from denoise_bench.profiles import get_profile
+
+    return MethodSetup(channels=1, budget=get_profile("smoke"))
+
+
+@contextmanager
+def deadline(seconds: int) -> Iterator[None]:
+    """Fail instead of hanging: SIGALRM interrupts a Python loop that never ends."""
+    def stop(signum, frame):
+        raise TimeoutError(f"still running after {seconds} s")
+    previous = signal.signal(signal.SIGALRM, stop)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 1, 5), (1, 3, 7, 1), (1, 1, 1, 1)])
+def test_an_image_with_a_side_of_one_pixel_cannot_be_padded_and_says_so(shape: tuple[int, ...]) -> None:
+    image = torch.rand(shape)
+    with deadline(10), pytest.raises(BenchError, match=r"cannot be reflect-padded.*a side of 1 pixel"):
+        NB2NB.pad(image, 32)
+    with deadline(10), pytest.raises(BenchError, match="a side of 1 pixel"):
+        reflect_pad(image, 3, 3)
+    assert torch.equal(NB2NB.pad(image, 1), image)  # no padding asked: nothing to refuse
+
+
+def test_reflect_padding_still_grows_a_two_pixel_side_past_its_size() -> None:
+    image = torch.arange(2.0).view(1, 1, 1, 2).expand(1, 1, 2, 2).contiguous()
+    assert NB2NB.pad(image, 32).shape == (1, 1, 32, 32)
+
+
+def _png(path: Path, height: int, width: int) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pixels = np.random.default_rng(height * 100 + width).integers(0, 256, (height, width), dtype=np.uint8)
+    Image.fromarray(pixels).save(path)
+    return path
+
+
+def test_a_one_pixel_test_image_is_a_named_error_in_bench_run_and_bench_denoise(tmp_path: Path) -> None:
+    plugins.register_plugin(MethodPlugin(Padded), name="padded")
+    images = tmp_path / "images"
+    _png(images / "normal.png", 40, 48)
+    _png(images / "thin.png", 1, 40)
+    runner = CliRunner()
+    args = ["run", "--methods", "padded", "--noise", GAUSS, "--dataset", str(images), "--dataset-option", "channels=1",
+            "--profile", "smoke", "--no-progress", "--out", str(tmp_path / "run")]
+    with deadline(60):
+        result = runner.invoke(main, args)
+    assert result.exit_code == 1, result.output
+    jobs = pd.read_csv(tmp_path / "run" / "jobs.csv")
+    assert list(jobs.status) == ["failed"]
+    assert "test image 'thin' is 1x40 pixels" in jobs.error[0] and "11x11" in jobs.error[0]
+    skimage = ["run", "--methods", "padded", "--noise", GAUSS, "--profile", "smoke", "--no-progress", "--out",
+               str(tmp_path / "skimage")]
+    assert runner.invoke(main, skimage).exit_code == 0
+    with deadline(60):
+        result = runner.invoke(main, ["denoise", str(images / "thin.png"), "--run", str(tmp_path / "skimage"),
+                                      "--method", "padded", "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2, result.output
+    assert result.output.count("\n") <= 2 and "1x40 image cannot be reflect-padded" in result.output
+    assert not (tmp_path / "out" / "thin.png").exists()
