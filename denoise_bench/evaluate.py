@@ -13,6 +13,7 @@ import torch
 from denoise_bench.data import CleanImage
 from denoise_bench.filters import box_filter
 from denoise_bench.images import to_chw
+from denoise_bench.isolation import call_isolated
 from denoise_bench.method import Method, NoiseInfo
 from denoise_bench.noise import Levels, NoiseSpec
 from denoise_bench.protocol import EvalProtocol
@@ -70,6 +71,16 @@ def floor_scores(noisy: torch.Tensor, clean_u8: torch.Tensor, protocol: EvalProt
     return protocol.score(box_filter(noisy, FLOOR_KERNEL)[0], clean_u8)
 
 
+def _timed_denoise(method: Method, noisy: torch.Tensor, info: NoiseInfo | None,
+                   device: torch.device) -> tuple[torch.Tensor, float]:
+    """The estimate of one input and the seconds it took (the device's queued work included)."""
+    start = time.perf_counter()
+    estimate = method.denoise(noisy, info)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return estimate, time.perf_counter() - start
+
+
 def evaluate(method: Method, cases: list[TestCase], protocol: EvalProtocol, device: torch.device,
              on_case: Callable[[], object] = lambda: None,
              on_estimate: Callable[[TestCase, torch.Tensor], None] | None = None) -> Iterator[dict]:
@@ -79,17 +90,14 @@ def evaluate(method: Method, cases: list[TestCase], protocol: EvalProtocol, devi
     ``on_estimate(case, estimate)`` sees each (cropped back) estimate, e.g. to save example images.
 
     The method is handed its own copy of the noisy input (``EvalProtocol.pad``), so one that edits it
-    in place changes neither the next method's input nor the noisy input's and the floor's scores."""
+    in place changes neither the next method's input nor the noisy input's and the floor's scores, and
+    is called on a stack of its own (``denoise_bench.isolation``), where no frame holds the clean image."""
     for case in cases:
         noisy = case.noisy.to(device)
         h, w = noisy.shape[-2:]
         padded = protocol.pad(noisy, method.input_multiple)
         info = NoiseInfo.from_levels(case.spec, case.levels) if method.uses_noise_level else None
-        start = time.perf_counter()
-        estimate = method.denoise(padded, info)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        seconds = time.perf_counter() - start
+        estimate, seconds = call_isolated(_timed_denoise, method, padded, info, device, device=device)
         if estimate.shape != padded.shape:
             raise ValueError(f"{method.name}.denoise returned shape {tuple(estimate.shape)} for input {tuple(padded.shape)}")
         estimate = estimate[..., :h, :w]

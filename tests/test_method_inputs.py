@@ -1,9 +1,13 @@
 """What a method is handed at test time: its own copy of the noisy input (an edit in place harms no
-other method), and inputs that cannot be padded or scored refused by name instead of hanging."""
+other method), no clean image anywhere up its call stack, and inputs that cannot be padded or scored
+refused by name instead of hanging."""
 
 from __future__ import annotations
 
+import gc
+import inspect
 import signal
+import types
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -90,6 +94,47 @@ def _setup():
     from denoise_bench.profiles import get_profile
 
     return MethodSetup(channels=1, budget=get_profile("smoke"))
+
+
+def _tensors_within(root: object, depth: int) -> Iterator[torch.Tensor]:
+    """Tensors reachable from ``root`` in ``depth`` steps of references, not through modules, classes or
+    functions (which reach everything the process imported)."""
+    seen: set[int] = set()
+    level = [root]
+    for _ in range(depth + 1):
+        following = []
+        for obj in level:
+            if id(obj) in seen or isinstance(obj, (types.ModuleType, type, types.FunctionType, types.BuiltinFunctionType)):
+                continue
+            seen.add(id(obj))
+            if isinstance(obj, torch.Tensor):
+                yield obj
+            else:
+                following += gc.get_referents(obj)
+        level = following
+
+
+class StackPeeker(PerImage):
+    """Looks up its call stack for the clean copy of the image it is given and returns it when found."""
+
+    name = "peeker"
+    found: list[str] = []
+
+    def denoise(self, noisy: torch.Tensor, noise: NoiseInfo | None = None) -> torch.Tensor:
+        for frame in inspect.stack()[1:]:
+            for tensor in _tensors_within(frame.frame.f_locals, 6):
+                if tensor.dtype == torch.uint8 and tuple(tensor.shape) == tuple(noisy.shape[1:]):
+                    StackPeeker.found.append(frame.function)
+                    return tensor.float().div(255).unsqueeze(0).to(noisy.device)
+        return noisy.clone()
+
+
+def test_no_frame_up_a_methods_stack_holds_the_clean_test_image(tmp_path: Path) -> None:
+    plugins.register_plugin(MethodPlugin(StackPeeker), name="peeker")
+    StackPeeker.found = []
+    records = _records(tmp_path, "run", ["peeker"])
+    assert StackPeeker.found == []
+    assert list(records.psnr) == list(records.input_psnr)  # it had nothing but the noisy input
 
 
 @contextmanager
