@@ -41,20 +41,38 @@ def run_through(executor: Executor, p: RunPlan, units: list[Unit], sink: ResultS
 
     Each job is given to ``on_job`` as its unit's job ends. The lifecycle hooks ran in the job's
     process, except for the jobs of a process that died: those are reported to ``tracker`` here.
+    No job goes missing: one that no part records when its unit ends, and the jobs of a unit the
+    executor gave no outcome for, are recorded as failed.
     """
     pending = [u for u in units if any(job_key(job) not in finished for job in unit_jobs(p, u))]
+    ended: set[Unit] = set()
     for unit, error in executor.run_units(p.run_dir, pending, echo):
+        ended.add(unit)
         recorded = part_jobs(p.run_dir, unit.slug)
         for job in recorded:
             on_job(job)
-        if error is None:
-            continue
-        # The job itself died (killed, out of memory, a scheduler error): its unrecorded jobs failed.
+        # A job that died (killed, out of memory, a scheduler error) failed its unrecorded jobs; one that
+        # ended normally should have recorded them all.
         settled = finished | {job_key(job) for job in recorded}
         lost = [job for job in unit_jobs(p, unit) if job_key(job) not in settled]
-        training = training_of(unit, setting_of(p, unit), [job["dataset"] for job in lost])
-        for job in lost:
-            failed = record_failure(sink, job, error, time.perf_counter(), echo)
-            tracker.job_finished(failed, [], failed["error"], training)
-            on_job(failed)
-    fold_parts(p.run_dir, sink)
+        if lost and error is None:
+            error = RuntimeError(f"the job of {unit.slug} ended without recording these jobs in its part")
+        _record_lost(p, unit, lost, error, sink, echo, tracker, on_job)
+    for unit in pending:
+        if unit not in ended:
+            lost = [job for job in unit_jobs(p, unit) if job_key(job) not in finished]
+            _record_lost(p, unit, lost, RuntimeError(f"the executor gave no outcome for {unit.slug}"),
+                         sink, echo, tracker, on_job)
+    fold_parts(p.run_dir, sink, echo)
+
+
+def _record_lost(p: RunPlan, unit: Unit, lost: list[dict[str, Any]], error: BaseException | None, sink: ResultSink,
+                 echo: Callable[[str], None], tracker: Tracker, on_job: Callable[[dict[str, Any]], None]) -> None:
+    """Record the jobs of ``unit`` that its job did not record as failed with ``error``, here."""
+    if not lost or error is None:
+        return
+    training = training_of(unit, setting_of(p, unit), [job["dataset"] for job in lost])
+    for job in lost:
+        failed = record_failure(sink, job, error, time.perf_counter(), echo)
+        tracker.job_finished(failed, [], failed["error"], training)
+        on_job(failed)

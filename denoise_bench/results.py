@@ -13,7 +13,8 @@ Layout of a run folder::
     checkpoints/       trained state of each job
     parts/<unit>/      records/jobs/curves of a job running under an executor (``--executor``); folded
                        into the files above when the grid completes or is resumed, and read with them
-                       until then, so a grid whose jobs are still running can be tabulated
+                       until then, so a grid whose jobs are still running can be tabulated; its .lock
+                       is held by the job while it runs
     tables/psnr.{csv,md}, tables/ssim.{csv,md}
     .lock              held by the run writing the folder; names it (``denoise_bench.run_lock``)
 
@@ -36,7 +37,7 @@ from denoise_bench.atomic import write_text_atomic
 from denoise_bench.errors import BenchError
 from denoise_bench.evaluate import FLOOR_KERNEL
 from denoise_bench.profiles import SHORT_BUDGET_WARNINGS
-from denoise_bench.schema import JOB_KEY, TEXT_COLUMNS
+from denoise_bench.schema import CURVE_KEY, JOB_KEY, RECORD_KEY, TEXT_COLUMNS
 
 RESULTS_FORMAT = 1  # bump when the layout or meaning of a run folder changes
 CONFIG = "config.json"
@@ -59,6 +60,7 @@ FLOOR_NOTE = (f"\"{FLOOR}\": a {FLOOR_KERNEL}x{FLOOR_KERNEL} box filter of the s
               f"estimate: the trivial smoother every learned method must beat. {BELOW_FLOOR_MARK} marks a trained "
               "method whose mean PSNR is below it: it has not learned to denoise beyond that.")
 METRICS = {"psnr": 2, "ssim": 4}  # metric -> decimals shown
+_ROW_KEYS = {RECORDS: RECORD_KEY, PENDING: RECORD_KEY, JOBS: JOB_KEY, CURVES: CURVE_KEY}  # what identifies a row of each file
 
 
 def file_slug(text: str) -> str:
@@ -107,12 +109,20 @@ def read_rows(path: Path) -> pd.DataFrame:
 
 
 def _read_frame(run_dir: Path, name: str) -> pd.DataFrame:
-    """``name`` of the run folder with the same file of every part appended; empty if none exists."""
+    """``name`` of the run folder with the same file of every part appended; empty if none exists.
+
+    A row found in more than one of the files (a kill between folding a part in and removing it, or a
+    part a job wrote again after it was folded) is taken once, the last one read.
+    """
     paths = [path for path in [run_dir / name, *(part / name for part in part_folders(run_dir))] if path.is_file()]
     frames = [read_rows(path) for path in paths]
     filled = [frame for frame in frames if not frame.empty]
+    if len(filled) > 1:
+        merged = pd.concat(filled, ignore_index=True)
+        key = [column for column in _ROW_KEYS.get(name, []) if column in merged]
+        return merged.drop_duplicates(key, keep="last", ignore_index=True) if key else merged
     if filled:
-        return pd.concat(filled, ignore_index=True)
+        return filled[0]
     return frames[0] if frames else pd.DataFrame()  # keep the header of an empty file
 
 

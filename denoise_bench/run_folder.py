@@ -24,6 +24,7 @@ from denoise_bench.planning import RunPlan, run_config
 from denoise_bench.results import (CHECKPOINTS, CONFIG, CURVES, DONE, ENVIRONMENT, JOBS, PARTS, PENDING, RECORDS,
                                    part_folders, read_config, read_curves, read_jobs, read_pending, read_records,
                                    read_rows, write_frame, write_json)
+from denoise_bench.run_lock import run_lock
 from denoise_bench.schema import (CURVE_COLUMNS, CURVE_KEY, JOB_COLUMNS, JOB_KEY, RECORD_COLUMNS, RECORD_KEY, JobKey,
                                   job_key)
 
@@ -94,11 +95,12 @@ def open_run_folder(p: RunPlan, echo: Callable[[str], None]) -> ResultSink:
     by the same request) and the records and jobs carried over.
     """
     config = run_config(p)
-    sink = _resume_state(p.run_dir, config, echo)
+    sink, parts = _resume_state(p.run_dir, config, echo)
     (p.run_dir / CHECKPOINTS).mkdir(parents=True, exist_ok=True)
     write_json(p.run_dir / CONFIG, config)
     write_json(p.run_dir / ENVIRONMENT, describe_environment(p.device))
     sink.save()
+    remove_parts(p.run_dir, parts)  # only now: their rows are in the files just saved
     return sink
 
 
@@ -116,10 +118,18 @@ def _finished_rows(jobs: pd.DataFrame) -> pd.DataFrame:
 
 
 def part_sink(run_dir: Path, slug: str) -> ResultSink:
-    """The folder of one executor job under ``parts/``; an empty part, saved now, marks the job as started."""
-    sink = ResultSink(part_folder(run_dir, slug))
-    sink.save()
-    return sink
+    """The folder of one executor job under ``parts/``, holding what an earlier job of the same unit saved there.
+
+    A unit's job runs again when it is requeued (Slurm pre-emption, a time-out) or resubmitted by a resume;
+    its part keeps the finished jobs, their records and curve points and the images scored of unfinished
+    jobs, so a job never empties a part that another one filled. The caller holds the part's lock.
+    """
+    folder = part_folder(run_dir, slug)
+
+    def rows(name: str) -> pd.DataFrame:
+        return read_rows(folder / name) if (folder / name).is_file() else pd.DataFrame()
+
+    return _carried_over(folder, rows(JOBS), rows(RECORDS), rows(CURVES), rows(PENDING))
 
 
 def part_folder(run_dir: Path, slug: str) -> Path:
@@ -131,15 +141,52 @@ def part_jobs(run_dir: Path, slug: str) -> list[dict]:
     return _rows(part_folder(run_dir, slug) / JOBS)
 
 
-def fold_parts(run_dir: Path, sink: ResultSink) -> None:
-    """Move the results of finished executor jobs into the run folder's own files, then drop the parts."""
-    for part in part_folders(run_dir):
+def fold_parts(run_dir: Path, sink: ResultSink, echo: Callable[[str], None] = print) -> None:
+    """Move the results of ended executor jobs into the run folder's own files, then drop their parts.
+
+    A part whose job is still running is waited for (:func:`settled_parts`), never removed under it.
+    """
+    parts = settled_parts(run_dir, echo)
+    for part in parts:
         sink.records.extend(_rows(part / RECORDS))
         sink.jobs.extend(_rows(part / JOBS))
         sink.curves.extend(_rows(part / CURVES))
         sink.pending.extend(_rows(part / PENDING))  # images a failed or killed job had scored
     sink.save()  # written before the parts go, so a kill in between loses nothing (readers de-duplicate)
-    shutil.rmtree(run_dir / PARTS, ignore_errors=True)
+    remove_parts(run_dir, parts)
+
+
+def settled_parts(run_dir: Path, echo: Callable[[str], None]) -> list[Path]:
+    """The part folders of ``run_dir`` once no job writes them: a job still running is waited for.
+
+    Jobs outlive the process that submitted them (under Slurm that is the normal case when the grid's
+    process is killed); a resume then waits for them, saying whom it waits for, instead of reading a
+    part that is still being written or running its unit a second time. A job holds its part's lock
+    while it runs (``runner.run_unit``), so a lock that can be taken means that the job has ended.
+    """
+    parts = part_folders(run_dir)
+    for part in parts:
+        with run_lock(part, echo, wait=True, what="part folder"):
+            pass
+    return parts
+
+
+def remove_parts(run_dir: Path, parts: list[Path]) -> None:
+    """Remove part folders whose rows the run folder's own files now hold.
+
+    A part whose lock is held again (a job of its unit started since it was read: one queued before a
+    kill) is left to be folded in later; readers take rows found twice once.
+    """
+    for part in parts:
+        try:
+            with run_lock(part, lambda _: None, what="part folder"):
+                shutil.rmtree(part, ignore_errors=True)
+        except BenchError:
+            continue
+    try:
+        (run_dir / PARTS).rmdir()  # only if empty
+    except OSError:
+        pass
 
 
 def _rows(path: Path) -> list[dict]:
@@ -174,33 +221,42 @@ def _comparable(config: dict[str, Any]) -> dict[str, Any]:
     return rest | {"request": request, "experiments": experiments}
 
 
-def _resume_state(run_dir: Path, config: dict[str, Any], echo: Callable[[str], None]) -> ResultSink:
-    """Finished jobs, their records and curves from earlier invocations into the same folder.
+def _resume_state(run_dir: Path, config: dict[str, Any], echo: Callable[[str], None]) -> tuple[ResultSink, list[Path]]:
+    """Finished jobs, their records and curves from earlier invocations into the same folder, and the
+    part folders they include (to be removed once the sink is saved).
 
-    Jobs that failed are dropped so they run again. Learning-curve points and the images already
-    scored (pending records) of unfinished jobs stay valid: a resumed job retrains bit for bit, and
-    a method's estimate of one image does not depend on the others.
+    Jobs of an earlier invocation still running under an executor are waited for first.
     """
-    sink = ResultSink(run_dir)
     if not (run_dir / CONFIG).exists():
-        return sink
+        return ResultSink(run_dir), []
     previous = read_config(run_dir)
     if _comparable(previous) != _comparable(config):
         raise BenchError(f"run folder {run_dir} was made by a different request; continue it with "
                          f"`bench run --resume {run_dir}` or choose a new --out")
-    done = _finished_rows(read_jobs(run_dir))  # includes the parts of executor jobs
+    parts = settled_parts(run_dir, echo)
+    records = read_records(run_dir) if (run_dir / RECORDS).exists() or parts else pd.DataFrame()
+    # The readers include the parts of executor jobs.
+    sink = _carried_over(run_dir, read_jobs(run_dir), records, read_curves(run_dir), read_pending(run_dir))
+    if sink.jobs:
+        echo(f"resuming {run_dir}: {len(sink.jobs)} job(s) already finished")
+    return sink, parts
+
+
+def _carried_over(folder: Path, jobs: pd.DataFrame, records: pd.DataFrame, curves: pd.DataFrame,
+                  pending: pd.DataFrame) -> ResultSink:
+    """A sink for ``folder`` holding what earlier processes left there: finished jobs and their records,
+    curve points, and the images already scored (pending records) of unfinished jobs.
+
+    Jobs that failed are dropped so they run again. Learning-curve points and pending records stay
+    valid: a resumed job retrains bit for bit, and a method's estimate of one image does not depend on
+    the others. Rows a kill left twice (between a save and the removal of a part) are kept once.
+    """
+    done = _finished_rows(jobs)
     keys = {job_key(j) for j in done.to_dict("records")}
-    old_records = read_records(run_dir) if (run_dir / RECORDS).exists() or part_folders(run_dir) else pd.DataFrame()
-    if not old_records.empty:  # a kill while parts were being folded in can leave a job's rows twice
-        old_records = old_records.drop_duplicates(RECORD_KEY, keep="last")
-    sink.records = [r for r in old_records.to_dict("records") if job_key(r) in keys]
-    sink.jobs = done.to_dict("records")
-    sink.curves = read_curves(run_dir).to_dict("records")
-    pending = read_pending(run_dir)
-    if not pending.empty:  # a kill while parts were being folded in can leave an image's row twice
+    if not records.empty:
+        records = records.drop_duplicates(RECORD_KEY, keep="last")
+    if not pending.empty:
         pending = pending.drop_duplicates(RECORD_KEY, keep="last")
-    sink.pending = [r for r in _as_rows(pending) if job_key(r) not in keys]
-    shutil.rmtree(run_dir / PARTS, ignore_errors=True)  # folded into the sink, saved before any job runs
-    if keys:
-        echo(f"resuming {run_dir}: {len(keys)} job(s) already finished")
-    return sink
+    return ResultSink(folder, records=[r for r in records.to_dict("records") if job_key(r) in keys],
+                      jobs=done.to_dict("records"), curves=curves.to_dict("records"),
+                      pending=[r for r in _as_rows(pending) if job_key(r) not in keys])

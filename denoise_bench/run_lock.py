@@ -8,8 +8,14 @@ so the lock of a killed run is simply taken over, never guessed stale from a pid
 that ends normally empties the file; one that finds a holder written there knows the run before it
 was killed, and says so.
 
-Jobs submitted through an executor (``runner.run_unit``) do not take the lock: they run on behalf of
-the grid's process, which holds it while it waits for them, and each writes only its own part folder.
+Jobs submitted through an executor (``runner.run_unit``) do not take the run folder's lock: they run
+on behalf of the grid's process, which holds it while it waits for them. Each takes the lock of its
+own part folder (``parts/<unit>/.lock``) instead, waiting (``wait=True``) if another job of the same
+unit holds it (one requeued, or resubmitted by a resume while the first still ran), so that a part is
+written by one process at a time and a held part lock tells that its job is still alive.
+
+A lock file that cannot be opened (a folder in its place, no permission) and a folder that cannot be
+made (a file in its place) are refused with a :class:`BenchError` naming the path.
 
 POSIX systems use ``fcntl.flock``; Windows locks one byte far past the holder text with
 ``msvcrt.locking``, so others can still read who holds it. On a file system that cannot lock (some
@@ -22,6 +28,7 @@ import errno
 import json
 import os
 import socket
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -43,27 +50,25 @@ except ImportError:  # Windows
 
 
 @contextmanager
-def run_lock(run_dir: Path, echo: Callable[[str], None] = print) -> Iterator[None]:
+def run_lock(run_dir: Path, echo: Callable[[str], None] = print, *, wait: bool = False,
+             what: str = "run folder") -> Iterator[None]:
     """Hold the lock of ``run_dir`` (created if missing) for the duration of the block.
 
     Raises :class:`BenchError` if another process holds it; nothing else in the folder is touched then.
+    With ``wait``, says whom it waits for and waits until the holder ends instead. ``what`` names the
+    folder in messages ("run folder", "part folder").
     """
-    run_dir.mkdir(parents=True, exist_ok=True)
-    # Opened without truncating, so a refused run leaves the holder's text in place.
-    fd = os.open(run_dir / LOCK, os.O_RDWR | os.O_CREAT | getattr(os, "O_BINARY", 0), 0o644)
+    _make_folder(run_dir, what)
+    fd, locked = _open_locked(run_dir, echo, wait, what)
     try:
-        locked = _try_lock(fd)
         if locked is None:
             echo(f"warning: the file system of {run_dir} cannot lock files; nothing stops a second run "
                  f"into this folder at the same time")
             yield
             return
-        if not locked:
-            raise BenchError(f"run folder {run_dir} is in use by {_describe(_read(fd))}; "
-                             f"wait for it or use another --out")
         left = _read(fd)
         if left:
-            echo(f"run folder {run_dir}: taking over the lock of {_describe(left)}, a run that did not "
+            echo(f"{what} {run_dir}: taking over the lock of {_describe(left)}, a run that did not "
                  f"end normally (killed?)")
         _write(fd, json.dumps(_holder()))
         try:
@@ -73,6 +78,72 @@ def run_lock(run_dir: Path, echo: Callable[[str], None] = print) -> Iterator[Non
             _unlock(fd)
     finally:
         os.close(fd)
+
+
+def is_held(folder: Path) -> bool:
+    """Whether a live process holds the lock of ``folder`` now (False where there is no lock file, or locks
+    are not supported). Creates nothing."""
+    try:
+        fd = os.open(folder / LOCK, os.O_RDWR | getattr(os, "O_BINARY", 0))
+    except OSError:
+        return False
+    try:
+        locked = _try_lock(fd)
+        if locked:
+            _unlock(fd)
+        return locked is False
+    finally:
+        os.close(fd)
+
+
+def _make_folder(folder: Path, what: str) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise BenchError(f"{what} {folder} is a file, not a folder; choose another --out") from None
+    except OSError as exc:
+        raise BenchError(f"cannot make the {what} {folder}: {exc.strerror or exc}") from None
+
+
+def _open_locked(folder: Path, echo: Callable[[str], None], wait: bool, what: str) -> tuple[int, bool | None]:
+    """The open lock file of ``folder`` and whether it is locked (None: locks unsupported); refused or waited for
+    if another process holds it. Retried if the file was replaced meanwhile (its folder removed and made again),
+    so the lock held is always the one of the file now in place."""
+    path = folder / LOCK
+    while True:
+        try:
+            # Opened without truncating, so a refused run leaves the holder's text in place.
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_BINARY", 0), 0o644)
+        except IsADirectoryError:
+            raise BenchError(f"{path} is a folder, not the lock file of the {what}; remove it") from None
+        except OSError as exc:
+            raise BenchError(f"cannot open the lock file {path}: {exc.strerror or exc}") from None
+        try:
+            locked = _try_lock(fd)
+            if locked is False:
+                holder = _describe(_read(fd))
+                if not wait:
+                    raise BenchError(f"{what} {folder} is in use by {holder}; wait for it or use another --out")
+                echo(f"{what} {folder} is in use by {holder}; waiting for it to end")
+                _lock_waiting(fd)
+                locked = True
+            if locked and not _same_file(fd, path):
+                _unlock(fd)
+                os.close(fd)
+                continue
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd, locked
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        now = os.stat(path)
+    except OSError:
+        return False
+    held = os.fstat(fd)
+    return (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino)
 
 
 def _holder() -> dict[str, object]:
@@ -115,6 +186,15 @@ def _try_lock(fd: int) -> bool | None:
             return None
         raise
     return True
+
+
+def _lock_waiting(fd: int) -> None:
+    """Take the lock, waiting for its holder to let go."""
+    if fcntl is not None:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        return
+    while not _try_lock(fd):
+        time.sleep(0.5)
 
 
 def _unlock(fd: int) -> None:

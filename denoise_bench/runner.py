@@ -20,14 +20,15 @@ from pathlib import Path
 import pandas as pd
 
 from denoise_bench.dispatch import Executor, run_here, run_through
-from denoise_bench.grid import Unit, units
+from denoise_bench.grid import Unit, unit_jobs, units
 from denoise_bench.grid_progress import GridProgress
 from denoise_bench.host_memory import keep_freed_memory
 from denoise_bench.planning import RunPlan, plan, run_config
 from denoise_bench.request import RunRequest
 from denoise_bench.results import write_tables
-from denoise_bench.run_folder import finished_jobs, open_run_folder, part_sink
+from denoise_bench.run_folder import finished_jobs, open_run_folder, part_folder, part_sink
 from denoise_bench.run_lock import run_lock
+from denoise_bench.schema import job_key
 from denoise_bench.tracking import Tracker, job_counts
 from denoise_bench.unit_runner import UnitRunner
 
@@ -78,14 +79,24 @@ def run_unit(run_dir: str, unit: Unit) -> None:
     """Entry point of a submitted job: run one unit of the grid recorded in ``run_dir``.
 
     Module-level and taking plain values so that submitit (or any executor) can pickle it by name.
-    Runs in its own process, possibly on another machine that sees the same run folder. It takes no
-    lock: the grid's process holds the folder's while it waits, and this job writes only its part.
+    Runs in its own process, possibly on another machine that sees the same run folder. The grid's
+    process holds the run folder's lock while it waits; this job holds the lock of its own part, so
+    that another job of the same unit (requeued, or resubmitted by a resume while this one ran on)
+    waits for it, and a resume knows that it is still running.
     """
     keep_freed_memory()  # a fresh worker process: the same allocator settings as `bench run` inline
     request = RunRequest.from_run_dir(Path(run_dir))
     request.progress = False
     p = plan(request)
-    # What an earlier invocation finished was folded into the run folder before this job was submitted:
-    # a resumed unit runs only its other jobs, as it would inline.
+    if _unit_finished(p, unit):  # e.g. a duplicate that was queued before a resume ran the unit: write nothing
+        return
+    with run_lock(part_folder(p.run_dir, unit.slug), print, wait=True, what="part folder"):
+        # Read under the lock: what an earlier invocation finished was folded into the run folder, and what
+        # an earlier job of this unit finished is in the part; a resumed unit runs only its other jobs.
+        finished = finished_jobs(p.run_dir)
+        UnitRunner(p, print).run_unit(unit, part_sink(p.run_dir, unit.slug), finished)
+
+
+def _unit_finished(p: RunPlan, unit: Unit) -> bool:
     finished = finished_jobs(p.run_dir)
-    UnitRunner(p, print).run_unit(unit, part_sink(p.run_dir, unit.slug), finished)
+    return all(job_key(job) in finished for job in unit_jobs(p, unit))

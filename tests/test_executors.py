@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -14,7 +18,8 @@ from denoise_bench.cli import main
 from denoise_bench.errors import BenchError
 from denoise_bench.executors import make_executor
 from denoise_bench.results import PARTS, read_jobs, read_records, write_tables
-from denoise_bench.grid import units
+from denoise_bench.grid import Unit, units
+from denoise_bench.run_lock import LOCK, run_lock
 from denoise_bench.runner import RunRequest, plan, run, run_unit
 from helpers import LostJobs, MethodPlugin, Median3
 
@@ -128,3 +133,99 @@ def test_an_unknown_submitit_parameter_is_a_clear_error(tmp_path: Path) -> None:
                    "gpus_per_nod=1")
     assert result.exit_code != 0
     assert "--executor-option" in result.output and "gpus_per_nod" in result.output
+
+
+# --- jobs that outlive the grid's process, run twice, or end without a word ---------------------------
+
+def _smoke(out: Path, methods: list[str]) -> RunRequest:
+    return RunRequest(methods=methods, noises=["gaussian:sigma=25"], datasets=["skimage"], profile="smoke",
+                      overrides={"iterations": 3, "test_images": 1}, progress=False, out=out)
+
+
+def test_a_unit_run_again_keeps_what_its_earlier_job_recorded_in_the_part(tmp_path: Path) -> None:
+    """A job requeued (pre-emption, a time-out), or resubmitted by a resume after the first one had finished."""
+    out = tmp_path / "run"
+    p = plan(_smoke(out, ["n2n"]))
+    run(p, echo=lambda _: None, executor=_NoJobs())  # writes the run folder; submits nothing
+    (unit,) = units(p)
+    run_unit(str(out), unit)  # the first job: it outlived the grid's process and finished
+    run_unit(str(out), unit)  # the same unit once more: it used to overwrite the part with an empty one
+    assert list(read_jobs(out).status) == ["done"] and len(read_records(out)) == 1
+    resumed = run(plan(RunRequest.from_run_dir(out)), echo=lambda _: None, executor=LostJobs())
+    assert list(resumed.jobs.status) == ["done"] and len(resumed.records) == 1
+
+
+def test_a_resume_waits_for_a_job_of_the_killed_grid_that_still_runs_and_keeps_its_results(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    p = plan(_smoke(out, ["n2n", "bm3d"]))
+    run(p, echo=lambda _: None, executor=_NoJobs())
+    trained = units(p)[0]
+    run_unit(str(out), trained)  # the results the surviving job will have when it ends ...
+    finished = tmp_path / "finished-part"
+    shutil.move(out / PARTS / trained.slug, finished)  # ... not written yet
+    part, holding, messages = out / PARTS / trained.slug, threading.Event(), []
+
+    def surviving_job() -> None:  # holds its part while it runs, as every job does, and ends a second later
+        with run_lock(part, lambda _: None):
+            holding.set()
+            time.sleep(1.0)
+            shutil.copytree(finished, part, dirs_exist_ok=True)
+
+    job = threading.Thread(target=surviving_job)
+    job.start()
+    holding.wait()
+    again = RunRequest.from_run_dir(out)
+    again.progress = False
+    resumed = run(plan(again), echo=messages.append)
+    job.join()
+    assert any(f"part folder {part} is in use by pid" in m and "waiting" in m for m in messages), messages
+    assert not (out / PARTS).exists()  # folded in once it ended, never removed under it
+    jobs = read_jobs(out).set_index("method")
+    assert sorted(jobs.index) == ["bm3d", "n2n"] and set(jobs.status) == {"done"}
+    # The surviving job's results were kept, and its unit was not run a second time.
+    assert jobs.seconds["n2n"] == pd.read_csv(finished / "jobs.csv").seconds[0]
+    assert sorted(read_records(out).method) == ["bm3d", "n2n"] == sorted(resumed.records.method)
+
+
+class _SilentJobs:
+    """An executor whose jobs all end normally without recording anything (their parts lost)."""
+
+    def run_units(self, run_dir, units, echo):
+        for unit in units:
+            yield unit, None
+
+
+@pytest.mark.parametrize("executor", [_SilentJobs(), _NoJobs()], ids=["silent jobs", "no outcome"])
+def test_jobs_an_executor_leaves_unrecorded_are_failures_not_gaps(tmp_path: Path, executor) -> None:
+    result = run(plan(_smoke(tmp_path / "run", ["bm3d", "n2n"])), echo=lambda _: None, executor=executor)
+    assert sorted(result.jobs.method) == ["bm3d", "n2n"] and set(result.jobs.status) == {"failed"}
+    assert len(result.failed) == 2  # so `bench run` exits 1, not 0
+    assert sorted(read_jobs(tmp_path / "run").method) == ["bm3d", "n2n"]
+
+
+def test_sigkill_of_the_grid_while_its_jobs_run_on_then_resume_loses_nothing(tmp_path: Path) -> None:
+    """The grid's process is killed while a training job runs on (under Slurm jobs outlive it); a resume
+    waits for that job, runs nothing twice and keeps every result."""
+    out = tmp_path / "run"
+    args = ["--methods", "n2n,bm3d", "--noise", "gaussian:sigma=25", "--dataset", "skimage", "--profile", "smoke",
+            "--iterations", "300", "--test-images", "1", "--no-progress", "--executor", "local"]
+    grid = subprocess.Popen([sys.executable, "-m", "denoise_bench.cli", "run", *args, "--out", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    part = out / PARTS / Unit("n2n", "gaussian:sigma=25", 0, ("skimage",)).slug
+    deadline = time.monotonic() + 60
+    try:
+        while not (part / "jobs.csv").exists() and not (part / LOCK).exists():  # the training job has started
+            assert grid.poll() is None and time.monotonic() < deadline, "the grid ended before its training job started"
+            time.sleep(0.05)
+        time.sleep(1.0)
+    finally:
+        grid.kill()
+        grid.wait(timeout=60)
+    assert not (out / "records.csv").exists() or "n2n" not in (out / "records.csv").read_text()
+    resumed = bench("run", "--resume", str(out), "--no-progress", "--executor", "local")
+    assert resumed.exit_code == 0, resumed.output
+    assert "waiting for it to end" in resumed.output and "submitted" not in resumed.output  # nothing run twice
+    jobs = read_jobs(out)
+    assert sorted(jobs.method) == ["bm3d", "n2n"] and set(jobs.status) == {"done"}
+    assert sorted(read_records(out).method) == ["bm3d", "n2n"]
+    assert not (out / PARTS).exists()
