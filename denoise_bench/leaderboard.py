@@ -273,6 +273,8 @@ def _gap(diff: PairedDifference) -> str:
     :data:`FEW_IMAGES_MARK` after it when the interval is over too few images."""
     if diff.images == 0:
         return "no common images"
+    if diff.nonfinite:
+        return f"undefined: PSNR inf or NaN on {diff.nonfinite} of {diff.images} common images"
     if diff.images < 2:
         return f"{diff.mean:.2f} (1 image, no interval)"
     text = f"{diff.mean:.2f} [{diff.low:.2f}, {diff.high:.2f}]"

@@ -13,6 +13,7 @@ it has three possible means), so such a comparison is flagged (``few_images``) w
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,11 +36,13 @@ class PairedDifference:
     mean: float
     low: float  # bounds of the 95 % bootstrap interval (NaN with fewer than two images)
     high: float
+    nonfinite: int = 0  # common images whose difference is not a number (a PSNR of inf or NaN)
 
     @property
     def tie(self) -> bool:
-        """The interval contains 0: the data do not say which method is better."""
-        return not (self.low > 0 or self.high < 0)
+        """The interval contains 0: the data do not say which method is better. Never for a difference
+        that is not a number: an infinite or NaN PSNR compares with nothing."""
+        return self.nonfinite == 0 and not (self.low > 0 or self.high < 0)
 
     @property
     def few_images(self) -> bool:
@@ -70,7 +73,13 @@ def paired_bootstrap(differences: np.ndarray, samples: int = BOOTSTRAP_SAMPLES, 
 def compare(table: pd.DataFrame, first: str, second: str) -> PairedDifference:
     """Paired difference of two columns of :func:`per_image_means`, on the images both have."""
     both = table[[first, second]].dropna()
-    mean, low, high = paired_bootstrap((both[first] - both[second]).to_numpy())
+    differences = (both[first] - both[second]).to_numpy()
+    nonfinite = int((~np.isfinite(differences)).sum())
+    if nonfinite:  # a bootstrap over infinities gives NaN bounds, which would read as a tie
+        with np.errstate(invalid="ignore"):  # inf - inf
+            mean = float(np.mean(differences))
+        return PairedDifference(first, second, len(both), mean, math.nan, math.nan, nonfinite)
+    mean, low, high = paired_bootstrap(differences)
     return PairedDifference(first, second, len(both), mean, low, high)
 
 

@@ -317,3 +317,16 @@ def test_image_names_that_look_like_numbers_pair_across_runs(tmp_path: Path) -> 
     dip = table.set_index("method").loc["dip"]
     assert dip[REFERENCE_GAP] == pytest.approx(0.5)  # paired on the five common images
     assert dip[GAP_COLUMN] == "not ranked: 5 of 6 images"
+
+
+def test_an_infinite_or_nan_psnr_gap_is_undefined_never_a_tie(tmp_path: Path) -> None:
+    n = len(IMAGES)
+    exact = np.where(np.arange(n) == 0, np.inf, 0.5)  # the clean image itself on one image
+    records = pd.read_csv(_write_run(tmp_path / "a", {"cheat": exact, "other": np.where(np.arange(n) == 0, np.inf, 0.0),
+                                                      "unet": np.zeros(n)}) / RECORDS)
+    table = leaderboard_tables(records)[("bsd68", "gaussian:sigma=25")].set_index("method")
+    for method in ("other", "unet"):  # inf - inf is NaN, inf - x is inf: neither says "tie"
+        gap = table.loc[method, GAP_COLUMN]
+        assert "tie" not in gap and gap.startswith("undefined: PSNR inf or NaN on 1 of 20 common images"), gap
+    pairs = {(d.first, d.second): d for d in all_pairs(records)}
+    assert not any(d.tie for d in pairs.values() if d.nonfinite)
