@@ -38,6 +38,7 @@ from pathlib import Path
 import pandas as pd
 
 from denoise_bench.errors import BenchError
+from denoise_bench.plausibility import IMPLAUSIBLE_MARK, IMPLAUSIBLE_NOTE, implausible
 from denoise_bench.experiment import (CONDITIONS, Experiment, canonical_options, parse_canonical, run_conditions,
                                      shown_options)
 from denoise_bench.protocol import PROTOCOLS, protocol_by_id
@@ -266,6 +267,7 @@ PAPER_GAP = f"paper vs {REFERENCE_METHOD} (dB)"
 PAPER_GAP_SOURCE = "bsd300"  # the IDDP paper's Tables 1-2 report BSD300 only
 PAPER_COLUMNS = ["paper psnr", "paper ssim", "psnr - paper"]  # absolute: only beside rows scored as the paper scored
 BELOW_FLOOR = "below floor"  # a trained row whose mean PSNR is below the floor's (marked on pages)
+IMPLAUSIBLE = "implausible"  # records of a row whose score no denoiser reaches (denoise_bench.plausibility)
 
 
 def _gap(diff: PairedDifference) -> str:
@@ -300,6 +302,21 @@ def floor_marked(table: pd.DataFrame) -> pd.DataFrame:
     below = table[BELOW_FLOOR].eq(True)
     marked = table["method"].where(~below, table["method"] + f" {BELOW_FLOOR_MARK}")
     return table.drop(columns=[BELOW_FLOOR]).assign(method=marked)
+
+
+def has_implausible(table: pd.DataFrame) -> bool:
+    """Whether a leaderboard table has a row with implausible records (and needs the note)."""
+    return IMPLAUSIBLE in table and bool(table[IMPLAUSIBLE].fillna(0).gt(0).any())
+
+
+def implausible_marked(table: pd.DataFrame) -> pd.DataFrame:
+    """A leaderboard table as pages show it: :data:`IMPLAUSIBLE_MARK` after each method with implausible
+    records; their count stays in leaderboard.csv."""
+    if IMPLAUSIBLE not in table:
+        return table
+    flagged = table[IMPLAUSIBLE].fillna(0).gt(0)
+    marked = table["method"].where(~flagged, table["method"] + f" {IMPLAUSIBLE_MARK}")
+    return table.drop(columns=[IMPLAUSIBLE]).assign(method=marked)
 
 
 def _differing(group: list[Experiment]) -> dict[str, str]:
@@ -413,6 +430,7 @@ def leaderboard_tables(records: pd.DataFrame, paper: pd.DataFrame | None = None)
                 "device": info.device,
                 "run": info.run,
                 BELOW_FLOOR: trained and below_floor(rows_m) is not None,
+                IMPLAUSIBLE: int(implausible(rows_m).sum()),
             }
             if references:
                 reference = references.get(method)
@@ -436,7 +454,9 @@ def leaderboard_tables(records: pd.DataFrame, paper: pd.DataFrame | None = None)
             rows.append({"method": FLOOR, "psnr": floor.floor_psnr.mean(), "ssim": floor.floor_ssim.mean(),
                          "images": floor.image.nunique(), "records": len(floor)})
         table = pd.DataFrame(rows).round({"psnr": 2, "ssim": 4, "psnr - paper": 2, REFERENCE_GAP: 2, PAPER_GAP: 2})
-        table = table.astype({"images": "Int64", "records": "Int64", "iterations": "Int64"})  # the noisy row has none
+        table = table.astype({"images": "Int64", "records": "Int64", "iterations": "Int64", IMPLAUSIBLE: "Int64"})  # the noisy row has none
+        if not has_implausible(table):
+            table = table.drop(columns=[IMPLAUSIBLE])
         if paper is not None and table["paper psnr"].isna().all():
             table = table.drop(columns=PAPER_COLUMNS)  # no published numbers here, or none scored alike
         if PAPER_GAP in table and table[PAPER_GAP].isna().all():
@@ -582,7 +602,7 @@ def write_leaderboard(run_dirs: list[Path], out: Path, allow_mismatch: bool = Fa
         lines += ["**Merged despite differences:**", ""] + [f"* {m}" for m in merged.mismatches] + [""]
     frames = []
     for (dataset, test_noise), table in tables.items():
-        shown = floor_marked(table)
+        shown = implausible_marked(floor_marked(table))
         shown = shown.astype(object).where(shown.notna(), "")
         lines += [f"## {dataset}, {test_noise}", "", shown.to_markdown(index=False), ""]
         if (dataset, test_noise) in under:
@@ -594,6 +614,8 @@ def write_leaderboard(run_dirs: list[Path], out: Path, allow_mismatch: bool = Fa
         lines += [FEW_IMAGES_NOTE, ""]
     if any(has_floor(table) for table in tables.values()):
         lines += [FLOOR_NOTE, ""]
+    if any(has_implausible(table) for table in tables.values()):
+        lines += [IMPLAUSIBLE_NOTE, ""]
     lines.append(f"{ORACLE_MARK} told the true noise level of each test image. `{REFERENCE_GAP}`: mean paired PSNR "
                  f"difference to the supervised U-Net on common images; `{PAPER_GAP}`: the same difference in the IDDP "
                  f"paper's Tables 1-2 ({PAPER_GAP_SOURCE.upper()}, colour, trained on Waterloo) at the same test noise. "
@@ -625,6 +647,6 @@ def write_leaderboard(run_dirs: list[Path], out: Path, allow_mismatch: bool = Fa
     if html:
         from denoise_bench.report import write_html  # matplotlib is imported only when a page is made
 
-        write_html(out, {key: floor_marked(table) for key, table in tables.items()}, records, curves, merged.runs,
+        write_html(out, {key: implausible_marked(floor_marked(table)) for key, table in tables.items()}, records, curves, merged.runs,
                    merged.mismatches, under, unplaced)
     return markdown

@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Iterable
 from pathlib import Path
 
 import pandas as pd
@@ -36,6 +37,7 @@ import pandas as pd
 from denoise_bench.atomic import write_text_atomic
 from denoise_bench.errors import BenchError
 from denoise_bench.evaluate import FLOOR_KERNEL
+from denoise_bench.plausibility import IMPLAUSIBLE_MARK, IMPLAUSIBLE_NOTE, implausible, implausible_warnings
 from denoise_bench.profiles import SHORT_BUDGET_WARNINGS
 from denoise_bench.schema import CURVE_KEY, JOB_KEY, RECORD_KEY, TEXT_COLUMNS
 
@@ -279,7 +281,8 @@ def build_tables(records: pd.DataFrame, jobs: pd.DataFrame, metric: str,
             if block[f"floor_{metric}"].notna().any():  # older records lack it: then so does the table
                 columns[FLOOR] = block.groupby("test_noise", sort=False)[f"floor_{metric}"].mean()
             for (method, oracle), rows in block.groupby(["method", "uses_noise_level"], sort=False):
-                columns[method_label(method, bool(oracle))] = rows.groupby("test_noise", sort=False)[metric].mean()
+                # NaN when an estimate was not a number: never a mean over the images that happened to be finite.
+                columns[method_label(method, bool(oracle))] = rows.groupby("test_noise", sort=False)[metric].mean(skipna=False)
         table = pd.DataFrame(columns, index=pd.Index(order, name="test noise")).round(METRICS[metric])
         table = table.astype(object)
         if not jobs.empty:
@@ -294,9 +297,10 @@ def build_tables(records: pd.DataFrame, jobs: pd.DataFrame, metric: str,
 
 
 def low_budget_warnings(records: pd.DataFrame) -> list[str]:
-    """Why these numbers may not rank methods: a short-budget profile, or a trained method that scores
+    """Why these numbers may not rank methods: a short-budget profile, a trained method that scores
     below its own noisy input (under-trained or broken) or below the floor, a 3x3 box filter of that
-    input (it has learned less than a trivial smoother), on some test setting."""
+    input (it has learned less than a trivial smoother), on some test setting, or a method with scores
+    no denoiser reaches from the noisy input alone (``denoise_bench.plausibility``)."""
     if records.empty:
         return []
     warnings = [SHORT_BUDGET_WARNINGS[p] for p in sorted(records["profile"].dropna().unique()) if p in SHORT_BUDGET_WARNINGS]
@@ -308,7 +312,17 @@ def low_budget_warnings(records: pd.DataFrame) -> list[str]:
     for (dataset, _, test_noise, label), (psnr, floor) in below_floor_cells(records).items():
         warnings.append(f"{label} scores below the floor, a {FLOOR_KERNEL}x{FLOOR_KERNEL} box filter of its noisy input, "
                         f"on {dataset}, {test_noise} ({psnr:.2f} < {floor:.2f} dB): it has not learned more than that.")
-    return warnings
+    return warnings + implausible_warnings(records)
+
+
+def implausible_cells(records: pd.DataFrame) -> set[tuple[str, str, str, str]]:
+    """(dataset, train noise, test noise, method label) of each table cell that has an implausible record."""
+    flagged = records[implausible(records)] if not records.empty else records
+    if flagged.empty:
+        return set()
+    oracle = flagged["uses_noise_level"] if "uses_noise_level" in flagged else pd.Series(False, flagged.index)
+    return {(d, t, n, method_label(m, _flag(o))) for d, t, n, m, o in
+            zip(flagged.dataset, flagged.train_noise, flagged.test_noise, flagged.method, oracle)}
 
 
 def profiles_of(records: pd.DataFrame) -> str:
@@ -322,21 +336,31 @@ def mark_below_floor(table: pd.DataFrame, dataset: str, train_noise: str,
                      below: dict[tuple[str, str, str, str], tuple[float, float]]) -> pd.DataFrame:
     """A table of :func:`build_tables` with :data:`BELOW_FLOOR_MARK` after each cell of a trained method
     whose mean PSNR is below the floor at that test setting (``below``, from :func:`below_floor_cells`)."""
+    return mark_cells(table, dataset, train_noise, below, BELOW_FLOOR_MARK)
+
+
+def mark_cells(table: pd.DataFrame, dataset: str, train_noise: str, cells: Iterable[tuple[str, str, str, str]],
+               mark: str) -> pd.DataFrame:
+    """A table of :func:`build_tables` with ``mark`` after each of its ``cells`` ((dataset, train noise,
+    test noise, method label) keys; the others are left alone)."""
     marked = table.copy()
-    for (d, t, test_noise, label) in below:
+    for (d, t, test_noise, label) in cells:
         if (d, t) == (dataset, train_noise) and label in marked.columns and test_noise in marked.index:
             # The column becomes text: its numbers written as the markdown of a number column writes them.
-            marked[label] = [f"{v:g}" if isinstance(v, float) and not math.isnan(v) else v for v in marked[label]]
-            marked.loc[test_noise, label] = f"{marked.loc[test_noise, label]} {BELOW_FLOOR_MARK}"
+            marked[label] = pd.Series([f"{v:g}" if isinstance(v, float) and not math.isnan(v) else v for v in marked[label]],
+                                      index=marked.index, dtype=object)
+            marked.loc[test_noise, label] = f"{marked.loc[test_noise, label]} {mark}"
     return marked
 
 
 def render_markdown(tables: dict[tuple[str, str], pd.DataFrame], metric: str, protocol: str, profile: str = "n/a",
                     warnings: list[str] | None = None, missing: pd.DataFrame | None = None,
-                    nothing: bool = False, below: dict[tuple[str, str, str, str], tuple[float, float]] | None = None) -> str:
+                    nothing: bool = False, below: dict[tuple[str, str, str, str], tuple[float, float]] | None = None,
+                    flagged: set[tuple[str, str, str, str]] | None = None) -> str:
     """The tables as markdown; ``missing`` (from :func:`not_run`) is listed under the table of its
     dataset and training noise, and ``nothing`` says at the top that no job gave numbers. ``below``
-    (from :func:`below_floor_cells`) marks the cells of trained methods below the floor."""
+    (from :func:`below_floor_cells`) marks the cells of trained methods below the floor, ``flagged``
+    (from :func:`implausible_cells`) those with scores no denoiser reaches from the noisy input alone."""
     lines = [f"# {metric.upper()} (protocol {protocol}, profile {profile})", ""]
     if nothing:
         lines += [NOTHING_RAN, ""]
@@ -346,6 +370,7 @@ def render_markdown(tables: dict[tuple[str, str], pd.DataFrame], metric: str, pr
     missing = missing if missing is not None else pd.DataFrame(columns=NOT_RUN_COLUMNS)
     for (dataset, train_noise), table in tables.items():
         shown = mark_below_floor(table, dataset, train_noise, below or {})
+        shown = mark_cells(shown, dataset, train_noise, flagged or set(), IMPLAUSIBLE_MARK)
         lines += [f"## {dataset}, trained on {train_noise}", "", shown.to_markdown(), ""]
         here = missing[(missing.dataset == dataset) & (missing.train_noise == train_noise)]
         if not here.empty:
@@ -355,6 +380,8 @@ def render_markdown(tables: dict[tuple[str, str], pd.DataFrame], metric: str, pr
                  "Means over test images, noise repeats and seeds.")
     if any(FLOOR in table.columns for table in tables.values()):
         lines += ["", FLOOR_NOTE]
+    if flagged and any((d, t) in tables for d, t, _, _ in flagged):
+        lines += ["", IMPLAUSIBLE_NOTE]
     return "\n".join(lines) + "\n"
 
 
@@ -383,11 +410,12 @@ def write_tables(run_dir: Path) -> dict[str, str]:
     missing = not_run(jobs, records)
     nothing = nothing_ran(jobs) is not None
     below = below_floor_cells(records) if not records.empty else {}
+    flagged = implausible_cells(records)
     rendered = {}
     for metric in METRICS:
         tables = build_tables(records, jobs, metric, tests)
         markdown = render_markdown(tables, metric, protocol, profile, warnings, missing, nothing,
-                                   below if metric == "psnr" else None)
+                                   below if metric == "psnr" else None, flagged)
         write_text_atomic(run_dir / TABLES / f"{metric}.md", markdown)
         write_frame(run_dir / TABLES / f"{metric}.csv", tables_to_csv(tables))
         rendered[metric] = markdown

@@ -5,6 +5,7 @@ The runs here are synthetic record files whose answer is known by construction.
 
 from __future__ import annotations
 
+import html
 import json
 import re
 from pathlib import Path
@@ -18,6 +19,7 @@ from denoise_bench.cli import main
 from denoise_bench.errors import BenchError
 from denoise_bench.leaderboard import (FEW_IMAGES_NOTE, GAP_COLUMN, PAPER_GAP, REFERENCE_GAP, TEST_SECONDS,
                                        leaderboard_tables, merge_runs, read_paper_results, write_leaderboard)
+from denoise_bench.plausibility import IMPLAUSIBLE_MARK, IMPLAUSIBLE_NOTE
 from denoise_bench.results import (BELOW_FLOOR_MARK, CONFIG, FLOOR, FLOOR_NOTE, JOBS, RECORDS, RESULTS_FORMAT,
                                    write_frame, write_json)
 from denoise_bench.schema import JOB_COLUMNS, RECORD_COLUMNS
@@ -330,3 +332,18 @@ def test_an_infinite_or_nan_psnr_gap_is_undefined_never_a_tie(tmp_path: Path) ->
         assert "tie" not in gap and gap.startswith("undefined: PSNR inf or NaN on 1 of 20 common images"), gap
     pairs = {(d.first, d.second): d for d in all_pairs(records)}
     assert not any(d.tie for d in pairs.values() if d.nonfinite)
+
+
+def test_implausible_scores_are_flagged_on_the_leaderboard_and_its_page(tmp_path: Path) -> None:
+    n = len(IMAGES)
+    run = _write_run(tmp_path / "a", {"cheat": np.where(np.arange(n) < 2, np.inf, 25.0), "unet": np.zeros(n)})
+    markdown = write_leaderboard([run], tmp_path / "board")
+    table = pd.read_csv(tmp_path / "board" / "leaderboard.csv").set_index("method")
+    assert table.loc["cheat", "implausible"] == n and table.loc["unet", "implausible"] == 0  # 25 dB over a 20 dB input
+    assert f"| cheat {IMPLAUSIBLE_MARK} " in markdown and IMPLAUSIBLE_NOTE in markdown
+    assert "cheat scores implausibly on 20 of 20 records of bsd68, gaussian:sigma=25 (2 exact" in markdown
+    page = (tmp_path / "board" / "index.html").read_text()
+    assert f"cheat {IMPLAUSIBLE_MARK}" in page and html.escape(IMPLAUSIBLE_NOTE) in page
+    plain = _write_run(tmp_path / "b", {"unet": np.zeros(n)})
+    write_leaderboard([plain], tmp_path / "plain", html=False)
+    assert "implausible" not in pd.read_csv(tmp_path / "plain" / "leaderboard.csv").columns

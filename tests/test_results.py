@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pandas as pd
@@ -9,6 +10,7 @@ from click.testing import CliRunner
 
 from denoise_bench import plugins
 from denoise_bench.cli import main
+from denoise_bench.plausibility import IMPLAUSIBLE_MARK, IMPLAUSIBLE_NOTE
 from denoise_bench.results import (BELOW_FLOOR_MARK, CONFIG, FLOOR, FLOOR_NOTE, JOBS, NOTHING_RAN, RECORDS,
                                    RESULTS_FORMAT, low_budget_warnings, nothing_ran, with_floor, write_frame, write_json,
                                    write_tables)
@@ -144,3 +146,34 @@ def test_a_trained_method_below_the_floor_is_marked_and_warned_about(tmp_path: P
     assert not [w for w in warnings if "below its noisy input" in w]
     table = pd.read_csv(run / "tables" / "psnr.csv")
     assert table[FLOOR].tolist() == [25.5, 25.5] and table.n2n.tolist() == [24.0, 27.0]  # the CSV stays numbers
+
+
+def test_a_method_that_returned_nan_on_one_image_has_no_mean_and_is_flagged(tmp_path: Path) -> None:
+    """Not the mean over the images that happened to be finite: NaN, marked, with a warning that says why."""
+    records = [_record("unet", "gaussian:sigma=25", 28.0) | {"image": image} for image in ("camera", "coins")]
+    records += [_record("n2n", "gaussian:sigma=25", 27.0) | {"image": "camera"},
+                _record("n2n", "gaussian:sigma=25", math.nan) | {"image": "coins", "ssim": math.nan}]
+    run = _write_run(tmp_path / "run", jobs=[_job(m, GAUSSIAN["train"], "done") for m in ("unet", "n2n")],
+                     records=records)
+    rendered = write_tables(run)
+    header, rows = _cells(rendered["psnr"])
+    assert header == ["noisy input", "unet", "n2n"] and rows["gaussian:sigma=25"] == ["20", "28", f"nan {IMPLAUSIBLE_MARK}"]
+    assert "n2n scores implausibly on 1 of 2 records of skimage, gaussian:sigma=25 (1 PSNR NaN" in rendered["psnr"]
+    assert IMPLAUSIBLE_NOTE in rendered["psnr"]
+    assert pd.read_csv(run / "tables" / "ssim.csv").n2n.isna().all()  # SSIM alike
+
+
+def test_scores_no_denoiser_reaches_from_the_noisy_input_are_flagged_in_the_run_tables(tmp_path: Path) -> None:
+    exact = _record("n2n", "gaussian:sigma=25", math.inf) | {"ssim": 1.0}  # the clean image itself
+    near = _record("unet", "gaussian:sigma=0-50", math.inf) | {"input_psnr": 52.0}  # noise under a grey level
+    records = [exact, near, _record("unet", "gaussian:sigma=25", 45.5), _record("n2n", "gaussian:sigma=0-50", 44.0)]
+    run = _write_run(tmp_path / "run", jobs=[_job(m, GAUSSIAN["train"], "done") for m in ("unet", "n2n")],
+                     records=records)
+    header, rows = _cells(write_tables(run)["psnr"])
+    assert header == ["noisy input", "n2n", "unet"]
+    assert rows["gaussian:sigma=25"] == ["20", f"inf {IMPLAUSIBLE_MARK}", f"45.5 {IMPLAUSIBLE_MARK}"]  # a 25.5 dB gain
+    assert rows["gaussian:sigma=0-50"] == ["36", "44", "inf"]  # a 24 dB gain; inf on a near-clean input
+    warnings = low_budget_warnings(pd.DataFrame(records))
+    assert [w.split(" (")[0] for w in warnings if "implausibly" in w] == [
+        "n2n scores implausibly on 1 of 1 records of skimage, gaussian:sigma=25",
+        "unet scores implausibly on 1 of 1 records of skimage, gaussian:sigma=25"]
