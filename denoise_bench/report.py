@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from denoise_bench.leaderboard import FEW_IMAGES_NOTE, SUBSET_NOTE, has_few_images_mark, has_floor
+from denoise_bench.leaderboard import (FEW_IMAGES_NOTE, PAPER_GAP, PAPER_GAP_NOTE, SUBSET_NOTE, has_few_images_mark,
+                                       has_floor)
 from denoise_bench.plausibility import IMPLAUSIBLE_MARK, IMPLAUSIBLE_NOTE
 from denoise_bench.report_about import about_html
 from denoise_bench.report_plots import method_styles, oracles, plot_psnr_vs_budget, plot_psnr_vs_noise
@@ -129,6 +130,11 @@ def implausible_note(table: pd.DataFrame) -> str:
     return f'<p class="note implausible-note">{html.escape(IMPLAUSIBLE_NOTE)}</p>'
 
 
+def paper_gap_note(table: pd.DataFrame) -> str:
+    """Where the paper's gap to the U-Net comes from, for a table that shows it (else nothing)."""
+    return f'<p class="note paper-note">{html.escape(PAPER_GAP_NOTE)}</p>' if PAPER_GAP in table else ""
+
+
 def not_run_html(texts: list[str], title: str = "Not run (no numbers)") -> str:
     """Jobs that gave no numbers, with why (skipped: the method does not apply; failed: its error)."""
     if not texts:
@@ -183,7 +189,7 @@ def write_html(out: Path, tables: dict[tuple[str, str], pd.DataFrame], records: 
              "Click a header to sort.</p>"]
     for (dataset, test_noise), table in tables.items():
         parts += [f"<h2>{html.escape(dataset)}, {html.escape(test_noise)}</h2>", _table_html(table), oracle_note(table),
-                  few_images_note(table), floor_note(table), implausible_note(table), not_run_html((not_run or {}).get((dataset, test_noise), []))]
+                  few_images_note(table), floor_note(table), implausible_note(table), paper_gap_note(table), not_run_html((not_run or {}).get((dataset, test_noise), []))]
         if (dataset, test_noise) in grids:
             parts.append(_grid_html(grids[(dataset, test_noise)]))
     if unplaced:

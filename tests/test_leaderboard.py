@@ -17,8 +17,9 @@ from click.testing import CliRunner
 
 from denoise_bench.cli import main
 from denoise_bench.errors import BenchError
-from denoise_bench.leaderboard import (FEW_IMAGES_NOTE, GAP_COLUMN, PAPER_GAP, REFERENCE_GAP, TEST_SECONDS,
-                                       leaderboard_tables, merge_runs, read_paper_results, write_leaderboard)
+from denoise_bench.leaderboard import (FEW_IMAGES_NOTE, GAP_COLUMN, PAPER_GAP, PAPER_GAP_NOTE, REFERENCE_GAP,
+                                       TEST_SECONDS, leaderboard_tables, merge_runs, read_paper_results,
+                                       write_leaderboard)
 from denoise_bench.plausibility import IMPLAUSIBLE_MARK, IMPLAUSIBLE_NOTE
 from denoise_bench.results import (BELOW_FLOOR_MARK, CONFIG, FLOOR, FLOOR_NOTE, JOBS, RECORDS, RESULTS_FORMAT,
                                    write_frame, write_json)
@@ -347,3 +348,16 @@ def test_implausible_scores_are_flagged_on_the_leaderboard_and_its_page(tmp_path
     plain = _write_run(tmp_path / "b", {"unet": np.zeros(n)})
     write_leaderboard([plain], tmp_path / "plain", html=False)
     assert "implausible" not in pd.read_csv(tmp_path / "plain" / "leaderboard.csv").columns
+
+
+def test_the_paper_gap_column_names_its_set_and_protocol_and_the_page_explains_it(tmp_path: Path) -> None:
+    offsets = {"unet": np.zeros(len(IMAGES)), "iddp": np.full(len(IMAGES), -0.4)}
+    for dataset in ("bsd68", "skimage"):
+        records = pd.read_csv(_write_run(tmp_path / dataset, offsets, dataset=dataset) / RECORDS)
+        table = leaderboard_tables(records, read_paper_results())[(dataset, "gaussian:sigma=25")]
+        assert [c for c in table.columns if c.startswith("paper")] == ["paper vs unet (dB, BSD300 colour, protocol paper)"]
+    assert set(read_paper_results()[lambda p: p.dataset == "bsd300"].protocol) == {"paper"}  # what the label says
+    markdown = write_leaderboard([tmp_path / "bsd68"], tmp_path / "board")
+    assert PAPER_GAP_NOTE in markdown and "BSD300 colour images, trained on Waterloo, scored by protocol paper" in markdown
+    page = (tmp_path / "board" / "index.html").read_text()
+    assert f'<p class="note paper-note">{html.escape(PAPER_GAP_NOTE)}</p>' in page
