@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import types
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -75,3 +76,33 @@ class LostJobs:
     def run_units(self, run_dir: Any, units: list[Any], echo: Any) -> Iterator[tuple[Any, BaseException | None]]:
         for unit in units:
             yield unit, RuntimeError("the job died")
+
+
+def reachable_tensors(root: object, depth: int = 12) -> Iterator[torch.Tensor]:
+    """Every tensor reachable from ``root`` through attributes, containers and closures."""
+    seen: set[int] = set()
+
+    def walk(obj: object, d: int) -> Iterator[torch.Tensor]:
+        if id(obj) in seen or d < 0:
+            return
+        seen.add(id(obj))
+        if isinstance(obj, torch.Tensor):
+            yield obj
+        elif isinstance(obj, dict):
+            for v in obj.values():
+                yield from walk(v, d - 1)
+        elif isinstance(obj, (list, tuple, set)):
+            for v in obj:
+                yield from walk(v, d - 1)
+        elif isinstance(obj, types.MethodType):
+            yield from walk(obj.__self__, d - 1)
+        elif isinstance(obj, types.FunctionType):
+            for cell in obj.__closure__ or ():
+                try:
+                    yield from walk(cell.cell_contents, d - 1)
+                except ValueError:  # empty cell
+                    pass
+        elif hasattr(obj, "__dict__") and not isinstance(obj, type) and not isinstance(obj, types.ModuleType):
+            yield from walk(vars(obj), d - 1)
+
+    yield from walk(root, depth)

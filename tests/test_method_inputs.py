@@ -4,10 +4,8 @@ refused by name instead of hanging."""
 
 from __future__ import annotations
 
-import gc
 import inspect
 import signal
-import types
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,7 +25,7 @@ from denoise_bench.protocol import NB2NB, reflect_pad
 from denoise_bench.runner import RunRequest, plan, run
 from denoise_bench.supervision import Supervision
 from denoise_bench.trained import TrainedDenoiser
-from helpers import MethodPlugin
+from helpers import MethodPlugin, reachable_tensors
 
 GAUSS = "gaussian:sigma=25"
 
@@ -96,24 +94,6 @@ def _setup():
     return MethodSetup(channels=1, budget=get_profile("smoke"))
 
 
-def _tensors_within(root: object, depth: int) -> Iterator[torch.Tensor]:
-    """Tensors reachable from ``root`` in ``depth`` steps of references, not through modules, classes or
-    functions (which reach everything the process imported)."""
-    seen: set[int] = set()
-    level = [root]
-    for _ in range(depth + 1):
-        following = []
-        for obj in level:
-            if id(obj) in seen or isinstance(obj, (types.ModuleType, type, types.FunctionType, types.BuiltinFunctionType)):
-                continue
-            seen.add(id(obj))
-            if isinstance(obj, torch.Tensor):
-                yield obj
-            else:
-                following += gc.get_referents(obj)
-        level = following
-
-
 class StackPeeker(PerImage):
     """Looks up its call stack for the clean copy of the image it is given and returns it when found."""
 
@@ -122,7 +102,7 @@ class StackPeeker(PerImage):
 
     def denoise(self, noisy: torch.Tensor, noise: NoiseInfo | None = None) -> torch.Tensor:
         for frame in inspect.stack()[1:]:
-            for tensor in _tensors_within(frame.frame.f_locals, 6):
+            for tensor in reachable_tensors(frame.frame.f_locals):
                 if tensor.dtype == torch.uint8 and tuple(tensor.shape) == tuple(noisy.shape[1:]):
                     StackPeeker.found.append(frame.function)
                     return tensor.float().div(255).unsqueeze(0).to(noisy.device)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import types
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,37 +13,7 @@ from denoise_bench.noise import parse_spec
 from denoise_bench.runner import RunRequest, plan, run
 from denoise_bench.supervision import (CleanBatch, NoisePolicy, NoisyBatch, NoisyPairBatch, Supervision,
                                        TrainingView, build_view)
-from helpers import MethodPlugin
-
-
-def reachable_tensors(root: object, depth: int = 12) -> Iterator[torch.Tensor]:
-    """Every tensor reachable from ``root`` through attributes, containers and closures."""
-    seen: set[int] = set()
-
-    def walk(obj: object, d: int) -> Iterator[torch.Tensor]:
-        if id(obj) in seen or d < 0:
-            return
-        seen.add(id(obj))
-        if isinstance(obj, torch.Tensor):
-            yield obj
-        elif isinstance(obj, dict):
-            for v in obj.values():
-                yield from walk(v, d - 1)
-        elif isinstance(obj, (list, tuple, set)):
-            for v in obj:
-                yield from walk(v, d - 1)
-        elif isinstance(obj, types.MethodType):
-            yield from walk(obj.__self__, d - 1)
-        elif isinstance(obj, types.FunctionType):
-            for cell in obj.__closure__ or ():
-                try:
-                    yield from walk(cell.cell_contents, d - 1)
-                except ValueError:  # empty cell
-                    pass
-        elif hasattr(obj, "__dict__") and not isinstance(obj, type) and not isinstance(obj, types.ModuleType):
-            yield from walk(vars(obj), d - 1)
-
-    yield from walk(root, depth)
+from helpers import MethodPlugin, reachable_tensors
 
 
 def _images() -> list[torch.Tensor]:
