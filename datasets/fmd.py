@@ -55,6 +55,7 @@ class FMD(ArchiveSet):
                    "x 20 fields of view x 50 gray 512x512 captures; test on FOV 19; downloaded per type, sha256 "
                    "trusted on first use (options types=..., captures=N)")
     channels = 1
+    option_names = ("types", "captures")
     folder = "FMD"
     timeout = 120.0
     types_available: ClassVar[dict[str, str]] = DRIVE_IDS

@@ -20,6 +20,7 @@ from denoise_bench.images import list_images, read_image
 class ImageFolder(Dataset):
     name = "folder"
     description = "a folder of images (option path=DIR; train/ and test/ subfolders, else the folder itself; name=NAME)"
+    option_names = ("path", "channels", "name")
 
     def __init__(self, data_dir: Path | None = None, **options: str) -> None:
         super().__init__(data_dir, **options)

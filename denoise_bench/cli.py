@@ -304,7 +304,7 @@ def evaluate_command(run_dir: Path, datasets: str, noises: tuple[str, ...], meth
     options = _key_values(dataset_options, "--dataset-option")
     request = evaluation_request(
         run_dir, _dataset_paths(_split(datasets), options, registry), registry,
-        methods=_split(methods) if methods else None,
+        methods=_split(methods) if methods is not None else None,
         test_noises=[item for text in noises for item in split_noise_list(text)], data_dir=resolve_data_dir(data_dir),
         dataset_options=options, device=device, out=out, progress=progress, tensorboard=tensorboard, protocol=protocol,
         note=lambda text: click.echo(f"note: {text}", err=True))

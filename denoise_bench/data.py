@@ -6,8 +6,10 @@ supervision-limited view; for testing, with a fixed seed per image and setting).
 
 from __future__ import annotations
 
+import difflib
 import os
 from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -38,6 +40,19 @@ def resolve_data_dir(flag: str | Path | None) -> Path | None:
     return Path(value).expanduser() if value else None
 
 
+def check_dataset_options(classes: Sequence[type["Dataset"]], options: Mapping[str, str]) -> None:
+    """Refuse a ``--dataset-option`` key that none of ``classes`` reads (``Dataset.option_names``): a
+    misspelt key (``chanels=1``) would otherwise be ignored without a word."""
+    known = {key for cls in classes for key in cls.option_names}
+    unknown = sorted(set(options) - known)
+    if not unknown:
+        return
+    takes = "; ".join(f"{cls.name} takes {', '.join(cls.option_names) or 'none'}" for cls in dict.fromkeys(classes))
+    close = difflib.get_close_matches(unknown[0], sorted(known), n=1)
+    hint = f"; did you mean {close[0]}?" if close else ""
+    raise BenchError(f"--dataset-option {', '.join(unknown)}: no dataset of this run reads it ({takes}){hint}")
+
+
 class Dataset(ABC):
     """Base class for dataset plugins.
 
@@ -51,6 +66,8 @@ class Dataset(ABC):
     description: ClassVar[str] = ""
     channels: ClassVar[int] = 3
     splits: ClassVar[tuple[str, ...]] = (TRAIN, TEST)
+    # The --dataset-option keys it reads; a run whose datasets read none of a given key refuses it.
+    option_names: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, data_dir: Path | None = None, **options: str) -> None:
         self.data_dir = data_dir

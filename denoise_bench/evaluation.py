@@ -111,6 +111,10 @@ def evaluation_request(run_dir: Path, datasets: list[str], registry: Registry, *
     than the trained run's (its rows are then other experiments than the trained run's). ``note`` hears
     what was left out.
     """
+    if not datasets:
+        raise BenchError("no dataset (--dataset) given: an evaluation needs a test set")
+    if methods is not None and not methods:
+        raise BenchError("no methods (--methods) given; leave the flag out for every method the run trained")
     config = read_config(run_dir)
     source = RunRequest.from_run_dir(run_dir)
     if source.weights_from is not None:

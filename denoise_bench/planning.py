@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from denoise_bench.data import TEST, TRAIN, Dataset
+from denoise_bench.data import TEST, TRAIN, Dataset, check_dataset_options
 from denoise_bench.download import progress_bars
 from denoise_bench.engine import Engine, resolve_engine
 from denoise_bench.environment import pick_device
@@ -75,6 +75,7 @@ def plan(request: RunRequest, registry: Registry | None = None) -> RunPlan:
     if request.tensorboard:
         require_tensorboard()  # before anything is downloaded or trained
     methods = _methods(request, registry)
+    _check_grid(request, registry)
     settings = [registry.noise_setting(text) for text in request.noises]
     if request.test_noises:
         settings = retested(settings, request.test_noises, registry.noise_families)
@@ -107,6 +108,17 @@ def _methods(request: RunRequest, registry: Registry) -> list[type[Method]]:
     for name, given in request.method_options.items():
         resolve_options(name, registry.method(name).options, given)  # a bad option fails now, not after training others
     return methods
+
+
+def _check_grid(request: RunRequest, registry: Registry) -> None:
+    """Refuse a grid with an empty axis (it would run nothing, and say so only by exiting 0) and dataset
+    options that no dataset of the request reads (they would be ignored)."""
+    for values, what in ((request.noises, "noise (--noise)"), (request.datasets, "dataset (--dataset)"),
+                         (request.seeds, "seed (--seeds)")):
+        if not values:
+            raise BenchError(f"no {what} given: the grid would be empty")
+    names = [*request.datasets, *([request.train_dataset] if request.train_dataset else [])]
+    check_dataset_options([registry.dataset(name) for name in names], request.dataset_options)
 
 
 def _check_datasets(datasets: list[Dataset], train_dataset: Dataset | None, settings: list[NoiseSetting],
