@@ -455,6 +455,8 @@ def denoise_command(inputs: tuple[Path, ...], run_dir: Path, method: str, noise:
     """Denoise image files (or folders of them) with METHOD as RUN_DIR trained it."""
     from denoise_bench.denoise_files import denoise_files, run_denoiser
 
+    if sigma is not None and not 0 < sigma <= 255:  # NaN too: it would denoise to NaN, written as a black image
+        raise BenchError(f"--sigma {sigma:g}: the noise level is a number above 0 and at most 255")
     registry = _registry()
     denoiser = run_denoiser(run_dir, method, noise, seed, device, registry)
     how = "trained on" if denoiser.method.trainable else "per image; the run's noise"

@@ -59,6 +59,22 @@ class NoiseInfo:
     spec: NoiseSpec
     levels: dict[str, float]  # this image's drawn parameter values, e.g. {"sigma": 25.0}
 
+    def __post_init__(self) -> None:
+        """Each level a finite number in its parameter's range: a NaN level denoises to NaN without a word."""
+        params = {p.name: p for p in self.spec.family.params}
+        for name, value in self.levels.items():
+            param = params.get(name)
+            try:
+                if not math.isfinite(value):
+                    raise BenchError("not finite")
+                if param is not None:
+                    param.check(value, str(self.spec))
+            except BenchError:
+                bracket = "(" if param is not None and param.minimum_exclusive else "["
+                within = f" in {bracket}{param.minimum:g}, {param.maximum:g}]" if param is not None else ""
+                raise BenchError(f"noise level {name}={value:g} of {self.spec.family.name} noise is not a number"
+                                 f"{within}") from None
+
     @staticmethod
     def from_levels(spec: NoiseSpec, levels: Levels) -> "NoiseInfo":
         return NoiseInfo(spec, {k: float(v.reshape(-1)[0]) for k, v in levels.items()})

@@ -1,19 +1,25 @@
 """Requests that would silently run nothing or the wrong thing are refused up front, in one line:
-empty grids and dataset options no dataset reads."""
+empty grids, dataset options no dataset reads, and noise levels that are not numbers."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from click.testing import CliRunner
 from PIL import Image
 
 from denoise_bench import plugins
 from denoise_bench.cli import main
+from denoise_bench.errors import BenchError
+from denoise_bench.method import Method, NoiseInfo
+from denoise_bench.noise import parse_spec
 from denoise_bench.plugins import get_registry
-from helpers import ToyPlugin
+from denoise_bench.supervision import Supervision
+from helpers import MethodPlugin, ToyPlugin
 
 
 def _bench(*args: str) -> tuple[int, str]:
@@ -70,3 +76,41 @@ def test_every_dataset_declares_the_options_it_reads() -> None:
     assert registry.dataset("folder").option_names == ("path", "channels", "name")
     assert registry.dataset("fmd").option_names == ("types", "captures")
     assert all(registry.dataset(name).option_names == () for name in ("skimage", "bsd68", "set12", "bsd300"))
+
+
+class Oracle(Method):
+    """Told the noise level, like BM3D: bench denoise gives it --sigma."""
+
+    name = "oracle"
+    description = "scales by the noise level it is told (test plugin)"
+    citation = "none"
+    supervision = Supervision.NONE
+    trainable = False
+    uses_noise_level = True
+
+    def denoise(self, noisy: torch.Tensor, noise: NoiseInfo | None = None) -> torch.Tensor:
+        return noisy * (1 - noise.levels["sigma"] / 255)
+
+
+@pytest.mark.parametrize("sigma", ["nan", "inf", "-5", "0", "300"])
+def test_bench_denoise_refuses_a_sigma_that_is_no_noise_level(tmp_path: Path, sigma: str) -> None:
+    plugins.register_plugin(MethodPlugin(Oracle), name="oracle")
+    code, output = _bench("run", "--methods", "oracle", "--noise", "gaussian:sigma=25", "--profile", "smoke",
+                          "--no-progress", "--out", str(tmp_path / "run"))
+    assert code == 0, output
+    image = tmp_path / "noisy.png"
+    Image.fromarray(np.full((20, 20), 128, dtype=np.uint8)).save(image)
+    code, output = _bench("denoise", str(image), "--run", str(tmp_path / "run"), "--method", "oracle", "--sigma", sigma,
+                          "--out", str(tmp_path / "out"))
+    assert code == 2 and output.startswith(f"error: --sigma {float(sigma):g}: ") and output.count("\n") == 1, output
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("spec, levels, said", [
+    ("gaussian:sigma=25", {"sigma": math.nan}, r"sigma=nan of gaussian noise is not a number in \[0, 255\]"),
+    ("gaussian:sigma=25", {"sigma": -1.0}, r"sigma=-1 of gaussian noise"),
+    ("poisson:lam=30", {"lam": 0.0}, r"lam=0 of poisson noise is not a number in \(0, 1e\+06\]")])
+def test_a_noise_level_that_is_not_a_number_in_range_is_refused(spec: str, levels: dict, said: str) -> None:
+    with pytest.raises(BenchError, match=said):
+        NoiseInfo(parse_spec(spec, get_registry().noise_families), levels)
+    assert NoiseInfo(parse_spec("gaussian:sigma=25", get_registry().noise_families), {"sigma": 25.0})
