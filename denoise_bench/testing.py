@@ -316,6 +316,10 @@ def check_dataset_declaration(setup: DatasetSetup) -> None:
         raise _dataset_fail(setup, f"name {cls.name!r} must be one non-empty word without commas (it is typed in --dataset)")
     if not cls.description.strip():
         raise _dataset_fail(setup, "has no description (bench list shows it)")
+    undeclared = sorted(set(setup.options) - set(cls.option_names))
+    if undeclared:
+        raise _dataset_fail(setup, f"is given option(s) {', '.join(undeclared)} that its option_names "
+                                   f"{tuple(cls.option_names)} do not declare (bench run refuses undeclared options)")
     dataset = setup.make()
     if dataset.channels not in (1, 3):
         raise _dataset_fail(setup, f"channels must be 1 (gray) or 3 (colour), got {dataset.channels!r}")

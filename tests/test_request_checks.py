@@ -14,11 +14,13 @@ from PIL import Image
 
 from denoise_bench import plugins
 from denoise_bench.cli import main
+from denoise_bench.data import CleanImage, Dataset
 from denoise_bench.errors import BenchError
 from denoise_bench.method import Method, NoiseInfo
 from denoise_bench.noise import parse_spec
 from denoise_bench.plugins import get_registry
 from denoise_bench.supervision import Supervision
+from denoise_bench.testing import check_dataset
 from helpers import MethodPlugin, ToyPlugin
 
 
@@ -114,3 +116,23 @@ def test_a_noise_level_that_is_not_a_number_in_range_is_refused(spec: str, level
     with pytest.raises(BenchError, match=said):
         NoiseInfo(parse_spec(spec, get_registry().noise_families), levels)
     assert NoiseInfo(parse_spec("gaussian:sigma=25", get_registry().noise_families), {"sigma": 25.0})
+
+
+class Sized(Dataset):
+    """Reads an option it does not declare."""
+
+    name = "sized"
+    description = "random images of a chosen size (test plugin)"
+    channels = 1
+
+    def load(self, split: str) -> list[CleanImage]:
+        side = int(self.options.get("side", "16"))
+        return [CleanImage("a", np.zeros((side, side, 1), dtype=np.uint8))]
+
+
+def test_the_dataset_kit_refuses_an_option_the_dataset_does_not_declare() -> None:
+    assert check_dataset(Sized) == []
+    failures = check_dataset(Sized, side="20")
+    assert failures and "option(s) side that its option_names () do not declare" in failures[0]
+    Declared = type("Declared", (Sized,), {"option_names": ("side",)})
+    assert check_dataset(Declared, side="20") == []
