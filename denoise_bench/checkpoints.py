@@ -19,8 +19,9 @@ from denoise_bench.errors import BenchError
 
 
 def save_checkpoint(state: dict[str, Any], path: Path) -> None:
-    with replacing(path, mode=None) as tmp:
-        torch.save(state, tmp)
+    # Through a Python file, so that a full disk is an OSError (ENOSPC) rather than torch's "unexpected pos".
+    with replacing(path, mode=None) as tmp, tmp.open("wb") as handle:
+        torch.save(state, handle)
 
 
 def load_checkpoint(path: Path, map_location: torch.device | str = "cpu") -> dict[str, Any]:

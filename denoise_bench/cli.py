@@ -86,18 +86,51 @@ def _method_options(pairs: tuple[str, ...]) -> dict[str, dict[str, str]]:
     return out
 
 
-def _file_value(param: click.Parameter, value: Any) -> Any:
-    """A value from a request file as the flag would give it: lists joined by commas, tables as KEY=VALUE."""
+_COMMA_LISTS = ("methods", "datasets", "seeds")  # text options that hold a comma-separated list: a file may give an array
+_TABLES = ("method_options", "dataset_options", "executor_options")  # KEY=VALUE options: a file gives a table
+_SCALARS = (str, int, float, bool)
+
+
+def _file_value(param: click.Parameter, value: Any, where: str) -> Any:
+    """A value from a request file as the flag would give it: lists joined by commas, tables as KEY=VALUE.
+
+    A value of the wrong kind for its flag (a table for a number, 1.5 or true for a whole number, an
+    array for a single value) is a BenchError naming ``where`` (the file and key), never converted.
+    """
     def text(v: Any) -> str:
         return str(v).lower() if isinstance(v, bool) else str(v)
-    if isinstance(value, dict):
+
+    def wrong(expected: str) -> BenchError:
+        return BenchError(f"{where} = {value!r}: expected {expected}")
+
+    if param.name in _TABLES and isinstance(value, dict):
         if param.name == "method_options":
-            return [f"{m}:{k}={text(v)}" for m, opts in value.items() for k, v in dict(opts).items()]
+            if not all(isinstance(opts, dict) and all(isinstance(v, _SCALARS) for v in opts.values())
+                       for opts in value.values()):
+                raise wrong("a table of tables of values ([method-option.METHOD] KEY = VALUE)")
+            return [f"{m}:{k}={text(v)}" for m, opts in value.items() for k, v in opts.items()]
+        if not all(isinstance(v, _SCALARS) for v in value.values()):
+            raise wrong("a table of values (KEY = VALUE)")
         return [f"{k}={text(v)}" for k, v in value.items()]
-    if getattr(param, "multiple", False):
-        return [text(v) for v in value] if isinstance(value, list) else [text(value)]
+    if isinstance(value, dict):
+        raise wrong("a value, not a table")
+    if getattr(param, "multiple", False) or param.name in _COMMA_LISTS:
+        items = value if isinstance(value, list) else [value]
+        if not all(isinstance(v, _SCALARS) for v in items):
+            raise wrong("a value or an array of values")
+        return [text(v) for v in items] if getattr(param, "multiple", False) else ",".join(text(v) for v in items)
     if isinstance(value, list):
-        return ",".join(text(v) for v in value)
+        raise wrong("one value, not an array")
+    if isinstance(param.type, click.types.BoolParamType) or getattr(param, "is_flag", False):
+        expected, fits = "true or false", isinstance(value, bool)
+    elif isinstance(param.type, click.types.IntParamType):
+        expected, fits = "a whole number", isinstance(value, int) and not isinstance(value, bool)
+    elif isinstance(param.type, click.types.FloatParamType):
+        expected, fits = "a number", isinstance(value, (int, float)) and not isinstance(value, bool)
+    else:
+        expected, fits = "text", isinstance(value, str)
+    if not fits:
+        raise wrong(expected)
     return value
 
 
@@ -111,7 +144,7 @@ def _load_config(ctx: click.Context, param: click.Parameter, path: Path | None) 
     for key, value in read_request_file(path).items():
         if key not in by_flag:
             raise BenchError(f"--config {path}: unknown key {key!r}; valid keys: {', '.join(sorted(by_flag))}")
-        defaults[by_flag[key].name] = _file_value(by_flag[key], value)
+        defaults[by_flag[key].name] = _file_value(by_flag[key], value, f"--config {path}: {key}")
     ctx.default_map = {**(ctx.default_map or {}), **defaults}
     return path
 
@@ -180,7 +213,8 @@ def engine_options(command: Callable) -> Callable:
               help="fresh: new training noise every iteration (official codes); fixed: one noisy copy per image.")
 @click.option("--device", default="auto", show_default=True, help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
 @click.option("--data-dir", type=click.Path(path_type=Path), default=None, help="Folder of the named sets [env DENOISE_BENCH_DATA].")
-@click.option("--out", type=click.Path(path_type=Path), default=None, help="Run folder (default runs/<timestamp>).")
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Run folder (default runs/<timestamp>).")
 @click.option("--method-option", "method_options", multiple=True, help="METHOD:KEY=VALUE, e.g. iddp:stop_gradient=false.")
 @click.option("--dataset-option", "dataset_options", multiple=True, help="KEY=VALUE for the dataset, e.g. path=DIR for 'folder'.")
 @click.option("--checkpoint-every", type=int, default=200, show_default=True,
@@ -282,7 +316,8 @@ def _execute(the_plan: RunPlan, job_executor: Executor | None, resume_command: s
 @click.option("--dataset-option", "dataset_options", multiple=True, help="KEY=VALUE for the dataset, e.g. channels=1 for a folder.")
 @click.option("--data-dir", type=click.Path(path_type=Path), default=None, help="Folder of the named sets [env DENOISE_BENCH_DATA].")
 @click.option("--device", default="auto", show_default=True, help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
-@click.option("--out", type=click.Path(path_type=Path), default=None, help="New run folder (default runs/<timestamp>).")
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="New run folder (default runs/<timestamp>).")
 @click.option("--progress/--no-progress", default=True, show_default=True)
 @click.option("--tensorboard", is_flag=True,
               help="Final PSNR/SSIM per job as TensorBoard events under OUT/tensorboard/ (the tensorboard extra).")

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import json
 import tomllib
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from denoise_bench.errors import BenchError
-from denoise_bench.results import CONFIG, read_config
+from denoise_bench.results import CONFIG, json_kind, read_config
 from denoise_bench.supervision import NoisePolicy
 
 
@@ -61,10 +63,67 @@ class RunRequest:
     def from_run_dir(run_dir: Path) -> "RunRequest":
         """The request recorded in a run folder, to continue it (``bench run --resume``)."""
         config = read_config(run_dir)
-        stored = dict(config["request"])
+        stored = checked_request(config.get("request"), run_dir / CONFIG, complete=True)
         for key in ("data_dir", "weights_from"):
             stored[key] = Path(stored[key]) if stored.get(key) else None
         return RunRequest(**stored, out=run_dir)
+
+
+# Fields ``config.json`` must record to continue a run; the others take their defaults where a run folder
+# made before they existed lacks them.
+_REQUIRED = ("methods", "noises", "datasets")
+
+
+def checked_request(stored: object, path: Path, complete: bool = False) -> dict[str, Any]:
+    """A request as ``config.json`` records it (:meth:`RunRequest.recorded`), checked field by field against
+    :class:`RunRequest`; a hand-edited or damaged one is a BenchError naming ``path`` and the field.
+    ``complete``: it must also name the grid (methods, noises, datasets), as a run folder's does."""
+    if not isinstance(stored, dict):
+        raise BenchError(f"{path}: its request is {json_kind(stored)}, not a JSON object of the request's fields "
+                         "(a damaged or hand-edited file)")
+    hints = typing.get_type_hints(RunRequest)
+    known = RunRequest([], [], []).recorded()
+    for key, value in stored.items():
+        if key not in known:
+            raise BenchError(f"{path}: the request has no field {key!r} (hand-edited?); fields: {', '.join(known)}")
+        if not _conforms(value, hints[key]):
+            shown = "" if value is None else f" {json.dumps(value)[:60]}"
+            raise BenchError(f"{path}: request field {key} is {json_kind(value)}{shown}, "
+                             f"not {_described(hints[key])} (a damaged or hand-edited file)")
+    missing = [key for key in _REQUIRED if key not in stored] if complete else []
+    if missing:
+        raise BenchError(f"{path}: the request lacks {', '.join(missing)} (a damaged or hand-edited file)")
+    return dict(stored)
+
+
+def _conforms(value: object, hint: Any) -> bool:
+    """Whether a JSON value fits a field annotation of :class:`RunRequest` (paths are recorded as text)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_conforms(value, arg) for arg in args)
+    if origin is list:
+        return isinstance(value, list) and all(_conforms(item, args[0]) for item in value)
+    if origin is dict:
+        return isinstance(value, dict) and all(_conforms(k, args[0]) and _conforms(v, args[1]) for k, v in value.items())
+    if hint is type(None):
+        return value is None
+    if hint in (int, float):
+        return isinstance(value, (int, float) if hint is float else int) and not isinstance(value, bool)
+    return hint is Any or isinstance(value, str if hint is Path else hint)
+
+
+def _described(hint: Any, plural: bool = False) -> str:
+    """A field annotation as a reader of the JSON file says it: ``a list of whole numbers``, ``text or null``."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_described(arg, plural) for arg in args)
+    if origin is list:
+        return ("lists" if plural else "a list") + f" of {_described(args[0], True)}"
+    if origin is dict:
+        return ("objects" if plural else "an object") + ("" if args[1] is Any else f" of {_described(args[1], True)}")
+    names = {type(None): ("null", "null"), int: ("a whole number", "whole numbers"), float: ("a number", "numbers"),
+             bool: ("true or false", "true or false"), str: ("text", "text"), Path: ("text (a path)", "paths")}
+    return names.get(hint, ("a value", "values"))[plural]
 
 
 # Request fields only ``bench evaluate`` sets (a training run records them empty); not flags of ``bench run``.
@@ -85,22 +144,24 @@ def read_request_file(path: Path) -> dict[str, Any]:
         raise BenchError(f"--config {path}: no such file")
     if path.suffix == ".json":
         config = read_config(path.parent) if path.name == CONFIG else _json(path)
-        request = config.get("request", config)
+        request = checked_request(config.get("request", config), path)
         if request.get("weights_from"):
             raise BenchError(f"--config {path} records a `bench evaluate` of the models of {request['weights_from']}, "
                              f"not a training run; continue it with `bench run --resume {path.parent}`")
         return _flags_of_request(request)
     try:
-        data = tomllib.loads(path.read_text())
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise BenchError(f"--config {path} is not valid TOML ({exc})") from None
+    except UnicodeDecodeError as exc:
+        raise BenchError(f"--config {path} is not UTF-8 text, as TOML must be ({exc.reason} at byte {exc.start})") from None
     return {key.replace("_", "-"): value for key, value in data.items()}
 
 
 def _json(path: Path) -> dict[str, Any]:
     try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise BenchError(f"--config {path} is not valid JSON ({exc})") from None
     if not isinstance(data, dict):
         raise BenchError(f"--config {path}: expected a JSON object")

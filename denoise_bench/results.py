@@ -89,14 +89,50 @@ def read_config(run_dir: Path) -> dict:
     if not path.is_file():
         raise BenchError(f"{run_dir} is not a run folder (no {CONFIG})")
     try:
-        config = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise BenchError(f"{path} is not valid JSON ({exc})") from None
     found = config.get("format_version") if isinstance(config, dict) else None
     if found != RESULTS_FORMAT:
         raise BenchError(f"{run_dir} was written by an incompatible version of denoise-bench "
                          f"(results format {found}, this version reads {RESULTS_FORMAT})")
+    wrong = _config_shape_error(config)
+    if wrong:
+        raise BenchError(f"{path}: {wrong} (a damaged or hand-edited file)")
     return config
+
+
+# What the entries of config.json that readers rely on are, where present (older folders lack some).
+_CONFIG_SHAPES: dict[str, type | tuple[type, ...]] = {
+    "request": dict, "methods": list, "noise": list, "datasets": list, "seeds": list, "budget": dict, "budgets": dict,
+    "engine": dict, "protocol": dict, "dataset_options": dict, "profile": str, "noise_policy": str,
+    "train_dataset": (str, type(None))}
+
+
+def _config_shape_error(config: dict) -> str | None:
+    """What is wrong with the structure of a config.json, or None: each entry of the kind it is written as,
+    every method entry an object with a name, every noise entry an object with a training noise and tests."""
+    for key, kind in _CONFIG_SHAPES.items():
+        if key in config and not isinstance(config[key], kind):
+            return f"{key} is {json_kind(config[key])}, not {' or '.join(map(json_kind, kind)) if isinstance(kind, tuple) else json_kind(kind)}"
+    for i, method in enumerate(config.get("methods", [])):
+        if not isinstance(method, dict) or not isinstance(method.get("name"), str):
+            return f"methods[{i}] is not an object with a name"
+        if not isinstance(method.get("options") or {}, dict):
+            return f"the options of method {method['name']!r} are not an object"
+    for i, noise in enumerate(config.get("noise", [])):
+        if not (isinstance(noise, dict) and isinstance(noise.get("train"), str) and isinstance(noise.get("tests"), list)):
+            return f"noise[{i}] is not an object with a training noise (train) and its tests"
+    budgets = config.get("budgets", {})
+    if not all(isinstance(budget, dict) for budget in budgets.values()):
+        return "budgets holds a budget that is not an object"
+    return None
+
+
+def json_kind(value: object) -> str:
+    """A JSON value's kind (or a Python type's, as JSON names it)."""
+    kind = value if isinstance(value, type) else type(value)
+    return {dict: "an object", list: "a list", str: "text", bool: "true/false", type(None): "null"}.get(kind, "a number")
 
 
 def part_folders(run_dir: Path) -> list[Path]:
@@ -106,8 +142,60 @@ def part_folders(run_dir: Path) -> list[Path]:
 
 
 def read_rows(path: Path) -> pd.DataFrame:
-    """One CSV of a run folder, its names kept as text (see ``TEXT_COLUMNS``)."""
-    return pd.read_csv(path, dtype={column: str for column in TEXT_COLUMNS})
+    """One CSV of a run folder, its names kept as text (see ``TEXT_COLUMNS``).
+
+    A damaged or hand-edited file is a :class:`BenchError` naming it and, where it can, the line: not
+    CSV text, a row with more fields than the header, a row without its job's key (method, dataset,
+    training noise, seed, and for a record its image), or text where a number belongs. Nothing reads
+    on from a file that does not hold what it says, so a resume never rewrites one with less.
+    """
+    try:
+        frame = pd.read_csv(path, dtype={column: str for column in TEXT_COLUMNS})
+    except pd.errors.EmptyDataError:
+        raise BenchError(f"{path} is empty (not even its header line)") from None
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
+        raise BenchError(f"{path} is not a readable CSV file ({' '.join(str(exc).split())})") from None
+    except OSError as exc:
+        raise BenchError(f"cannot read {path}: {exc.strerror or exc}") from None
+    _check_rows(path, frame)
+    return frame
+
+
+# Columns of the run folder's CSV files that hold whole numbers, and numbers (a missing value is allowed).
+_WHOLE_NUMBERS = ("seed", "repeat", "step", "iterations", "records")
+_NUMBERS = ("psnr", "ssim", "input_psnr", "input_ssim", "seconds", "train_seconds", "floor_psnr", "floor_ssim",
+            "noise_seed")
+_STATUSES = ("done", "failed", "skipped")  # of a job in jobs.csv
+
+
+def _check_rows(path: Path, frame: pd.DataFrame) -> None:
+    """Raise a BenchError naming the first line of ``path`` that does not hold what its file holds."""
+    key = _ROW_KEYS.get(path.name, [])
+    missing = [column for column in key if column not in frame.columns]
+    if missing:
+        raise BenchError(f"{path} has no {', '.join(missing)} column(s); it is not a denoise-bench {path.name} "
+                         "(or its header line was edited)")
+    problems = []  # (row index, what is wrong)
+    for column in key:
+        empty = frame[column].isna() | (frame[column].astype(str).str.strip() == "")
+        if empty.any():
+            problems.append((empty.idxmax(), f"no {column} (a cut or hand-edited row)"))
+    for column in [c for c in (*_WHOLE_NUMBERS, *_NUMBERS) if c in frame.columns]:
+        values = pd.to_numeric(frame[column], errors="coerce")
+        wrong = values.isna() & frame[column].notna()
+        if column in _WHOLE_NUMBERS:
+            wrong |= values.notna() & (values != values.round())
+        if wrong.any():
+            row = wrong.idxmax()
+            problems.append((row, f"{column} {frame[column][row]!r} is not a{' whole' if column in _WHOLE_NUMBERS else ''} number"))
+    if path.name == JOBS and "status" in frame.columns:
+        wrong = ~frame.status.isin(_STATUSES)
+        if wrong.any():
+            row = wrong.idxmax()
+            problems.append((row, f"status {frame.status[row]!r} is none of {', '.join(_STATUSES)}"))
+    if problems:
+        row, what = min(problems, key=lambda problem: problem[0])
+        raise BenchError(f"{path} line {row + 2}: {what}")  # line 1 is the header
 
 
 def _read_frame(run_dir: Path, name: str) -> pd.DataFrame:

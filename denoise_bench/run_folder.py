@@ -21,6 +21,7 @@ from denoise_bench.environment import describe_environment
 from denoise_bench.errors import BenchError
 from denoise_bench.experiment import CONDITIONS, config_experiments
 from denoise_bench.planning import RunPlan, run_config
+from denoise_bench.request import RunRequest
 from denoise_bench.results import (CHECKPOINTS, CONFIG, CURVES, DONE, ENVIRONMENT, JOBS, PARTS, PENDING, RECORDS,
                                    part_folders, read_config, read_curves, read_jobs, read_pending, read_records,
                                    read_rows, write_frame, write_json)
@@ -229,10 +230,7 @@ def _resume_state(run_dir: Path, config: dict[str, Any], echo: Callable[[str], N
     """
     if not (run_dir / CONFIG).exists():
         return ResultSink(run_dir), []
-    previous = read_config(run_dir)
-    if _comparable(previous) != _comparable(config):
-        raise BenchError(f"run folder {run_dir} was made by a different request; continue it with "
-                         f"`bench run --resume {run_dir}` or choose a new --out")
+    _check_same_run(run_dir, read_config(run_dir), config)
     parts = settled_parts(run_dir, echo)
     records = read_records(run_dir) if (run_dir / RECORDS).exists() or parts else pd.DataFrame()
     # The readers include the parts of executor jobs.
@@ -240,6 +238,32 @@ def _resume_state(run_dir: Path, config: dict[str, Any], echo: Callable[[str], N
     if sink.jobs:
         echo(f"resuming {run_dir}: {len(sink.jobs)} job(s) already finished")
     return sink, parts
+
+
+def _check_same_run(run_dir: Path, previous: dict[str, Any], config: dict[str, Any]) -> None:
+    """Refuse to continue ``run_dir`` (whose config.json is ``previous``) with a run whose config is ``config``.
+
+    A different request is told how to continue the folder instead. The same request resolving to a
+    different run (config.json edited by hand, or the methods installed since changed their options or
+    defaults) cannot be continued at all, and the message says what differs rather than suggesting the
+    very resume that failed.
+    """
+    try:
+        before = _comparable(previous)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise BenchError(f"{run_dir / CONFIG}: cannot read the run it records ({type(exc).__name__}: {exc}); "
+                         "a damaged or hand-edited file") from None
+    now = _comparable(config)
+    if before == now:
+        return
+    defaults = RunRequest([], [], []).recorded()  # fields an older folder lacks are read as these on resume
+    if _comparable({"request": defaults | previous["request"]}) != _comparable({"request": defaults | config["request"]}):
+        raise BenchError(f"run folder {run_dir} was made by a different request; continue it with "
+                         f"`bench run --resume {run_dir}` or choose a new --out")
+    differ = ", ".join(sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k)))
+    raise BenchError(f"{run_dir / CONFIG} records a run other than the one its own request makes now ({differ} "
+                     "differ): the file was edited, or the methods installed since changed; it cannot be "
+                     "continued, start a new --out")
 
 
 def _carried_over(folder: Path, jobs: pd.DataFrame, records: pd.DataFrame, curves: pd.DataFrame,

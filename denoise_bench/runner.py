@@ -19,7 +19,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from denoise_bench.atomic import out_of_space
 from denoise_bench.dispatch import Executor, run_here, run_through
+from denoise_bench.errors import BenchError
 from denoise_bench.grid import Unit, unit_jobs, units
 from denoise_bench.grid_progress import GridProgress
 from denoise_bench.host_memory import keep_freed_memory
@@ -56,8 +58,20 @@ def run(p: RunPlan, echo: Callable[[str], None] = print, executor: Executor | No
     lock (``denoise_bench.run_lock``) is held throughout; the submitted jobs run under it.
 
     A line goes through ``echo`` after every job (``denoise_bench.grid_progress``), and the lifecycle
-    hooks of the plugins are called (``denoise_bench.tracking``).
+    hooks of the plugins are called (``denoise_bench.tracking``). A full disk stops the run with a
+    :class:`BenchError` naming the file it was writing; what finished stays saved (``denoise_bench.atomic``).
     """
+    try:
+        return _run(p, echo, executor)
+    except OSError as exc:
+        if not out_of_space(exc):
+            raise
+        raise BenchError(f"{exc.strerror} writing {exc.filename or p.run_dir}; the run stopped, what finished is "
+                         f"saved in {p.run_dir}: free some space, then continue it with `bench run --resume {p.run_dir}`"
+                         ) from None
+
+
+def _run(p: RunPlan, echo: Callable[[str], None], executor: Executor | None) -> RunResult:
     with run_lock(p.run_dir, echo):  # refuses a folder another process is running into, before touching it
         sink = open_run_folder(p, echo)  # refuses a folder made by another request; keeps what finished there
         finished = sink.job_keys()

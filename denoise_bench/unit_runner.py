@@ -2,7 +2,8 @@
 
 Failures are isolated: a job that raises is recorded as failed, with its error and traceback, and
 the grid goes on; a (method, noise) cell the method cannot handle is recorded as skipped, with the
-reason. Each job, once saved, is reported to the lifecycle hooks (``denoise_bench.tracking``) and to
+reason. A full disk is not a job's failure: every later job would fail alike, and recording it needs
+space too, so it stops the grid (``runner.run`` says so) with what finished saved as it was. Each job, once saved, is reported to the lifecycle hooks (``denoise_bench.tracking``) and to
 ``on_job`` (the grid's progress lines), as are the training's steps and learning-curve points.
 """
 
@@ -13,6 +14,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
+from denoise_bench.atomic import out_of_space
 from denoise_bench.fitting import trained_method
 from denoise_bench.errors import BenchError
 from denoise_bench.experiment import Experiment
@@ -76,6 +78,8 @@ class UnitRunner:
             method, train_seconds = trained_method(self.plan, method_cls, [d for d, _ in todo], setting, unit.seed,
                                                    self.data, self.echo, add_curve_point, on_training_step)
         except Exception as exc:
+            if out_of_space(exc):
+                raise
             for _, job in todo:
                 failed = record_failure(sink, job, exc, began, self.echo)
                 finish(failed, [], failed["error"])
@@ -91,6 +95,8 @@ class UnitRunner:
                 records = score_tests(self.plan, method, dataset, setting, self.data, scored=earlier,
                                       on_record=lambda record: sink.add_pending(common | record))
             except Exception as exc:
+                if out_of_space(exc):
+                    raise
                 failed = record_failure(sink, job, exc, began, self.echo)
                 finish(failed, [], failed["error"])
                 began = time.perf_counter()
