@@ -39,9 +39,17 @@ def _single_threaded_profile() -> bm3d.BM3DProfile:
 
 def _bm3d(z: np.ndarray, sigma: float) -> np.ndarray:
     """BM3D on an (H, W, C) float64 array with white noise of std ``sigma`` (in z's units)."""
+    profile = _single_threaded_profile()
+    block = max(profile.bs_ht, profile.bs_wiener)
+    h, w = z.shape[:2]
+    # The package raises a ValueError on a side under one block, and crashes the process (SIGSEGV)
+    # on an image of exactly one block.
+    if min(h, w) < block or (h, w) == (block, block):
+        raise BenchError(f"bm3d: a {h}x{w} image is too small; it needs sides of at least {block} pixels and "
+                         f"more than one {block}x{block} block")
     if z.shape[2] == 3:
-        return bm3d.bm3d_rgb(z, sigma, profile=_single_threaded_profile())
-    return bm3d.bm3d(z[:, :, 0], sigma, profile=_single_threaded_profile())[:, :, None]
+        return bm3d.bm3d_rgb(z, sigma, profile=profile)
+    return bm3d.bm3d(z[:, :, 0], sigma, profile=profile)[:, :, None]
 
 
 def anscombe(counts: np.ndarray) -> np.ndarray:

@@ -21,6 +21,8 @@ from denoise_bench import plugins
 from denoise_bench.cli import main
 from denoise_bench.errors import BenchError
 from denoise_bench.method import Method, NoiseInfo
+from denoise_bench.noise import parse_spec
+from denoise_bench.plugins import get_registry
 from denoise_bench.protocol import NB2NB, reflect_pad
 from denoise_bench.runner import RunRequest, plan, run
 from denoise_bench.supervision import Supervision
@@ -176,3 +178,14 @@ def test_a_one_pixel_test_image_is_a_named_error_in_bench_run_and_bench_denoise(
     assert result.exit_code == 2, result.output
     assert result.output.count("\n") <= 2 and "1x40 image cannot be reflect-padded" in result.output
     assert not (tmp_path / "out" / "thin.png").exists()
+
+
+@pytest.mark.parametrize("height, width", [(1, 40), (7, 40), (8, 8)])
+def test_bm3d_refuses_an_image_smaller_than_its_blocks_by_name(height: int, width: int) -> None:
+    """The bm3d package raises a ValueError under one 8x8 block and crashes the process on exactly one."""
+    registry = get_registry()
+    method = registry.method("bm3d")(_setup())
+    info = NoiseInfo(parse_spec("gaussian:sigma=25", registry.noise_families), {"sigma": 25.0})
+    with pytest.raises(BenchError, match=f"bm3d: a {height}x{width} image is too small"):
+        method.denoise(torch.rand(1, 1, height, width), info)
+    assert method.denoise(torch.rand(1, 1, 8, 9), info).shape == (1, 1, 8, 9)
