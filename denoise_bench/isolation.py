@@ -2,8 +2,8 @@
 what its caller holds: the evaluator's test case, with the clean copy of the image being denoised.
 
 One daemon thread per process runs the calls, one at a time, while the caller waits for each. The
-thread takes the caller's grad mode and, for a CUDA device, that device as its current one, so a call
-computes exactly what it computes on the caller's stack. This closes the accidental path (a plugin
+thread takes the caller's grad mode, its number of CPU threads and, for a CUDA device, that device as
+its current one, so a call computes exactly what it computes on the caller's stack. This closes the accidental path (a plugin
 looking through ``inspect.stack()``); it is no sandbox: the process's memory (``gc``, other threads'
 frames) and the image files stay open to code that searches them, which is why tables and
 leaderboards flag implausible scores (``denoise_bench.plausibility``).
@@ -28,6 +28,7 @@ class _Call:
         self.fn: Callable[..., Any] | None = fn
         self.args: tuple[Any, ...] = args
         self.grad = torch.is_grad_enabled()
+        self.threads = torch.get_num_threads()  # per OS thread under OpenMP: set later in the caller, not here
         self.device = device
         self.result: Any = None
         self.error: BaseException | None = None
@@ -36,6 +37,8 @@ class _Call:
     def run(self) -> None:
         cuda = torch.cuda.device(self.device) if self.device is not None and self.device.type == "cuda" else nullcontext()
         try:
+            if torch.get_num_threads() != self.threads:
+                torch.set_num_threads(self.threads)
             with cuda, torch.set_grad_enabled(self.grad):
                 self.result = self.fn(*self.args)  # type: ignore[misc]
         except BaseException as exc:  # handed to the caller, which raises it

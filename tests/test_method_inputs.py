@@ -189,3 +189,23 @@ def test_bm3d_refuses_an_image_smaller_than_its_blocks_by_name(height: int, widt
     with pytest.raises(BenchError, match=f"bm3d: a {height}x{width} image is too small"):
         method.denoise(torch.rand(1, 1, height, width), info)
     assert method.denoise(torch.rand(1, 1, 8, 9), info).shape == (1, 1, 8, 9)
+
+
+def test_an_isolated_call_computes_under_the_callers_grad_mode_and_thread_count() -> None:
+    from denoise_bench.isolation import call_isolated
+
+    def state() -> tuple[bool, int]:
+        return torch.is_grad_enabled(), torch.get_num_threads()
+
+    before = torch.get_num_threads()
+    changed = 2 if before == 1 else 1
+    try:
+        call_isolated(state)  # the thread exists before the caller changes its thread count
+        torch.set_num_threads(changed)
+        with torch.no_grad():
+            assert call_isolated(state) == (False, changed)
+        assert call_isolated(state) == (True, changed)
+        with pytest.raises(ZeroDivisionError):  # an error is raised in the caller
+            call_isolated(lambda: 1 / 0)
+    finally:
+        torch.set_num_threads(before)
