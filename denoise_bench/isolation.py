@@ -2,11 +2,12 @@
 what its caller holds: the evaluator's test case, with the clean copy of the image being denoised.
 
 One daemon thread per process runs the calls, one at a time, while the caller waits for each. The
-thread takes the caller's grad mode, its number of CPU threads and, for a CUDA device, that device as
-its current one, so a call computes exactly what it computes on the caller's stack. This closes the accidental path (a plugin
-looking through ``inspect.stack()``); it is no sandbox: the process's memory (``gc``, other threads'
-frames) and the image files stay open to code that searches them, which is why tables and
-leaderboards flag implausible scores (``denoise_bench.plausibility``).
+thread takes the caller's grad mode, its number of CPU threads and, for a CUDA device, that device (or
+the caller's current one) as its current one, so a call computes exactly what it computes on the
+caller's stack. This closes the accidental path (a plugin looking through ``inspect.stack()``); it is
+no sandbox: the process's memory (``gc``, other threads' frames) and the image files stay open to
+code that searches them, which is why tables and leaderboards flag implausible scores
+(``denoise_bench.plausibility``).
 """
 
 from __future__ import annotations
@@ -29,13 +30,15 @@ class _Call:
         self.args: tuple[Any, ...] = args
         self.grad = torch.is_grad_enabled()
         self.threads = torch.get_num_threads()  # per OS thread under OpenMP: set later in the caller, not here
-        self.device = device
+        # The CUDA device a call runs on: the one named, else the caller's current one (current devices are per thread).
+        self.cuda = None if device is None or device.type != "cuda" else (
+            device.index if device.index is not None else torch.cuda.current_device())
         self.result: Any = None
         self.error: BaseException | None = None
         self.done = threading.Event()
 
     def run(self) -> None:
-        cuda = torch.cuda.device(self.device) if self.device is not None and self.device.type == "cuda" else nullcontext()
+        cuda = torch.cuda.device(self.cuda) if self.cuda is not None else nullcontext()
         try:
             if torch.get_num_threads() != self.threads:
                 torch.set_num_threads(self.threads)
