@@ -27,7 +27,8 @@ from denoise_bench.noise import parse_spec
 from denoise_bench.plugins import Registry, get_registry
 from denoise_bench.protocol import get_protocol
 from denoise_bench.results import file_slug, read_config
-from denoise_bench.trained import ABOUT, RunCheckpoint, TrainedDenoiser, build_method, find_checkpoint, run_checkpoints
+from denoise_bench.trained import (ABOUT, RunCheckpoint, TrainedDenoiser, build_method, check_header, find_checkpoint,
+                                   run_checkpoints)
 
 FORMATS = ("png", "tiff", "npy")  # 8-bit PNG; float32 TIFF or .npy in [0, 1] (not clipped)
 
@@ -89,6 +90,7 @@ def run_checkpoint(run_dir: Path, method: str, noise: str | None = None, seed: i
     state = load_checkpoint(found.path)
     if not isinstance(state.get(ABOUT), dict):
         state[ABOUT] = _from_config(run_dir, method, found.noise, found.seed, registry)
+    check_header(found, state[ABOUT])
     return found, state
 
 

@@ -262,6 +262,21 @@ def run_checkpoints(run_dir: Path) -> list[RunCheckpoint]:
     return found
 
 
+def check_header(found: RunCheckpoint, about: dict[str, Any]) -> None:
+    """Refuse a checkpoint whose header describes another training than its file name in the run folder
+    (a file renamed or copied over another): the method, and the training noise and seed where it records them.
+    What is asked for by name is what is loaded, or nothing is."""
+    from denoise_bench.results import file_slug
+
+    told = {"method": (about.get("method"), found.method),
+            "training noise": (file_slug(str(about["train_noise"])) if about.get("train_noise") else None, found.noise),
+            "seed": (about.get("seed"), found.seed)}
+    for what, (held, named) in told.items():
+        if held is not None and held != named:
+            raise BenchError(f"{found.path}: its header says {what} {held!r}, its file name {named!r}: the file was "
+                             "renamed or copied over another; nothing was loaded")
+
+
 def find_checkpoint(run_dir: Path, method: str, noise: str | None = None, seed: int | None = None) -> RunCheckpoint:
     """The one checkpoint of ``method`` in ``run_dir`` (narrowed by noise slug and seed), or a BenchError."""
     from denoise_bench.results import file_slug

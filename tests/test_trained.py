@@ -215,3 +215,26 @@ def test_headerless_checkpoint_in_its_run_folder_is_read_with_the_run_config(ben
     result = CliRunner().invoke(main, ["export", str(old_run), "--method", "unet", "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert torch.equal(denoise_bench.load_trained(out)(noisy), bench_run.denoiser("unet")(noisy))
+
+
+@pytest.mark.parametrize("command", ["export", "denoise"])
+def test_a_checkpoint_holding_another_method_than_its_name_is_refused(bench_run: denoise_bench.Benchmark,
+                                                                    tmp_path: Path, command: str) -> None:
+    """n2n weights copied over unet's file: asked for unet, nothing else is loaded, exported or run."""
+    from click.testing import CliRunner
+
+    from denoise_bench.cli import main
+
+    run = tmp_path / "run"
+    shutil.copytree(bench_run.run_dir, run)
+    checkpoint = run / "checkpoints" / _checkpoint(bench_run).name
+    state = load_checkpoint(checkpoint)
+    state["about"]["method"] = "n2n"  # the same network: its weights would load into unet without a word
+    save_checkpoint(state, checkpoint)
+    noisy, _ = _noisy_png(tmp_path)
+    args = {"export": ["export", str(run), "--method", "unet", "--out", str(tmp_path / "unet.safetensors")],
+            "denoise": ["denoise", str(noisy), "--run", str(run), "--method", "unet", "--out", str(tmp_path / "o")]}
+    result = CliRunner().invoke(main, args[command])
+    assert result.exit_code == 2, result.output
+    assert f"{checkpoint}: its header says method 'n2n', its file name 'unet'" in result.output
+    assert not (tmp_path / "unet.safetensors").exists() and not (tmp_path / "o").exists()
