@@ -38,11 +38,12 @@ from pathlib import Path
 import pandas as pd
 
 from denoise_bench.errors import BenchError
+from denoise_bench.output_folders import claim_folder
 from denoise_bench.plausibility import IMPLAUSIBLE_MARK, IMPLAUSIBLE_NOTE, implausible
 from denoise_bench.experiment import (CONDITIONS, Experiment, canonical_options, parse_canonical, run_conditions,
                                      shown_options)
 from denoise_bench.protocol import PROTOCOLS, protocol_by_id
-from denoise_bench.results import (BELOW_FLOOR_MARK, ENVIRONMENT, FLOOR, FLOOR_NOTE, ORACLE_MARK, RECORDS, below_floor,
+from denoise_bench.results import (BELOW_FLOOR_MARK, CONFIG, ENVIRONMENT, FLOOR, FLOOR_NOTE, ORACLE_MARK, RECORDS, below_floor,
                                    low_budget_warnings, method_label, not_run, not_run_text, nothing_ran, part_folders,
                                    read_config, read_curves, read_jobs, read_records, with_floor, write_frame,
                                    write_json, write_text_atomic)
@@ -52,6 +53,7 @@ from denoise_bench.significance import (FEW_IMAGES_MARK, MIN_INTERVAL_IMAGES, Pa
 # What must agree between runs for their means to be comparable (the experiments' conditions).
 COMPARABLE_FIELDS = CONDITIONS
 PAPER_RESULTS = ("denoise_bench", "reference/paper_results.csv")
+LEADERBOARD_INPUTS = "leaderboard.json"  # the runs a leaderboard was made from; every leaderboard folder has it
 RUN_STAMP = re.compile(r"(\d{8}-\d{6})")  # the default run folder name, runs/<UTC stamp>
 
 
@@ -124,7 +126,8 @@ def _recorded_options(config: dict, method: str) -> str:
     if not given:
         return ""
     method_cls = _registered("method", method)
-    return canonical_options(given, getattr(method_cls, "options", None), getattr(method_cls, "identity_options", ()))
+    # Records that lack the column predate identity options too: _identity_form fills in former defaults.
+    return canonical_options(given, getattr(method_cls, "options", None))
 
 
 def _identity_form(method: str, options: str) -> str:
@@ -587,6 +590,9 @@ def write_leaderboard(run_dirs: list[Path], out: Path, allow_mismatch: bool = Fa
     """Merge the runs and write leaderboard.{csv,md}, pairs.{csv,md} and (``html``) the page with its
     plots to ``out``; returns the markdown. ``exclude`` maps a run folder to methods left out of it."""
     exclude = exclude or {}
+    if (out / CONFIG).is_file():  # its samples/ and tables are the run's own
+        raise BenchError(f"--out {out} is a run folder; a leaderboard is written into a folder of its own")
+    claim_folder(out, LEADERBOARD_INPUTS, "leaderboard folder")  # an earlier leaderboard's is rewritten
     merged = merge_runs(run_dirs, allow_mismatch, exclude)
     records = merged.records[merged.records.psnr.notna()]
     if records.empty:
@@ -642,7 +648,7 @@ def write_leaderboard(run_dirs: list[Path], out: Path, allow_mismatch: bool = Fa
     markdown = "\n".join(lines) + "\n"
     # What the leaderboard was made from, so that it can be checked and re-made.
     inputs = {"runs": [str(d) for d in run_dirs], "allow_mismatch": allow_mismatch, "paper": paper}
-    write_json(out / "leaderboard.json", inputs | ({"exclude": exclude} if exclude else {}))
+    write_json(out / LEADERBOARD_INPUTS, inputs | ({"exclude": exclude} if exclude else {}))
     write_text_atomic(out / "leaderboard.md", markdown)
     write_frame(out / "leaderboard.csv", pd.concat(frames, ignore_index=True))
     pairs = pairs_table(records)

@@ -106,3 +106,16 @@ def reachable_tensors(root: object, depth: int = 12) -> Iterator[torch.Tensor]:
             yield from walk(vars(obj), d - 1)
 
     yield from walk(root, depth)
+
+
+def todays_options(method: str, **given: str) -> str:
+    """The ``method_options`` a record made today carries for ``method`` with ``given`` options: the
+    method's identity options at their defaults, and the given ones that differ."""
+    from denoise_bench.experiment import canonical_options
+    from denoise_bench.plugins import get_registry
+
+    registry = get_registry()
+    if method not in registry.methods:
+        return canonical_options(given)
+    method_cls = registry.method(method)
+    return canonical_options(given, method_cls.options, method_cls.identity_options)

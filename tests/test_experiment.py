@@ -31,7 +31,7 @@ from denoise_bench.run_folder import ResultSink, _comparable
 from denoise_bench.schema import RECORD_COLUMNS
 from denoise_bench.supervision import Supervision
 from denoise_bench.unit_runner import UnitRunner
-from helpers import MethodPlugin
+from helpers import MethodPlugin, todays_options
 
 IMAGES = [f"img{i:02d}" for i in range(6)]
 
@@ -122,9 +122,9 @@ def test_a_method_at_two_option_values_is_two_rows_not_one_of_four_records(tmp_p
 
 def test_the_iddp_ablation_is_a_row_of_its_own_beside_iddp(tmp_path: Path) -> None:
     """``iddp:stop_gradient=false`` and iddp, same seed: refused as one job twice, or averaged across seeds."""
-    a = _write_run(tmp_path / "a", [{"method": "iddp", "offset": 1.0}], _config({"iddp": {}}))
-    b = _write_run(tmp_path / "b", [{"method": "iddp", "options": "stop_gradient=false"}],
-                   _config({"iddp": {"stop_gradient": "false"}}))
+    today, ablation = todays_options("iddp"), todays_options("iddp", stop_gradient="false")
+    a = _write_run(tmp_path / "a", [{"method": "iddp", "options": today, "offset": 1.0}], _config({"iddp": {}}))
+    b = _write_run(tmp_path / "b", [{"method": "iddp", "options": ablation}], _config({"iddp": {"stop_gradient": "false"}}))
     table = _board(tmp_path, str(a), str(b)).set_index("method")
     assert list(table.index) == ["iddp", "iddp [stop_gradient=false]", "noisy input"]
     assert table.loc["iddp", "psnr"] - table.loc["iddp [stop_gradient=false]", "psnr"] == pytest.approx(1.0, abs=0.01)
@@ -136,7 +136,9 @@ def test_records_from_before_options_were_recorded_take_them_from_the_config(tmp
     a = _write_run(tmp_path / "a", [{"method": "iddp", "seed": 0, "offset": 1.0}], _config({"iddp": {}}), old)
     b = _write_run(tmp_path / "b", [{"method": "iddp", "seed": 1}], _config({"iddp": {"stop_gradient": "false"}}), old)
     table = _board(tmp_path, str(a), str(b)).set_index("method")
-    assert list(table.index) == ["iddp", "iddp [stop_gradient=false]", "noisy input"]
+    # Made before IDDP's open choices were recorded: read with the defaults of their time.
+    former = "beta1=0.9,init=kaiming0.1,network=unet"
+    assert list(table.index) == [f"iddp [{former}]", f"iddp [{former},stop_gradient=false]", "noisy input"]
 
 
 def test_n2n_trained_on_two_noises_is_two_rows_with_their_training_noise(tmp_path: Path) -> None:

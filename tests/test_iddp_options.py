@@ -43,11 +43,11 @@ def conv_weights(net: torch.nn.Module) -> list[torch.nn.Conv2d]:
 
 
 def test_network_option_builds_the_three_level_noise2grad_unet() -> None:
-    default, three = iddp(), iddp(network="unet3")
-    assert isinstance(default.net, UNet) and isinstance(three.net, UNet3)
+    five, three = iddp(network="unet"), iddp(network="unet3")
+    assert isinstance(five.net, UNet) and isinstance(three.net, UNet3)
     # The Noise2Grad release's denoisenet(feature_num=32) without its noise head: 0.84 M parameters.
     assert sum(p.numel() for p in three.net.parameters()) == 840_193
-    assert three.input_multiple == 8 and default.input_multiple == 32
+    assert three.input_multiple == 8 and five.input_multiple == 32
     assert three.net(torch.zeros(1, 1, 40, 24)).shape == (1, 1, 40, 24)
     assert three.state_dict()["net_config"]["kind"] == "unet3"
     with pytest.raises(BenchError, match="network='unet4'"):
@@ -149,16 +149,14 @@ def _records(method_options: str | None) -> pd.DataFrame:
     return pd.DataFrame([row])
 
 
-def test_results_from_before_the_open_choices_were_recorded_keep_their_old_defaults(monkeypatch) -> None:
-    # Today's defaults made different from the former ones, whatever they are when this runs.
-    monkeypatch.setattr(IDDP, "former_defaults", IDDP.former_defaults | {"beta1": 0.9, "network": "unet"})
-    monkeypatch.setattr(IDDP, "options", IDDP.options | {"beta1": 0.5, "network": "unet3"})
+def test_results_from_before_the_open_choices_were_recorded_keep_their_old_defaults() -> None:
     today = canonical_options({}, IDDP.options, IDDP.identity_options)
     old = with_experiments(_records(""), {})  # a record made when "" meant the former defaults
     new = with_experiments(_records(today), {})
     assert old.experiment.iloc[0] != new.experiment.iloc[0]
     assert name_experiments(new).method.iloc[0] == "iddp"
-    assert name_experiments(old).method.iloc[0] == "iddp [beta1=0.9,network=unet]"
+    # The probe moved network, init and beta1 from Neighbor2Neighbor's conventions to Noise2Grad's.
+    assert name_experiments(old).method.iloc[0] == "iddp [beta1=0.9,init=kaiming0.1,network=unet]"
     # An old record's explicit option survives the upgrade beside the filled-in former defaults.
     upgraded = with_experiments(_records("stop_gradient=false"), {}).method_options.iloc[0]
     assert "stop_gradient=false" in upgraded and "beta1=0.9" in upgraded

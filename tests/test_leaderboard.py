@@ -25,6 +25,7 @@ from denoise_bench.results import (BELOW_FLOOR_MARK, CONFIG, FLOOR, FLOOR_NOTE, 
                                    write_frame, write_json)
 from denoise_bench.schema import JOB_COLUMNS, RECORD_COLUMNS
 from denoise_bench.significance import FEW_IMAGES_MARK, MIN_INTERVAL_IMAGES, all_pairs, paired_bootstrap
+from helpers import todays_options
 
 IMAGES = [f"img{i:02d}" for i in range(20)]
 BASE = np.random.default_rng(1).uniform(24, 30, len(IMAGES))  # per-image PSNR of a reference method
@@ -47,7 +48,7 @@ def _write_run(path: Path, offsets: dict[str, np.ndarray], dataset: str = "bsd68
                     "supervision": "none", "uses_noise_level": method == "bm3d", "train_noise": "gaussian:sigma=0-50",
                     "test_noise": test_noise, "dataset": dataset, "image": image, "repeat": 0, "seed": 0,
                     "psnr": base + delta, "ssim": 0.8, "input_psnr": 20.0, "input_ssim": 0.4, "seconds": 0.1,
-                    "train_seconds": 60.0, "iterations": 800, "device": "cpu"}
+                    "train_seconds": 60.0, "iterations": 800, "device": "cpu", "method_options": todays_options(method)}
             rows.append(row)
     path.mkdir(parents=True)
     write_json(path / CONFIG, _config(**config_changes))
