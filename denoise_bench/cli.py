@@ -20,7 +20,8 @@ from denoise_bench.host_memory import keep_freed_memory
 from denoise_bench.leaderboard import write_leaderboard
 from denoise_bench.network_method import NetworkMethod
 from denoise_bench.noise import split_noise_list
-from denoise_bench.perf import PerfSettings, write_report
+from denoise_bench.output_folders import claim_folder
+from denoise_bench.perf import PERF_REPORT, PerfSettings, write_report
 from denoise_bench.plugins import Registry, get_registry
 from denoise_bench.profiles import INITS, LR_RULES, PROFILES
 from denoise_bench.protocol import PROTOCOLS
@@ -431,6 +432,7 @@ def perf_command(methods: str, batches: str, crop: int, width: int, steps: int, 
     for name in _split(methods):
         if not issubclass(registry.method(name), NetworkMethod):
             raise BenchError(f"bench perf times network methods; {name!r} is not one")
+    claim_folder(out, PERF_REPORT, "perf folder")  # before anything is timed
     chosen = pick_device(device)
     engine = resolve_engine(precision, channels_last, compile_mode, device=chosen)
     baseline = Engine() if compare and engine != Engine() else None
@@ -463,10 +465,16 @@ def table_command(run_dir: Path | None) -> None:
 def export_command(run_dir: Path, method: str, noise: str | None, seed: int | None, out: Path) -> None:
     """Write a method trained in RUN_DIR as a .safetensors file (weights + description); print its sha256."""
     from denoise_bench.denoise_files import run_checkpoint
-    from denoise_bench.trained import export_safetensors
+    from denoise_bench.trained import export_safetensors, load_safetensors
 
     if out.suffix != ".safetensors":
         raise BenchError(f"--out {out}: the file name must end in .safetensors")
+    if out.exists():
+        try:
+            load_safetensors(out)  # an earlier export is replaced; any other file is left as it is
+        except BenchError:
+            raise BenchError(f"--out {out} exists and is no denoise-bench export: bench export replaces only its "
+                             "own exports; choose another --out") from None
     found, state = run_checkpoint(run_dir, method, noise, seed, _registry())  # older checkpoints: header from config.json
     digest = export_safetensors(found.path, out, state)
     click.echo(f"{out}  ({found.method} trained on {found.training_set}, noise {found.noise}, seed {found.seed})")
@@ -488,10 +496,11 @@ def export_command(run_dir: Path, method: str, noise: str | None, seed: int | No
 def denoise_command(inputs: tuple[Path, ...], run_dir: Path, method: str, noise: str | None, seed: int | None,
                     out: Path, fmt: str, sigma: float | None, device: str) -> None:
     """Denoise image files (or folders of them) with METHOD as RUN_DIR trained it."""
-    from denoise_bench.denoise_files import denoise_files, run_denoiser
+    from denoise_bench.denoise_files import denoise_files, image_files, output_files, run_denoiser
 
     if sigma is not None and not 0 < sigma <= 255:  # NaN too: it would denoise to NaN, written as a black image
         raise BenchError(f"--sigma {sigma:g}: the noise level is a number above 0 and at most 255")
+    output_files(image_files(list(inputs)), out, fmt)  # where it would write, refused before a model is loaded
     registry = _registry()
     denoiser = run_denoiser(run_dir, method, noise, seed, device, registry)
     how = "trained on" if denoiser.method.trainable else "per image; the run's noise"

@@ -31,6 +31,7 @@ from denoise_bench.trained import (ABOUT, RunCheckpoint, TrainedDenoiser, build_
                                    run_checkpoints)
 
 FORMATS = ("png", "tiff", "npy")  # 8-bit PNG; float32 TIFF or .npy in [0, 1] (not clipped)
+SUFFIXES = {"png": ".png", "tiff": ".tif", "npy": ".npy"}  # of the files written in each format
 
 
 def _from_config(run_dir: Path, method: str, noise_slug: str | None, seed: int, registry: Registry) -> dict[str, Any]:
@@ -106,16 +107,32 @@ def native_channels(path: Path) -> int:
 
 
 def image_files(inputs: list[Path]) -> list[Path]:
-    files: list[Path] = []
+    """The image files of ``inputs`` (files, and the images of folders), each file once."""
+    files: dict[Path, Path] = {}
     for item in inputs:
-        if item.is_dir():
-            found = list_images(item)
-            if not found:
-                raise BenchError(f"{item}: no image files ({', '.join(IMAGE_SUFFIXES)})")
-            files += found
-        else:
-            files.append(item)
-    return files
+        found = list_images(item) if item.is_dir() else [item]
+        if not found:
+            raise BenchError(f"{item}: no image files ({', '.join(IMAGE_SUFFIXES)})")
+        for path in found:
+            files.setdefault(path.resolve(), path)
+    return list(files.values())
+
+
+def output_files(files: list[Path], out: Path, fmt: str) -> list[Path]:
+    """Where each of ``files`` is written in format ``fmt``: a new file of ``out`` each, or a BenchError before
+    anything is written. Outputs are never written among the inputs, over one another, or over a file already there."""
+    if out.resolve() in {path.resolve().parent for path in files}:
+        raise BenchError(f"--out {out} holds input images; write the denoised ones to a folder of their own")
+    targets: dict[Path, Path] = {}
+    for path in files:
+        target = out / f"{path.stem}{SUFFIXES[fmt]}"
+        if target in targets:
+            raise BenchError(f"{targets[target]} and {path} would both be written to {target}; "
+                             "denoise them into different --out folders")
+        if target.exists():
+            raise BenchError(f"{target} exists; bench denoise writes only new files: choose another --out or remove it")
+        targets[target] = path
+    return list(targets)
 
 
 @dataclass(frozen=True)
@@ -173,15 +190,14 @@ def denoise_files(denoiser: TrainedDenoiser, inputs: list[Path], out: Path, fmt:
         if have != denoiser.channels:
             raise BenchError(f"{path} has {have} channel(s); {denoiser.name} was trained on {denoiser.channels}-channel images")
     done = []
-    suffix = {"png": ".png", "tiff": ".tif", "npy": ".npy"}[fmt]
-    for path in files:
+    targets = output_files(files, out, fmt)
+    for path, target in zip(files, targets):
         pixels = read_image(path, denoiser.channels).astype(np.float32) / 255.0
         info, level = noise_info(denoiser, pixels, sigma, registry)
         with torch.no_grad():
             estimate = denoiser(pixels, info)
         if estimate.ndim == 2:
             estimate = estimate[:, :, None]
-        target = out / f"{path.stem}{suffix}"
         write_estimate(estimate, target, fmt)
         item = Denoised(path, target, level)
         on_image(item)

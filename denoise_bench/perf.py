@@ -44,6 +44,7 @@ from denoise_bench.training import train
 LAUNCH_COST_S = 10e-6
 CHANNELS = 3  # colour, as in the paper's tables
 PAPER_METHOD = "iddp"  # timed against a bare loop and for evaluation; looked up in the registry like any method
+PERF_REPORT = "perf.json"  # written into every folder of bench perf (beside perf.md)
 
 
 @dataclass
@@ -271,7 +272,7 @@ def _render_comparison(report: dict) -> list[str]:
 
 def write_report(s: PerfSettings, out: Path) -> str:
     report = measure(s)
-    write_json(out / "perf.json", report)
+    write_json(out / PERF_REPORT, report)
     markdown = render(report)
     write_text_atomic(out / "perf.md", markdown)
     return markdown

@@ -23,12 +23,14 @@ from denoise_bench.errors import BenchError
 from denoise_bench.evaluation import trained_source
 from denoise_bench.method import Method, resolve_options
 from denoise_bench.noise import NoiseSetting, retested
+from denoise_bench.output_folders import claim_folder
 from denoise_bench.plugins import Registry, get_registry
 from denoise_bench.profiles import Budget, get_profile, method_budget
 from denoise_bench.protocol import EvalProtocol, get_protocol
 from denoise_bench.real_noise import require_real_source
 from denoise_bench.request import RunRequest
-from denoise_bench.results import RESULTS_FORMAT
+from denoise_bench.results import CONFIG, RESULTS_FORMAT
+from denoise_bench.run_lock import LOCK
 from denoise_bench.supervision import NoisePolicy, Supervision
 from denoise_bench.tensorboard_events import require_tensorboard
 
@@ -95,6 +97,8 @@ def plan(request: RunRequest, registry: Registry | None = None) -> RunPlan:
     policy = _policy(request.noise_policy)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     run_dir = request.out or RUNS_DIR / stamp
+    # A folder the user filled is refused now, before anything (even the run's lock) is written into it.
+    claim_folder(run_dir, CONFIG, "run folder", ignored=(LOCK,))
     device = pick_device(request.device)
     engine = resolve_engine(**request.engine, device=device)
     return RunPlan(request, methods, settings, datasets, train_dataset, budget, engine, get_protocol(request.protocol),

@@ -1,0 +1,31 @@
+"""Where the suite may write: a folder only if it is new, empty, or one the suite made for the same purpose.
+
+Each kind of output folder holds a file the suite writes into every folder of that kind (a run
+folder its ``config.json``, a leaderboard its ``leaderboard.json``). A folder that holds other files
+but not that one is somebody else's: nothing is written into it, so nothing the suite did not write
+is ever overwritten or deleted there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from pathlib import Path
+
+from denoise_bench.errors import BenchError
+
+
+def claim_folder(folder: Path, marker: str, kind: str, ignored: Collection[str] = ()) -> None:
+    """Refuse to write into ``folder`` unless it does not exist yet, holds ``marker`` (it is a ``kind`` the
+    suite made), or holds nothing but empty folders and the names in ``ignored`` (what the suite writes
+    there first, such as a run's ``.lock``). A file where the folder should be is left to the writer to name."""
+    if not folder.is_dir() or (folder / marker).exists():
+        return
+    foreign = sorted(p.name for p in folder.iterdir() if p.name not in ignored and not _empty_folder(p))
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        raise BenchError(f"--out {folder} holds files and is no {kind} (it has no {marker}; it holds {shown}): "
+                         f"nothing is written into it; choose a new or empty folder")
+
+
+def _empty_folder(path: Path) -> bool:
+    return path.is_dir() and not path.is_symlink() and not any(path.iterdir())
