@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from denoise_bench.data import CleanImage, Dataset
+from denoise_bench.data import CleanImage, Dataset, check_image_ids
 from denoise_bench.errors import BenchError
 from denoise_bench.hookspecs import hookimpl
 from denoise_bench.images import list_images, read_image
@@ -36,13 +36,19 @@ class ImageFolder(Dataset):
     def check(self, split: str) -> None:
         if not self.root.is_dir():
             raise BenchError(f"dataset {self.name!r}: {self.root} is not a folder")
+        self._files(split)
 
     def load(self, split: str) -> list[CleanImage]:
+        return [CleanImage(f.stem, read_image(f, self.channels)) for f in self._files(split)]
+
+    def _files(self, split: str) -> list[Path]:
+        """The image files of ``split``, each of an id of its own."""
         folder = self.root / split if (self.root / split).is_dir() else self.root
         files = list_images(folder)
         if not files:
             raise BenchError(f"dataset {self.name!r}: no image files in {folder}")
-        return [CleanImage(f.stem, read_image(f, self.channels)) for f in files]
+        check_image_ids(files, self.name)
+        return files
 
 
 @hookimpl

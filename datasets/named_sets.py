@@ -18,7 +18,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import ClassVar
 
-from denoise_bench.data import TEST, TRAIN, CleanImage, Dataset
+from denoise_bench.data import TEST, TRAIN, CleanImage, Dataset, check_image_ids
 from denoise_bench.download import sha256_file
 from denoise_bench.errors import BenchError
 from denoise_bench.hookspecs import hookimpl
@@ -58,6 +58,7 @@ class NamedSet(Dataset):
         files: list[Path] = []
         for name in self.folders[split]:
             files.extend(list_images(self._folder(name)))
+        check_image_ids(files, self.name)
         if split in self.exclude:
             excluded = {p.stem for p in list_images(self._folder(self.exclude[split]))}
             files = [f for f in files if f.stem not in excluded]
@@ -69,8 +70,7 @@ class NamedSet(Dataset):
         return f"{folders}-minus-{self.exclude[TRAIN]}" if TRAIN in self.exclude else folders
 
     def check(self, split: str) -> None:
-        for name in self.folders[split]:
-            self._folder(name)
+        self._files(split)
 
     def load(self, split: str) -> list[CleanImage]:
         manifest = _manifest(self.data_dir) if self.data_dir else {}

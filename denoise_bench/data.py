@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -53,6 +53,29 @@ def check_dataset_options(classes: Sequence[type["Dataset"]], options: Mapping[s
     raise BenchError(f"--dataset-option {', '.join(unknown)}: no dataset of this run reads it ({takes}){hint}")
 
 
+def repeated(items: Iterable[Hashable]) -> Hashable | None:
+    """The first item of ``items`` that was there before, or None if each is there once."""
+    seen: set[Hashable] = set()
+    for item in items:
+        if item in seen:
+            return item
+        seen.add(item)
+    return None
+
+
+def check_image_ids(files: Sequence[Path], dataset: str) -> None:
+    """Refuse two image files of one id: an image's id is its file name without the suffix (``a.png`` and
+    ``a.jpg`` are both ``a``), and records and test noise draws are keyed by it."""
+    first: dict[str, Path] = {}
+    for path in sorted(files):
+        if path.stem in first:
+            other = first[path.stem]
+            where = f"in {path.parent}" if other.parent == path.parent else f"in {other.parent} and {path.parent}"
+            raise BenchError(f"dataset {dataset!r}: {other.name} and {path.name} are both image {path.stem!r} ({where}; "
+                             "an image's id is its file name without the suffix): rename or remove one")
+        first[path.stem] = path
+
+
 class Dataset(ABC):
     """Base class for dataset plugins.
 
@@ -90,6 +113,10 @@ class Dataset(ABC):
         images = self.load(split)
         if not images:
             raise BenchError(f"dataset {self.name!r}: the {split!r} split has no images")
+        twice = repeated(image.id for image in images)
+        if twice is not None:  # records and test noise draws are keyed by the id: one would take the other's
+            raise BenchError(f"dataset {self.name!r}: two images of the {split!r} split have the id {twice!r}; "
+                             "each image needs an id of its own")
         for image in images:
             if image.pixels.dtype != np.uint8 or image.pixels.ndim != 3 or image.channels != self.channels:
                 raise BenchError(

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from denoise_bench.data import TEST, TRAIN, Dataset, check_dataset_options
+from denoise_bench.data import TEST, TRAIN, Dataset, check_dataset_options, repeated
 from denoise_bench.download import progress_bars
 from denoise_bench.engine import Engine, resolve_engine
 from denoise_bench.environment import pick_device
@@ -82,6 +82,7 @@ def plan(request: RunRequest, registry: Registry | None = None) -> RunPlan:
     if request.test_noises:
         settings = retested(settings, request.test_noises, registry.noise_families)
     datasets = [registry.dataset(name)(request.data_dir, **request.dataset_options) for name in request.datasets]
+    _check_each_job_once(request, methods, settings, datasets)
     train_dataset: Dataset | None = None
     if request.weights_from is not None:  # an evaluation: the models come from that run (bench evaluate)
         train_dataset = trained_source(request.weights_from, datasets, registry)
@@ -123,6 +124,26 @@ def _check_grid(request: RunRequest, registry: Registry) -> None:
             raise BenchError(f"no {what} given: the grid would be empty")
     names = [*request.datasets, *([request.train_dataset] if request.train_dataset else [])]
     check_dataset_options([registry.dataset(name) for name in names], request.dataset_options)
+
+
+def _check_each_job_once(request: RunRequest, methods: list[type[Method]], settings: list[NoiseSetting],
+                         datasets: list[Dataset]) -> None:
+    """Refuse a request that names a job twice: a seed, method or dataset given twice, or two noise settings
+    that train on one noise. Their records would share keys (and be kept twice, then once on a resume)."""
+    for flag, names in (("--methods", [m.name for m in methods]), ("--dataset", [d.name for d in datasets]),
+                        ("--seeds", [str(seed) for seed in request.seeds])):
+        twice = repeated(names)
+        if twice is not None:
+            raise BenchError(f"{flag} names {twice} twice; give each once")
+    trains: dict[str, str] = {}
+    for text, setting in zip(request.noises, settings):
+        train = str(setting.train)
+        if train in trains:
+            raise BenchError(f"--noise {trains[train]} and {text} both train on {train}: one job each; give one of them")
+        trains[train] = text
+        tested = repeated(str(test) for test in setting.tests)
+        if tested is not None:
+            raise BenchError(f"--noise {text}: the models trained on {train} would be tested on {tested} twice")
 
 
 def _check_datasets(datasets: list[Dataset], train_dataset: Dataset | None, settings: list[NoiseSetting],
