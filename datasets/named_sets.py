@@ -2,7 +2,11 @@
 
 The directory holds one folder per set (``BSD68/``, ``Set12/``, ...) and optionally a
 ``MANIFEST.csv`` with a sha256 per file; when the manifest is present every file is checked against
-it, so a corrupt or altered image is refused with its name instead of silently changing a result.
+it, so a corrupt or altered image is refused with its name instead of silently changing a result,
+and a folder must hold exactly the images it lists there: one missing, or one it does not list, is
+refused too. A folder the manifest does not list must hold its set's number of images
+(:data:`SET_SIZES`). Whatever passes, a run records a digest of the test images it scored, so that
+two different sets are never ranked under one name (``denoise_bench.run_data``).
 
 The BSD300 test split (downloadable) and Kodak24 live in ``remote_sets.py``.
 
@@ -22,9 +26,11 @@ from denoise_bench.data import TEST, TRAIN, CleanImage, Dataset, check_image_ids
 from denoise_bench.download import sha256_file
 from denoise_bench.errors import BenchError
 from denoise_bench.hookspecs import hookimpl
-from denoise_bench.images import list_images, read_image
+from denoise_bench.images import IMAGE_SUFFIXES, list_images, read_image
 
 MANIFEST = "MANIFEST.csv"
+# The number of images of each standard folder, which a folder that MANIFEST.csv does not list must hold.
+SET_SIZES = {"BSD68": 68, "Set12": 12, "CBSD68": 68, "Set14": 12, "Train400": 400, "BSD300_test": 100}
 
 
 @lru_cache(maxsize=8)
@@ -57,11 +63,31 @@ class NamedSet(Dataset):
     def _files(self, split: str) -> list[Path]:
         files: list[Path] = []
         for name in self.folders[split]:
-            files.extend(list_images(self._folder(name)))
+            files.extend(self._complete(name))
         check_image_ids(files, self.name)
         if split in self.exclude:
             excluded = {p.stem for p in list_images(self._folder(self.exclude[split]))}
             files = [f for f in files if f.stem not in excluded]
+        return files
+
+    def _complete(self, name: str) -> list[Path]:
+        """The images of folder ``name``, refused unless they are exactly those MANIFEST.csv lists under it
+        (none missing, none it does not list) or, where it lists none, as many as the set has."""
+        files = list_images(self._folder(name))
+        assert self.data_dir is not None  # _folder() refuses a set without one
+        found = {p.relative_to(self.data_dir).as_posix() for p in files}
+        listed = {f for f in _manifest(self.data_dir)
+                  if f.startswith(f"{name}/") and Path(f).suffix.lower() in IMAGE_SUFFIXES}
+        where = f"dataset {self.name!r} in {self.data_dir}"
+        if listed and listed != found:
+            missing, extra = sorted(listed - found), sorted(found - listed)
+            what = (f"{missing[0]} of {MANIFEST} is missing" if missing else f"{extra[0]} is not in {MANIFEST}")
+            more = len(missing) + len(extra) - 1
+            raise BenchError(f"{where}: {what}{f' ({more} more file(s) differ)' if more else ''}; {name}/ must hold "
+                             f"exactly the images {MANIFEST} lists, or it is another set under the same name")
+        if not listed and name in SET_SIZES and len(files) != SET_SIZES[name]:
+            raise BenchError(f"{where}: {name}/ holds {len(files)} images, not the {SET_SIZES[name]} of {name}; "
+                             f"a set with images missing or added is another set under the same name")
         return files
 
     def training_set_id(self) -> str:

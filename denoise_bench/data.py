@@ -7,6 +7,7 @@ supervision-limited view; for testing, with a fixed seed per image and setting).
 from __future__ import annotations
 
 import difflib
+import hashlib
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Hashable, Iterable, Mapping, Sequence
@@ -61,6 +62,19 @@ def repeated(items: Iterable[Hashable]) -> Hashable | None:
             return item
         seen.add(item)
     return None
+
+
+def images_digest(images: Iterable[tuple[str, Sequence[np.ndarray]]]) -> str:
+    """What makes a set of images that set: a sha256 (its first 16 hex digits) over each image's id and the
+    shape and bytes of its pixel arrays, in the order of the ids. Two sets share it only if they hold the
+    same pictures under the same ids, whatever their files' formats or folders' names."""
+    digest = hashlib.sha256()
+    for image_id, arrays in sorted(images, key=lambda item: item[0]):
+        digest.update(f"{image_id}\0{len(arrays)}\0".encode())
+        for array in arrays:
+            digest.update(f"{array.shape}{array.dtype}\0".encode())
+            digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()[:16]
 
 
 def check_image_ids(files: Sequence[Path], dataset: str) -> None:

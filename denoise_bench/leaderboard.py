@@ -238,6 +238,7 @@ def merge_runs(run_dirs: list[Path], allow_mismatch: bool = False,
     if mismatches and not allow_mismatch:
         raise BenchError("runs are not comparable (pass --allow-mismatch to merge anyway): " + "; ".join(mismatches))
     merged = pd.concat(records, ignore_index=True)
+    _check_one_set_per_name(merged)
     owners = merged.groupby(["experiment", "dataset", "seed"])["run_dir"].nunique()
     overlap = owners[owners > 1]
     if not overlap.empty:
@@ -247,6 +248,26 @@ def merge_runs(run_dirs: list[Path], allow_mismatch: bool = False,
                          f"in more than one run; give each job once")
     return MergedRuns(merged, pd.concat(jobs, ignore_index=True) if jobs else pd.DataFrame(),
                       pd.concat(curves, ignore_index=True) if curves else pd.DataFrame(), mismatches, runs)
+
+
+def _check_one_set_per_name(records: pd.DataFrame) -> None:
+    """Refuse records that scored different test images under one dataset name (two folders both called
+    ``data``; a named set whose files differ): ranked together, their images would be paired by name but
+    be different pictures. Records from before digests were recorded (``dataset_digest`` empty) are taken
+    to be of the set their name says. Captured noise is scored on a set's captures, synthetic noise on its
+    clean images: their digests differ and are compared apart (by the test noise's family)."""
+    if "dataset_digest" not in records:
+        return
+    known = records[records.dataset_digest.notna()]
+    family = known.test_noise.astype(str).str.split(":").str[0]
+    sets = known.assign(family=family).drop_duplicates(["dataset", "family", "dataset_digest"])
+    for dataset, found in sets.groupby("dataset", sort=True):
+        clash = found[found.duplicated("family", keep=False)]
+        if not clash.empty:
+            first, other = clash.iloc[0], clash.iloc[1]
+            raise BenchError(f"dataset {dataset} is not the same test images in {first.run_dir} and {other.run_dir} "
+                             f"(digests {first.dataset_digest} and {other.dataset_digest}): two sets under one name are "
+                             "never ranked together; run one under a name of its own (a folder: --dataset-option name=NAME)")
 
 
 def read_paper_results() -> pd.DataFrame:

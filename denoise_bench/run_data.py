@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from denoise_bench.data import TEST, TRAIN, CleanImage, Dataset
+from denoise_bench.data import TEST, TRAIN, CleanImage, Dataset, images_digest
 from denoise_bench.errors import BenchError
 from denoise_bench.evaluate import TestCase, make_test_cases
 from denoise_bench.images import to_chw
@@ -29,6 +29,7 @@ class RunData:
         self._clean: dict[tuple[str, str], list[CleanImage]] = {}
         self._scenes: dict[tuple[str, str], list[RealScene]] = {}
         self._cases: dict[tuple[str, str], list[TestCase]] = {}
+        self._digests: dict[tuple[str, bool], str] = {}
 
     def training_view(self, supervision: Supervision, dataset: Dataset, noise: NoiseSpec, crop: int,
                       seed: int) -> TrainingView:
@@ -52,6 +53,21 @@ class RunData:
                     raise BenchError(f"dataset {dataset.name!r}: test image {case.image_id!r} is {h}x{w} pixels; {why}")
             self._cases[key] = cases
         return self._cases[key]
+
+    def test_digest(self, dataset: Dataset, noise: NoiseSpec) -> str:
+        """What makes ``dataset``'s test split that set (``data.images_digest``): of all its clean images, or
+        for a captured family of its scenes' captures and references. Records carry it, so that two sets
+        under one name are never ranked as one; computed once per process from the images loaded anyway."""
+        key = (dataset.name, noise.family.captured)
+        if key not in self._digests:
+            if noise.family.captured:
+                self.scenes(dataset, TEST)
+                scenes = self._scenes[(dataset.name, TEST)]  # all of them, not only the first test_images
+                items = [(s.id, [*s.captures, *([] if s.clean is None else [s.clean])]) for s in scenes]
+            else:
+                items = [(image.id, [image.pixels]) for image in self.clean(dataset, TEST)]
+            self._digests[key] = images_digest(items)
+        return self._digests[key]
 
     def clean(self, dataset: Dataset, split: str) -> list[CleanImage]:
         key = (dataset.name, split)

@@ -21,12 +21,14 @@ RECORD_COLUMNS = ["run_id", "protocol", "profile", "method", "supervision", "use
                   # What tells experiments of one method apart (denoise_bench.experiment); run folders from
                   # before these were recorded lack them, and readers take them from config.json.
                   "method_options", "training_set",
+                  # What makes the dataset that set of test images (RunData.test_digest); older records lack it.
+                  "dataset_digest",
                   # The floor: a 3x3 box filter of the noisy input, scored like an estimate. Older records
                   # lack it; readers take it from any record of the same input (results.with_floor).
                   "floor_psnr", "floor_ssim"]
 # Columns of names: read back as text even where every name looks like a number (Set12's "01"), or a
 # folder holding only such names would neither pair with nor de-duplicate against any other folder.
-TEXT_COLUMNS = ("run_id", "method", "dataset", "image", "train_noise", "test_noise", "training_set")
+TEXT_COLUMNS = ("run_id", "method", "dataset", "image", "train_noise", "test_noise", "training_set", "dataset_digest")
 JOB_COLUMNS = JOB_KEY + ["supervision", "uses_noise_level", "status", "error", "seconds", "traceback"]
 # floor_psnr: the floor (box3 of the input) on the same images as the point; curves from before lack it.
 CURVE_COLUMNS = CURVE_KEY + ["train_seconds", "psnr", "ssim", "records", "floor_psnr"]

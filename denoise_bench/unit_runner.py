@@ -92,6 +92,7 @@ class UnitRunner:
             if earlier:
                 self.echo(f"{method_cls.name} on {dataset.name}: {len(earlier)} record(s) scored before, kept")
             try:
+                common["dataset_digest"] = self.data.test_digest(dataset, setting.train)
                 records = score_tests(self.plan, method, dataset, setting, self.data, scored=earlier,
                                       on_record=lambda record: sink.add_pending(common | record))
             except Exception as exc:

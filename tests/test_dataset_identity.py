@@ -1,12 +1,20 @@
-"""One key, one record: two images of one id (``a.png``, ``a.jpg``) and a request that names a seed,
-method, dataset or training noise twice are refused when the run is planned.
+"""What a dataset and a record are: one name never stands for two sets of pictures, one key for two records.
+
+A run records with every image's scores a digest of its dataset's test images, and a leaderboard
+refuses to rank two sets under one name; a named set whose folder lacks a file of its manifest, or
+holds one that is not in it, is refused. Two images of one id (``a.png``, ``a.jpg``) and a request
+that names a seed, method, dataset or training noise twice are refused when the run is planned.
 """
 
 from __future__ import annotations
 
+import csv
+import hashlib
+import shutil
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from click.testing import CliRunner
 from PIL import Image
@@ -15,6 +23,7 @@ from denoise_bench import plugins
 from denoise_bench.cli import main
 from denoise_bench.data import TEST, CleanImage, Dataset
 from denoise_bench.errors import BenchError
+from denoise_bench.leaderboard import write_leaderboard
 from helpers import ToyPlugin
 
 RUN = ["run", "--methods", "median3", "--noise", "gaussian:sigma=25", "--profile", "smoke", "--no-progress"]
@@ -34,6 +43,63 @@ def _png(path: Path, seed: int, side: int = 24) -> Path:
 @pytest.fixture(autouse=True)
 def toy() -> None:
     plugins.register_plugin(ToyPlugin(), name="toy")
+
+
+# --- a dataset's identity ------------------------------------------------------------------------
+
+def test_two_folders_of_one_name_are_never_ranked_as_one_dataset(tmp_path: Path) -> None:
+    for seed in (1, 2):
+        _png(tmp_path / "a" / "data" / f"im{seed}.png", seed)
+        _png(tmp_path / "b" / "data" / f"im{seed}.png", seed + 10)  # other pictures, the same names
+    shutil.copytree(tmp_path / "a" / "data", tmp_path / "copy" / "data")  # the same pictures elsewhere
+    for folder, seed in (("a", "0"), ("b", "0"), ("copy", "1")):
+        code, output = _bench(*RUN, "--dataset", str(tmp_path / folder / "data"), "--seeds", seed,
+                              "--out", str(tmp_path / f"run-{folder}"))
+        assert code == 0, output
+    digests = {folder: set(pd.read_csv(tmp_path / f"run-{folder}" / "records.csv", dtype=str).dataset_digest)
+               for folder in ("a", "b", "copy")}
+    assert len(digests["a"]) == 1 and digests["a"] == digests["copy"] and digests["a"] != digests["b"]
+    with pytest.raises(BenchError) as info:
+        write_leaderboard([tmp_path / "run-a", tmp_path / "run-b"], tmp_path / "board", html=False)
+    assert "folder:data" in str(info.value) and "not the same test images" in str(info.value)
+    assert str(tmp_path / "run-b") in str(info.value)
+    markdown = write_leaderboard([tmp_path / "run-a", tmp_path / "run-copy"], tmp_path / "same", html=False)
+    assert "## folder:data, gaussian:sigma=25" in markdown
+
+
+def _named_data_dir(root: Path, names: list[str], listed: list[str] | None = None) -> Path:
+    """``root/Set12/`` holding tiny PNGs ``names``, and a MANIFEST.csv listing ``listed`` (None: no manifest)."""
+    for i, name in enumerate(names):
+        _png(root / "Set12" / name, i)
+    if listed is not None:
+        with (root / "MANIFEST.csv").open("w", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["set", "file", "sha256"])
+            for i, name in enumerate(listed):
+                made = _png(root / "listed" / name, i)  # what the manifest's file holds
+                writer.writerow(["Set12", f"Set12/{name}", hashlib.sha256(made.read_bytes()).hexdigest()])
+    return root
+
+
+@pytest.mark.parametrize("names, said", [
+    (["01.png", "02.png"], "Set12/03.png of MANIFEST.csv is missing"),
+    (["01.png", "02.png", "03.png", "foreign.png"], "Set12/foreign.png is not in MANIFEST.csv"),
+    (["01.png", "02.png", "foreign.png"], "Set12/03.png of MANIFEST.csv is missing"),
+])
+def test_a_named_set_with_a_missing_or_foreign_file_is_refused(tmp_path: Path, names: list[str], said: str) -> None:
+    listed = ["01.png", "02.png", "03.png"]
+    intact = _named_data_dir(tmp_path / "intact", listed, listed)
+    code, output = _bench(*RUN, "--dataset", "set12", "--data-dir", str(intact), "--dry-run")
+    assert code == 0, output
+    tampered = _named_data_dir(tmp_path / "tampered", names, listed)
+    code, output = _bench(*RUN, "--dataset", "set12", "--data-dir", str(tampered), "--dry-run")
+    assert code == 2 and output.count("\n") == 1 and said in output, output
+
+
+def test_a_named_set_without_a_manifest_must_have_its_number_of_images(tmp_path: Path) -> None:
+    root = _named_data_dir(tmp_path, [f"{i:02d}.png" for i in range(1, 12)])
+    code, output = _bench(*RUN, "--dataset", "set12", "--data-dir", str(root), "--dry-run")
+    assert code == 2 and "Set12/ holds 11 images, not the 12 of Set12" in output, output
 
 
 # --- one key, one record -------------------------------------------------------------------------
