@@ -116,17 +116,25 @@ def test_truncated_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
         load_checkpoint(path)
 
 
-def test_checkpoint_of_another_method_fails_that_job_only(tmp_path: Path) -> None:
+def test_checkpoint_of_another_method_fails_that_job_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from denoise_bench import runner
     from denoise_bench.method import MethodSetup
     from denoise_bench.methods.unet import SupervisedUNet
     from denoise_bench.profiles import get_profile
 
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
     out = tmp_path / "run"
+    args = ["run", "--methods", "iddp,bm3d", "--noise", "gaussian:sigma=25", "--profile", "smoke", "--iterations", "2",
+            "--out", str(out), "--no-progress"]
+    with monkeypatch.context() as patched:  # a run folder interrupted before its first job
+        patched.setattr(runner, "run_here", interrupted)
+        assert CliRunner().invoke(main, args).exit_code == 130
     budget = get_profile("smoke").override(iterations=2)
     save_checkpoint(SupervisedUNet(MethodSetup(channels=1, budget=budget)).state_dict(),
                     out / "checkpoints" / "iddp__skimage__gaussian_sigma=25__seed0.pt")
-    result = CliRunner().invoke(main, ["run", "--methods", "iddp,bm3d", "--noise", "gaussian:sigma=25", "--profile", "smoke",
-                                       "--iterations", "2", "--out", str(out), "--no-progress"])
+    result = CliRunner().invoke(main, args)
     assert result.exit_code == 1
     jobs = pd.read_csv(out / "jobs.csv").set_index("method")
     assert jobs.loc["bm3d", "status"] == "done"
