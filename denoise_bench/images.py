@@ -1,4 +1,9 @@
-"""8-bit images: reading them from disk, with errors that name the file, and their array layouts."""
+"""8-bit images: reading them from disk, with errors that name the file, and their array layouts.
+
+Only 8-bit files are read. A file with more bits per channel (16-bit PNG, TIFF, PGM/PPM), gray or
+colour alike, is refused with a message saying so: cutting it to 8 bits would change the image
+without a word (Pillow opens 16-bit colour as 8-bit), and the suite scores 8-bit images throughout.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ from denoise_bench.errors import BenchError
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".ppm", ".pgm")
 # Modes that are 8 bits per channel and convert losslessly (apart from colour->gray) to L or RGB.
 SUPPORTED_MODES = {"L", "RGB", "RGBA", "P", "LA", "1", "CMYK", "YCbCr"}
+EIGHT_BITS_ONLY = "denoise-bench reads 8-bit images only; convert it to 8 bits first"
 
 
 def to_channels(pixels: np.ndarray, channels: int) -> np.ndarray:
@@ -50,6 +56,9 @@ def read_image(path: Path, channels: int) -> np.ndarray:
         raise BenchError(f"image file not found: {path}")
     try:
         with Image.open(path) as img:
+            bits = _bits_per_channel(img)
+            if bits > 8:
+                raise BenchError(f"{path}: a {bits}-bit image; {EIGHT_BITS_ONLY}")
             if img.mode not in SUPPORTED_MODES:
                 raise BenchError(f"{path}: unsupported image mode {img.mode!r} (expected 8-bit gray or colour)")
             img.load()
@@ -60,6 +69,22 @@ def read_image(path: Path, channels: int) -> np.ndarray:
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise BenchError(f"{path}: not a readable image ({exc})") from None
     return to_channels(pixels, channels)
+
+
+def _bits_per_channel(img: Image.Image) -> int:
+    """How many bits per channel the file holds (Pillow reports 16-bit colour as an 8-bit mode; its decoder
+    arguments still say: a raw mode such as ``RGB;16B``, or a PNM maximum above 255)."""
+    for tile in img.tile or []:
+        args = tile.args if isinstance(tile.args, tuple) else (tile.args,)
+        if args and isinstance(args[0], str) and ";16" in args[0]:
+            return 16
+        if img.format == "PPM" and len(args) > 1 and isinstance(args[1], int) and args[1] > 255:
+            return 16
+    if img.mode.startswith("I;16"):
+        return 16
+    if img.mode in ("I", "F"):
+        return 32
+    return 8
 
 
 def list_images(folder: Path) -> list[Path]:
