@@ -3,7 +3,7 @@
 Built-ins are registered by module name exactly as a third-party package would be. Third-party
 packages declare an entry point in the ``denoise_bench`` group. A plugin that fails to import,
 implements a hook that is not in ``hookspecs`` (a misspelt name, say), has a hook that raises, or
-registers something invalid or a name already taken is skipped whole and reported in
+registers something invalid, a name that is no name (see :func:`check_name`) or a name already taken is skipped whole and reported in
 ``Registry.failures`` with its plugin and distribution name; everything else keeps working, and a
 lookup of a name it would have provided says why that name is missing.
 
@@ -18,6 +18,7 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import ModuleType
@@ -284,7 +285,7 @@ def _call(impl: pluggy.HookImpl, hook_name: str, kind: _Kind, staged: dict[str, 
         given = getattr(obj, "name", None)
         if isinstance(given, str) and given:
             tried.add(given)  # even if it fails the check, so that asking for it says why it is missing
-        name = kind.check(obj)
+        name = check_name(kind.word, kind.check(obj))
         owner = owners.get((hook_name, name)) or (source if name in staged else None)
         if owner:
             raise BenchError(f"{kind.word} {name!r} is already registered by plugin {owner}")
@@ -298,6 +299,20 @@ def _call(impl: pluggy.HookImpl, hook_name: str, kind: _Kind, staged: dict[str, 
         raise BenchError(f"{hook_name} raised {describe_exception(exc)}") from exc
     if result is not None:
         raise BenchError(f"{hook_name} must call register(...) and return None, it returned {type(result).__name__}")
+
+
+# A registered name becomes part of file and folder names (sample crops, checkpoints, parts) and is typed
+# in comma-separated lists and specs: letters, digits, '-', '_' and '.', from a letter or digit, without
+# the '__' that separates the fields of a checkpoint's name.
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def check_name(kind: str, name: str) -> str:
+    """``name`` if it can name a registered method, dataset or noise model, else a BenchError saying why."""
+    if not isinstance(name, str) or not _NAME.fullmatch(name) or "__" in name:
+        raise BenchError(f"{kind} name {name!r} is not a name: use up to 64 letters, digits, '-', '_' and '.', "
+                         "starting with a letter or digit, without '__' (it becomes part of file names)")
+    return name
 
 
 def _check_dataset(obj: object) -> str:
