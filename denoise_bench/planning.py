@@ -21,6 +21,7 @@ from denoise_bench.engine import Engine, resolve_engine
 from denoise_bench.environment import pick_device
 from denoise_bench.errors import BenchError
 from denoise_bench.evaluation import trained_source
+from denoise_bench.memory_fit import check_budgets_fit
 from denoise_bench.method import Method, resolve_options
 from denoise_bench.noise import NoiseSetting, retested
 from denoise_bench.output_folders import claim_folder
@@ -102,6 +103,8 @@ def plan(request: RunRequest, registry: Registry | None = None) -> RunPlan:
     claim_folder(run_dir, CONFIG, "run folder", ignored=(LOCK,))
     device = pick_device(request.device)
     engine = resolve_engine(**request.engine, device=device)
+    if needs_training:  # a batch that cannot fit is refused now, not after hours of crop sampling and swapping
+        check_budgets_fit(methods, budgets, max(d.channels for d in datasets), device)
     return RunPlan(request, methods, settings, datasets, train_dataset, budget, engine, get_protocol(request.protocol),
                    policy, device, run_dir, budgets)
 
