@@ -127,10 +127,11 @@ class Dataset(ABC):
         images = self.load(split)
         if not images:
             raise BenchError(f"dataset {self.name!r}: the {split!r} split has no images")
-        twice = repeated(image.id for image in images)
-        if twice is not None:  # records and test noise draws are keyed by the id: one would take the other's
-            raise BenchError(f"dataset {self.name!r}: two images of the {split!r} split have the id {twice!r}; "
-                             "each image needs an id of its own")
+        ids = [image.id for image in images]
+        if repeated(ids) is not None:  # records and test noise draws are keyed by the id: one would take the other's
+            twice = sorted({i for i in ids if ids.count(i) > 1})
+            raise BenchError(f"dataset {self.name!r}: the {split!r} split repeats image ids {twice} (records and test "
+                             "noise draws are keyed by id: each image needs its own)")
         for image in images:
             if image.pixels.dtype != np.uint8 or image.pixels.ndim != 3 or image.channels != self.channels:
                 raise BenchError(
