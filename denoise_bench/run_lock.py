@@ -80,22 +80,6 @@ def run_lock(run_dir: Path, echo: Callable[[str], None] = print, *, wait: bool =
         os.close(fd)
 
 
-def is_held(folder: Path) -> bool:
-    """Whether a live process holds the lock of ``folder`` now (False where there is no lock file, or locks
-    are not supported). Creates nothing."""
-    try:
-        fd = os.open(folder / LOCK, os.O_RDWR | getattr(os, "O_BINARY", 0))
-    except OSError:
-        return False
-    try:
-        locked = _try_lock(fd)
-        if locked:
-            _unlock(fd)
-        return locked is False
-    finally:
-        os.close(fd)
-
-
 def _make_folder(folder: Path, what: str) -> None:
     try:
         folder.mkdir(parents=True, exist_ok=True)
