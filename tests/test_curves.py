@@ -93,16 +93,16 @@ def test_curves_carry_the_floor_of_their_own_images(runs: tuple[Path, pd.DataFra
 
 def test_two_runs_of_one_method_with_different_options_are_two_curves(tmp_path: Path) -> None:
     made = []
-    for name, options in (("a", {}), ("b", {"iddp": {"beta1": "0.5"}})):
+    for name, options in (("a", {}), ("b", {"iddp": {"beta1": "0.9"}})):
         request = RunRequest(methods=["iddp"], noises=["gaussian:sigma=25"], datasets=["skimage"], profile="smoke",
                              out=tmp_path / name, progress=False, eval_every=10, method_options=options)
         assert run(plan(request), echo=lambda _: None).failed.empty
         made.append(tmp_path / name)
     markdown = write_leaderboard(made, tmp_path / "board", html=False)
     section = markdown.split("# Learning curves")[1]
-    assert re.search(r"\|\s+step\s+\|\s+iddp\s+\|\s+iddp \[beta1=0\.5\]\s+\|", section)  # not one averaged column
+    assert re.search(r"\|\s+step\s+\|\s+iddp\s+\|\s+iddp \[beta1=0\.9\]\s+\|", section)  # not one averaged column
     board = pd.read_csv(tmp_path / "board" / "curves.csv")
-    assert set(board.method) == {"iddp", "iddp [beta1=0.5]"}
+    assert set(board.method) == {"iddp", "iddp [beta1=0.9]"}
 
 
 def test_a_curve_is_drawn_on_its_own_images_only() -> None:
