@@ -49,9 +49,9 @@ def test_iteration_costs_scale_with_the_batch_and_the_method() -> None:
     iddp_2, _ = count_step("iddp", TINY, 2)
     nb2nb_1, _ = count_step("nb2nb", TINY, 1)
     assert iddp_2 == pytest.approx(2 * iddp_1, rel=0.02)  # convolutions dominate, linear in the batch
-    # IDDP: two forwards with backward of its three-level network (measured at 0.60 of the shared
-    # U-Net's work per pass, which Nb2Nb trains); Nb2Nb: one forward with backward on its half-size
-    # sub-images (of the crop's size) plus a no-grad forward on its double-size crop.
+    # IDDP: two forwards with backward of its three-level network; Nb2Nb: one forward with backward of
+    # the shared U-Net on its half-size sub-images (of the crop's size) plus a no-grad forward on its
+    # double-size crop. Counted at this size: IDDP 0.60 of Nb2Nb.
     assert 0.45 < iddp_1 / nb2nb_1 < 0.75
     assert iddp_ops > 100  # every conv, activation, optimiser update of a U-Net iteration
 
