@@ -137,7 +137,7 @@ def test_records_from_before_options_were_recorded_take_them_from_the_config(tmp
     b = _write_run(tmp_path / "b", [{"method": "iddp", "seed": 1}], _config({"iddp": {"stop_gradient": "false"}}), old)
     table = _board(tmp_path, str(a), str(b)).set_index("method")
     # Made before IDDP's open choices were recorded: read with the defaults of their time.
-    former = "beta1=0.9,init=kaiming0.1,network=unet"
+    former = "beta1=0.9,clamp=false,init=kaiming0.1,network=unet"
     assert list(table.index) == [f"iddp [{former}]", f"iddp [{former},stop_gradient=false]", "noisy input"]
 
 

@@ -155,8 +155,8 @@ def test_results_from_before_the_open_choices_were_recorded_keep_their_old_defau
     new = with_experiments(_records(today), {})
     assert old.experiment.iloc[0] != new.experiment.iloc[0]
     assert name_experiments(new).method.iloc[0] == "iddp"
-    # The probe moved network, init and beta1 from Neighbor2Neighbor's conventions to Noise2Grad's.
-    assert name_experiments(old).method.iloc[0] == "iddp [beta1=0.9,init=kaiming0.1,network=unet]"
+    # The probe moved network, init, beta1 and clamp from Neighbor2Neighbor's conventions to Noise2Grad's.
+    assert name_experiments(old).method.iloc[0] == "iddp [beta1=0.9,clamp=false,init=kaiming0.1,network=unet]"
     # An old record's explicit option survives the upgrade beside the filled-in former defaults.
     upgraded = with_experiments(_records("stop_gradient=false"), {}).method_options.iloc[0]
     assert "stop_gradient=false" in upgraded and "beta1=0.9" in upgraded
