@@ -325,14 +325,19 @@ def has_floor(table: pd.DataFrame) -> bool:
     return bool((table["method"] == FLOOR).any())
 
 
+def _marked_rows(table: pd.DataFrame, column: str, mark: str, flagged: pd.Series) -> pd.DataFrame:
+    """``table`` as pages show it: ``mark`` after the method of each ``flagged`` row, ``column`` (kept in
+    leaderboard.csv, where a method keeps one name in every table) dropped."""
+    marked = table["method"].where(~flagged, table["method"] + f" {mark}")
+    return table.drop(columns=[column]).assign(method=marked)
+
+
 def floor_marked(table: pd.DataFrame) -> pd.DataFrame:
-    """A leaderboard table as pages show it: the ``below floor`` column (kept in leaderboard.csv, where a
-    method keeps one name in every table) turned into :data:`BELOW_FLOOR_MARK` after the method."""
+    """A leaderboard table as pages show it: the ``below floor`` column turned into
+    :data:`BELOW_FLOOR_MARK` after the method."""
     if BELOW_FLOOR not in table:
         return table
-    below = table[BELOW_FLOOR].eq(True)
-    marked = table["method"].where(~below, table["method"] + f" {BELOW_FLOOR_MARK}")
-    return table.drop(columns=[BELOW_FLOOR]).assign(method=marked)
+    return _marked_rows(table, BELOW_FLOOR, BELOW_FLOOR_MARK, table[BELOW_FLOOR].eq(True))
 
 
 def has_implausible(table: pd.DataFrame) -> bool:
@@ -345,9 +350,7 @@ def implausible_marked(table: pd.DataFrame) -> pd.DataFrame:
     records; their count stays in leaderboard.csv."""
     if IMPLAUSIBLE not in table:
         return table
-    flagged = table[IMPLAUSIBLE].fillna(0).gt(0)
-    marked = table["method"].where(~flagged, table["method"] + f" {IMPLAUSIBLE_MARK}")
-    return table.drop(columns=[IMPLAUSIBLE]).assign(method=marked)
+    return _marked_rows(table, IMPLAUSIBLE, IMPLAUSIBLE_MARK, table[IMPLAUSIBLE].fillna(0).gt(0))
 
 
 def _differing(group: list[Experiment]) -> dict[str, str]:
