@@ -37,6 +37,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from denoise_bench.condition_text import condition_difference
 from denoise_bench.errors import BenchError
 from denoise_bench.output_folders import claim_folder
 from denoise_bench.plausibility import IMPLAUSIBLE_MARK, IMPLAUSIBLE_NOTE, implausible
@@ -194,15 +195,6 @@ def with_experiments(records: pd.DataFrame, config: dict) -> pd.DataFrame:
     return records
 
 
-def _shown(condition: str) -> str:
-    """A condition as a mismatch names it: a budget, engine or protocol as a dict, a profile or policy as is."""
-    try:
-        value = json.loads(condition)
-    except json.JSONDecodeError:
-        return condition
-    return str(value) if isinstance(value, dict) else condition
-
-
 def _without(frame: pd.DataFrame, methods: set[str]) -> pd.DataFrame:
     return frame[~frame["method"].isin(methods)] if methods and not frame.empty else frame
 
@@ -216,7 +208,7 @@ def merge_runs(run_dirs: list[Path], allow_mismatch: bool = False,
         raise BenchError("the same run folder is given twice")
     runs = [_run_info(run_dir, read_config(run_dir)) for run_dir in run_dirs]
     configs = [run_conditions(info.config) for info in runs]
-    mismatches = [f"{key} of {run_dir} differs from {run_dirs[0]}: {_shown(config[key])} vs {_shown(configs[0][key])}"
+    mismatches = [f"{key} of {run_dir} differs from {run_dirs[0]}: {condition_difference(config[key], configs[0][key])}"
                   for run_dir, config in zip(run_dirs[1:], configs[1:]) for key in COMPARABLE_FIELDS
                   if config[key] != configs[0][key]]
     exclude = exclude or {}

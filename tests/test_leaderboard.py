@@ -139,6 +139,19 @@ def test_incomparable_runs_are_refused_unless_allowed(tmp_path: Path, field: str
     assert "Merged despite differences" in markdown and field in markdown
 
 
+def test_a_refused_merge_names_the_budget_fields_that_differ_in_words(tmp_path: Path) -> None:
+    a = _write_run(tmp_path / "a", {"iddp": np.zeros(len(IMAGES))})
+    budget = _config()["budget"]
+    b = _write_run(tmp_path / "b", {"unet": np.zeros(len(IMAGES))},
+                   budget=budget | {"iterations": 30, "test_images": 2})
+    with pytest.raises(BenchError) as refused:
+        merge_runs([a, b])
+    message = str(refused.value)
+    assert f"30 iterations vs {budget['iterations']} iterations" in message
+    assert f"first 2 test images vs first {budget['test_images']} test images" in message
+    assert "crops" not in message and "{" not in message  # only what differs, and no dict
+
+
 def test_the_same_job_in_two_runs_is_refused(tmp_path: Path) -> None:
     a = _write_run(tmp_path / "a", {"iddp": np.zeros(len(IMAGES))})
     b = _write_run(tmp_path / "b", {"iddp": np.ones(len(IMAGES))})
