@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import shlex
 import sys
 from collections.abc import Callable
@@ -150,6 +151,14 @@ def _load_config(ctx: click.Context, param: click.Parameter, path: Path | None) 
     return path
 
 
+def _positive_multiple(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    """A multiplier flag (--lr-scale): a finite number above 0. inf or NaN would train to NaN weights, 0 or
+    less would not train at all, and each only after the run had started."""
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise BenchError(f"{param.opts[0]} {value:g}: expected a finite number above 0")
+    return value
+
+
 def _dataset_paths(names: list[str], options: dict[str, str], registry: Registry) -> list[str]:
     """A --dataset entry that is a folder (and no dataset's name) is the 'folder' dataset with path=it."""
     folders = [n for n in names if n not in registry.datasets and Path(n).expanduser().is_dir()]
@@ -205,7 +214,7 @@ def engine_options(command: Callable) -> Callable:
 @click.option("--test-images", type=int, default=None, help="Evaluate only the first N test images.")
 @click.option("--lr-rule", type=click.Choice(LR_RULES), default=None,
               help="Override the profile's learning-rate rule (official: each method's schedule; warmup-cosine: each method's rate, one warm-up + cosine shape).")
-@click.option("--lr-scale", type=float, default=None,
+@click.option("--lr-scale", type=float, default=None, callback=_positive_multiple,
               help="Under warmup-cosine, peak at this multiple of each method's own learning rate (default 1).")
 @click.option("--init", "init_rule", type=click.Choice(INITS), default=None,
               help="Override the profile's initialisation (own: each method's own, the official code's where one exists; pytorch: PyTorch's default).")

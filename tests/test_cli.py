@@ -37,6 +37,10 @@ def bench(*args: str) -> "click.testing.Result":  # noqa: F821
     (["--method-option", "iddp:stop_gradient=maybe"], "error: method 'iddp': option stop_gradient='maybe' is not a valid bool"),
     (["--method-option", "iddp:dropout=0.1"], "error: method 'iddp' has no option(s) dropout; options: alpha, beta, beta1, blur_kernel"),
     (["--checkpoint-every", "-1"], "error: --checkpoint-every must be >= 0, got -1"),
+    (["--lr-scale", "inf"], "error: --lr-scale inf: expected a finite number above 0"),
+    (["--lr-scale", "nan"], "error: --lr-scale nan: expected a finite number above 0"),
+    (["--lr-scale", "0"], "error: --lr-scale 0: expected a finite number above 0"),
+    (["--lr-scale", "-2"], "error: --lr-scale -2: expected a finite number above 0"),
     (["--resume", "/nonexistent"], "error: /nonexistent is not a run folder (no config.json)"),
     (["--dataset", "bsd68", "--data-dir", "/nonexistent"], "error: dataset 'bsd68': folder /nonexistent/BSD68 not found"),
 ])

@@ -156,3 +156,9 @@ def test_list_shows_options_requirements_properties_and_sources(test_methods) ->
     assert "from 'denoise_bench.methods.iddp' (distribution denoise-bench)" in output
     assert "from 'conveniences'" in output
     assert "properties: pixel-independent, signal-independent, symmetric, zero-mean; from" in output
+
+
+def test_config_file_lr_scale_is_checked_like_the_flag(tmp_path: Path) -> None:
+    (tmp_path / "run.toml").write_text("lr-scale = inf\n")  # TOML has inf and nan
+    result = bench("run", "--config", str(tmp_path / "run.toml"), "--dry-run")
+    assert result.exit_code == 2 and "--lr-scale inf: expected a finite number above 0" in result.output, result.output
