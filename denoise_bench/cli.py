@@ -15,7 +15,7 @@ from denoise_bench import __version__
 from denoise_bench.data import resolve_data_dir
 from denoise_bench.engine import COMPILE_MODES, REQUESTABLE_PRECISIONS, Engine, resolve_engine
 from denoise_bench.environment import pick_device
-from denoise_bench.errors import BenchError
+from denoise_bench.errors import BenchError, unknown_name
 from denoise_bench.executors import make_executor
 from denoise_bench.host_memory import keep_freed_memory
 from denoise_bench.leaderboard import write_leaderboard
@@ -145,7 +145,7 @@ def _load_config(ctx: click.Context, param: click.Parameter, path: Path | None) 
     defaults = {}
     for key, value in read_request_file(path).items():
         if key not in by_flag:
-            raise BenchError(f"--config {path}: unknown key {key!r}; valid keys: {', '.join(sorted(by_flag))}")
+            raise BenchError(f"--config {path}: {unknown_name('key', key, by_flag)}")
         defaults[by_flag[key].name] = _file_value(by_flag[key], value, f"--config {path}: {key}")
     ctx.default_map = {**(ctx.default_map or {}), **defaults}
     return path

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from denoise_bench.errors import BenchError
+from denoise_bench.errors import BenchError, unknown_name
 from denoise_bench.hookspecs import hookimpl
 
 # Statistical properties a family can declare and a method can require.
@@ -169,8 +169,7 @@ def parse_spec(spec: str, families: Mapping[str, NoiseFamily]) -> NoiseSpec:
     family_name, sep, body = text.partition(":")
     family_name = family_name.strip().lower()
     if family_name not in families:
-        names = ", ".join(sorted(families))
-        raise BenchError(f"noise spec {spec!r}: unknown noise family {family_name!r}; valid noise families: {names}")
+        raise BenchError(f"noise spec {spec!r}: {unknown_name('noise family', family_name, families, 'noise families')}")
     family = families[family_name]
     if not family.params:
         if body.strip():
@@ -191,8 +190,8 @@ def parse_spec(spec: str, families: Mapping[str, NoiseFamily]) -> NoiseSpec:
         try:
             param = family.param(key)
         except KeyError:
-            valid = ", ".join(p.name for p in family.params)
-            raise BenchError(f"noise spec {spec!r}: {family_name} has no parameter {key!r}; it takes {valid}") from None
+            error = unknown_name(f"{family_name} parameter", key, (p.name for p in family.params))
+            raise BenchError(f"noise spec {spec!r}: {error}") from None
         if key in given:
             raise BenchError(f"noise spec {spec!r}: parameter {key!r} given twice")
         match = _VALUE_RE.match(raw)
@@ -233,8 +232,7 @@ def resolve_setting(text: str, families: Mapping[str, NoiseFamily]) -> NoiseSett
     name = text.strip().lower()
     if ":" not in name:
         if name not in families:
-            names = ", ".join(sorted(families))
-            raise BenchError(f"unknown noise {text!r}; valid noise families: {names} (or a spec like gaussian:sigma=25)")
+            raise BenchError(f"{unknown_name('noise', name, families, 'noise families')} (or a spec like gaussian:sigma=25)")
         family = families[name]
         if family.preset_train is None:
             raise BenchError(f"noise family {name!r} has no preset; give a full spec such as {name}:" + ",".join(f"{p.name}=..." for p in family.params))
