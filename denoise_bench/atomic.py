@@ -11,25 +11,34 @@ from __future__ import annotations
 
 import errno
 import os
-import tempfile
+import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-SHARED = 0o644  # mkstemp creates 0600; results are meant to be read by others
+
+def _new_temporary(path: Path) -> Path:
+    """A new, empty, uniquely named file beside ``path``, created with the permissions the umask gives any new
+    file (not mkstemp's 0600: results, checkpoints and exports are meant to be read by others where the umask says so)."""
+    while True:
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            return tmp
+        except FileExistsError:  # another writer's temporary file: draw another name
+            continue
 
 
 @contextmanager
-def replacing(path: Path, mode: int | None = SHARED) -> Iterator[Path]:
-    """Yield a temporary path to write; on success it replaces ``path`` (with ``mode``, unless None)."""
+def replacing(path: Path) -> Iterator[Path]:
+    """Yield a temporary path to write; on success it replaces ``path``, with the permissions of any new file
+    (``0o666`` less the umask), even if the writer made the temporary file again with others."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    tmp = Path(name)
+    tmp = _new_temporary(path)
+    mode = tmp.stat().st_mode & 0o777  # what the umask gave it
     try:
         yield tmp
-        if mode is not None:
-            os.chmod(tmp, mode)
+        os.chmod(tmp, mode)  # safetensors' save_file replaces the file it is given with one of mode 0600
         os.replace(tmp, path)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
@@ -46,6 +55,6 @@ def out_of_space(exc: BaseException) -> bool:
     return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
-def write_text_atomic(path: Path, text: str, mode: int | None = SHARED) -> None:
-    with replacing(path, mode) as tmp:
+def write_text_atomic(path: Path, text: str) -> None:
+    with replacing(path) as tmp:
         tmp.write_text(text, encoding="utf-8", newline="")

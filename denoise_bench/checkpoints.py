@@ -20,7 +20,7 @@ from denoise_bench.errors import BenchError
 
 def save_checkpoint(state: dict[str, Any], path: Path) -> None:
     # Through a Python file, so that a full disk is an OSError (ENOSPC) rather than torch's "unexpected pos".
-    with replacing(path, mode=None) as tmp, tmp.open("wb") as handle:
+    with replacing(path) as tmp, tmp.open("wb") as handle:
         torch.save(state, handle)
 
 

@@ -181,7 +181,7 @@ def _read_sidecar(path: Path) -> dict[str, str]:
 
 def _write_sidecar(path: Path, recorded: dict[str, str]) -> None:
     # Written whole and renamed into place, so a crash never leaves a half-written record.
-    write_text_atomic(path, "".join(f"{digest}  {name}\n" for name, digest in sorted(recorded.items())), mode=None)
+    write_text_atomic(path, "".join(f"{digest}  {name}\n" for name, digest in sorted(recorded.items())))
 
 
 UNPACKED = "unpacked"

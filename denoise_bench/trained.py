@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 
+from denoise_bench.atomic import replacing
 from denoise_bench.checkpoints import load_checkpoint
 from denoise_bench.environment import pick_device
 from denoise_bench.errors import BenchError
@@ -199,10 +200,8 @@ def export_safetensors(checkpoint: Path, out: Path, state: dict[str, Any] | None
                          "an export could not be loaded elsewhere. Train it again with this version")
     tensors, rest = _split_state({k: v for k, v in state.items() if k != ABOUT})
     metadata = {SAFETENSORS_ABOUT: json.dumps(state[ABOUT], sort_keys=True), SAFETENSORS_STATE: json.dumps(rest, sort_keys=True)}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    save_file(tensors, str(tmp), metadata=metadata)
-    tmp.replace(out)
+    with replacing(out) as tmp:  # atomic, and readable as the umask says like every other output
+        save_file(tensors, str(tmp), metadata=metadata)
     return sha256_of(out)
 
 
