@@ -22,13 +22,12 @@ from functools import lru_cache
 from pathlib import Path
 from typing import ClassVar
 
-from denoise_bench.data import TEST, TRAIN, CleanImage, Dataset, check_image_ids
+from denoise_bench.data import MANIFEST, TEST, TRAIN, CleanImage, Dataset, check_image_ids
 from denoise_bench.download import sha256_file
 from denoise_bench.errors import BenchError
 from denoise_bench.hookspecs import hookimpl
 from denoise_bench.images import IMAGE_SUFFIXES, list_images, read_image
 
-MANIFEST = "MANIFEST.csv"
 # The number of images of each standard folder, which a folder that MANIFEST.csv does not list must hold.
 SET_SIZES = {"BSD68": 68, "Set12": 12, "CBSD68": 68, "Set14": 12, "Train400": 400, "BSD300_test": 100}
 

@@ -36,6 +36,8 @@ from denoise_bench.runner import RunRequest, plan, run
 from denoise_bench.supervision import Supervision
 
 DEFAULT_METHODS = "iddp,unet,n2n,bm3d"
+DATA_DIR_HELP = ("Folder of the named sets [env DENOISE_BENCH_DATA; else a ../shared/data holding MANIFEST.csv beside "
+                 "the checkout or the working directory].")
 
 
 class BenchGroup(click.Group):
@@ -222,7 +224,7 @@ def engine_options(command: Callable) -> Callable:
 @click.option("--noise-policy", type=click.Choice(["fresh", "fixed"]), default="fresh", show_default=True,
               help="fresh: new training noise every iteration (official codes); fixed: one noisy copy per image.")
 @click.option("--device", default="auto", show_default=True, help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
-@click.option("--data-dir", type=click.Path(path_type=Path), default=None, help="Folder of the named sets [env DENOISE_BENCH_DATA].")
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None, help=DATA_DIR_HELP)
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Run folder (default runs/<timestamp>).")
 @click.option("--method-option", "method_options", multiple=True, help="METHOD:KEY=VALUE, e.g. iddp:stop_gradient=false.")
@@ -293,6 +295,8 @@ def _execute(the_plan: RunPlan, job_executor: Executor | None, resume_command: s
     request = the_plan.request
     click.echo(f"run folder: {the_plan.run_dir}  (device {the_plan.device}, profile {request.profile}, "
                f"protocol {the_plan.protocol.id})")
+    if request.data_dir is not None:  # it may have been found rather than given: say which folder the sets came from
+        click.echo(f"data folder: {request.data_dir}")
     try:
         result = run(the_plan, echo=click.echo, executor=job_executor)
     except KeyboardInterrupt:
@@ -324,7 +328,7 @@ def _execute(the_plan: RunPlan, job_executor: Executor | None, resume_command: s
 @click.option("--methods", default=None,
               help="Comma-separated: some of the run's trained methods, and any per-image method [default: every method it trained].")
 @click.option("--dataset-option", "dataset_options", multiple=True, help="KEY=VALUE for the dataset, e.g. channels=1 for a folder.")
-@click.option("--data-dir", type=click.Path(path_type=Path), default=None, help="Folder of the named sets [env DENOISE_BENCH_DATA].")
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None, help=DATA_DIR_HELP)
 @click.option("--device", default="auto", show_default=True, help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="New run folder (default runs/<timestamp>).")

@@ -20,6 +20,11 @@ import numpy as np
 from denoise_bench.errors import BenchError
 
 DATA_DIR_ENV = "DENOISE_BENCH_DATA"
+# The file that marks a folder of the standard sets (a sha256 per image; see datasets/named_sets.py).
+MANIFEST = "MANIFEST.csv"
+# Where the standard sets sit when nobody says: a shared/data folder next to the checkout (../shared/data).
+SHARED_DATA = Path("shared", "data")
+CHECKOUT = Path(__file__).resolve().parents[1]  # the source tree this package runs from (editable installs)
 TRAIN, TEST = "train", "test"
 
 
@@ -35,10 +40,19 @@ class CleanImage:
         return int(self.pixels.shape[2])
 
 
-def resolve_data_dir(flag: str | Path | None) -> Path | None:
-    """The data directory from ``--data-dir`` or ``$DENOISE_BENCH_DATA`` (flag wins); None if neither."""
+def resolve_data_dir(flag: str | Path | None, beside: Sequence[Path] | None = None) -> Path | None:
+    """The data directory: ``--data-dir`` (``flag``), else ``$DENOISE_BENCH_DATA``, else the standard sets'
+    ``../shared/data`` beside one of ``beside`` (default: the checkout, then the working directory) that holds
+    their ``MANIFEST.csv``; None if none. The tests find their data the same way (tests/conftest.py)."""
     value = flag if flag else os.environ.get(DATA_DIR_ENV)
-    return Path(value).expanduser() if value else None
+    if value:
+        return Path(value).expanduser()
+    for place in beside if beside is not None else (CHECKOUT, Path.cwd()):
+        # Only a folder that is recognisably the standard sets: any other shared/data is somebody else's.
+        candidate = (place.parent / SHARED_DATA).resolve()
+        if (candidate / MANIFEST).is_file():
+            return candidate
+    return None
 
 
 def check_dataset_options(classes: Sequence[type["Dataset"]], options: Mapping[str, str]) -> None:

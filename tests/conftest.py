@@ -13,17 +13,15 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from denoise_bench import plugins  # noqa: E402
-from denoise_bench.data import DATA_DIR_ENV  # noqa: E402
+from denoise_bench.data import MANIFEST, resolve_data_dir  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def _shared_data() -> Path | None:
-    candidates = [os.environ.get(DATA_DIR_ENV), REPO.parent / "shared" / "data"]
-    for c in candidates:
-        if c and (Path(c) / "MANIFEST.csv").is_file():
-            return Path(c)
-    return None
+    """The standard sets as `bench` finds them ($DENOISE_BENCH_DATA, else ../shared/data beside this checkout)."""
+    found = resolve_data_dir(None, beside=(REPO,))
+    return found if found is not None and (found / MANIFEST).is_file() else None
 
 
 @pytest.fixture(scope="session")
