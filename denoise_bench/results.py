@@ -391,16 +391,39 @@ def low_budget_warnings(records: pd.DataFrame) -> list[str]:
     no denoiser reaches from the noisy input alone (``denoise_bench.plausibility``)."""
     if records.empty:
         return []
-    warnings = [SHORT_BUDGET_WARNINGS[p] for p in sorted(records["profile"].dropna().unique()) if p in SHORT_BUDGET_WARNINGS]
-    trained = _trained(records)
-    means = trained.groupby(["method", "dataset", "train_noise", "test_noise"], sort=False)[["psnr", "input_psnr"]].mean()
-    for (method, dataset, _, test_noise), row in means[means.psnr < means.input_psnr].iterrows():
-        warnings.append(f"{method} scores below its noisy input on {dataset}, {test_noise} "
-                        f"({row.psnr:.2f} < {row.input_psnr:.2f} dB): under-trained or broken.")
+    warnings = profile_warnings(records) + below_input_warnings(records)
     for (dataset, _, test_noise, label), (psnr, floor) in below_floor_cells(records).items():
         warnings.append(f"{label} scores below the floor, a {FLOOR_KERNEL}x{FLOOR_KERNEL} box filter of its noisy input, "
                         f"on {dataset}, {test_noise} ({psnr:.2f} < {floor:.2f} dB): it has not learned more than that.")
     return warnings + implausible_warnings(records)
+
+
+def profile_warnings(records: pd.DataFrame) -> list[str]:
+    """The short-budget warning of each profile the records were made under (``SHORT_BUDGET_WARNINGS``)."""
+    if records.empty:
+        return []
+    return [SHORT_BUDGET_WARNINGS[p] for p in sorted(records["profile"].dropna().unique()) if p in SHORT_BUDGET_WARNINGS]
+
+
+def below_input_warnings(records: pd.DataFrame) -> list[str]:
+    """A warning for each trained method and test setting whose mean PSNR is below the noisy input's."""
+    if records.empty:
+        return []
+    means = _trained(records).groupby(["method", "dataset", "train_noise", "test_noise"], sort=False)[["psnr", "input_psnr"]].mean()
+    return [f"{method} scores below its noisy input on {dataset}, {test_noise} "
+            f"({row.psnr:.2f} < {row.input_psnr:.2f} dB): under-trained or broken."
+            for (method, dataset, _, test_noise), row in means[means.psnr < means.input_psnr].iterrows()]
+
+
+def images_note(block: pd.DataFrame) -> str:
+    """How many test images each number of a table averages (with the noise repeats and seeds when there
+    are several), naming the methods scored on fewer: a mean over 8 images reads like one over 68."""
+    images = block.groupby(["method", "uses_noise_level"], sort=False, dropna=False).image.nunique()
+    most = int(images.max())
+    fewer = [f"{method_label(m, _flag(o))}: {n} image{'s' if n != 1 else ''}" for (m, o), n in images.items() if n < most]
+    extra = [f"{n} {what}" for n, what in ((block.repeat.nunique(), "noise repeats"), (block.seed.nunique(), "seeds")) if n > 1]
+    return (f"Each number averages {most} test image{'s' if most != 1 else ''}" + "".join(f", {e}" for e in extra)
+            + (f" ({'; '.join(fewer)})" if fewer else "") + ".")
 
 
 def implausible_cells(records: pd.DataFrame) -> set[tuple[str, str, str, str]]:
@@ -444,8 +467,8 @@ def mark_cells(table: pd.DataFrame, dataset: str, train_noise: str, cells: Itera
 def render_markdown(tables: dict[tuple[str, str], pd.DataFrame], metric: str, protocol: str, profile: str = "n/a",
                     warnings: list[str] | None = None, missing: pd.DataFrame | None = None,
                     nothing: bool = False, below: dict[tuple[str, str, str, str], tuple[float, float]] | None = None,
-                    flagged: set[tuple[str, str, str, str]] | None = None) -> str:
-    """The tables as markdown; ``missing`` (from :func:`not_run`) is listed under the table of its
+                    flagged: set[tuple[str, str, str, str]] | None = None, records: pd.DataFrame | None = None) -> str:
+    """The tables as markdown, each with how many images its numbers average (from ``records``); ``missing`` (from :func:`not_run`) is listed under the table of its
     dataset and training noise, and ``nothing`` says at the top that no job gave numbers. ``below``
     (from :func:`below_floor_cells`) marks the cells of trained methods below the floor, ``flagged``
     (from :func:`implausible_cells`) those with scores no denoiser reaches from the noisy input alone."""
@@ -460,6 +483,9 @@ def render_markdown(tables: dict[tuple[str, str], pd.DataFrame], metric: str, pr
         shown = mark_below_floor(table, dataset, train_noise, below or {})
         shown = mark_cells(shown, dataset, train_noise, flagged or set(), IMPLAUSIBLE_MARK)
         lines += [f"## {dataset}, trained on {train_noise}", "", shown.to_markdown(), ""]
+        block = records[(records.dataset == dataset) & (records.train_noise == train_noise)] if records is not None else None
+        if block is not None and not block.empty:
+            lines += [images_note(block), ""]
         here = missing[(missing.dataset == dataset) & (missing.train_noise == train_noise)]
         if not here.empty:
             listed = [f"- {not_run_text(row, dataset=False, train_noise=False)}" for _, row in here.iterrows()]
@@ -503,7 +529,7 @@ def write_tables(run_dir: Path) -> dict[str, str]:
     for metric in METRICS:
         tables = build_tables(records, jobs, metric, tests)
         markdown = render_markdown(tables, metric, protocol, profile, warnings, missing, nothing,
-                                   below if metric == "psnr" else None, flagged)
+                                   below if metric == "psnr" else None, flagged, records)
         write_text_atomic(run_dir / TABLES / f"{metric}.md", markdown)
         write_frame(run_dir / TABLES / f"{metric}.csv", tables_to_csv(tables))
         rendered[metric] = markdown

@@ -177,3 +177,11 @@ def test_scores_no_denoiser_reaches_from_the_noisy_input_are_flagged_in_the_run_
     assert [w.split(" (")[0] for w in warnings if "implausibly" in w] == [
         "n2n scores implausibly on 1 of 1 records of skimage, gaussian:sigma=25",
         "unet scores implausibly on 1 of 1 records of skimage, gaussian:sigma=25"]
+
+
+def test_each_table_says_how_many_test_images_its_numbers_average(tmp_path: Path) -> None:
+    records = [_record("unet", "gaussian:sigma=25", 28.0) | {"image": image} for image in ("camera", "coins", "moon")]
+    records += [_record("dip", "gaussian:sigma=25", 27.0), _record("unet", "gaussian:sigma=25", 28.0, seed=1)]
+    run = _write_run(tmp_path / "run", jobs=[_job("unet", GAUSSIAN["train"], "done")], records=records)
+    for markdown in write_tables(run).values():
+        assert "Each number averages 3 test images, 2 seeds (dip: 1 image)." in markdown
