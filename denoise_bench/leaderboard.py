@@ -38,6 +38,7 @@ from pathlib import Path
 import pandas as pd
 
 from denoise_bench.condition_text import condition_difference
+from denoise_bench.convergence import convergence_caveat
 from denoise_bench.errors import BenchError
 from denoise_bench.output_folders import claim_folder
 from denoise_bench.plausibility import IMPLAUSIBLE_MARK, IMPLAUSIBLE_NOTE, implausible
@@ -624,7 +625,8 @@ def write_leaderboard(run_dirs: list[Path], out: Path, allow_mismatch: bool = Fa
     lines += [f"Protocol {protocols}. Methods ranked by mean PSNR; each is compared with the one above it on their "
               "common images: mean paired PSNR difference and 95 % bootstrap interval over images "
               f"(\"tie\" when it contains 0). {SUBSET_NOTE}", ""]
-    lines += [f"> **Warning:** {text}" for text in low_budget_warnings(records)] + [""]
+    lines += [f"> **Warning:** {text}" for text in low_budget_warnings(records)]
+    lines += [f"> **How far from converged:** {convergence_caveat(records, curves)}", ""]
     if exclude:
         lines += ["Left out: " + "; ".join(f"{', '.join(m)} of `{run}`" for run, m in exclude.items()), ""]
     if merged.mismatches:
@@ -678,5 +680,5 @@ def write_leaderboard(run_dirs: list[Path], out: Path, allow_mismatch: bool = Fa
         from denoise_bench.report import write_html  # matplotlib is imported only when a page is made
 
         write_html(out, {key: implausible_marked(floor_marked(table)) for key, table in tables.items()}, records, curves, merged.runs,
-                   merged.mismatches, under, unplaced)
+                   under, unplaced)
     return markdown

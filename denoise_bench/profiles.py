@@ -120,8 +120,9 @@ PROFILES: dict[str, Budget] = {
 # Profiles whose numbers do not rank methods: their tables carry this warning.
 SHORT_BUDGET_WARNINGS = {
     "smoke": "smoke profile: a few dozen training steps to check the plumbing; these numbers rank nothing.",
-    "quick": "quick profile: a few hundred training steps, far short of convergence; the cpu profile "
-             "(about 30 core-minutes per method) gives numbers that mean something.",
+    "quick": "quick profile: a few hundred training steps, far short of convergence: these numbers show how fast "
+             "each method starts to learn, not how methods rank. The cpu profile (about 30 core-minutes per method) "
+             "gets further but converges no method either; ranking needs the standard or paper profile on a GPU.",
 }
 
 # Profiles where each method brings its own budget.
