@@ -68,12 +68,14 @@ _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 0; color: #222; line-height: 1.4; }
 main { box-sizing: border-box; width: 100%; max-width: 1800px; margin: 0 auto; padding: 1em 2.5vw 3em; }
 h2 { margin-top: 1.6em; }
-.about { background: #f7f7f9; border: 1px solid #ddd; border-radius: 6px; padding: 0.6em 1.2em; }
-.about h2 { margin: 0.2em 0 0.4em; font-size: 1.15em; }
-.about dl { display: grid; grid-template-columns: max-content 1fr; gap: 0.2em 1.2em; margin: 0; }
+.about { background: #f7f7f9; border: 1px solid #ddd; border-radius: 6px; padding: 0.4em 1em; font-size: 0.85em; line-height: 1.3; }
+.about h2 { margin: 0.1em 0 0.3em; font-size: 1.1em; }
+.about dl { display: grid; grid-template-columns: max-content 1fr; gap: 0.1em 1em; margin: 0; }
 .about dt { font-weight: 600; }
 .about dd { margin: 0; }
-.about table { margin: 0.2em 0; }
+.about .note { margin: 0.4em 0 0; }
+.about table.differences { margin: 0.2em 0; font-size: 0.9em; }
+.about table.differences th, .about table.differences td { padding: 0.05em 0.4em; cursor: default; text-align: left; }
 .about ul { margin: 0; padding-left: 1.2em; }
 .table-wrap { max-width: 100%; overflow-x: auto; }
 table { border-collapse: collapse; margin: 0.6em 0; font-size: 0.9em; }
@@ -167,8 +169,7 @@ def _plots_html(title: str, plots: dict[str, str], kind: str) -> list[str]:
 
 
 def write_html(out: Path, tables: dict[tuple[str, str], pd.DataFrame], records: pd.DataFrame, curves: pd.DataFrame,
-               runs: list[RunInfo], mismatches: list[str] | None = None,
-               not_run: dict[tuple[str, str], list[str]] | None = None, unplaced: list[str] | None = None) -> Path:
+               runs: list[RunInfo], not_run: dict[tuple[str, str], list[str]] | None = None, unplaced: list[str] | None = None) -> Path:
     """Write ``index.html`` with its plots and sample crops into ``out``; returns its path.
 
     ``not_run`` lists, per table, the jobs that would be in it but gave no numbers; ``unplaced`` those
@@ -182,7 +183,7 @@ def write_html(out: Path, tables: dict[tuple[str, str], pd.DataFrame], records: 
     parts = ["<!doctype html>", '<html lang="en"><head><meta charset="utf-8">',
              '<meta name="viewport" content="width=device-width, initial-scale=1">',
              f"<title>denoise-bench leaderboard</title><style>{_STYLE}</style></head><body><main>", "<h1>Leaderboard</h1>",
-             about_html(runs, records, mismatches or []),
+             about_html(runs, records, curves),
              "<p>Methods ranked by mean PSNR (dB) over test images; the gap column is the mean paired PSNR difference "
              "to the method above, with its 95% bootstrap interval over images (tie when it contains 0). "
              f"{html.escape(SUBSET_NOTE)} Per-image methods (no training) cost only their test seconds per image. "

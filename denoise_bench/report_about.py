@@ -1,58 +1,39 @@
-"""The "About these numbers" block at the top of the page: protocol, profile, training budget (shared
-and per method), test set, training engine, days, commit and machine of the runs, read from their
-configs and environment records, with the mismatches they were merged despite and budget cautions.
+"""The "About these numbers" block at the top of the page, kept short so that the first table shows
+without scrolling: the caveat (profile, how far from converged), then each property of the runs
+(protocol, profile, training budget, test set, engine, machine, code) stated once where every run
+agrees, a small table of what differs where they do not, how many test images each row averages,
+and the cautions the tables mark.
 """
 
 from __future__ import annotations
 
 import html
-import json
-from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from denoise_bench.condition_text import ENGINE_FIELDS, TEST_FIELDS, TRAINING_FIELDS, field_text
+from denoise_bench.convergence import convergence_caveat
 from denoise_bench.engine import Engine
 from denoise_bench.profiles import recorded_budget
-from denoise_bench.results import low_budget_warnings
+from denoise_bench.results import (BELOW_FLOOR_MARK, FLOOR_KERNEL, below_floor_cells, below_input_warnings,
+                                   implausible_warnings, profile_warnings)
 
 if TYPE_CHECKING:
     from denoise_bench.leaderboard import RunInfo
 
 # Runs from before these fields existed trained with these (see run_folder._comparable).
 _ENGINE_DEFAULTS = Engine().as_dict()
-_BUDGET_PARTS = (("iterations", "{} iterations"), ("batch_size", "batch {}"), ("crop_size", "{0}×{0} crops"),
-                 ("width", "width {}"), ("lr_rule", "lr rule {}"), ("init", "init {}"),
-                 ("per_image_iterations", "{} steps per image for per-image methods"))
-_BUDGET_HEADS = {"iterations": "iterations", "batch_size": "batch", "crop_size": "crop", "width": "width",
-                 "lr_rule": "lr rule", "init": "init", "per_image_iterations": "steps per image"}
 
 
-def _by_run(runs: list[RunInfo], value: Callable[[RunInfo], str]) -> str:
-    """One value when every run agrees, else each run's value with its folder."""
-    values = {str(info.run_dir): value(info) for info in runs}
-    distinct = list(dict.fromkeys(values.values()))
-    if len(distinct) == 1:
-        return distinct[0]
-    return "; ".join(f"{v} ({run})" for run, v in values.items())
+@dataclass
+class _Row:
+    """One run folder, or the methods of one that share a budget: each property as field -> words."""
 
-
-def budget_text(budget: dict) -> str:
-    """e.g. '800 iterations, batch 4, 64×64 crops, width 32, lr rule official, init own, ...'."""
-    full = recorded_budget(budget)
-    return ", ".join(form.format(full[key]) for key, form in _BUDGET_PARTS if full.get(key) is not None) or "not recorded"
-
-
-def _test_text(budget: dict) -> str:
-    images, crop = budget.get("test_images"), budget.get("test_crop")
-    which = "all test images" if images is None else f"first {images} test images"
-    return f"{which} of each set, " + ("full size" if crop is None else f"centre {crop}×{crop} crops")
-
-
-def _engine_text(config: dict) -> str:
-    engine = _ENGINE_DEFAULTS | (config.get("engine") or {})
-    return (f"precision {engine['precision']}, channels-last {'on' if engine['channels_last'] else 'off'}, "
-            f"torch.compile {engine['compile']}")
+    run: str
+    methods: list[str]
+    properties: dict[str, dict[str, str]]
 
 
 def _protocol_text(config: dict) -> str:
@@ -61,28 +42,145 @@ def _protocol_text(config: dict) -> str:
     return f"{ident}: {protocol['description']}" if protocol.get("description") else ident
 
 
-def _machine_text(environment: dict) -> str:
-    """Device and host of a run, from its environment.json (describe_environment)."""
+def _machine(environment: dict) -> dict[str, str]:
+    """Device, threads, system and versions of a run (environment.json), each a field of its own, so that
+    runs on one kind of machine show it once and only what differs is tabled."""
     if not environment:
-        return "not recorded"
+        return {"device": "not recorded"}
     device = str(environment.get("device", "unknown device"))
+    found: dict[str, str] = {}
     if device.startswith("cuda"):
-        where = f"{environment.get('device_name')} ({device})"
+        found["device"] = f"{environment.get('device_name')} ({device})"
     else:  # older runs recorded the CPU's architecture only, not its model
-        threads = environment.get("torch_threads")
         model = environment.get("cpu_model") or environment.get("processor") or environment.get("device_name")
         bf16 = environment.get("cpu_bf16_flags")
-        where = f"CPU {model}" + (f" ({', '.join(bf16)})" if bf16 else "") + (
-            f", {threads} torch thread{'s' if threads != 1 else ''}" if threads else "")
+        found["device"] = f"CPU {model}" + (f" ({', '.join(bf16)})" if bf16 else "")
+        threads = environment.get("torch_threads")
+        if threads:
+            found["threads"] = f"{threads} torch thread{'s' if threads != 1 else ''}"
+    if environment.get("platform"):
+        # The system only: kernel build strings differ between hosts of one kind and say nothing about
+        # the numbers (environment.json keeps the whole string).
+        found["system"] = str(environment["platform"]).split("-")[0]
     torch_version = (environment.get("versions") or {}).get("torch")
-    extras = [environment.get("platform"), torch_version and f"torch {torch_version}",
-              environment.get("python") and f"Python {environment['python']}"]
-    return ", ".join([where, *[str(e) for e in extras if e]])
+    if torch_version:
+        found["torch"] = f"torch {torch_version}"
+    if environment.get("python"):
+        found["python"] = f"Python {environment['python']}"
+    return found
 
 
-def _commit_text(environment: dict) -> str:
+def _properties(config: dict, budget: dict, environment: dict) -> dict[str, dict[str, str]]:
+    """The properties of one row, in the order the block lists them."""
+    budget = recorded_budget(budget)
+    engine = _ENGINE_DEFAULTS | (config.get("engine") or {})
     commit = environment.get("git_commit")
-    return str(commit)[:12] if commit else "not recorded"
+    return {
+        "Protocol": {"protocol": _protocol_text(config)},
+        "Profile": {"profile": str(config.get("profile") or "not recorded")},
+        "Training budget": {k: field_text(k, budget[k]) for k in TRAINING_FIELDS if budget.get(k) is not None},
+        "Test set": {k: field_text(k, budget.get(k)) for k in TEST_FIELDS},
+        "Training engine": {k: field_text(k, engine[k]) for k in ENGINE_FIELDS},
+        "Noise policy": {"noise_policy": str(config.get("noise_policy") or "fresh")},
+        "Machine": _machine(environment),
+        "Commit": {"commit": str(commit)[:12] if commit else "not recorded"},
+    }
+
+
+def _rows(runs: list[RunInfo], records: pd.DataFrame) -> list[_Row]:
+    """A row per run, or per group of its trained methods that share a budget (the official profile
+    gives each method its own); methods that do not train join the run's first row."""
+    rows = []
+    for info in runs:
+        here = records[records.run_dir == str(info.run_dir)] if "run_dir" in records else records.iloc[:0]
+        base = here.base_method if "base_method" in here else here.method
+        trained = here.iterations.fillna(0) > 0 if "iterations" in here else pd.Series(False, here.index)
+        groups: dict[str, tuple[dict, list[str]]] = {}
+        for label, method, learns in dict.fromkeys(zip(here.method, base, trained)):
+            budget = ((info.config.get("budgets") or {}).get(method) if learns else None) or info.config.get("budget") or {}
+            key = repr(sorted(recorded_budget(budget).items())) if learns else ""
+            groups.setdefault(key, (budget, []))[1].append(str(label))
+        untrained = groups.pop("", None)
+        if untrained and groups:
+            next(iter(groups.values()))[1].extend(untrained[1])
+        elif untrained:
+            groups[""] = untrained
+        for budget, methods in groups.values() or [(info.config.get("budget") or {}, [])]:
+            rows.append(_Row(str(info.run_dir), methods, _properties(info.config, budget, info.environment)))
+    return rows
+
+
+def _split(rows: list[_Row]) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """(property -> the words every row shares, property -> the fields in which rows differ)."""
+    common: dict[str, str] = {}
+    differing: dict[str, list[str]] = {}
+    for name in rows[0].properties:
+        fields = list(dict.fromkeys(f for row in rows for f in row.properties[name]))
+        same = [f for f in fields if len({row.properties[name].get(f) for row in rows}) == 1]
+        shared = ", ".join(rows[0].properties[name][f] for f in same if f in rows[0].properties[name])
+        if shared:
+            common[name] = shared
+        if len(same) < len(fields):
+            differing[name] = [f for f in fields if f not in same]
+    return common, differing
+
+
+def _differences_html(rows: list[_Row], differing: dict[str, list[str]]) -> str:
+    head = "".join(f"<th>{html.escape(name.lower())}</th>" for name in differing)
+    body = []
+    for row in rows:
+        cells = "".join("<td>" + html.escape(", ".join(row.properties[name][f] for f in fields if f in row.properties[name]))
+                        + "</td>" for name, fields in differing.items())
+        body.append(f"<tr><td><code>{html.escape(row.run)}</code></td><td>{html.escape(', '.join(row.methods))}</td>{cells}</tr>")
+    return (f'<table class="differences"><thead><tr><th>run folder</th><th>rows</th>{head}</tr></thead>'
+            f"<tbody>{''.join(body)}</tbody></table>")
+
+
+def images_text(records: pd.DataFrame) -> str:
+    """How many test images each row averages: the count of each set, and the rows scored on fewer."""
+    counts = records.groupby(["dataset", "method"], sort=True).image.nunique()
+    most = counts.groupby(level="dataset").max()
+    every = " and ".join(f"{n} {dataset}" for dataset, n in most.items())
+    fewer = [f"{method}: {n} of {dataset}" for (dataset, method), n in counts.items() if n < most[dataset]]
+    return f"Every row averages {every} test images" + (f", except {'; '.join(fewer)}" if fewer else "") + "."
+
+
+def _floor_cautions(records: pd.DataFrame) -> list[str]:
+    """One line per method below the floor, however many tables it is below it in."""
+    by_method: dict[str, list[float]] = {}
+    for (_, _, _, label), (psnr, floor) in below_floor_cells(records).items():
+        by_method.setdefault(label, []).append(floor - psnr)
+    tables = records.groupby("method").apply(lambda r: len(r[["dataset", "test_noise"]].drop_duplicates()),
+                                             include_groups=False)
+    return [f"{label} is below the floor ({BELOW_FLOOR_MARK}, a {FLOOR_KERNEL}x{FLOOR_KERNEL} box filter of its noisy "
+            f"input) in {len(gaps)} of its {tables.get(label, len(gaps))} tables, by {min(gaps):.2f} to {max(gaps):.2f} dB: "
+            "it has not learned more than that." for label, gaps in by_method.items()]
+
+
+def _list_html(items: list[str]) -> str:
+    return "<ul>" + "".join(f"<li>{html.escape(item)}</li>" for item in items) + "</ul>"
+
+
+def about_html(runs: list[RunInfo], records: pd.DataFrame, curves: pd.DataFrame | None = None) -> str:
+    """The compact block that says what the numbers were made under, at the top of the page."""
+    rows = _rows(runs, records)
+    common, differing = _split(rows)
+    caveat = [*profile_warnings(records), convergence_caveat(records, curves if curves is not None else pd.DataFrame())]
+    items = [("Caveat", " ".join(html.escape(c) for c in caveat))]
+    items += [(name, html.escape(text)) for name, text in common.items()]
+    items.append(("Runs made", html.escape(_days_text(runs))))
+    if not differing:
+        items.append(("Run folders", ", ".join(f"<code>{html.escape(i)}</code>" for i in dict.fromkeys(r.run for r in rows))))
+    items.append(("Test images", html.escape(images_text(records))))
+    cautions = below_input_warnings(records) + _floor_cautions(records) + implausible_warnings(records)
+    if cautions:
+        items.append(("Caution", _list_html(cautions)))
+    listed = "".join(f"<dt>{name}</dt><dd>{value}</dd>" for name, value in items)
+    table = ""
+    if differing:
+        table = ("<p class=\"note\">Where the runs differ:</p>"
+                 + _differences_html(rows, differing))
+    return f'<section class="about"><h2>About these numbers</h2><dl>{listed}</dl>{table}</section>'
 
 
 def _days_text(runs: list[RunInfo]) -> str:
@@ -90,63 +188,3 @@ def _days_text(runs: list[RunInfo]) -> str:
     text = days[0] if len(days) == 1 else f"{days[0]} to {days[-1]}"
     sources = sorted({info.made_from for info in runs if info.made_from})
     return f"{text} ({'; '.join(sources)})" if sources else text
-
-
-def _method_budgets(runs: list[RunInfo], records: pd.DataFrame) -> dict[str, dict]:
-    """Trained method -> its budget: the run's per-method budget ("budgets") where recorded, else the run's.
-    A method trained under different budgets in different runs gets a row per run."""
-    configs = {str(info.run_dir): info.config for info in runs}
-    trained = records[records.iterations > 0].drop_duplicates(["method", "run_dir"])
-    found: dict[str, dict[str, dict]] = {}
-    for method, run_dir in zip(trained.method, trained.run_dir):
-        config = configs.get(run_dir, {})
-        budget = (config.get("budgets") or {}).get(method) or config.get("budget") or {}
-        found.setdefault(method, {})[run_dir] = recorded_budget(budget)
-    budgets = {}
-    for method, by_run in sorted(found.items()):
-        distinct = {json.dumps(b, sort_keys=True, default=str): (run, b) for run, b in by_run.items()}
-        for run, budget in distinct.values():
-            budgets[method if len(distinct) == 1 else f"{method} ({run})"] = budget
-    return budgets
-
-
-def _budget_html(runs: list[RunInfo], records: pd.DataFrame) -> str:
-    """The budget every trained method shared, then a row per method for the fields that differ."""
-    budgets = _method_budgets(runs, records)
-    if not budgets:
-        return "no trained methods"
-    first = next(iter(budgets.values()))
-    keys = [key for key, _ in _BUDGET_PARTS]
-    differ = [k for k in keys if any(b.get(k) != first.get(k) for b in budgets.values())]
-    common = budget_text({k: first.get(k) for k in keys if k not in differ})
-    if not differ:
-        return html.escape(common)
-    head = "".join(f"<th>{html.escape(_BUDGET_HEADS[k])}</th>" for k in differ)
-    rows = "".join(f"<tr><td>{html.escape(m)}</td>" + "".join(f"<td>{html.escape(str(b.get(k)))}</td>" for k in differ)
-                   + "</tr>" for m, b in budgets.items())
-    return (f"{html.escape(common)}; per method:<table class=\"budgets\"><thead><tr><th>method</th>{head}</tr></thead>"
-            f"<tbody>{rows}</tbody></table>")
-
-
-def _list_html(items: list[str]) -> str:
-    return "<ul>" + "".join(f"<li>{html.escape(item)}</li>" for item in items) + "</ul>"
-
-
-def about_html(runs: list[RunInfo], records: pd.DataFrame, mismatches: list[str]) -> str:
-    """The compact block that says what the numbers were made under, at the top of the page."""
-    rows = [("Protocol", html.escape(_by_run(runs, lambda i: _protocol_text(i.config)))),
-            ("Profile", html.escape(_by_run(runs, lambda i: str(i.config.get("profile") or "not recorded")))),
-            ("Training budget", _budget_html(runs, records)),
-            ("Test set", html.escape(_by_run(runs, lambda i: _test_text(i.config.get("budget") or {})))),
-            ("Training engine", html.escape(_by_run(runs, lambda i: _engine_text(i.config)))),
-            ("Runs made", html.escape(_days_text(runs))),
-            ("Code", "commit " + html.escape(_by_run(runs, lambda i: _commit_text(i.environment)))),
-            ("Machine", html.escape(_by_run(runs, lambda i: _machine_text(i.environment)))),
-            ("Run folders", ", ".join(f"<code>{html.escape(str(i.run_dir))}</code>" for i in runs))]
-    if mismatches:
-        rows.append(("Merged despite", _list_html(mismatches)))
-    warnings = low_budget_warnings(records)  # the same cautions as the run's own tables
-    if warnings:
-        rows.append(("Caution", _list_html(warnings)))
-    items = "".join(f"<dt>{name}</dt><dd>{value}</dd>" for name, value in rows)
-    return f'<section class="about"><h2>About these numbers</h2><dl>{items}</dl></section>'
