@@ -36,6 +36,8 @@ from denoise_bench.runner import RunRequest, plan, run
 from denoise_bench.supervision import Supervision
 
 DEFAULT_METHODS = "iddp,unet,n2n,bm3d"
+PROGRESS_HELP = ("Progress bars (training, testing, downloads) [default: only when stderr is a terminal, so that a "
+                 "redirected log gets none]; the line after each job is printed either way.")
 DATA_DIR_HELP = ("Folder of the named sets [env DENOISE_BENCH_DATA; else a ../shared/data holding MANIFEST.csv beside "
                  "the checkout or the working directory].")
 
@@ -153,6 +155,11 @@ def _load_config(ctx: click.Context, param: click.Parameter, path: Path | None) 
     return path
 
 
+def _progress(flag: bool | None) -> bool:
+    """--progress / --no-progress as given, else bars only on a terminal: stderr, where tqdm draws them."""
+    return sys.stderr.isatty() if flag is None else flag
+
+
 def _positive_multiple(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
     """A multiplier flag (--lr-scale): a finite number above 0. inf or NaN would train to NaN weights, 0 or
     less would not train at all, and each only after the run had started."""
@@ -243,8 +250,7 @@ def engine_options(command: Callable) -> Callable:
 @click.option("--executor-option", "executor_options", multiple=True,
               help="KEY=VALUE for submitit, e.g. slurm_partition=gpu, gpus_per_node=1, timeout_min=600.")
 @engine_options
-@click.option("--progress/--no-progress", default=True, show_default=True,
-              help="Progress bars on a terminal; the line after each job is printed either way.")
+@click.option("--progress/--no-progress", default=None, help=PROGRESS_HELP)
 @click.option("--tensorboard", is_flag=True,
               help="TensorBoard event files under RUN_DIR/tensorboard/ (needs: pip install 'denoise-bench[tensorboard]').")
 @click.option("--dry-run", is_flag=True, help="Print the grid (jobs, skipped cells and why, budgets) and stop.")
@@ -253,7 +259,7 @@ def run_command(methods: str, noises: tuple[str, ...], datasets: str, train_data
                 test_images: int | None, lr_rule: str | None, lr_scale: float | None, init_rule: str | None, protocol: str, noise_policy: str,
                 device: str, data_dir: Path | None, out: Path | None, method_options: tuple[str, ...], dataset_options: tuple[str, ...], checkpoint_every: int,
                 eval_every: int, curve_images: int | None, resume_dir: Path | None, executor: str, executor_options: tuple[str, ...],
-                precision: str, channels_last: bool, compile_mode: str, progress: bool, tensorboard: bool,
+                precision: str, channels_last: bool, compile_mode: str, progress: bool | None, tensorboard: bool,
                 dry_run: bool) -> None:
     """Train and evaluate a grid of methods x noise x datasets x seeds; print the tables."""
     try:
@@ -266,7 +272,7 @@ def run_command(methods: str, noises: tuple[str, ...], datasets: str, train_data
     registry = _registry()
     if resume_dir is not None:
         request = RunRequest.from_run_dir(resume_dir)
-        request.progress = progress
+        request.progress = _progress(progress)
         request.tensorboard = request.tensorboard or tensorboard  # a resumed run may turn events on
     else:
         options = _key_values(dataset_options, "--dataset-option")
@@ -277,7 +283,7 @@ def run_command(methods: str, noises: tuple[str, ...], datasets: str, train_data
                        "test_images": test_images, "lr_rule": lr_rule, "lr_scale": lr_scale, "init": init_rule},
             protocol=protocol, noise_policy=noise_policy, train_dataset=train_dataset, data_dir=resolve_data_dir(data_dir),
             device=device, out=out, method_options=_method_options(method_options),
-            dataset_options=options, progress=progress,
+            dataset_options=options, progress=_progress(progress),
             checkpoint_every=checkpoint_every, eval_every=eval_every, curve_images=curve_images,
             engine={"precision": precision, "channels_last": channels_last, "compile": compile_mode},
             tensorboard=tensorboard,
@@ -332,14 +338,14 @@ def _execute(the_plan: RunPlan, job_executor: Executor | None, resume_command: s
 @click.option("--device", default="auto", show_default=True, help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="New run folder (default runs/<timestamp>).")
-@click.option("--progress/--no-progress", default=True, show_default=True)
+@click.option("--progress/--no-progress", default=None, help=PROGRESS_HELP)
 @click.option("--tensorboard", is_flag=True,
               help="Final PSNR/SSIM per job as TensorBoard events under OUT/tensorboard/ (the tensorboard extra).")
 @click.option("--protocol", type=click.Choice(list(PROTOCOLS)), default=None,
               help="Score under this protocol [default: the trained run's]; another one makes other experiments.")
 def evaluate_command(run_dir: Path, datasets: str, noises: tuple[str, ...], methods: str | None,
                      dataset_options: tuple[str, ...], data_dir: Path | None, device: str, out: Path | None,
-                     progress: bool, tensorboard: bool, protocol: str | None) -> None:
+                     progress: bool | None, tensorboard: bool, protocol: str | None) -> None:
     """Score the models trained in a run on other test sets, without training; results go to a new run folder.
 
     The protocol, profile, budget and engine are the trained run's, so `bench leaderboard` puts the new
@@ -355,7 +361,7 @@ def evaluate_command(run_dir: Path, datasets: str, noises: tuple[str, ...], meth
         run_dir, _dataset_paths(_split(datasets), options, registry), registry,
         methods=_split(methods) if methods is not None else None,
         test_noises=[item for text in noises for item in split_noise_list(text)], data_dir=resolve_data_dir(data_dir),
-        dataset_options=options, device=device, out=out, progress=progress, tensorboard=tensorboard, protocol=protocol,
+        dataset_options=options, device=device, out=out, progress=_progress(progress), tensorboard=tensorboard, protocol=protocol,
         note=lambda text: click.echo(f"note: {text}", err=True))
     the_plan = plan(request, registry)
     _execute(the_plan, None, f"bench run --resume {shlex.quote(str(the_plan.run_dir))}")

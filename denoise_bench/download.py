@@ -19,10 +19,10 @@
   operation (connect, each read).
 * **An offline way out.** When the last attempt fails, the error says which URL failed and why, and
   exactly which file to put where (``dest``, and its sha256) to carry on without network.
-* **A progress bar** over the bytes (against ``Content-Length`` when the server sends one), on a
-  terminal only: a log file gets no bar. ``bench run --no-progress`` turns it off through
-  :func:`progress_bars`, which the planning of a run (where datasets are downloaded) sets, so that
-  the dataset plugins that call :func:`fetch` need not pass it along.
+* **A progress bar** over the bytes (against ``Content-Length`` when the server sends one), by default
+  on a terminal only: a log file gets no bar. ``bench run --no-progress`` turns it off and
+  ``--progress`` on through :func:`progress_bars`, which the planning of a run (where datasets are
+  downloaded) sets, so that the dataset plugins that call :func:`fetch` need not pass it along.
 
 The network is reached with the standard library only (``urllib.request``); the bar is tqdm's, which the
 package depends on anyway.
@@ -76,13 +76,13 @@ _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 
 log = logging.getLogger(__name__)
 
-# Whether downloads may show a bar (still only on a terminal); see progress_bars.
-_PROGRESS: ContextVar[bool] = ContextVar("download_progress", default=True)
+# Whether downloads show a bar: None, only on a terminal (outside a run); True or False, as a run's --progress says.
+_PROGRESS: ContextVar[bool | None] = ContextVar("download_progress", default=None)
 
 
 @contextmanager
-def progress_bars(enabled: bool) -> Iterator[None]:
-    """Downloads inside show a progress bar on a terminal (``enabled``) or none at all."""
+def progress_bars(enabled: bool | None) -> Iterator[None]:
+    """Downloads inside show a progress bar (``enabled``), none (False), or one on a terminal only (None)."""
     token = _PROGRESS.set(enabled)
     try:
         yield
@@ -231,11 +231,11 @@ def _stream(url: str, fh: BinaryIO, timeout: float) -> str:
 
 
 def _bar(url: str, total: int | None) -> tqdm:
-    """Bytes received of ``total`` (None: unknown); disabled off a terminal (tqdm's ``disable=None``) or when
-    :func:`progress_bars` says so."""
+    """Bytes received of ``total`` (None: unknown); shown as :func:`progress_bars` says, by default on a terminal
+    only (tqdm's ``disable=None``)."""
     name = PurePosixPath(urllib.parse.urlsplit(url).path).name or url
     return tqdm(total=total, desc=f"download {name}", unit="B", unit_scale=True, unit_divisor=1024, leave=False,
-                disable=None if _PROGRESS.get() else True)
+                disable=None if _PROGRESS.get() is None else not _PROGRESS.get())
 
 
 def _content_length(response: http.client.HTTPResponse) -> int | None:
