@@ -527,6 +527,8 @@ def denoise_command(inputs: tuple[Path, ...], run_dir: Path, method: str, noise:
 
     def say(item) -> None:
         click.echo(f"{item.source} -> {item.written}" + (f"  [{item.level}]" if item.level else ""))
+        if item.doubt:  # written anyway: the user decides, but is not left to find a black image
+            click.echo(f"warning: {item.written}: {item.doubt}; is {denoiser.name} trained enough?", err=True)
 
     denoise_files(denoiser, list(inputs), out, fmt, sigma, registry, on_image=say)
 

@@ -48,10 +48,12 @@ def _from_config(run_dir: Path, method: str, noise_slug: str | None, seed: int, 
         raise BenchError(f"{run_dir}: choose the training noise with --noise (one of: "
                          f"{', '.join(n['train'] for n in config.get('noise') or [])})")
     request = config.get("request") or {}
-    source = request.get("train_dataset") or (config.get("datasets") or [None])[0]
+    # The request's registry names (and options): config.json's own "datasets" holds the instances' names,
+    # which for a folder is "folder:<its name>", no dataset's registry key.
+    source = request.get("train_dataset") or (request.get("datasets") or config.get("datasets") or [None])[0]
     dataset_cls = registry.dataset(source)
     try:
-        channels = dataset_cls(None, **(config.get("dataset_options") or {})).channels
+        channels = dataset_cls(None, **(request.get("dataset_options") or config.get("dataset_options") or {})).channels
     except BenchError:
         channels = dataset_cls.channels
     budget = (config.get("budgets") or {}).get(method) or config["budget"]
@@ -140,6 +142,7 @@ class Denoised:
     source: Path
     written: Path
     level: str  # the noise level given to the method, and where it came from; "" if it takes none
+    doubt: str = ""  # why the written image looks like no denoising of its input (see degenerate); "" if it does not
 
 
 def noise_info(denoiser: TrainedDenoiser, pixels: np.ndarray, sigma: float | None,
@@ -177,10 +180,36 @@ def write_estimate(estimate: np.ndarray, path: Path, fmt: str) -> None:
         Image.fromarray(np.floor(np.clip(values, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)).save(path)
 
 
+# An estimate is flagged when its spread is under this share of its input's (an all-grey or all-black image) ...
+FLAT_SHARE = 0.1
+# ... or its mean level moved this share of the way to black (or to white) from the input's, by at least MEAN_SHIFT:
+# denoising keeps an image's brightness, an under-trained network often does not.
+LEVEL_SHARE, MEAN_SHIFT = 0.5, 0.05
+
+
+def degenerate(estimate: np.ndarray, pixels: np.ndarray) -> str:
+    """Why ``estimate`` looks like no denoising of ``pixels`` (both (H, W, C) in [0, 1]): not finite, nearly
+    flat, far darker or far brighter than its input, as an under-trained model's output is; "" if none of these."""
+    if not np.isfinite(estimate).all():
+        return "it holds NaN or infinite values (written as black)"
+    reasons = []
+    spread, spread_in = float(np.std(estimate)), float(np.std(pixels))
+    if spread_in >= 1 / 255 and spread < FLAT_SHARE * spread_in:
+        reasons.append(f"nearly flat (a spread of {spread * 255:.1f} grey levels; its input's {spread_in * 255:.1f})")
+    mean, mean_in = float(np.mean(estimate)), float(np.mean(pixels))
+    levels = f"(mean {mean * 255:.0f} of 255; its input's {mean_in * 255:.0f})"
+    if mean_in - mean > max(LEVEL_SHARE * mean_in, MEAN_SHIFT):
+        reasons.append(f"far darker than its input {levels}")
+    elif mean - mean_in > max(LEVEL_SHARE * (1 - mean_in), MEAN_SHIFT):
+        reasons.append(f"far brighter than its input {levels}")
+    return f"it is {' and '.join(reasons)}" if reasons else ""
+
+
 def denoise_files(denoiser: TrainedDenoiser, inputs: list[Path], out: Path, fmt: str = "png",
                   sigma: float | None = None, registry: Registry | None = None,
                   on_image: Callable[[Denoised], None] = lambda d: None) -> list[Denoised]:
-    """Denoise each image file (or the images of each folder) into ``out``; 8-bit inputs are read as [0, 1]."""
+    """Denoise each image file (or the images of each folder) into ``out``; 8-bit inputs are read as [0, 1]. An output
+    that looks like no denoising of its input is written all the same, with its ``doubt`` said."""
     if fmt not in FORMATS:
         raise BenchError(f"unknown output format {fmt!r}; valid: {', '.join(FORMATS)}")
     registry = registry or get_registry()
@@ -199,7 +228,7 @@ def denoise_files(denoiser: TrainedDenoiser, inputs: list[Path], out: Path, fmt:
         if estimate.ndim == 2:
             estimate = estimate[:, :, None]
         write_estimate(estimate, target, fmt)
-        item = Denoised(path, target, level)
+        item = Denoised(path, target, level, degenerate(estimate, pixels))
         on_image(item)
         done.append(item)
     return done
