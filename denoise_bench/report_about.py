@@ -146,15 +146,19 @@ def images_text(records: pd.DataFrame) -> str:
 
 
 def _floor_cautions(records: pd.DataFrame) -> list[str]:
-    """One line per method below the floor, however many tables it is below it in."""
+    """One line for every row below the floor, however many rows and tables: the marks in the tables
+    say where; this says by how much."""
     by_method: dict[str, list[float]] = {}
     for (_, _, _, label), (psnr, floor) in below_floor_cells(records).items():
         by_method.setdefault(label, []).append(floor - psnr)
+    if not by_method:
+        return []
     tables = records.groupby("method").apply(lambda r: len(r[["dataset", "test_noise"]].drop_duplicates()),
                                              include_groups=False)
-    return [f"{label} is below the floor ({BELOW_FLOOR_MARK}, a {FLOOR_KERNEL}x{FLOOR_KERNEL} box filter of its noisy "
-            f"input) in {len(gaps)} of its {tables.get(label, len(gaps))} tables, by {min(gaps):.2f} to {max(gaps):.2f} dB: "
-            "it has not learned more than that." for label, gaps in by_method.items()]
+    rows = [f"{label} by {min(gaps):.2f} to {max(gaps):.2f} dB in {len(gaps)} of its {tables.get(label, len(gaps))} tables"
+            for label, gaps in by_method.items()]
+    return [f"Below the floor ({BELOW_FLOOR_MARK}, a {FLOOR_KERNEL}x{FLOOR_KERNEL} box filter of the noisy input; "
+            f"such a row has not learned more than that): {'; '.join(rows)}."]
 
 
 def _list_html(items: list[str]) -> str:
