@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from denoise_bench.atomic import out_of_space
+from denoise_bench.data import Dataset
 from denoise_bench.fitting import trained_method
 from denoise_bench.errors import BenchError
 from denoise_bench.experiment import Experiment
@@ -22,6 +23,7 @@ from denoise_bench.grid import Unit, experiment_of, setting_of, training_of, uni
 from denoise_bench.method import Method
 from denoise_bench.planning import RunPlan, run_config
 from denoise_bench.run_data import RunData
+from denoise_bench.results import DONE
 from denoise_bench.run_folder import ResultSink
 from denoise_bench.schema import JobKey, job_key
 from denoise_bench.scoring import score_tests
@@ -66,6 +68,11 @@ class UnitRunner:
                 finish(job, [], reason)
             return
 
+        if not method_cls.seeded:
+            todo = self._recorded_under_another_seed(todo, sink, finish)
+            if not todo:
+                return
+
         def add_curve_point(point: dict[str, Any]) -> None:
             sink.add_curve_point(point)
             self.tracker.learning_curve_point(training, point)
@@ -109,6 +116,26 @@ class UnitRunner:
             began = time.perf_counter()
             finish(done, rows, None)
 
+    def _recorded_under_another_seed(self, todo: list[tuple[Dataset, dict[str, Any]]], sink: ResultSink,
+                                     finish: Callable[[dict[str, Any], list[dict[str, Any]], str | None], None]
+                                     ) -> list[tuple[Dataset, dict[str, Any]]]:
+        """For a method whose results do not depend on the seed (``Method.seeded`` False): each job that ``sink``
+        finished under another seed is recorded again under this one, its records copied, instead of run again
+        (the test noise is the same for every seed). Returns the jobs left to run."""
+        left = []
+        for dataset, job in todo:
+            records = done_under_another_seed(sink, job)
+            if records is None:
+                left.append((dataset, job))
+                continue
+            rows = [record | {"seed": job["seed"]} for record in records]
+            done = job | {"status": DONE, "seconds": 0.0}
+            sink.finish_job(done, rows)
+            self.echo(f"{job['method']} on {dataset.name} / {job['train_noise']}, seed {job['seed']}: the result of "
+                      f"seed {int(records[0]['seed'])}, recorded again ({job['method']} does not depend on the seed)")
+            finish(done, rows, None)
+        return left
+
     def _check_experiment(self, unit: Unit) -> None:
         """Refuse a unit submitted for another experiment than the one this plan makes of it: an executor's
         job plans again from config.json, with the plugins installed where it runs (their defaults included)."""
@@ -125,6 +152,18 @@ class UnitRunner:
         return {"run_id": p.run_dir.name, "protocol": p.protocol.id, "profile": p.request.profile,
                 "iterations": p.budget_of(method_cls).iterations if method_cls.trainable else 0,
                 "noise_policy": p.policy.value, "device": str(p.device)}
+
+
+def done_under_another_seed(sink: ResultSink, job: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """The records of a job that ``sink`` finished as done, the same as ``job`` but for its seed; None if none."""
+    method, dataset, train_noise, seed = job_key(job)
+    for other in sink.jobs:
+        key = job_key(other)
+        if other["status"] == DONE and key[:3] == (method, dataset, train_noise) and key[3] != seed:
+            records = [r for r in sink.records if job_key(r) == key]
+            if records:
+                return records
+    return None
 
 
 def record_failure(sink: ResultSink, job: dict[str, Any], exc: BaseException, began: float,

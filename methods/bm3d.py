@@ -114,6 +114,7 @@ class BM3D(Method):
     supervision = Supervision.NONE
     uses_noise_level = True
     trainable = False
+    seeded = False  # single-threaded (see _single_threaded_profile), so one result for every seed
 
     @classmethod
     def incompatibility(cls, family: NoiseFamily) -> str | None:
