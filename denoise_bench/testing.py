@@ -154,13 +154,19 @@ def check_denoise_keeps_shape_dtype_device(setup: ConformanceSetup) -> None:
 
 
 def check_deterministic_under_seed(setup: ConformanceSetup) -> None:
-    """The same seed gives the same estimate: set-up, training and denoising are all seeded."""
+    """The same seed gives the same estimate: set-up, training and denoising are all seeded; and a method that
+    declares its results independent of the seed (``seeded = False``) gives the same estimate under another."""
     noisy, info = setup.noisy_image()
     first = setup.fitted(seed=7).denoise(noisy, info)
     second = setup.fitted(seed=7).denoise(noisy, info)
     if not torch.allclose(first, second, atol=1e-6, rtol=0):
         diff = float((first - second).abs().max())
         raise _fail(setup, f"two runs with seed 7 differ by up to {diff:.3g}; draw all randomness from seeded generators")
+    if not setup.method_class.seeded:  # a run records its result of one seed under every other (unit_runner)
+        other = setup.fitted(seed=8).denoise(noisy, info)
+        if not torch.allclose(first, other, atol=1e-6, rtol=0):
+            diff = float((first - other).abs().max())
+            raise _fail(setup, f"declares seeded = False, but seeds 7 and 8 differ by up to {diff:.3g}")
 
 
 def check_state_round_trip(setup: ConformanceSetup) -> None:

@@ -17,6 +17,7 @@ from denoise_bench.noise import parse_spec
 from denoise_bench.plugins import get_registry
 from denoise_bench.profiles import get_profile
 from denoise_bench.schema import JOB_KEY
+from denoise_bench.testing import check_method
 from helpers import Median3, MethodPlugin
 
 
@@ -96,3 +97,19 @@ def test_bm3d_is_seedless_because_its_result_is_the_same_for_every_seed() -> Non
     budget = get_profile("smoke").override()
     outputs = [bm3d(MethodSetup(channels=1, budget=budget, seed=seed)).denoise(noisy, info) for seed in (0, 7)]
     assert torch.equal(outputs[0], outputs[1])
+
+
+class SeedDependent(Median3):
+    """Wrongly declared seedless: its estimate moves with the seed."""
+
+    name = "seed-dependent"
+    seeded = False
+
+    def denoise(self, noisy: torch.Tensor, noise: NoiseInfo | None = None) -> torch.Tensor:
+        return super().denoise(noisy, noise) + 1e-3 * self.setup.seed
+
+
+def test_the_conformance_kit_refuses_a_seedless_declaration_the_method_does_not_keep() -> None:
+    (failure,) = [f for f in check_method(SeedDependent, channels=(1,)) if "seeded" in f]
+    assert "declares seeded = False, but seeds 7 and 8 differ" in failure
+    assert not [f for f in check_method(CountedMedian, channels=(1,)) if "seeded" in f]
