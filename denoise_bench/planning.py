@@ -34,6 +34,7 @@ from denoise_bench.results import CONFIG, RESULTS_FORMAT
 from denoise_bench.run_lock import LOCK
 from denoise_bench.supervision import NoisePolicy, Supervision
 from denoise_bench.tensorboard_events import require_tensorboard
+from denoise_bench.threads import ThreadChoice, choose_threads, use_threads
 
 
 RUNS_DIR = Path("runs")  # where a run goes without --out: RUNS_DIR/<timestamp>
@@ -63,6 +64,7 @@ class RunPlan:
     device: torch.device
     run_dir: Path
     budgets: dict[str, Budget]  # per method: the run's budget, or its published one under ``official``
+    threads: ThreadChoice = ThreadChoice(1, "default")  # torch threads this process computes with
 
     def budget_of(self, method_cls: type[Method]) -> Budget:
         return self.budgets[method_cls.name]
@@ -102,11 +104,15 @@ def plan(request: RunRequest, registry: Registry | None = None) -> RunPlan:
     # A folder the user filled is refused now, before anything (even the run's lock) is written into it.
     claim_folder(run_dir, CONFIG, "run folder", ignored=(LOCK,))
     device = pick_device(request.device)
+    # Set now, for the whole process: the time probe (denoise_bench.time_estimate) must run at the thread
+    # count the jobs will, and an executor's job plans again and so chooses for its own machine.
+    threads = choose_threads(request.threads)
+    use_threads(threads)
     engine = resolve_engine(**request.engine, device=device)
     if needs_training:  # a batch that cannot fit is refused now, not after hours of crop sampling and swapping
         check_budgets_fit(methods, budgets, max(d.channels for d in datasets), device)
     return RunPlan(request, methods, settings, datasets, train_dataset, budget, engine, get_protocol(request.protocol),
-                   policy, device, run_dir, budgets)
+                   policy, device, run_dir, budgets, threads)
 
 
 def _methods(request: RunRequest, registry: Registry) -> list[type[Method]]:
@@ -192,4 +198,5 @@ def run_config(p: RunPlan) -> dict[str, Any]:
         "protocol": p.protocol.as_dict(),
         "noise_policy": p.policy.value,
         "device": str(p.device),
+        "threads": p.threads.as_dict(),  # how fast, not what: no part of the experiment
     }

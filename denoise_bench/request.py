@@ -34,6 +34,7 @@ class RunRequest:
     train_dataset: str | None = None
     data_dir: Path | None = None
     device: str | None = None
+    threads: int | None = None  # torch threads (None: denoise_bench.threads decides); like device, not recorded
     out: Path | None = None
     method_options: dict[str, dict[str, str]] = field(default_factory=dict)
     dataset_options: dict[str, str] = field(default_factory=dict)

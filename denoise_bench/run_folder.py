@@ -201,7 +201,7 @@ def _as_rows(frame: pd.DataFrame) -> list[dict]:
 
 
 def _comparable(config: dict[str, Any]) -> dict[str, Any]:
-    """The parts of a config that must match to continue a run (not the device or progress).
+    """The parts of a config that must match to continue a run (not the device, threads or progress).
 
     Its experiments (``denoise_bench.experiment``: methods with their options, training noise,
     supervision, profile, budget, engine, protocol, noise policy, with older folders' missing fields
@@ -218,7 +218,8 @@ def _comparable(config: dict[str, Any]) -> dict[str, Any]:
     request.pop("tensorboard", None)  # so do TensorBoard events
     request.setdefault("engine", {})  # run folders from before engine switches trained with the defaults
     experiments = [e.key for e in config_experiments(config)]
-    rest = {k: v for k, v in config.items() if k not in ("device", "run_id", *CONDITIONS, "budgets")}
+    # Threads, like the device, change how fast a run goes, not what it computes.
+    rest = {k: v for k, v in config.items() if k not in ("device", "threads", "run_id", *CONDITIONS, "budgets")}
     return rest | {"request": request, "experiments": experiments}
 
 
