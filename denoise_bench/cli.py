@@ -24,10 +24,12 @@ from denoise_bench.noise import split_noise_list
 from denoise_bench.output_folders import claim_folder
 from denoise_bench.perf import PERF_REPORT, PerfSettings, write_report
 from denoise_bench.plugins import Registry, get_registry
-from denoise_bench.profiles import INITS, LR_RULES, PROFILES
+from denoise_bench.profiles import INITS, LR_RULES, NEXT_STEPS, PROFILES
 from denoise_bench.protocol import PROTOCOLS
 from denoise_bench.results import nothing_ran, write_tables
-from denoise_bench.grid import describe_grid
+from denoise_bench.dry_run import describe_grid, describe_run
+from denoise_bench.grid import units
+from denoise_bench.time_estimate import timed_estimate
 from denoise_bench.planning import RUNS_DIR, RunPlan, latest_run
 from denoise_bench.evaluation import evaluation_request
 from denoise_bench.dispatch import Executor
@@ -253,14 +255,19 @@ def engine_options(command: Callable) -> Callable:
 @click.option("--progress/--no-progress", default=None, help=PROGRESS_HELP)
 @click.option("--tensorboard", is_flag=True,
               help="TensorBoard event files under RUN_DIR/tensorboard/ (needs: pip install 'denoise-bench[tensorboard]').")
-@click.option("--dry-run", is_flag=True, help="Print the grid (jobs, skipped cells and why, budgets) and stop.")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="Torch threads [env DENOISE_BENCH_THREADS; default: OMP_NUM_THREADS if set, else the cores the "
+                   "load average leaves free, at least 1]; recorded in config.json.")
+@click.option("--dry-run", is_flag=True,
+              help="Print the grid (each job's engine, options, budget, test images and time on this machine, "
+                   "from a short timed probe; skipped cells and why) and stop.")
 def run_command(methods: str, noises: tuple[str, ...], datasets: str, train_dataset: str | None, profile: str, seeds: str,
                 iterations: int | None, batch_size: int | None, crop_size: int | None, width: int | None,
                 test_images: int | None, lr_rule: str | None, lr_scale: float | None, init_rule: str | None, protocol: str, noise_policy: str,
                 device: str, data_dir: Path | None, out: Path | None, method_options: tuple[str, ...], dataset_options: tuple[str, ...], checkpoint_every: int,
                 eval_every: int, curve_images: int | None, resume_dir: Path | None, executor: str, executor_options: tuple[str, ...],
                 precision: str, channels_last: bool, compile_mode: str, progress: bool | None, tensorboard: bool,
-                dry_run: bool) -> None:
+                threads: int | None, dry_run: bool) -> None:
     """Train and evaluate a grid of methods x noise x datasets x seeds; print the tables."""
     try:
         seed_list = [int(s) for s in _split(seeds)]
@@ -274,6 +281,7 @@ def run_command(methods: str, noises: tuple[str, ...], datasets: str, train_data
         request = RunRequest.from_run_dir(resume_dir)
         request.progress = _progress(progress)
         request.tensorboard = request.tensorboard or tensorboard  # a resumed run may turn events on
+        request.threads = threads  # where it runs, like the device: not recorded
     else:
         options = _key_values(dataset_options, "--dataset-option")
         request = RunRequest(
@@ -286,12 +294,13 @@ def run_command(methods: str, noises: tuple[str, ...], datasets: str, train_data
             dataset_options=options, progress=_progress(progress),
             checkpoint_every=checkpoint_every, eval_every=eval_every, curve_images=curve_images,
             engine={"precision": precision, "channels_last": channels_last, "compile": compile_mode},
-            tensorboard=tensorboard,
+            tensorboard=tensorboard, threads=threads,
         )
     job_executor = make_executor(executor, _key_values(executor_options, "--executor-option"))
     the_plan = plan(request, registry)
     if dry_run:
-        click.echo(describe_grid(the_plan))
+        grid = units(the_plan)
+        click.echo(describe_grid(the_plan, *timed_estimate(the_plan, grid)))
         return
     _execute(the_plan, job_executor, _resume_command(the_plan.run_dir, request, executor, executor_options))
 
@@ -299,8 +308,7 @@ def run_command(methods: str, noises: tuple[str, ...], datasets: str, train_data
 def _execute(the_plan: RunPlan, job_executor: Executor | None, resume_command: str) -> None:
     """Run a planned grid and print its tables; exit 1 if a job failed, 130 (with ``resume_command``) on Ctrl-C."""
     request = the_plan.request
-    click.echo(f"run folder: {the_plan.run_dir}  (device {the_plan.device}, profile {request.profile}, "
-               f"protocol {the_plan.protocol.id})")
+    click.echo(describe_run(the_plan))
     if request.data_dir is not None:  # it may have been found rather than given: say which folder the sets came from
         click.echo(f"data folder: {request.data_dir}")
     try:
@@ -314,6 +322,8 @@ def _execute(the_plan: RunPlan, job_executor: Executor | None, resume_command: s
     click.echo(result.tables["psnr"])
     click.echo(result.tables["ssim"])
     click.echo(f"records: {result.run_dir / 'records.csv'}  tables: {result.run_dir / 'tables'}")
+    if request.profile in NEXT_STEPS and result.failed.empty:
+        click.echo(f"next: {NEXT_STEPS[request.profile]}")
     why = nothing_ran(result.jobs)
     if why and result.failed.empty:  # an impossible grid: a user error like a bad name
         raise BenchError(f"{why}; see {result.run_dir / 'jobs.csv'}")

@@ -101,31 +101,3 @@ def job_row(method_cls: type[Method], dataset: Dataset, setting: NoiseSetting, s
     return {"method": method_cls.name, "dataset": dataset.name, "train_noise": str(setting.train), "seed": seed,
             "uses_noise_level": method_cls.uses_noise_level, "supervision": Supervision(method_cls.supervision).value}
 
-
-def describe_grid(p: RunPlan) -> str:
-    """The grid as ``bench run --dry-run`` prints it: each job, or why its cell is skipped, and each budget."""
-    lines = [f"run folder: {p.run_dir}  (device {p.device}, profile {p.request.profile}, protocol {p.protocol.id})"]
-    methods = {m.name: m for m in p.methods}
-    trainings = skipped = 0
-    for unit in units(p):
-        method_cls, setting = methods[unit.method], setting_of(p, unit)
-        reason = method_cls.incompatibility(setting.family)
-        where = f"{unit.method} on {'+'.join(unit.datasets)}, train {setting.train}, seed {unit.seed}"
-        if reason:
-            skipped += 1
-            lines.append(f"  skip {where}: {reason}")
-            continue
-        trainings += 1
-        tests = ", ".join(str(t) for t in setting.tests)
-        lines.append(f"  job  {where}; test {tests}; {_budget_text(p, method_cls)}")
-    lines.append(f"{trainings} job(s), {skipped} skipped cell(s)")
-    return "\n".join(lines)
-
-
-def _budget_text(p: RunPlan, method_cls: type[Method]) -> str:
-    b = p.budget_of(method_cls)
-    images = "all" if b.test_images is None else str(b.test_images)
-    if not method_cls.trainable:
-        return f"budget: per image (up to {b.per_image_iterations} steps, for methods that optimise), test images {images}"
-    return (f"budget: {b.iterations} iterations x batch {b.batch_size}, crop {b.crop_size}, width {b.width}, "
-            f"lr {b.lr_rule}, init {b.init}, test images {images}")

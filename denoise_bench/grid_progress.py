@@ -6,13 +6,18 @@ bars are for a terminal, these lines are the progress of a run written to a log 
 
 The estimate is kept simple so that it can be trusted for what it is. Training is what costs, and
 the jobs of a unit share one (``denoise_bench.grid``), so time is counted per unit: the wall time
-between one report and the next goes to the unit reported. Each unit still to run is estimated by
-the mean time of its method's finished units (per-image methods differ from trained ones and from
-each other by orders of magnitude), or of all finished units while its method has none; a unit in
-progress is counted for what its estimate exceeds the time it has had. Only units of this invocation
-with a job done count: jobs finished before a resume count as done but took no time here, a failed
-training says nothing about a finished one, and a skipped cell costs nothing. Under an executor the
-time between reports is the time between units ending, so the estimate follows the throughput.
+between one report and the next goes to the unit reported. Before any unit has finished, each unit
+left is its timed probe's estimate (``denoise_bench.time_estimate``), so the first line already has a
+time left. Once units finish, the estimates of the units left are scaled by how far the probe was
+off: by the ratio of measured to estimated seconds of their method's finished units, or of all
+finished units while their method has none (the probe's relative costs of methods hold better than
+its absolute ones, which later load changes). Without a probe (under an executor, whose jobs run
+elsewhere) every unit counts as 1, and the same ratio becomes the mean time of a method's finished
+units. A unit in progress is counted for what its estimate exceeds the time it has had. Only units of
+this invocation with a job done count: jobs finished before a resume count as done but took no time
+here, a failed training says nothing about a finished one, and a skipped cell costs nothing. Under an
+executor the time between reports is the time between units ending, so the estimate follows the
+throughput.
 """
 
 from __future__ import annotations
@@ -20,12 +25,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from statistics import mean
 from typing import Any
 
 from denoise_bench.grid import Unit, setting_of, unit_jobs
 from denoise_bench.planning import RunPlan
 from denoise_bench.schema import JobKey, job_key
+from denoise_bench.time_estimate import UnitCost
 
 NO_ESTIMATE = "estimate after the first unit"
 
@@ -35,6 +40,7 @@ class _UnitTime:
     method: str
     pending: set[JobKey]  # its jobs not reported yet
     free: bool  # skipped cell: its method cannot handle the noise, so it costs nothing
+    estimate: float  # the probe's seconds, or 1 (a unit's share) without a probe
     seconds: float = 0.0
     any_done: bool = False
 
@@ -43,10 +49,12 @@ class GridProgress:
     """Counts the jobs of a grid as they are reported and prints a line for each."""
 
     def __init__(self, p: RunPlan, units: list[Unit], finished: set[JobKey], echo: Callable[[str], None],
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        """``finished``: the jobs earlier invocations finished, counted as done and not run again."""
+                 clock: Callable[[], float] = time.monotonic, costs: dict[Unit, UnitCost] | None = None) -> None:
+        """``finished``: the jobs earlier invocations finished, counted as done and not run again;
+        ``costs``: the probe's estimate of each unit (None: no probe, no estimate before a unit finishes)."""
         self.echo = echo
         self.clock = clock
+        self.probed = costs is not None
         methods = {m.name: m for m in p.methods}
         self._times: list[_UnitTime] = []
         self._unit_of: dict[JobKey, _UnitTime] = {}  # pending job -> its unit
@@ -59,7 +67,8 @@ class GridProgress:
             if not pending:
                 continue
             free = methods[unit.method].incompatibility(setting_of(p, unit).family) is not None
-            times = _UnitTime(unit.method, pending, free)
+            estimate = 0.0 if free else costs[unit].seconds if costs and unit in costs else 1.0
+            times = _UnitTime(unit.method, pending, free, estimate)
             self._times.append(times)
             self._unit_of.update(dict.fromkeys(pending, times))
         self._start = self._last = clock()
@@ -88,20 +97,26 @@ class GridProgress:
         return f"{elapsed}, {NO_ESTIMATE}" if left is None else f"{elapsed}, about {duration(left)} left"
 
     def seconds_left(self) -> float | None:
-        """The estimate of the module docstring; None until a unit of this invocation has finished with a job done."""
-        finished = [u for u in self._times if not u.pending and u.any_done and not u.free]
-        if not finished:
+        """The estimate of the module docstring; None without a probe until a unit of this invocation has
+        finished with a job done."""
+        finished = [u for u in self._times if not u.pending and u.any_done and not u.free and u.estimate > 0]
+        if not finished and not self.probed:
             return None
-        overall = mean(u.seconds for u in finished)
-        by_method: dict[str, list[float]] = {}
+        overall = _ratio(finished)
+        by_method: dict[str, list[_UnitTime]] = {}
         for u in finished:
-            by_method.setdefault(u.method, []).append(u.seconds)
+            by_method.setdefault(u.method, []).append(u)
         left = 0.0
         for u in self._times:
             if u.pending and not u.free:
-                expected = mean(by_method[u.method]) if u.method in by_method else overall
-                left += max(expected - u.seconds, 0.0)
+                ratio = _ratio(by_method[u.method]) if u.method in by_method else overall
+                left += max(u.estimate * ratio - u.seconds, 0.0)
         return left
+
+
+def _ratio(finished: list[_UnitTime]) -> float:
+    """Measured over estimated seconds of finished units (1, the probe as it is, while none has finished)."""
+    return sum(u.seconds for u in finished) / sum(u.estimate for u in finished) if finished else 1.0
 
 
 def _outcome(job: dict[str, Any]) -> str:

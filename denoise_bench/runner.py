@@ -21,16 +21,19 @@ import pandas as pd
 
 from denoise_bench.atomic import out_of_space
 from denoise_bench.dispatch import Executor, run_here, run_through
+from denoise_bench.dry_run import estimate_text
 from denoise_bench.errors import BenchError
 from denoise_bench.grid import Unit, unit_jobs, units
 from denoise_bench.grid_progress import GridProgress
 from denoise_bench.host_memory import keep_freed_memory
 from denoise_bench.planning import RunPlan, plan, run_config
 from denoise_bench.request import RunRequest
-from denoise_bench.results import write_tables
+from denoise_bench.results import CONFIG, write_tables
+from denoise_bench.run_data import RunData
 from denoise_bench.run_folder import finished_jobs, open_run_folder, part_folder, part_sink
 from denoise_bench.run_lock import run_lock
 from denoise_bench.schema import job_key
+from denoise_bench.time_estimate import UnitCost, timed_estimate, unit_cases
 from denoise_bench.tracking import Tracker, job_counts
 from denoise_bench.unit_runner import UnitRunner
 
@@ -72,13 +75,14 @@ def run(p: RunPlan, echo: Callable[[str], None] = print, executor: Executor | No
 
 
 def _run(p: RunPlan, echo: Callable[[str], None], executor: Executor | None) -> RunResult:
+    costs = _announce_estimate(p, units(p), echo, executor)
     with run_lock(p.run_dir, echo):  # refuses a folder another process is running into, before touching it
         sink = open_run_folder(p, echo)  # refuses a folder made by another request; keeps what finished there
         finished = sink.job_keys()
         tracker = Tracker(p.run_dir, echo)
         tracker.run_started(run_config(p))
         grid = units(p)
-        progress = GridProgress(p, grid, finished, echo)
+        progress = GridProgress(p, grid, finished, echo, costs=costs)
         if executor is None:
             run_here(p, grid, sink, finished, echo, tracker, progress.job_finished)
         else:
@@ -87,6 +91,24 @@ def _run(p: RunPlan, echo: Callable[[str], None], executor: Executor | None) -> 
         tables = write_tables(p.run_dir)
         tracker.run_finished(job_counts(sink.jobs))
         return RunResult(p.run_dir, sink.records_frame(), sink.jobs_frame(), tables)
+
+
+def _announce_estimate(p: RunPlan, grid: list[Unit], echo: Callable[[str], None],
+                       executor: Executor | None) -> dict[Unit, UnitCost] | None:
+    """The units left timed on this machine (``denoise_bench.time_estimate``), and the total said, before the
+    run folder is touched: so that nobody starts a five-hour grid by accident, and a dataset that cannot be
+    loaded is refused (a BenchError) before the first job. Under an executor the jobs run on other machines,
+    so nothing is timed here; their images are still loaded once to check them."""
+    finished = finished_jobs(p.run_dir) if (p.run_dir / CONFIG).is_file() else set()
+    left = [u for u in grid if not all(job_key(job) in finished for job in unit_jobs(p, u))]
+    if executor is not None:
+        data = RunData(p)
+        for unit in left:
+            unit_cases(p, unit, data)
+        return None
+    costs, seconds = timed_estimate(p, left)
+    echo(estimate_text(costs, sum(len(u.datasets) for u in left), seconds))
+    return costs
 
 
 def run_unit(run_dir: str, unit: Unit) -> None:

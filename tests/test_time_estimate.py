@@ -1,0 +1,110 @@
+"""The time a grid will take, said before it starts: the timed probe, the dry run's jobs, the progress
+lines' estimate corrected by finished units, and folders that cannot be loaded refused before any job."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from denoise_bench.cli import main
+from denoise_bench.grid import unit_jobs, units
+from denoise_bench.grid_progress import GridProgress
+from denoise_bench.run_folder import ResultSink
+from denoise_bench.runner import RunRequest, plan
+from denoise_bench.time_estimate import UnitCost, estimate_units
+from denoise_bench.unit_runner import UnitRunner
+
+
+def _plan(tmp_path: Path, methods: list[str], **overrides: int):
+    request = RunRequest(methods=methods, noises=["gaussian:sigma=25"], datasets=["skimage"], profile="smoke",
+                         overrides=overrides, out=tmp_path / "run", progress=False)
+    return plan(request)
+
+
+def test_the_probe_estimates_a_unit_within_a_factor_of_two_of_running_it(tmp_path: Path) -> None:
+    # A ratio, so that the machine's speed cancels out. Factor 2 is what the estimate claims; the
+    # probe times the same training loop and evaluation the unit runs, so what it misses is the
+    # unit's fixed costs (building the net, loading the images, writing records and checkpoints),
+    # which 60 steps keep small, and other load changing between the probe and the run. The probe
+    # and the run are each measured twice, interleaved, and the closest pair is compared, so that a
+    # burst of someone else's work on a shared machine does not fail the test.
+    p = _plan(tmp_path, ["unet"], iterations=60)
+    (unit,) = units(p)
+    ratios = []
+    for attempt in range(2):
+        estimate = estimate_units(p, [unit])[unit].seconds
+        start = time.perf_counter()
+        UnitRunner(p, lambda line: None).run_unit(unit, ResultSink(tmp_path / f"sink{attempt}"), set())
+        ratios.append((time.perf_counter() - start) / estimate)
+    closest = min(ratios, key=lambda r: abs(np.log(r)))
+    assert 0.5 <= closest <= 2.0, ratios
+
+
+def test_the_progress_line_starts_from_the_probe_and_scales_it_by_how_far_finished_units_were_off(
+        tmp_path: Path) -> None:
+    p = _plan(tmp_path, ["unet", "n2n", "bm3d"])
+    p.request.seeds = [0, 1]
+    grid = units(p)
+    estimates = {"unet": 100.0, "n2n": 50.0, "bm3d": 10.0}
+    costs = {u: UnitCost(estimates[u.method], 0.0, {"skimage": 2}) for u in grid}
+    now = [0.0]
+    lines: list[str] = []
+    progress = GridProgress(p, grid, set(), lines.append, lambda: now[0], costs=costs)
+    assert progress.seconds_left() == pytest.approx(2 * (100 + 50 + 10))  # before any unit: the probe as it is
+    now[0] = 200.0  # unet 0 took twice its estimate
+    (job,) = unit_jobs(p, grid[0])
+    progress.job_finished(job | {"status": "done", "seconds": 200.0})
+    # unet 1 by unet's ratio (2), the others by the ratio of all finished units (also 2 so far)
+    assert progress.seconds_left() == pytest.approx(2 * 100 + 2 * (2 * 50 + 2 * 10))
+    assert lines[0].endswith("elapsed 3m20s, about 7m20s left")
+
+
+def test_dry_run_shows_each_jobs_engine_options_images_and_time_and_the_total(tmp_path: Path,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, ["run", "--dry-run", "--methods", "iddp,bm3d", "--profile", "smoke",
+                                       "--test-images", "8", "--threads", "1",
+                                       "--method-option", "iddp:beta1=0.9"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0].startswith("run folder: ") and "1 torch thread (--threads), engine fp32," in lines[0]
+    assert lines[1].startswith("  job  iddp on skimage, train gaussian:sigma=0-50, seed 0: about ")
+    # skimage has 5 test images: a limit of 8 scores 5, and says so
+    assert "on 5 skimage image(s); budget: 30 iterations x batch 2" in lines[2]
+    assert "beta1=0.9*" in lines[3] and "network=unet3 " in lines[3]
+    assert lines[4].startswith("  job  bm3d on skimage") and "(train 0s, test " in lines[4]
+    assert lines[-1].startswith("2 job(s), 0 skipped cell(s); estimated time on this machine: ~")
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("make", ["empty", "not images"])
+def test_a_folder_without_readable_images_is_refused_with_exit_2_before_any_job(tmp_path: Path, make: str) -> None:
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    if make == "not images":
+        (folder / "a.png").write_text("not a picture")
+        Image.fromarray(np.zeros((80, 80), np.uint8)).save(folder / "train.png")  # one good image is not enough
+    out = tmp_path / "run"
+    for extra in (["--dry-run"], ["--out", str(out)]):
+        result = CliRunner().invoke(main, ["run", "--dataset", str(folder), "--methods", "unet", "--profile", "smoke",
+                                           *extra])
+        assert result.exit_code == 2, result.output
+        assert "no image files" in result.output if make == "empty" else "a.png: not a readable image" in result.output
+        assert not out.exists()  # refused before the run folder was written
+
+
+def test_a_run_records_its_thread_count_and_why(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    result = CliRunner().invoke(main, ["run", "--methods", "bm3d", "--profile", "smoke", "--test-images", "1",
+                                       "--threads", "1", "--out", str(out), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    said = next(i for i, line in enumerate(lines) if line.startswith("estimated time on this machine: ~"))
+    assert said < next(i for i, line in enumerate(lines) if line.startswith("[1/1 jobs]"))  # before the first job
+    assert json.loads((out / "config.json").read_text())["threads"] == {"count": 1, "why": "--threads"}
