@@ -2,14 +2,17 @@
 
 The commands are collected when the tests are: each line of a fenced shell block (``bash``, ``sh``,
 ``shell``, ``console`` or no language) that starts with ``bench `` (or ``scripts/dev bench ``, or
-``$ bench `` in a console block), backslash continuations joined. Each is run through the click CLI
-in-process, in a scratch folder of its page (commands of one page run in order in one folder, so a
-``bench run --out runs/x`` feeds a later ``bench table runs/x``), at smoke budgets:
+``$ bench `` in a console block; a leading ``VAR=value`` is dropped), backslash continuations
+joined. Each is run through the click CLI in-process, in a scratch folder of its page (commands of
+one page run in order in one folder, so a ``bench run --out runs/x`` feeds a later ``bench table
+runs/x``), at smoke budgets:
 
 * ``bench run`` whose ``--out`` a later command of the same page reads runs for real at
-  ``--profile smoke --test-images 1 --device cpu``; any other ``bench run`` gets ``--dry-run
-  --device cpu`` (its grid is planned and checked, nothing trains). ``--executor slurm`` cannot run
-  without a cluster: its options are checked against ``bench run --help`` instead.
+  ``--profile smoke --test-images 1 --device cpu`` (budget values the doc gives are put back to
+  smoke's); any other ``bench run`` is a ``--dry-run`` at smoke's sizes under the doc's profile (its
+  grid is planned and checked, nothing trains). What cannot run here (``--executor slurm``,
+  ``--device cuda``, ``--compile``: a dry run times compiled steps) has its options checked against
+  ``bench COMMAND --help`` instead.
 * a run folder a command reads (``bench table DIR``, ``bench leaderboard DIR...``, ``bench export
   DIR``, ``--run DIR``, ``--resume DIR``, ``--config DIR/config.json``) that the page did not make is
   a copy of one shared smoke run, so a command still runs when selected alone (``-k``).
@@ -47,13 +50,17 @@ SHELL_LANGUAGES = {"", "bash", "sh", "shell", "console", "shell-session"}
 FENCE = re.compile(r"^(\s*)(```+|~~~+)\s*([\w-]*)")
 # Tokens that stand for something the reader fills in: the command cannot run as written.
 PLACEHOLDER = re.compile(r"\.\.\.|<[^>]*>|/path/to|^[A-Z][A-Z0-9]*_[A-Z0-9_]+$|\$\{?[A-Za-z_]")
+ENV_ASSIGNMENTS = re.compile(r"^(?:[A-Za-z_][A-Za-z0-9_]*=\S*\s+)+(?=(?:scripts/dev )?bench )")
 SHELL_OPERATORS = {"|", "||", "&&", ";", "&", ">", ">>", "2>&1", "2>"}
 # Options that name a run folder the command reads, by subcommand (positional arguments too, below).
 RUN_FOLDER_OPTIONS = {"run": ("--resume",), "denoise": ("--run",), "evaluate": ("--run",)}
 RUN_FOLDER_ARGUMENTS = ("table", "leaderboard", "export")  # their positional arguments are run folders
 PERF_BUDGET = ["--steps", "1", "--rounds", "1", "--batches", "1", "--crop", "32", "--width", "8", "--no-compare",
                "--device", "cpu"]
-SMOKE_BUDGET = ["--profile", "smoke", "--test-images", "1", "--device", "cpu", "--no-progress"]
+# The smoke profile's sizes, which also put back the values a doc may have overridden (--iterations 500).
+SMOKE_SIZES = ["--iterations", "30", "--batch-size", "2", "--crop-size", "64", "--width", "16", "--test-images", "1",
+               "--device", "cpu"]
+SMOKE_BUDGET = ["--profile", "smoke", *SMOKE_SIZES, "--no-progress"]
 
 
 @dataclass(frozen=True)
@@ -111,6 +118,7 @@ def parse_page(path: Path, root: Path = REPO) -> tuple[list[DocCommand], list[Re
                 if not text.startswith("$ "):
                     continue  # output, not a command
                 text = text[2:].strip()
+            text = ENV_ASSIGNMENTS.sub("", text)  # OMP_NUM_THREADS=1 bench ...: the variable is the shell's
             if text.startswith("scripts/dev "):
                 text = text[len("scripts/dev "):].strip()
             if text.startswith("bench "):
@@ -216,6 +224,7 @@ def page_folders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.fixture
 def example_plugin():
+    """The example package's method ``tv``, registered as its entry point would, for the pages that use it."""
     sys.path.insert(0, str(EXAMPLE_PLUGIN))
     try:
         import denoise_bench_tv
@@ -232,7 +241,9 @@ def forced(words: list[str], command: DocCommand, data_dir: Path) -> list[str]:
         outs = [_normal(o) for o in _option_values(words, "--out")]
         if outs and set(outs) & _read_later(command, data_dir):
             return [*words, *SMOKE_BUDGET]
-        return [*words, "--dry-run", "--device", "cpu"]
+        # The doc's profile is kept (and checked); the sizes are smoke's, which keep the dry run's
+        # planning (and any timing of a few steps) cheap.
+        return [*words, *SMOKE_SIZES, "--dry-run"]
     if sub == "run":
         return [*words, "--no-progress"]
     if sub == "perf":
@@ -242,13 +253,23 @@ def forced(words: list[str], command: DocCommand, data_dir: Path) -> list[str]:
     return words
 
 
+def cannot_run_here(words: list[str]) -> bool:
+    """A Slurm executor needs a cluster, a CUDA device a GPU, and compilation takes minutes even to plan
+    (a dry run times a few compiled steps): for these the options are checked, not run."""
+    return words[0] in ("run", "perf") and (
+        "slurm" in _option_values(words, "--executor")
+        or any(v.startswith("cuda") for v in _option_values(words, "--device"))
+        or any(v != "off" for v in _option_values(words, "--compile")))
+
+
 def _check_options_exist(words: list[str]) -> None:
-    """For commands that cannot run here: every option the doc names is one of the command's."""
-    help_text = CliRunner().invoke(cli.main, [words[0], "--help"]).output
-    assert help_text, f"bench {words[0]} --help printed nothing"
-    for word in words[1:]:
-        if word.startswith("--"):
-            assert word.split("=", 1)[0] in help_text, f"bench {words[0]} has no option {word}"
+    """For commands that cannot run here: the words parse as the command's options and values (names,
+    choices, types), without invoking it."""
+    command = cli.main.commands[words[0]]
+    try:
+        command.make_context(words[0], list(words[1:]))
+    except click.UsageError as exc:
+        pytest.fail(f"bench {shlex.join(words)}: {exc.format_message()}")
 
 
 def test_the_docs_hold_commands() -> None:
@@ -262,7 +283,7 @@ def test_commands_are_parsed_as_written(tmp_path: Path) -> None:
     page = tmp_path / "page.md"
     page.write_text("""text
 ```bash
-bench run --methods iddp \\
+OMP_NUM_THREADS=1 bench run --methods iddp \\
     --noise poisson   # a comment
 pip install x
 scripts/dev bench list
@@ -287,33 +308,34 @@ methods = ["iddp"]
     ]
     assert files == [RequestFile("run.toml", '# run.toml: a request file\nmethods = ["iddp"]\n')]
     assert _words(commands[0].text, tmp_path) == ["run", "--methods", "iddp", "--noise", "poisson"]
-    assert run_folders_read(_words("bench leaderboard runs/a runs/b --no-html --out board", tmp_path)) == ["runs/a", "runs/b"]
+    leaderboard = _words("bench leaderboard runs/a runs/b --no-html --out board", tmp_path)
+    assert run_folders_read(leaderboard) == ["runs/a", "runs/b"]
     assert run_folders_read(_words("bench run --config runs/a/config.json --out runs/c", tmp_path)) == ["runs/a"]
     assert _placeholders(_words("bench table RUN_DIR", tmp_path)) == ["RUN_DIR"]
     assert _placeholders(_words('bench run --data-dir "$DENOISE_BENCH_DATA"', tmp_path)) == []
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=[f"{c.page}:{c.line}" for c in COMMANDS])
-def test_doc_command_runs(command: DocCommand, data_dir: Path, page_folders: dict[str, Path], smoke_run: Path,
-                          example_plugin: None, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> None:
+def test_doc_command_runs(command: DocCommand, data_dir: Path, page_folders: dict[str, Path], example_plugin: None,
+                          monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> None:
     words = _words(command.text, data_dir)
     assert words and words[0] in (*cli.main.commands, "--version", "--help"), \
         f"{command.page}:{command.line}: `{command.text}` is no bench command"
     placeholders = _placeholders(words)
     if placeholders:
         pytest.skip(f"{command.page}:{command.line} has placeholders {placeholders}: write it to run as written")
-    if words[0] == "run" and "slurm" in _option_values(words, "--executor"):
+    if cannot_run_here(words):
         _check_options_exist(words)
         return
     folder = page_folders[command.page]
     monkeypatch.chdir(folder)
     monkeypatch.setenv("DENOISE_BENCH_DATA", str(data_dir))
     monkeypatch.setenv("DENOISE_BENCH_CACHE", str(folder / ".cache"))
-    for read in run_folders_read(words):
-        if not (folder / read).exists():
-            shutil.copytree(smoke_run, folder / read)
+    missing = [read for read in run_folders_read(words) if not (folder / read).exists()]
     if words[0] == "table" and not _positionals(words) and not (folder / "runs").is_dir():
-        shutil.copytree(smoke_run, folder / "runs" / "smoke")
+        missing.append("runs/smoke")
+    for read in missing:  # made only when needed: most pages make their own runs
+        shutil.copytree(request.getfixturevalue("smoke_run"), folder / read)
     args = forced(words, command, data_dir)
     result = CliRunner().invoke(cli.main, args)
     assert result.exit_code == 0, (f"{command.page}:{command.line}: `{command.text}` ran as `bench {shlex.join(args)}` "
