@@ -14,8 +14,9 @@ runs/x``), at smoke budgets:
   ``--device cuda``, ``--compile``: a dry run times compiled steps) has its options checked against
   ``bench COMMAND --help`` instead.
 * a run folder a command reads (``bench table DIR``, ``bench leaderboard DIR...``, ``bench export
-  DIR``, ``--run DIR``, ``--resume DIR``, ``--config DIR/config.json``) that the page did not make is
-  a copy of one shared smoke run, so a command still runs when selected alone (``-k``).
+  DIR``, ``--run DIR``, ``--resume DIR``, ``--config DIR/config.json``) that is not there yet (the
+  command was selected alone with ``-k``) is made by the page's earlier command that writes it, or
+  else is a copy of one shared smoke run.
 * ``bench perf`` times one step of one round on 32x32 crops; ``bench evaluate`` runs on the CPU.
 
 How to write a command so that it runs as written: data through ``--data-dir "$DENOISE_BENCH_DATA"``
@@ -331,12 +332,32 @@ def test_doc_command_runs(command: DocCommand, data_dir: Path, page_folders: dic
     monkeypatch.chdir(folder)
     monkeypatch.setenv("DENOISE_BENCH_DATA", str(data_dir))
     monkeypatch.setenv("DENOISE_BENCH_CACHE", str(folder / ".cache"))
-    missing = [read for read in run_folders_read(words) if not (folder / read).exists()]
-    if words[0] == "table" and not _positionals(words) and not (folder / "runs").is_dir():
-        missing.append("runs/smoke")
-    for read in missing:  # made only when needed: most pages make their own runs
-        shutil.copytree(request.getfixturevalue("smoke_run"), folder / read)
+    make_inputs(command, words, folder, data_dir, request)
+    run_forced(command, words, data_dir)
+
+
+def run_forced(command: DocCommand, words: list[str], data_dir: Path) -> None:
     args = forced(words, command, data_dir)
     result = CliRunner().invoke(cli.main, args)
     assert result.exit_code == 0, (f"{command.page}:{command.line}: `{command.text}` ran as `bench {shlex.join(args)}` "
                                    f"and exited {result.exit_code}:\n{result.output[-3000:]}\n{result.exception!r}")
+
+
+def make_inputs(command: DocCommand, words: list[str], folder: Path, data_dir: Path,
+                request: pytest.FixtureRequest) -> None:
+    """The run folders the command reads that are not there yet (it was selected alone, or an earlier
+    command failed): made by the earlier command of the page that writes them, or else copied from the
+    shared smoke run."""
+    missing = [read for read in run_folders_read(words) if not (folder / read).exists()]
+    if words[0] == "table" and not _positionals(words) and not (folder / "runs").is_dir():
+        missing.append("runs/smoke")
+    for read in missing:
+        producers = [c for c in COMMANDS if c.page == command.page and c.index < command.index
+                     and _normal(read) in {_normal(o) for o in _option_values(_words(c.text, data_dir), "--out")}]
+        if producers:
+            producer = producers[-1]
+            producer_words = _words(producer.text, data_dir)
+            make_inputs(producer, producer_words, folder, data_dir, request)
+            run_forced(producer, producer_words, data_dir)
+        else:
+            shutil.copytree(request.getfixturevalue("smoke_run"), folder / read)
