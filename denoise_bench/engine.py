@@ -10,7 +10,7 @@ it trains in bf16 autocast with channels-last weights, which was measured 2.6x t
 U-Net step than fp32 at the same PSNR; on other CPUs, and on CUDA until ``scripts/gpu-report`` has
 measured the choice there, it trains in fp32. AVX-512 BF16 alone (``avx512_bf16`` without AMX) does
 not pay: on such a Xeon every method's step was 0.64x to 1.03x the speed of fp32
-(results/perf-cpu-avx512bf16). torch.compile stays off by
+(results/history/perf-cpu-avx512bf16). torch.compile stays off by
 default: on a 2-core CPU it was measured slower than eager and costs tens of seconds per graph.
 Evaluation always runs in fp32, whatever trained the weights.
 

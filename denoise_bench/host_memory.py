@@ -6,7 +6,7 @@ glibc's malloc serves every request above its mmap threshold (adjusted at run ti
 large activations of a training step (a B2U step's 16 masked copies, a DIP feature map of 128 x 256 x 256
 floats) exceed it, so each step pays page faults and zeroing for memory it had a moment before. Told to
 serve everything from its heap and never to trim it, malloc reuses those blocks instead. Measured on a
-2-core Xeon, one thread, fp32, whole processes in alternation (results/perf-cpu-avx512bf16/README.md): a
+2-core Xeon, one thread, fp32, whole processes in alternation (results/history/perf-cpu-avx512bf16/README.md): a
 B2U training process 1.46x faster (system time 23 s -> 3.3 s) at 1.34x its peak memory, a DIP fit step
 1.27x, the U-Net 1.10x at the same peak memory.
 

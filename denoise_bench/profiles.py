@@ -30,6 +30,8 @@ the budget, so it is recorded in every run's config and compared by the leaderbo
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import MISSING, asdict, dataclass, fields, replace
 from typing import Any
 
@@ -64,8 +66,8 @@ class Budget:
             raise BenchError(f"unknown learning-rate rule {self.lr_rule!r}; valid: {', '.join(LR_RULES)}")
         if self.init not in INITS:
             raise BenchError(f"unknown initialisation {self.init!r}; valid: {', '.join(INITS)}")
-        if not self.lr_scale > 0:
-            raise BenchError(f"budget lr_scale must be positive, got {self.lr_scale}")
+        if not (math.isfinite(self.lr_scale) and self.lr_scale > 0):
+            raise BenchError(f"budget lr_scale must be a finite number above 0, got {self.lr_scale}")
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -100,14 +102,14 @@ PROFILES: dict[str, Budget] = {
     # Seconds on a laptop CPU: proves the plumbing, not the numbers. Used by the tests.
     "smoke": Budget(iterations=30, batch_size=2, crop_size=64, width=16, test_images=2, test_crop=96, per_image_iterations=30),
     # The README's first command: under 5 minutes on a 2-core CPU without AMX (fp32, one thread), a demo
-    # whose table shows several methods, the noisy input and the floor. Measured on such a CPU (issue 26):
+    # whose table shows several methods, the noisy input and the floor. Measured on such a CPU:
     # 800 iterations and full test images took ~8 min, a third of it testing (BM3D ~7 s per 512x512
     # image); 400 iterations left the U-Nets at the floor (26.7 dB at sigma=25, 6 dB over the noisy
     # input), so 600, and tests on the centre 256x256 of each image (a third of skimage's pixels).
     # Measured so: 212 CPU-seconds at one thread; U-Net and N2N 25.8 dB at sigma=25, 5.3 dB over the noisy
     # input and still 0.2 dB under the floor (marked), IDDP 22.8 (under it), BM3D 29.6.
     "quick": Budget(iterations=600, batch_size=4, crop_size=64, width=32, test_images=8, test_crop=256, per_image_iterations=500),
-    # Numbers that mean something on a CPU: about 30 core-minutes per training job with bf16 matrix
+    # The longest budget a CPU can afford (still short of convergence): about 30 core-minutes per training job with bf16 matrix
     # units (AMX), every method under one short-budget rule (warm-up + cosine), each network with its
     # own initialisation. Crops of 128: with 64x64 crops the five-level U-Net's bottleneck is 2x2 and
     # the trained networks shift the brightness of full-size images (measured: the supervised U-Net

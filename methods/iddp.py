@@ -10,7 +10,7 @@ of (approximately) the same scene, and the network learns to map it back. The we
 linear decay to zero (the paper: 1M + 1M iterations, batch 1, 128x128 crops).
 
 No official code was released. Every choice the paper leaves open is an option, and the methods
-table of the README names the source of each default: the paper, the first author's released
+table of docs/methods.md names the source of each default: the paper, the first author's released
 Noise2Grad code (its convention, not IDDP's code), Neighbor2Neighbor's convention, or ours.
 
 The defaults were chosen by a probe (``results/iddp-probe-cpu``: cpu profile, Train400, Gaussian
