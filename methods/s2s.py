@@ -36,14 +36,13 @@ from collections.abc import Callable
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
-from denoise_bench.engine import Engine
 from denoise_bench.errors import BenchError
 from denoise_bench.hookspecs import hookimpl
 from denoise_bench.method import Method, NoiseInfo
 from denoise_bench.nets.punet import DOWNSAMPLE_FACTOR, NORMALISATIONS, PUNet
 from denoise_bench.noise import PIXEL_INDEPENDENT, ZERO_MEAN
+from denoise_bench.per_image_fit import fit_per_image
 from denoise_bench.supervision import Supervision
 
 
@@ -72,24 +71,11 @@ def random_flips() -> tuple[bool, bool]:
     return bool(left_right), bool(up_down)
 
 
-def fit_to_image(net: PUNet, noisy: torch.Tensor, iterations: int, *, lr: float, keep: float,
-                 engine: Engine | None = None, progress: bool = False) -> None:
-    """``iterations`` Adam steps of the masked loss on flipped, Bernoulli-masked copies of ``noisy``."""
-    if iterations < 1:
-        raise ValueError(f"iterations must be positive, got {iterations}")
-    engine = engine or Engine()
-    optimizer = torch.optim.Adam(net.parameters(), lr=lr)
-    net.train()
-    with engine.training(net, noisy.device):
-        for _ in tqdm(range(iterations), desc="s2s fit", unit="it", leave=False, disable=not progress):
-            target = flip(noisy, *random_flips())
-            mask = bernoulli_mask(target, keep)
-            with engine.autocast(noisy.device):
-                output = net(target * mask, mask)
-            loss = masked_loss(output.float(), target, mask)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+def masked_step_loss(net: nn.Module, noisy: torch.Tensor, keep: float) -> torch.Tensor:
+    """One step's loss: a flipped, Bernoulli-masked copy of ``noisy`` in, the dropped elements scored."""
+    target = flip(noisy, *random_flips())
+    mask = bernoulli_mask(target, keep)
+    return masked_loss(net(target * mask, mask).float(), target, mask)
 
 
 def predict(net: nn.Module, noisy: torch.Tensor, predictions: int, keep: float) -> torch.Tensor:
@@ -137,8 +123,9 @@ class Self2Self(Method):
             net = PUNet(image.shape[1], width=opts["width"], dropout=opts["dropout"],
                         normalisation=opts["normalisation"]).to(image.device)
             with torch.enable_grad():  # the fit needs gradients even if the caller runs under no_grad
-                fit_to_image(net, image, self.setup.budget.per_image_iterations, lr=opts["lr"], keep=opts["keep"],
-                             engine=self.setup.engine, progress=self.setup.progress)
+                fit_per_image(net, lambda: masked_step_loss(net, image, opts["keep"]),
+                              self.setup.budget.per_image_iterations, lr=opts["lr"], device=image.device,
+                              engine=self.setup.engine, progress=self.setup.progress, desc="s2s fit")
             estimate = predict(net, image, opts["predictions"], opts["keep"])
         return estimate.to(noisy.dtype)
 

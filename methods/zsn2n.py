@@ -36,12 +36,11 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
-from denoise_bench.engine import Engine
 from denoise_bench.hookspecs import hookimpl
 from denoise_bench.method import Method, NoiseInfo
 from denoise_bench.noise import PIXEL_INDEPENDENT, ZERO_MEAN
+from denoise_bench.per_image_fit import fit_per_image
 from denoise_bench.supervision import Supervision
 
 LEAKY_SLOPE = 0.2
@@ -89,25 +88,6 @@ def lr_factor(step: int, iterations: int) -> float:
     return 0.5 ** min(step // period, LR_HALVINGS)
 
 
-def fit_to_image(net: nn.Module, noisy: torch.Tensor, iterations: int, *, lr: float,
-                 engine: Engine | None = None, progress: bool = False) -> None:
-    """Fit ``net`` to one noisy image with the zero-shot loss for ``iterations`` Adam steps."""
-    if iterations < 1:
-        raise ValueError(f"iterations must be positive, got {iterations}")
-    engine = engine or Engine()
-    optimizer = torch.optim.Adam(net.parameters(), lr=lr)
-    net.train()
-    with engine.training(net, noisy.device):
-        for step in tqdm(range(iterations), desc="zsn2n fit", unit="it", leave=False, disable=not progress):
-            for group in optimizer.param_groups:
-                group["lr"] = lr * lr_factor(step, iterations)
-            with engine.autocast(noisy.device):
-                loss = zsn2n_loss(net, noisy)
-            optimizer.zero_grad(set_to_none=True)
-            loss.float().backward()
-            optimizer.step()
-
-
 class ZeroShotNoise2Noise(Method):
     name = "zsn2n"
     description = "Zero-Shot Noise2Noise: fit a two-layer noise predictor to the two half-size images of each noisy image"
@@ -126,8 +106,10 @@ class ZeroShotNoise2Noise(Method):
             net = NoisePredictor(noisy.shape[1], width=self.opts["width"]).to(noisy.device)
         image = noisy.float()
         with torch.enable_grad():  # the fit needs gradients even if the caller runs under no_grad
-            fit_to_image(net, image, self.setup.budget.per_image_iterations, lr=self.opts["lr"],
-                         engine=self.setup.engine, progress=self.setup.progress)
+            iterations = self.setup.budget.per_image_iterations
+            fit_per_image(net, lambda: zsn2n_loss(net, image), iterations, lr=self.opts["lr"], device=image.device,
+                          engine=self.setup.engine, progress=self.setup.progress, desc="zsn2n fit",
+                          lr_factor=lambda step: lr_factor(step, iterations))
         net.eval()
         with torch.no_grad():
             estimate = (image - net(image)).clamp(0.0, 1.0)
