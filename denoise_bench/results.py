@@ -391,11 +391,21 @@ def low_budget_warnings(records: pd.DataFrame) -> list[str]:
     no denoiser reaches from the noisy input alone (``denoise_bench.plausibility``)."""
     if records.empty:
         return []
-    warnings = profile_warnings(records) + below_input_warnings(records)
+    return profile_warnings(records) + below_input_warnings(records) + below_floor_warnings(records) + implausible_warnings(records)
+
+
+def below_floor_warnings(records: pd.DataFrame) -> list[str]:
+    """One line per test setting naming every trained method below the floor there (one line per
+    method and setting buried a four-method table under a dozen warnings)."""
+    settings: dict[tuple[str, str, float], list[str]] = {}
     for (dataset, _, test_noise, label), (psnr, floor) in below_floor_cells(records).items():
-        warnings.append(f"{label} scores below the floor, a {FLOOR_KERNEL}x{FLOOR_KERNEL} box filter of its noisy input, "
-                        f"on {dataset}, {test_noise} ({psnr:.2f} < {floor:.2f} dB): it has not learned more than that.")
-    return warnings + implausible_warnings(records)
+        settings.setdefault((dataset, test_noise, floor), []).append(f"{label} {psnr:.2f}")
+    warnings = []
+    for (dataset, test_noise, floor), below in settings.items():
+        who = f"{below[0]} dB scores" if len(below) == 1 else f"{', '.join(below)} dB score"
+        warnings.append(f"on {dataset}, {test_noise}, {who} below the floor, a {FLOOR_KERNEL}x{FLOOR_KERNEL} box filter "
+                        f"of the noisy input ({floor:.2f} dB): not learned more than that.")
+    return warnings
 
 
 def profile_warnings(records: pd.DataFrame) -> list[str]:

@@ -124,6 +124,17 @@ def test_the_floor_of_a_noisy_input_is_taken_from_any_record_that_has_it() -> No
     assert other_image[other_image.image == "coins"].floor_psnr.isna().all()  # another input: no floor
 
 
+def test_methods_below_the_floor_at_one_setting_share_one_warning() -> None:
+    records = [_floored(_record(m, "gaussian:sigma=25", psnr), 25.5) for m, psnr in (("unet", 25.0), ("n2n", 24.0), ("iddp", 26.0))]
+    records += [_floored(_record("unet", "gaussian:sigma=0-50", 24.5), 25.0)]
+    warnings = [w for w in low_budget_warnings(pd.DataFrame(records)) if "below the floor" in w]
+    assert warnings == [
+        "on skimage, gaussian:sigma=25, unet 25.00, n2n 24.00 dB score below the floor, a 3x3 box filter of the noisy "
+        "input (25.50 dB): not learned more than that.",
+        "on skimage, gaussian:sigma=0-50, unet 24.50 dB scores below the floor, a 3x3 box filter of the noisy "
+        "input (25.00 dB): not learned more than that."]
+
+
 def test_a_trained_method_below_the_floor_is_marked_and_warned_about(tmp_path: Path) -> None:
     records = [_floored(_record("unet", t, 28.0), 25.5) for t in GAUSSIAN["tests"]]
     records += [_floored(_record("n2n", "gaussian:sigma=25", 24.0), 25.5),  # below the floor, above the input
@@ -138,8 +149,8 @@ def test_a_trained_method_below_the_floor_is_marked_and_warned_about(tmp_path: P
     assert rows["gaussian:sigma=25"] == ["20", "25.5", "28", f"24 {BELOW_FLOOR_MARK}", "24"]
     assert rows["gaussian:sigma=0-50"] == ["20", "25.5", "28", "27", "24"]
     assert FLOOR_NOTE in markdown
-    assert ("> **Warning:** n2n scores below the floor, a 3x3 box filter of its noisy input, on skimage, "
-            "gaussian:sigma=25 (24.00 < 25.50 dB)" in markdown)
+    assert ("> **Warning:** on skimage, gaussian:sigma=25, n2n 24.00 dB scores below the floor, a 3x3 box filter "
+            "of the noisy input (25.50 dB)" in markdown)
     assert BELOW_FLOOR_MARK not in write_tables(run)["ssim"].replace(FLOOR_NOTE, "")  # the mark is PSNR's
     warnings = low_budget_warnings(pd.DataFrame(records))
     assert len([w for w in warnings if "below the floor" in w]) == 1
