@@ -137,7 +137,7 @@ SHORT_BUDGET_WARNINGS = {
 # as a dry run, which shows its jobs and their time on this machine before anything long starts.
 NEXT_STEPS = {
     "smoke": "bench run --profile quick",
-    "quick": "bench run --profile cpu --dry-run   (numbers that mean something: see its time here, then drop --dry-run)",
+    "quick": "bench run --profile cpu --dry-run   (hours of training per method: see its time on this machine, then drop --dry-run)",
 }
 
 # Profiles where each method brings its own budget.
