@@ -165,10 +165,11 @@ def test_a_one_pixel_test_image_is_a_named_error_in_bench_run_and_bench_denoise(
             "--profile", "smoke", "--no-progress", "--out", str(tmp_path / "run")]
     with deadline(60):
         result = runner.invoke(main, args)
-    assert result.exit_code == 1, result.output
-    jobs = pd.read_csv(tmp_path / "run" / "jobs.csv")
-    assert list(jobs.status) == ["failed"]
-    assert "test image 'thin' is 1x40 pixels" in jobs.error[0] and "11x11" in jobs.error[0]
+    # Refused while the run is timed, before its first job: exit 2, one line, no run folder filled.
+    assert result.exit_code == 2, result.output
+    error = result.output.strip().splitlines()[-1]
+    assert error.startswith("error: ") and "test image 'thin' is 1x40 pixels" in error and "11x11" in error
+    assert not (tmp_path / "run" / "jobs.csv").exists()
     skimage = ["run", "--methods", "padded", "--noise", GAUSS, "--profile", "smoke", "--no-progress", "--out",
                str(tmp_path / "skimage")]
     assert runner.invoke(main, skimage).exit_code == 0

@@ -129,7 +129,8 @@ def test_runner_gives_a_self_supervised_method_no_clean_pixels(tmp_path: Path, p
     run(p, echo=lambda _: None)
     assert captured, "the runner should have loaded training images"
     batches = [s for s in Spy.seen if isinstance(s, NoisyBatch)]
-    assert len(batches) == 5 and all(not hasattr(b, "clean") for b in batches)
+    # the job's training steps and the time probe's before it: none of them carries a clean image
+    assert len(batches) >= 5 and all(not hasattr(b, "clean") for b in batches)
     # Nothing reachable from the view (public part), the context or the setup is a clean image.
     view, context, setup = Spy.seen[:3]
     public_view = {k: v for k, v in vars(view).items() if not k.startswith("_")}
