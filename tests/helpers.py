@@ -8,11 +8,18 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from click.testing import CliRunner, Result
 
 from denoise_bench import hookimpl
+from denoise_bench.cli import main
 from denoise_bench.method import Method, NoiseInfo
 from denoise_bench.noise import PIXEL_INDEPENDENT, NoiseFamily, Param
 from denoise_bench.supervision import Supervision
+
+
+def bench(*args: str) -> Result:
+    """``bench ARGS...`` in this process, its exit code and output captured."""
+    return CliRunner().invoke(main, list(args))
 
 
 class Median3(Method):

@@ -8,21 +8,16 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from click.testing import CliRunner
 
 from denoise_bench import plugins
-from denoise_bench.cli import main
 from denoise_bench.method import Method, MethodSetup, TrainContext
 from denoise_bench.methods.iddp import IDDP
 from denoise_bench.profiles import get_profile
 from denoise_bench.results import FLOOR, low_budget_warnings
 from denoise_bench.schema import RECORD_COLUMNS
 from denoise_bench.supervision import Supervision
-from helpers import MethodPlugin
+from helpers import MethodPlugin, bench
 
-
-def bench(*args: str) -> "click.testing.Result":  # noqa: F821
-    return CliRunner().invoke(main, list(args))
 
 
 @pytest.mark.parametrize("args,expected", [

@@ -8,18 +8,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from click.testing import CliRunner
 
 from denoise_bench import __version__, plugins
-from denoise_bench.cli import main
 from denoise_bench.method import Method, TrainContext
 from denoise_bench.noise import SYMMETRIC
 from denoise_bench.supervision import Supervision
-from helpers import MethodPlugin
+from helpers import MethodPlugin, bench
 
-
-def bench(*args: str) -> "click.testing.Result":  # noqa: F821
-    return CliRunner().invoke(main, list(args))
 
 
 class Passthrough(Method):

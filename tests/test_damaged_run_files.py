@@ -12,19 +12,17 @@ from pathlib import Path
 
 import pytest
 import torch
-from click.testing import CliRunner, Result
+from click.testing import Result
 
 from denoise_bench.api import run_benchmark
-from denoise_bench.cli import main
 from denoise_bench.errors import BenchError
 from denoise_bench.run_lock import LOCK
+
+from helpers import bench
 
 GRID = ["--methods", "bm3d", "--noise", "gaussian:sigma=25", "--profile", "smoke", "--test-images", "1", "--no-progress"]
 KEPT = ("records.csv", "jobs.csv", "config.json")  # what a refused command must leave as it was
 
-
-def bench(*args: str) -> Result:
-    return CliRunner().invoke(main, list(args))
 
 
 @pytest.fixture(scope="module")

@@ -11,17 +11,15 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from click.testing import CliRunner
 
 from denoise_bench import plugins
-from denoise_bench.cli import main
 from denoise_bench.errors import BenchError
 from denoise_bench.executors import make_executor
 from denoise_bench.results import PARTS, read_jobs, read_records, write_tables
 from denoise_bench.grid import Unit, units
 from denoise_bench.run_lock import LOCK, run_lock
 from denoise_bench.runner import RunRequest, plan, run, run_unit
-from helpers import LostJobs, MethodPlugin, Median3
+from helpers import LostJobs, Median3, MethodPlugin, bench
 
 pytest.importorskip("submitit")
 
@@ -29,9 +27,6 @@ GRID = ["--methods", "unet,n2n", "--noise", "gaussian:sigma=25", "--dataset", "s
         "--iterations", "3", "--test-images", "1", "--no-progress"]
 KEY = ["method", "dataset", "train_noise", "test_noise", "image", "repeat"]
 
-
-def bench(*args: str):
-    return CliRunner().invoke(main, list(args))
 
 
 def test_a_grid_through_submitits_local_executor_matches_the_same_grid_run_inline(tmp_path: Path) -> None:

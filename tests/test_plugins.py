@@ -15,11 +15,8 @@ from click.testing import CliRunner, Result
 from denoise_bench import hookimpl, plugins
 from denoise_bench.cli import main
 from denoise_bench.supervision import Supervision
-from helpers import Median3, MethodPlugin, ToyPlugin
+from helpers import Median3, MethodPlugin, ToyPlugin, bench
 
-
-def bench(*args: str) -> Result:
-    return CliRunner().invoke(main, list(args))
 
 
 def warnings_of(result: Result) -> list[str]:
