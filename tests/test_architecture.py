@@ -61,3 +61,13 @@ def test_no_core_module_imports_a_plugin_module() -> None:
     offenders = {module: sorted(name for name in _imports(module, path) if name.startswith(plugins))
                  for module, path in _core_modules().items()}
     assert {module: names for module, names in offenders.items() if names} == {}
+
+
+def test_every_plugin_module_is_registered_as_a_built_in() -> None:
+    """A module dropped into methods/ or datasets/ but missing from BUILTIN_PLUGINS would be installed and
+    never loaded: its method or dataset silently absent from `bench list` and every grid."""
+    from denoise_bench.plugins import BUILTIN_PLUGINS
+
+    modules = {f"{package}.{path.stem}" for package, folder in _plugin_packages().items()
+               for path in folder.glob("*.py") if path.stem != "__init__"}
+    assert sorted(modules - set(BUILTIN_PLUGINS)) == []
