@@ -115,7 +115,8 @@ class TrainedDenoiser:
             raise BenchError(f"{self.name} needs the noise level of the image (a NoiseInfo)")
         h, w = noisy.shape[-2:]
         padded = self.protocol.pad(noisy.to(self.method.setup.device), self.method.input_multiple)
-        estimate = self.method.denoise(padded, noise if self.method.uses_noise_level else None)
+        with torch.no_grad():  # as in evaluation (the plugin guide's promise)
+            estimate = self.method.denoise(padded, noise if self.method.uses_noise_level else None)
         return estimate[..., :h, :w]
 
 

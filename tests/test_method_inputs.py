@@ -7,6 +7,7 @@ from __future__ import annotations
 import inspect
 import signal
 from collections.abc import Iterator
+from typing import ClassVar
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from denoise_bench.protocol import NB2NB, reflect_pad
 from denoise_bench.runner import RunRequest, plan, run
 from denoise_bench.supervision import Supervision
 from denoise_bench.trained import TrainedDenoiser
-from helpers import MethodPlugin, reachable_tensors
+from helpers import Median3, MethodPlugin, reachable_tensors
 
 GAUSS = "gaussian:sigma=25"
 
@@ -210,3 +211,24 @@ def test_an_isolated_call_computes_under_the_callers_grad_mode_and_thread_count(
             call_isolated(lambda: 1 / 0)
     finally:
         torch.set_num_threads(before)
+
+
+class GradientProbe(Median3):
+    """Records whether gradients were on when ``denoise`` was called."""
+
+    name = "gradient-probe"
+    grad_enabled: ClassVar[list[bool]] = []
+
+    def denoise(self, noisy: torch.Tensor, noise: NoiseInfo | None = None) -> torch.Tensor:
+        GradientProbe.grad_enabled.append(torch.is_grad_enabled())
+        return super().denoise(noisy, noise)
+
+
+def test_denoise_runs_under_no_grad_in_bench_run(tmp_path: Path) -> None:
+    """The plugin guide promises evaluation under torch.no_grad(): a per-image optimiser must turn it back on."""
+    plugins.register_plugin(MethodPlugin(GradientProbe), name="gradient-probe")
+    GradientProbe.grad_enabled = []
+    result = CliRunner().invoke(main, ["run", "--methods", "gradient-probe", "--noise", GAUSS, "--profile", "smoke",
+                                       "--no-progress", "--out", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    assert GradientProbe.grad_enabled and not any(GradientProbe.grad_enabled)
