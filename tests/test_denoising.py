@@ -34,6 +34,8 @@ import pytest
 from denoise_bench.plugins import get_registry
 from denoise_bench.runner import RunRequest, plan, run
 
+pytestmark = pytest.mark.slow  # every test here trains or fits networks on real images: minutes in all
+
 BUDGET = {"iterations": 300, "batch_size": 4, "crop_size": 64, "width": 32, "test_images": 3, "test_crop": 128}
 LR_SCALE = 3.0
 MARGIN = {"iddp": 1.6, "n2n": 2.0, "unet": 2.0, "n2v": 2.0, "nb2nb": 1.8}
