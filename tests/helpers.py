@@ -22,6 +22,12 @@ def bench(*args: str) -> Result:
     return CliRunner().invoke(main, list(args))
 
 
+def bench_output(*args: str) -> tuple[int, str]:
+    """``bench ARGS...`` in this process: its exit code and its output (stdout and stderr)."""
+    result = bench(*args)
+    return result.exit_code, result.output
+
+
 class Median3(Method):
     """A per-image 3x3 median filter: a real (if weak) denoiser, defined outside the package."""
 

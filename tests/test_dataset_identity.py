@@ -17,22 +17,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from click.testing import CliRunner
 from PIL import Image
 
 from denoise_bench import plugins
-from denoise_bench.cli import main
 from denoise_bench.data import TEST, CleanImage, Dataset
 from denoise_bench.errors import BenchError
 from denoise_bench.leaderboard import write_leaderboard
-from helpers import ToyPlugin
+from helpers import ToyPlugin, bench_output
 
 RUN = ["run", "--methods", "median3", "--noise", "gaussian:sigma=25", "--profile", "smoke", "--no-progress"]
-
-
-def _bench(*args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(main, list(args))
-    return result.exit_code, result.output
 
 
 def _png(path: Path, seed: int, side: int = 24) -> Path:
@@ -54,7 +47,7 @@ def test_two_folders_of_one_name_are_never_ranked_as_one_dataset(tmp_path: Path)
         _png(tmp_path / "b" / "data" / f"im{seed}.png", seed + 10)  # other pictures, the same names
     shutil.copytree(tmp_path / "a" / "data", tmp_path / "copy" / "data")  # the same pictures elsewhere
     for folder, seed in (("a", "0"), ("b", "0"), ("copy", "1")):
-        code, output = _bench(*RUN, "--dataset", str(tmp_path / folder / "data"), "--seeds", seed,
+        code, output = bench_output(*RUN, "--dataset", str(tmp_path / folder / "data"), "--seeds", seed,
                               "--out", str(tmp_path / f"run-{folder}"))
         assert code == 0, output
     digests = {folder: set(pd.read_csv(tmp_path / f"run-{folder}" / "records.csv", dtype=str).dataset_digest)
@@ -90,16 +83,16 @@ def _named_data_dir(root: Path, names: list[str], listed: list[str] | None = Non
 def test_a_named_set_with_a_missing_or_foreign_file_is_refused(tmp_path: Path, names: list[str], said: str) -> None:
     listed = ["01.png", "02.png", "03.png"]
     intact = _named_data_dir(tmp_path / "intact", listed, listed)
-    code, output = _bench(*RUN, "--dataset", "set12", "--data-dir", str(intact), "--dry-run")
+    code, output = bench_output(*RUN, "--dataset", "set12", "--data-dir", str(intact), "--dry-run")
     assert code == 0, output
     tampered = _named_data_dir(tmp_path / "tampered", names, listed)
-    code, output = _bench(*RUN, "--dataset", "set12", "--data-dir", str(tampered), "--dry-run")
+    code, output = bench_output(*RUN, "--dataset", "set12", "--data-dir", str(tampered), "--dry-run")
     assert code == 2 and output.count("\n") == 1 and said in output, output
 
 
 def test_a_named_set_without_a_manifest_must_have_its_number_of_images(tmp_path: Path) -> None:
     root = _named_data_dir(tmp_path, [f"{i:02d}.png" for i in range(1, 12)])
-    code, output = _bench(*RUN, "--dataset", "set12", "--data-dir", str(root), "--dry-run")
+    code, output = bench_output(*RUN, "--dataset", "set12", "--data-dir", str(root), "--dry-run")
     assert code == 2 and "Set12/ holds 11 images, not the 12 of Set12" in output, output
 
 
@@ -108,7 +101,7 @@ def test_a_named_set_without_a_manifest_must_have_its_number_of_images(tmp_path:
 def test_two_images_of_one_name_in_a_folder_are_refused_when_planned(tmp_path: Path) -> None:
     _png(tmp_path / "data" / "a.png", 1)
     Image.open(_png(tmp_path / "b.png", 2)).save(tmp_path / "data" / "a.jpg")
-    code, output = _bench(*RUN, "--dataset", str(tmp_path / "data"), "--dry-run")
+    code, output = bench_output(*RUN, "--dataset", str(tmp_path / "data"), "--dry-run")
     assert code == 2 and output.count("\n") == 1, output
     assert "a.jpg and a.png are both image 'a'" in output
 
@@ -143,6 +136,6 @@ def test_a_request_naming_a_job_twice_is_refused_when_planned(tmp_path: Path, fl
     for flag in flags:
         if flag in args:  # replace RUN's value of this flag
             del args[args.index(flag):args.index(flag) + 2]
-    code, output = _bench(*args, *flags)
+    code, output = bench_output(*args, *flags)
     assert code == 2 and output.count("\n") == 1 and said in output, output
     assert not (tmp_path / "run").exists()

@@ -8,15 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner
 from PIL import Image
 
 from denoise_bench import plugins
-from denoise_bench.cli import main
 from denoise_bench.denoise_files import degenerate
 from denoise_bench.method import Method, NoiseInfo
 from denoise_bench.supervision import Supervision
-from helpers import MethodPlugin, Median3
+from helpers import Median3, MethodPlugin, bench
 
 
 class Blackout(Method):
@@ -32,10 +30,6 @@ class Blackout(Method):
         return torch.zeros_like(noisy)
 
 
-def _bench(*args: str):
-    return CliRunner().invoke(main, list(args))
-
-
 @pytest.fixture
 def folder_run(tmp_path: Path) -> Path:
     """A run of two per-image methods on a folder of images (the 'folder' dataset, named folder:images)."""
@@ -45,21 +39,21 @@ def folder_run(tmp_path: Path) -> Path:
         Image.fromarray(np.random.default_rng(i).integers(40, 216, (40, 40, 3), dtype=np.uint8)).save(images / f"im{i}.png")
     plugins.register_plugin(MethodPlugin(Median3, Blackout), name="per-image")
     run = tmp_path / "run"
-    result = _bench("run", "--methods", "median3,blackout", "--dataset", str(images), "--noise", "gaussian:sigma=25",
+    result = bench("run", "--methods", "median3,blackout", "--dataset", str(images), "--noise", "gaussian:sigma=25",
                     "--profile", "smoke", "--test-images", "1", "--no-progress", "--out", str(run))
     assert result.exit_code == 0, result.output
     return run
 
 
 def test_a_per_image_method_of_a_folder_run_denoises_files(folder_run: Path, tmp_path: Path) -> None:
-    result = _bench("denoise", str(tmp_path / "images" / "im0.png"), "--run", str(folder_run), "--method", "median3",
+    result = bench("denoise", str(tmp_path / "images" / "im0.png"), "--run", str(folder_run), "--method", "median3",
                     "--out", str(tmp_path / "o"))
     assert result.exit_code == 0, result.output  # was: unknown dataset 'folder:images'
     assert (tmp_path / "o" / "im0.png").is_file() and "warning" not in result.output
 
 
 def test_a_black_output_is_written_with_a_warning_naming_it(folder_run: Path, tmp_path: Path) -> None:
-    result = _bench("denoise", str(tmp_path / "images"), "--run", str(folder_run), "--method", "blackout",
+    result = bench("denoise", str(tmp_path / "images"), "--run", str(folder_run), "--method", "blackout",
                     "--out", str(tmp_path / "o"))
     assert result.exit_code == 0, result.output
     for name in ("im0.png", "im1.png"):

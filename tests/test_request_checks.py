@@ -9,11 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner
 from PIL import Image
 
 from denoise_bench import plugins
-from denoise_bench.cli import main
 from denoise_bench.data import CleanImage, Dataset
 from denoise_bench.errors import BenchError
 from denoise_bench.method import Method, NoiseInfo
@@ -21,12 +19,7 @@ from denoise_bench.noise import parse_spec
 from denoise_bench.plugins import get_registry
 from denoise_bench.supervision import Supervision
 from denoise_bench.testing import check_dataset
-from helpers import MethodPlugin, ToyPlugin
-
-
-def _bench(*args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(main, list(args))
-    return result.exit_code, result.output
+from helpers import MethodPlugin, ToyPlugin, bench_output
 
 
 @pytest.mark.parametrize("flag, value, said", [
@@ -34,19 +27,19 @@ def _bench(*args: str) -> tuple[int, str]:
     ("--seeds", "", "no seed (--seeds) given"), ("--dataset", "", "no dataset (--dataset) given"),
     ("--dataset", " , ", "no dataset (--dataset) given"), ("--methods", "", "no methods given")])
 def test_an_empty_grid_is_refused(tmp_path: Path, flag: str, value: str, said: str) -> None:
-    code, output = _bench("run", "--methods", "bm3d", "--profile", "smoke", "--out", str(tmp_path / "run"), flag, value)
+    code, output = bench_output("run", "--methods", "bm3d", "--profile", "smoke", "--out", str(tmp_path / "run"), flag, value)
     assert code == 2 and output.startswith(f"error: {said}") and output.count("\n") == 1, output
     assert not (tmp_path / "run").exists()
 
 
 def test_an_evaluation_with_no_test_set_or_no_methods_says_so(tmp_path: Path) -> None:
     plugins.register_plugin(ToyPlugin(), name="toy")
-    code, _ = _bench("run", "--methods", "median3", "--noise", "gaussian:sigma=25", "--profile", "smoke", "--no-progress",
+    code, _ = bench_output("run", "--methods", "median3", "--noise", "gaussian:sigma=25", "--profile", "smoke", "--no-progress",
                      "--out", str(tmp_path / "run"))
     assert code == 0
     for args, said in ((["--dataset", ""], "no dataset (--dataset) given"),
                        (["--dataset", "skimage", "--methods", ""], "no methods (--methods) given")):
-        code, output = _bench("evaluate", "--run", str(tmp_path / "run"), *args, "--out", str(tmp_path / "eval"))
+        code, output = bench_output("evaluate", "--run", str(tmp_path / "run"), *args, "--out", str(tmp_path / "eval"))
         assert code == 2 and output.startswith(f"error: {said}"), output
 
 
@@ -60,15 +53,15 @@ def _folder(path: Path) -> Path:
 
 def test_a_dataset_option_no_dataset_reads_is_refused_with_a_suggestion(tmp_path: Path) -> None:
     folder = _folder(tmp_path / "images")
-    code, output = _bench("run", "--methods", "bm3d", "--noise", "gaussian:sigma=25", "--dataset", str(folder),
+    code, output = bench_output("run", "--methods", "bm3d", "--noise", "gaussian:sigma=25", "--dataset", str(folder),
                           "--dataset-option", "chanels=1", "--profile", "smoke", "--dry-run")
     assert code == 2 and output.count("\n") == 1, output
     assert output.startswith("error: --dataset-option chanels: no dataset of this run reads it "
                              "(folder takes path, channels, name); did you mean channels?")
-    code, output = _bench("run", "--methods", "bm3d", "--dataset", "skimage", "--dataset-option", "channels=1",
+    code, output = bench_output("run", "--methods", "bm3d", "--dataset", "skimage", "--dataset-option", "channels=1",
                           "--profile", "smoke", "--dry-run")
     assert code == 2 and "(skimage takes none)" in output
-    code, output = _bench("run", "--methods", "bm3d", "--noise", "gaussian:sigma=25", "--dataset", f"skimage,{folder}",
+    code, output = bench_output("run", "--methods", "bm3d", "--noise", "gaussian:sigma=25", "--dataset", f"skimage,{folder}",
                           "--dataset-option", "channels=1", "--profile", "smoke", "--dry-run")
     assert code == 0, output  # read by one of the run's datasets: the folder
 
@@ -97,12 +90,12 @@ class Oracle(Method):
 @pytest.mark.parametrize("sigma", ["nan", "inf", "-5", "0", "300"])
 def test_bench_denoise_refuses_a_sigma_that_is_no_noise_level(tmp_path: Path, sigma: str) -> None:
     plugins.register_plugin(MethodPlugin(Oracle), name="oracle")
-    code, output = _bench("run", "--methods", "oracle", "--noise", "gaussian:sigma=25", "--profile", "smoke",
+    code, output = bench_output("run", "--methods", "oracle", "--noise", "gaussian:sigma=25", "--profile", "smoke",
                           "--no-progress", "--out", str(tmp_path / "run"))
     assert code == 0, output
     image = tmp_path / "noisy.png"
     Image.fromarray(np.full((20, 20), 128, dtype=np.uint8)).save(image)
-    code, output = _bench("denoise", str(image), "--run", str(tmp_path / "run"), "--method", "oracle", "--sigma", sigma,
+    code, output = bench_output("denoise", str(image), "--run", str(tmp_path / "run"), "--method", "oracle", "--sigma", sigma,
                           "--out", str(tmp_path / "out"))
     assert code == 2 and output.startswith(f"error: --sigma {float(sigma):g}: ") and output.count("\n") == 1, output
     assert not (tmp_path / "out").exists()

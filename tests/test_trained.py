@@ -22,6 +22,8 @@ from denoise_bench.protocol import get_protocol
 from denoise_bench.results import method_label
 from denoise_bench.trained import build_method
 
+from helpers import bench
+
 NOISE = "gaussian:sigma=25"
 CROP = 90  # not a multiple of the U-Net's 32: the denoiser must pad as the evaluator does
 
@@ -139,11 +141,7 @@ def _noisy_png(folder: Path, channels: int = 1) -> tuple[Path, np.ndarray]:
 
 
 def _bench(*args: str):
-    from click.testing import CliRunner
-
-    from denoise_bench.cli import main
-
-    return CliRunner().invoke(main, ["denoise", *args])
+    return bench("denoise", *args)
 
 
 def test_denoise_writes_what_the_trained_method_gives(bench_run: denoise_bench.Benchmark, tmp_path: Path) -> None:
