@@ -80,7 +80,7 @@ def method_setup(p: RunPlan, method_cls: type[Method], dataset: Dataset, setting
     """What the method is built with. Captured noise has no spec to tell and no crop to fit."""
     captured = setting.train.family.captured
     # An evaluation loads trained weights and has no training images to fit a crop to.
-    fits_crop = method_cls.trainable and not captured and p.request.weights_from is None
+    fits_crop = p.trains(method_cls) and not captured
     return MethodSetup(channels=dataset.channels, budget=p.budget_of(method_cls), device=p.device, seed=seed,
                        options=p.request.method_options.get(method_cls.name, {}), engine=p.engine,
                        train_noise=None if captured else setting.train,

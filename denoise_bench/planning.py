@@ -69,6 +69,11 @@ class RunPlan:
     def budget_of(self, method_cls: type[Method]) -> Budget:
         return self.budgets[method_cls.name]
 
+    def trains(self, method_cls: type[Method]) -> bool:
+        """Whether this run trains ``method_cls``: a trainable method, unless the run evaluates models
+        trained by another (``--weights-from``), which it loads instead."""
+        return method_cls.trainable and self.request.weights_from is None
+
     def training_source(self, dataset: Dataset) -> Dataset:
         """The dataset whose train split ``dataset``'s models train on: ``--train-dataset``, else its own."""
         return self.train_dataset or dataset

@@ -77,10 +77,9 @@ def estimate_units(p: RunPlan, grid: list[Unit], data: RunData | None = None,
         if method_cls.incompatibility(setting.family) is not None:
             costs[unit] = UnitCost(0.0, 0.0, images)
             continue
-        trains = method_cls.trainable and p.request.weights_from is None  # an evaluation loads its models
         all_cases = [c for dataset_cases in cases.values() for c in dataset_cases]
         try:
-            train_s = probes.training(method_cls, datasets[0], setting, unit.seed) if trains else 0.0
+            train_s = probes.training(method_cls, datasets[0], setting, unit.seed) if p.trains(method_cls) else 0.0
             per_pixel = probes.test_seconds_per_pixel(method_cls, datasets[0], setting, unit.seed, all_cases[0])
         except Exception:  # noqa: BLE001 - the job will fail the same way, recorded as failed; its cost is unknown
             costs[unit] = UnitCost(0.0, 0.0, images, timed=False)
@@ -95,8 +94,8 @@ def unit_cases(p: RunPlan, unit: Unit, data: RunData) -> dict[str, list[TestCase
     so that an empty or unreadable folder is refused before the first job rather than failing as one."""
     setting = setting_of(p, unit)
     datasets = [d for d in p.datasets if d.name in unit.datasets]
-    trains = next(m for m in p.methods if m.name == unit.method).trainable and p.request.weights_from is None
-    if trains and not setting.train.family.captured:
+    method_cls = next(m for m in p.methods if m.name == unit.method)
+    if p.trains(method_cls) and not setting.train.family.captured:
         data.shortest_train_side(datasets[0])
     return {d.name: [c for spec in setting.tests for c in data.test_cases(d, spec)] for d in datasets}
 
