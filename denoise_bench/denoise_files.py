@@ -47,20 +47,20 @@ def _from_config(run_dir: Path, method: str, noise_slug: str | None, seed: int, 
     if len(trains) != 1:
         raise BenchError(f"{run_dir}: choose the training noise with --noise (one of: "
                          f"{', '.join(n['train'] for n in config.get('noise') or [])})")
-    request = config.get("request") or {}
+    request = config["request"]
     # The request's registry names (and options): config.json's own "datasets" holds the instances' names,
     # which for a folder is "folder:<its name>", no dataset's registry key.
-    source = request.get("train_dataset") or (request.get("datasets") or config.get("datasets") or [None])[0]
+    source = request["train_dataset"] or request["datasets"][0]
     dataset_cls = registry.dataset(source)
     try:
-        channels = dataset_cls(None, **(request.get("dataset_options") or config.get("dataset_options") or {})).channels
+        channels = dataset_cls(None, **request["dataset_options"]).channels
     except BenchError:
         channels = dataset_cls.channels
-    budget = (config.get("budgets") or {}).get(method) or config["budget"]
+    budget = config["budgets"][method]
     family = parse_spec(trains[0], registry.noise_families).family
     return {"method": method, "options": entry.get("options") or {}, "channels": channels, "budget": budget,
             "seed": seed, "train_noise": None if family.captured else trains[0], "train_side": None,
-            "protocol": request.get("protocol") or "nb2nb"}
+            "protocol": request["protocol"]}
 
 
 def run_denoiser(run_dir: Path, method: str, noise: str | None = None, seed: int | None = None,

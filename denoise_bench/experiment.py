@@ -24,9 +24,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from denoise_bench.engine import Engine
 from denoise_bench.options import parse_option
-from denoise_bench.profiles import recorded_budget
 
 CONDITIONS = ("profile", "budget", "engine", "protocol", "noise_policy")
 
@@ -93,7 +91,7 @@ class Experiment:
     training_set: str  # the train split's id (Dataset.training_set_id); "" for methods that do not train
     supervision: str
     profile: str
-    budget: str  # the method's budget as sorted JSON (every field, older configs' defaults filled in)
+    budget: str  # the method's budget as sorted JSON (every field)
     engine: str  # precision, channels-last, compile as sorted JSON
     protocol: str  # the evaluation protocol as sorted JSON (id, seed, ...)
     noise_policy: str
@@ -116,23 +114,17 @@ class Experiment:
 
 
 def run_conditions(config: Mapping[str, Any], method: str | None = None) -> dict[str, str]:
-    """The conditions a run's ``config.json`` records for ``method`` (None: the run's own budget).
-
-    Older run folders lack some of them and are read as what they ran under: no ``engine`` means
-    fp32 eager (the defaults of :class:`~denoise_bench.engine.Engine`); no ``budgets`` means every
-    method had the run's ``budget``; budget fields added later take their defaults (before training
-    rules and initialisations were recorded every method trained under the official rule). A JSON
-    round trip first, so a config read back from disk and one built in memory compare alike.
+    """The conditions a run's ``config.json`` (in today's results format: ``results.read_config`` upgrades
+    an older folder's) records for ``method`` (None: the run's own budget). A JSON round trip first, so a
+    config read back from disk and one built in memory compare alike.
     """
     config = json.loads(json.dumps(dict(config), default=str))
-    budget = dict(config.get("budget") or {})
-    if method is not None:
-        budget = dict((config.get("budgets") or {}).get(method) or budget)
+    budget = config["budget"] if method is None else config["budgets"][method]
     return {"profile": str(config.get("profile")),
-            "budget": _json(recorded_budget(budget)),
-            "engine": _json(Engine().as_dict() | dict(config.get("engine") or {})),
+            "budget": _json(budget),
+            "engine": _json(config["engine"]),
             "protocol": _json(config.get("protocol")),
-            "noise_policy": str(config.get("noise_policy") or "fresh")}
+            "noise_policy": str(config["noise_policy"])}
 
 
 def config_experiments(config: Mapping[str, Any]) -> list[Experiment]:

@@ -44,10 +44,11 @@ from denoise_bench.output_folders import claim_folder
 from denoise_bench.plausibility import IMPLAUSIBLE_MARK, IMPLAUSIBLE_NOTE, implausible
 from denoise_bench.experiment import (CONDITIONS, Experiment, canonical_options, parse_canonical, run_conditions,
                                      shown_options)
+from denoise_bench.migration import installed
 from denoise_bench.protocol import PROTOCOLS, protocol_by_id
-from denoise_bench.results import (BELOW_FLOOR_MARK, CONFIG, ENVIRONMENT, FLOOR, FLOOR_NOTE, ORACLE_MARK, RECORDS, below_floor,
+from denoise_bench.results import (BELOW_FLOOR_MARK, CONFIG, FLOOR, FLOOR_NOTE, ORACLE_MARK, RECORDS, below_floor,
                                    low_budget_warnings, method_label, not_run, not_run_text, nothing_ran, part_folders,
-                                   read_config, read_curves, read_jobs, read_records, with_floor, write_frame,
+                                   read_config, read_curves, read_environment, read_jobs, read_records, with_floor, write_frame,
                                    write_json, write_text_atomic)
 from denoise_bench.significance import (FEW_IMAGES_MARK, MIN_INTERVAL_IMAGES, PairedDifference, all_pairs, compare,
                                         per_image_means)
@@ -79,15 +80,6 @@ class MergedRuns:
     runs: list[RunInfo] = field(default_factory=list)
 
 
-def _read_environment(run_dir: Path) -> dict:
-    """environment.json of a run, or {} for folders without one (hand-made or older runs)."""
-    try:
-        found = json.loads((run_dir / ENVIRONMENT).read_text())
-    except (OSError, json.JSONDecodeError):
-        return {}
-    return found if isinstance(found, dict) else {}
-
-
 def _run_day(run_dir: Path, config: dict, environment: dict) -> tuple[str, str]:
     """(day, source): the day environment.json was recorded, else the UTC stamp of a default run
     folder name, else the newest records file's time (older runs did not record their date)."""
@@ -108,35 +100,15 @@ def _run_day(run_dir: Path, config: dict, environment: dict) -> tuple[str, str]:
 
 
 def _run_info(run_dir: Path, config: dict) -> RunInfo:
-    environment = _read_environment(run_dir)
+    environment = read_environment(run_dir)
     return RunInfo(run_dir, config, environment, *_run_day(run_dir, config, environment))
-
-
-def _registered(kind: str, name: str) -> object | None:
-    """A method or dataset class from the registry, or None when it is not installed here."""
-    from denoise_bench.plugins import get_registry  # lazily: the publishing layer reads plugins only by name
-
-    try:
-        return getattr(get_registry(), kind)(name)
-    except BenchError:
-        return None
-
-
-def _recorded_options(config: dict, method: str) -> str:
-    """A method's options as records carry them, from ``config.json`` (for records made before they did)."""
-    given = next((m.get("options") for m in config.get("methods") or [] if m.get("name") == method), None)
-    if not given:
-        return ""
-    method_cls = _registered("method", method)
-    # Records that lack the column predate identity options too: _identity_form fills in former defaults.
-    return canonical_options(given, getattr(method_cls, "options", None))
 
 
 def _identity_form(method: str, options: str) -> str:
     """Recorded options as records write them today: a method's ``identity_options`` that a record made
     before they were written lacks take the defaults that record was made under (``former_defaults``),
     so that it never reads as made under today's defaults."""
-    method_cls = _registered("method", method)
+    method_cls = installed("method", method)
     always = getattr(method_cls, "identity_options", ())
     given = parse_canonical(options)
     if not always or all(k in given for k in always):
@@ -147,7 +119,7 @@ def _identity_form(method: str, options: str) -> str:
 
 def shown_method_options(method: str, options: str) -> str:
     """What a row label shows of an experiment's options: those that differ from the method's defaults now."""
-    return shown_options(options, getattr(_registered("method", method), "options", None))
+    return shown_options(options, getattr(installed("method", method), "options", None))
 
 
 def experiment_label(experiment: Experiment) -> str:
@@ -156,42 +128,23 @@ def experiment_label(experiment: Experiment) -> str:
     return f"{experiment.method} [{shown}]" if shown else experiment.method
 
 
-def _recorded_training_set(config: dict, dataset: str) -> str:
-    """The training set of a dataset's trained methods, from ``config.json`` (for records made before
-    records carried it): ``--train-dataset`` or the dataset itself, as its train split's id where the
-    dataset is installed here, else by name."""
-    name = str(config.get("train_dataset") or dataset)
-    dataset_cls = _registered("dataset", name)
-    try:
-        return dataset_cls(None, **(config.get("dataset_options") or {})).training_set_id()  # type: ignore[misc,operator]
-    except Exception:  # not installed, or it cannot be made without its data: its name identifies it
-        return name
-
-
-def with_experiments(records: pd.DataFrame, config: dict) -> pd.DataFrame:
-    """The records of one run with its experiment's ``method_options``, ``training_set`` and ``experiment``
-    (the key). Records from before the first two were recorded (no column, or empty values, which a CSV
-    reads back as missing) take them from ``config.json``; methods that do not train have no training set."""
+def with_experiments(records: pd.DataFrame, config: dict | None) -> pd.DataFrame:
+    """The records of one run (read in today's results format) with the key of their ``experiment``;
+    ``config`` is the run's ``config.json``, None for records made in memory (no run's conditions, and
+    no options or training set where they say none)."""
     records = records.copy()
     if records.empty:
         return records.assign(experiment=pd.Series(dtype=str))
-    for column in ("method_options", "training_set"):
-        if column not in records:
-            records[column] = None
-        records[column] = records[column].astype(object)
-    trained = records["iterations"].fillna(0) > 0 if "iterations" in records else pd.Series(True, records.index)
-    missing = records.method_options.isna()
-    records.loc[missing, "method_options"] = records.loc[missing, "method"].map(lambda m: _recorded_options(config, m))
+    if config is None:
+        records = records.assign(**{c: records[c].astype(object).where(records[c].notna(), "") if c in records else ""
+                                    for c in ("method_options", "training_set")})
     upgraded = {pair: _identity_form(*pair) for pair in set(zip(records.method, records.method_options.astype(str)))}
     records["method_options"] = [upgraded[pair] for pair in zip(records.method, records.method_options.astype(str))]
-    missing = records.training_set.isna()
-    records.loc[missing & ~trained, "training_set"] = ""
-    missing &= trained
-    records.loc[missing, "training_set"] = records.loc[missing, "dataset"].map(lambda d: _recorded_training_set(config, d))
     columns = ["method", "method_options", "train_noise", "training_set", "supervision"]
     keys = {}
     for values in records[columns].astype(str).drop_duplicates().itertuples(index=False):
-        keys[tuple(values)] = Experiment(*values, **run_conditions(config, values[0])).key
+        conditions = run_conditions(config, values[0]) if config is not None else dict.fromkeys(CONDITIONS, "")
+        keys[tuple(values)] = Experiment(*values, **conditions).key
     records["experiment"] = [keys[tuple(v)] for v in records[columns].astype(str).itertuples(index=False)]
     return records
 
@@ -249,8 +202,6 @@ def _check_one_set_per_name(records: pd.DataFrame) -> None:
     be different pictures. Records from before digests were recorded (``dataset_digest`` empty) are taken
     to be of the set their name says. Captured noise is scored on a set's captures, synthetic noise on its
     clean images: their digests differ and are compared apart (by the test noise's family)."""
-    if "dataset_digest" not in records:
-        return
     known = records[records.dataset_digest.notna()]
     family = known.test_noise.astype(str).str.split(":").str[0]
     sets = known.assign(family=family).drop_duplicates(["dataset", "family", "dataset_digest"])
@@ -378,7 +329,7 @@ def name_experiments(records: pd.DataFrame) -> pd.DataFrame:
     """
     if "base_method" in records:
         return records
-    records = records if "experiment" in records else with_experiments(records, {})
+    records = records if "experiment" in records else with_experiments(records, None)
     names: dict[tuple[str, str, str], str] = {}
     shown: dict[str, str] = {}
     for (dataset, test_noise), block in records.groupby(["dataset", "test_noise"], sort=True):
@@ -526,7 +477,7 @@ def scored_like_source(source_protocol: object, protocols: pd.Series, dataset: s
     ours = [protocol_by_id(str(p)) for p in set(protocols)]
     if source is None or not ours:
         return False
-    colour = getattr(_registered("dataset", dataset), "channels", 3) != 1
+    colour = getattr(installed("dataset", dataset), "channels", 3) != 1
     return all(p is not None and p.scores_like(source, colour) for p in ours)
 
 
@@ -596,7 +547,7 @@ def curve_tables(curves: pd.DataFrame) -> dict[tuple[str, str], pd.DataFrame]:
     for (dataset, test_noise), block in curves.groupby(["dataset", "test_noise"], sort=True):
         mean = block.groupby(["step", "method"]).agg(psnr=("psnr", "mean"), seconds=("train_seconds", "mean"))
         cells = mean.apply(lambda r: f"{r.psnr:.2f} ({r.seconds:.0f} s)", axis=1).unstack("method").fillna("")
-        if "floor_psnr" in block and block.floor_psnr.notna().any():
+        if block.floor_psnr.notna().any():
             cells[FLOOR] = block.groupby("step").floor_psnr.mean().map(lambda v: "" if pd.isna(v) else f"{v:.2f}")
         tables[(dataset, test_noise)] = cells
     return tables
@@ -662,7 +613,9 @@ def write_leaderboard(run_dirs: list[Path], out: Path, allow_mismatch: bool = Fa
                   "them (evaluation time excluded): compare methods at equal iterations or equal time.", ""]
         for (dataset, test_noise), table in curve_tables(curves).items():
             lines += [f"## {dataset}, {test_noise}", "", table.to_markdown(), ""]
-        write_frame(out / "curves.csv", curves.drop(columns="run_dir"))
+        written = curves.drop(columns="run_dir")
+        # Like its tables, the file has the floor's column only where some point has the floor.
+        write_frame(out / "curves.csv", written.drop(columns="floor_psnr") if written.floor_psnr.isna().all() else written)
     markdown = "\n".join(lines) + "\n"
     # What the leaderboard was made from, so that it can be checked and re-made.
     inputs = {"runs": [str(d) for d in run_dirs], "allow_mismatch": allow_mismatch, "paper": paper}

@@ -23,6 +23,7 @@ from denoise_bench.errors import BenchError
 from denoise_bench.evaluation import trained_source
 from denoise_bench.memory_fit import check_budgets_fit
 from denoise_bench.method import Method, resolve_options
+from denoise_bench.migration import RESULTS_FORMAT
 from denoise_bench.noise import NoiseSetting, retested
 from denoise_bench.output_folders import claim_folder
 from denoise_bench.plugins import Registry, get_registry
@@ -30,7 +31,7 @@ from denoise_bench.profiles import Budget, get_profile, method_budget
 from denoise_bench.protocol import EvalProtocol, get_protocol
 from denoise_bench.real_noise import require_real_source
 from denoise_bench.request import RunRequest
-from denoise_bench.results import CONFIG, RESULTS_FORMAT
+from denoise_bench.results import CONFIG
 from denoise_bench.run_lock import LOCK
 from denoise_bench.supervision import NoisePolicy, Supervision
 from denoise_bench.tensorboard_events import require_tensorboard

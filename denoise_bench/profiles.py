@@ -32,14 +32,14 @@ from __future__ import annotations
 
 import math
 
-from dataclasses import MISSING, asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 from denoise_bench.errors import BenchError
 
 LR_RULES = ("official", "warmup-cosine")
 INITS = ("own", "pytorch")
-# Names the init rule had in older run folders and request files -> its name now.
+# Names the init rule had in older request files -> its name now (run folders: denoise_bench.migration).
 FORMER_INIT_NAMES = {"official": "own"}
 WARMUP_FRACTION = 0.05  # of the steps, for the warm-up-cosine rule
 
@@ -83,16 +83,6 @@ class Budget:
                 raise BenchError(f"budget {key} must be positive, got {value}")
         return replace(self, **{k: v for k, v in values.items() if v is not None})
 
-
-# Values of the budget fields that have defaults: what runs from before those fields trained with.
-BUDGET_DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(Budget) if f.default is not MISSING}
-
-
-def recorded_budget(budget: dict[str, Any]) -> dict[str, Any]:
-    """A budget as a run folder recorded it, in today's terms: fields added since take their defaults
-    (what those runs trained with), and renamed values their new names."""
-    full = BUDGET_DEFAULTS | budget
-    return full | {"init": FORMER_INIT_NAMES.get(full["init"], full["init"])}
 
 # Budget fields a method's published recipe fixes (``Method.official_budget``), for the official profile.
 OFFICIAL_BUDGET_FIELDS = ("iterations", "batch_size", "crop_size", "per_image_iterations")

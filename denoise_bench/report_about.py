@@ -15,16 +15,11 @@ import pandas as pd
 
 from denoise_bench.condition_text import ENGINE_FIELDS, TEST_FIELDS, TRAINING_FIELDS, field_text
 from denoise_bench.convergence import convergence_caveat
-from denoise_bench.engine import Engine
-from denoise_bench.profiles import recorded_budget
 from denoise_bench.results import (BELOW_FLOOR_MARK, FLOOR_KERNEL, below_floor_cells, below_input_warnings,
                                    implausible_warnings, profile_warnings)
 
 if TYPE_CHECKING:
     from denoise_bench.leaderboard import RunInfo
-
-# Runs from before these fields existed trained with these (see run_folder._comparable).
-_ENGINE_DEFAULTS = Engine().as_dict()
 
 
 @dataclass
@@ -51,8 +46,8 @@ def _machine(environment: dict) -> dict[str, str]:
     found: dict[str, str] = {}
     if device.startswith("cuda"):
         found["device"] = f"{environment.get('device_name')} ({device})"
-    else:  # older runs recorded the CPU's architecture only, not its model
-        model = environment.get("cpu_model") or environment.get("processor") or environment.get("device_name")
+    else:
+        model = environment["cpu_model"]
         bf16 = environment.get("cpu_bf16_flags")
         found["device"] = f"CPU {model}" + (f" ({', '.join(bf16)})" if bf16 else "")
         threads = environment.get("torch_threads")
@@ -72,8 +67,7 @@ def _machine(environment: dict) -> dict[str, str]:
 
 def _properties(config: dict, budget: dict, environment: dict) -> dict[str, dict[str, str]]:
     """The properties of one row, in the order the block lists them."""
-    budget = recorded_budget(budget)
-    engine = _ENGINE_DEFAULTS | (config.get("engine") or {})
+    engine = config["engine"]
     commit = environment.get("git_commit")
     return {
         "Protocol": {"protocol": _protocol_text(config)},
@@ -81,7 +75,7 @@ def _properties(config: dict, budget: dict, environment: dict) -> dict[str, dict
         "Training budget": {k: field_text(k, budget[k]) for k in TRAINING_FIELDS if budget.get(k) is not None},
         "Test set": {k: field_text(k, budget.get(k)) for k in TEST_FIELDS},
         "Training engine": {k: field_text(k, engine[k]) for k in ENGINE_FIELDS},
-        "Noise policy": {"noise_policy": str(config.get("noise_policy") or "fresh")},
+        "Noise policy": {"noise_policy": str(config["noise_policy"])},
         "Machine": _machine(environment),
         "Commit": {"commit": str(commit)[:12] if commit else "not recorded"},
     }
@@ -97,15 +91,15 @@ def _rows(runs: list[RunInfo], records: pd.DataFrame) -> list[_Row]:
         trained = here.iterations.fillna(0) > 0 if "iterations" in here else pd.Series(False, here.index)
         groups: dict[str, tuple[dict, list[str]]] = {}
         for label, method, learns in dict.fromkeys(zip(here.method, base, trained)):
-            budget = ((info.config.get("budgets") or {}).get(method) if learns else None) or info.config.get("budget") or {}
-            key = repr(sorted(recorded_budget(budget).items())) if learns else ""
+            budget = info.config["budgets"][method] if learns else info.config["budget"]
+            key = repr(sorted(budget.items())) if learns else ""
             groups.setdefault(key, (budget, []))[1].append(str(label))
         untrained = groups.pop("", None)
         if untrained and groups:
             next(iter(groups.values()))[1].extend(untrained[1])
         elif untrained:
             groups[""] = untrained
-        for budget, methods in groups.values() or [(info.config.get("budget") or {}, [])]:
+        for budget, methods in groups.values() or [(info.config["budget"], [])]:
             rows.append(_Row(str(info.run_dir), methods, _properties(info.config, budget, info.environment)))
     return rows
 

@@ -37,11 +37,12 @@ import pandas as pd
 from denoise_bench.atomic import write_text_atomic
 from denoise_bench.errors import BenchError
 from denoise_bench.evaluate import FLOOR_KERNEL
+from denoise_bench.migration import (checked_version, stored_json, upgrade_config, upgrade_environment,
+                                     upgrade_rows)
 from denoise_bench.plausibility import IMPLAUSIBLE_MARK, IMPLAUSIBLE_NOTE, implausible, implausible_warnings
 from denoise_bench.profiles import SHORT_BUDGET_WARNINGS
 from denoise_bench.schema import CURVE_KEY, JOB_KEY, RECORD_KEY, TEXT_COLUMNS
 
-RESULTS_FORMAT = 1  # bump when the layout or meaning of a run folder changes
 CONFIG = "config.json"
 ENVIRONMENT = "environment.json"  # from environment.describe_environment
 CHECKPOINTS = "checkpoints"
@@ -62,6 +63,7 @@ FLOOR_NOTE = (f"\"{FLOOR}\": a {FLOOR_KERNEL}x{FLOOR_KERNEL} box filter of the s
               f"estimate: the trivial smoother every learned method must beat. {BELOW_FLOOR_MARK} marks a trained "
               "method whose mean PSNR is below it: it has not learned to denoise beyond that.")
 METRICS = {"psnr": 2, "ssim": 4}  # metric -> decimals shown
+_ROW_KINDS = {RECORDS: "records", PENDING: "records", JOBS: "jobs", CURVES: "curves"}  # for denoise_bench.migration
 _ROW_KEYS = {RECORDS: RECORD_KEY, PENDING: RECORD_KEY, JOBS: JOB_KEY, CURVES: CURVE_KEY}  # what identifies a row of each file
 
 
@@ -84,25 +86,46 @@ def write_frame(path: Path, frame: pd.DataFrame) -> None:
 
 
 def read_config(run_dir: Path) -> dict:
-    """The run's config, refusing folders written by an incompatible version of denoise-bench."""
+    """The run's config as today's results format writes it (``denoise_bench.migration`` upgrades an
+    older folder's in memory), refusing folders of a format this version does not read."""
+    return _read_config(run_dir)[1]
+
+
+def _read_config(run_dir: Path) -> tuple[int, dict]:
+    """(the results format ``run_dir`` was written in, its config upgraded to today's)."""
     path = run_dir / CONFIG
     if not path.is_file():
         raise BenchError(f"{run_dir} is not a run folder (no {CONFIG})")
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BenchError(f"{path} is not valid JSON ({exc})") from None
-    found = config.get("format_version") if isinstance(config, dict) else None
-    if found != RESULTS_FORMAT:
-        raise BenchError(f"{run_dir} was written by an incompatible version of denoise-bench "
-                         f"(results format {found}, this version reads {RESULTS_FORMAT})")
+    config = stored_json(path)
+    if not isinstance(config, dict):
+        raise BenchError(f"{path} is {json_kind(config)}, not an object of the run it records (a damaged or hand-edited file)")
+    version = checked_version(config.get("format_version"), path)
     wrong = _config_shape_error(config)
+    if not wrong:
+        config = upgrade_config(config, version)
+        wrong = next((f"it has no {key}" for key in _ALWAYS_RECORDED if key not in config), None)
     if wrong:
         raise BenchError(f"{path}: {wrong} (a damaged or hand-edited file)")
-    return config
+    return version, config
 
 
-# What the entries of config.json that readers rely on are, where present (older folders lack some).
+def read_environment(run_dir: Path) -> dict:
+    """The run's ``environment.json`` (where and when it ran) in today's shape; {} for a folder without
+    one (made by hand). A damaged file is a BenchError naming it."""
+    path = run_dir / ENVIRONMENT
+    if not path.is_file():
+        return {}
+    version, _ = _read_config(run_dir)
+    found = stored_json(path)
+    if not isinstance(found, dict):
+        raise BenchError(f"{path} is {json_kind(found)}, not an object of where and when the run ran "
+                         "(a damaged or hand-edited file)")
+    return upgrade_environment(found, version)
+
+
+# What the entries of config.json that readers rely on are, where present (a hand-made folder may lack
+# the grid's); the conditions of its experiments are there in every folder of today's format.
+_ALWAYS_RECORDED = ("budget", "budgets", "engine", "noise_policy")
 _CONFIG_SHAPES: dict[str, type | tuple[type, ...]] = {
     "request": dict, "methods": list, "noise": list, "datasets": list, "seeds": list, "budget": dict, "budgets": dict,
     "engine": dict, "protocol": dict, "dataset_options": dict, "profile": str, "noise_policy": str,
@@ -199,21 +222,25 @@ def _check_rows(path: Path, frame: pd.DataFrame) -> None:
 
 
 def _read_frame(run_dir: Path, name: str) -> pd.DataFrame:
-    """``name`` of the run folder with the same file of every part appended; empty if none exists.
+    """``name`` of the run folder with the same file of every part appended, in today's results format
+    (``denoise_bench.migration``); empty if none exists.
 
     A row found in more than one of the files (a kill between folding a part in and removing it, or a
     part a job wrote again after it was folded) is taken once, the last one read.
     """
     paths = [path for path in [run_dir / name, *(part / name for part in part_folders(run_dir))] if path.is_file()]
+    if not paths:
+        return pd.DataFrame()
+    version, config = _read_config(run_dir)
     frames = [read_rows(path) for path in paths]
     filled = [frame for frame in frames if not frame.empty]
     if len(filled) > 1:
         merged = pd.concat(filled, ignore_index=True)
         key = [column for column in _ROW_KEYS.get(name, []) if column in merged]
-        return merged.drop_duplicates(key, keep="last", ignore_index=True) if key else merged
-    if filled:
-        return filled[0]
-    return frames[0] if frames else pd.DataFrame()  # keep the header of an empty file
+        frame = merged.drop_duplicates(key, keep="last", ignore_index=True) if key else merged
+    else:
+        frame = filled[0] if filled else frames[0]  # keep the header of an empty file
+    return upgrade_rows(_ROW_KINDS[name], frame, version, config)
 
 
 def read_records(run_dir: Path) -> pd.DataFrame:
@@ -241,9 +268,9 @@ def method_label(method: str, oracle: bool) -> str:
 
 def with_floor(records: pd.DataFrame) -> pd.DataFrame:
     """Records with ``floor_psnr`` and ``floor_ssim``, each taken from any record of the same noisy input
-    (:data:`FLOOR_INPUT`) that has it. Records written before the floor was recorded lack it; the floor
-    depends only on the noisy input, the same for every method, so one run that records it gives it to
-    every row of a table. NaN where no record of that input has it."""
+    (:data:`FLOOR_INPUT`) that has it. Records of results format 1 may not know it; the floor depends only
+    on the noisy input, the same for every method, so one run that records it gives it to every row of a
+    table (of a leaderboard merging runs too). NaN where no record of that input has it."""
     records = records.assign(**{c: math.nan for c in FLOOR_COLUMNS if c not in records})
     if records.empty or not records[FLOOR_COLUMNS].isna().any().any():
         return records
@@ -366,7 +393,7 @@ def build_tables(records: pd.DataFrame, jobs: pd.DataFrame, metric: str,
         if not block.empty:
             # Mean over images, repeats and seeds; the noisy input is the same for every method.
             columns[NOISY_INPUT] = block.groupby("test_noise", sort=False)[f"input_{metric}"].mean()
-            if block[f"floor_{metric}"].notna().any():  # older records lack it: then so does the table
+            if block[f"floor_{metric}"].notna().any():  # records of format 1 may not know it: nor does the table
                 columns[FLOOR] = block.groupby("test_noise", sort=False)[f"floor_{metric}"].mean()
             for (method, oracle), rows in block.groupby(["method", "uses_noise_level"], sort=False):
                 # NaN when an estimate was not a number: never a mean over the images that happened to be finite.

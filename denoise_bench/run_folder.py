@@ -21,7 +21,6 @@ from denoise_bench.environment import describe_environment
 from denoise_bench.errors import BenchError
 from denoise_bench.experiment import CONDITIONS, config_experiments
 from denoise_bench.planning import RunPlan, run_config
-from denoise_bench.request import RunRequest
 from denoise_bench.results import (CHECKPOINTS, CONFIG, CURVES, DONE, ENVIRONMENT, JOBS, PARTS, PENDING, RECORDS,
                                    part_folders, read_config, read_curves, read_jobs, read_pending, read_records,
                                    read_rows, write_frame, write_json)
@@ -204,8 +203,8 @@ def _comparable(config: dict[str, Any]) -> dict[str, Any]:
     """The parts of a config that must match to continue a run (not the device, threads or progress).
 
     Its experiments (``denoise_bench.experiment``: methods with their options, training noise,
-    supervision, profile, budget, engine, protocol, noise policy, with older folders' missing fields
-    read as what they ran under) and the rest of the grid (datasets, seeds, test settings).
+    supervision, profile, budget, engine, protocol, noise policy) and the rest of the grid (datasets,
+    seeds, test settings). An older folder's config is compared as ``results.read_config`` upgrades it.
     A JSON round trip first, so a config read back from disk and one built in memory compare alike.
     """
     config = json.loads(json.dumps(config, default=str))
@@ -216,7 +215,6 @@ def _comparable(config: dict[str, Any]) -> dict[str, Any]:
     request.pop("eval_every", None)
     request.pop("curve_images", None)
     request.pop("tensorboard", None)  # so do TensorBoard events
-    request.setdefault("engine", {})  # run folders from before engine switches trained with the defaults
     experiments = [e.key for e in config_experiments(config)]
     # Threads, like the device, change how fast a run goes, not what it computes.
     rest = {k: v for k, v in config.items() if k not in ("device", "threads", "run_id", *CONDITIONS, "budgets")}
@@ -257,8 +255,7 @@ def _check_same_run(run_dir: Path, previous: dict[str, Any], config: dict[str, A
     now = _comparable(config)
     if before == now:
         return
-    defaults = RunRequest([], [], []).recorded()  # fields an older folder lacks are read as these on resume
-    if _comparable({"request": defaults | previous["request"]}) != _comparable({"request": defaults | config["request"]}):
+    if _comparable({"request": previous["request"]}) != _comparable({"request": config["request"]}):
         raise BenchError(f"run folder {run_dir} was made by a different request; continue it with "
                          f"`bench run --resume {run_dir}` or choose a new --out")
     differ = ", ".join(sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k)))

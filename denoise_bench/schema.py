@@ -18,19 +18,18 @@ CURVE_KEY = JOB_KEY + ["test_noise", "step"]  # one learning-curve point
 RECORD_COLUMNS = ["run_id", "protocol", "profile", "method", "supervision", "uses_noise_level", "train_noise", "test_noise",
                   "dataset", "image", "repeat", "seed", "noise_seed", "noise_level", "psnr", "ssim", "input_psnr",
                   "input_ssim", "seconds", "train_seconds", "iterations", "noise_policy", "device",
-                  # What tells experiments of one method apart (denoise_bench.experiment); run folders from
-                  # before these were recorded lack them, and readers take them from config.json.
+                  # What tells experiments of one method apart (denoise_bench.experiment).
                   "method_options", "training_set",
-                  # What makes the dataset that set of test images (RunData.test_digest); older records lack it.
+                  # What makes the dataset that set of test images (RunData.test_digest).
                   "dataset_digest",
-                  # The floor: a 3x3 box filter of the noisy input, scored like an estimate. Older records
-                  # lack it; readers take it from any record of the same input (results.with_floor).
+                  # The floor: a 3x3 box filter of the noisy input, scored like an estimate.
                   "floor_psnr", "floor_ssim"]
+# Records of results format 1 may lack the last five: denoise_bench.migration fills them in when they are read.
 # Columns of names: read back as text even where every name looks like a number (Set12's "01"), or a
 # folder holding only such names would neither pair with nor de-duplicate against any other folder.
 TEXT_COLUMNS = ("run_id", "method", "dataset", "image", "train_noise", "test_noise", "training_set", "dataset_digest")
 JOB_COLUMNS = JOB_KEY + ["supervision", "uses_noise_level", "status", "error", "seconds", "traceback"]
-# floor_psnr: the floor (box3 of the input) on the same images as the point; curves from before lack it.
+# floor_psnr: the floor (box3 of the input) on the same images as the point (unknown in format 1's older curves).
 CURVE_COLUMNS = CURVE_KEY + ["train_seconds", "psnr", "ssim", "records", "floor_psnr"]
 
 JobKey = tuple[str, str, str, int]

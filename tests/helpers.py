@@ -12,8 +12,10 @@ from click.testing import CliRunner, Result
 
 from denoise_bench import hookimpl
 from denoise_bench.cli import main
+from denoise_bench.engine import Engine
 from denoise_bench.method import Method, NoiseInfo
 from denoise_bench.noise import PIXEL_INDEPENDENT, NoiseFamily, Param
+from denoise_bench.migration import RESULTS_FORMAT
 from denoise_bench.supervision import Supervision
 
 
@@ -26,6 +28,17 @@ def bench_output(*args: str) -> tuple[int, str]:
     """``bench ARGS...`` in this process: its exit code and its output (stdout and stderr)."""
     result = bench(*args)
     return result.exit_code, result.output
+
+
+def run_folder_config(methods: dict[str, dict] | None = None, **entries: Any) -> dict:
+    """A hand-made run folder's ``config.json`` in today's results format: a quick-profile run of
+    ``methods`` (name -> options) under the nb2nb protocol, fp32 eager, fresh noise; ``entries`` replace
+    its own, and every method gets the run's budget unless ``budgets`` is given."""
+    config = {"format_version": RESULTS_FORMAT, "protocol": {"id": "nb2nb-v1", "seed": 101}, "profile": "quick",
+              "methods": [{"name": m, "options": o} for m, o in (methods or {}).items()], "noise": [], "datasets": [],
+              "seeds": [0], "budget": {"iterations": 800, "test_images": 20}, "engine": Engine().as_dict(),
+              "noise_policy": "fresh", "train_dataset": None, "dataset_options": {}} | entries
+    return {"budgets": {m["name"]: config["budget"] for m in config["methods"]}} | config
 
 
 class Median3(Method):

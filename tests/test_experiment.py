@@ -24,14 +24,15 @@ from denoise_bench.experiment import Experiment, canonical_options, config_exper
 from denoise_bench.leaderboard import experiment_label
 from denoise_bench.grid import units
 from denoise_bench.method import Method, NoiseInfo
+from denoise_bench.migration import upgrade_config
 from denoise_bench.planning import plan, run_config
 from denoise_bench.request import RunRequest
-from denoise_bench.results import CONFIG, RECORDS, RESULTS_FORMAT, write_frame, write_json
+from denoise_bench.results import CONFIG, RECORDS, write_frame, write_json
 from denoise_bench.run_folder import ResultSink, _comparable
 from denoise_bench.schema import RECORD_COLUMNS
 from denoise_bench.supervision import Supervision
 from denoise_bench.unit_runner import UnitRunner
-from helpers import MethodPlugin, todays_options
+from helpers import MethodPlugin, run_folder_config, todays_options
 
 IMAGES = [f"img{i:02d}" for i in range(6)]
 
@@ -61,10 +62,7 @@ def _board(tmp_path: Path, *args: str) -> pd.DataFrame:
 
 
 def _config(methods: dict[str, dict], **changes: object) -> dict:
-    config = {"format_version": RESULTS_FORMAT, "protocol": {"id": "nb2nb-v1", "seed": 101}, "profile": "quick",
-              "budget": {"iterations": 800, "test_images": 6}, "noise_policy": "fresh", "train_dataset": None,
-              "methods": [{"name": m, "options": o} for m, o in methods.items()]}
-    return config | changes
+    return run_folder_config(methods, **({"budget": {"iterations": 800, "test_images": 6}} | changes))
 
 
 def _write_run(path: Path, rows: list[dict], config: dict, columns: list[str] = RECORD_COLUMNS) -> Path:
@@ -97,10 +95,6 @@ def test_the_identity_has_one_stable_key_and_reads_options_against_their_default
     b = Experiment("iddp", "stop_gradient=false", "gaussian:sigma=0-50", "train400", "none", **conditions)
     assert Experiment.from_key(a.key) == a and a.key != b.key
     assert experiment_label(b) == "iddp [stop_gradient=false]" and b.differences(a) == ["method_options"]
-    # A config from before engines and per-method budgets were recorded reads as what it ran under.
-    assert run_conditions(_config({})) == run_conditions(_config({}, engine={"precision": "fp32"},
-                                                                 budgets={"iddp": {"iterations": 800, "test_images": 6}}),
-                                                         "iddp")
 
 
 def test_a_method_at_two_option_values_is_two_rows_not_one_of_four_records(tmp_path: Path) -> None:
@@ -133,8 +127,10 @@ def test_the_iddp_ablation_is_a_row_of_its_own_beside_iddp(tmp_path: Path) -> No
 
 def test_records_from_before_options_were_recorded_take_them_from_the_config(tmp_path: Path) -> None:
     old = [c for c in RECORD_COLUMNS if c not in ("method_options", "training_set")]
-    a = _write_run(tmp_path / "a", [{"method": "iddp", "seed": 0, "offset": 1.0}], _config({"iddp": {}}), old)
-    b = _write_run(tmp_path / "b", [{"method": "iddp", "seed": 1}], _config({"iddp": {"stop_gradient": "false"}}), old)
+    a = _write_run(tmp_path / "a", [{"method": "iddp", "seed": 0, "offset": 1.0}], _config({"iddp": {}}, format_version=1),
+                   old)
+    b = _write_run(tmp_path / "b", [{"method": "iddp", "seed": 1}],
+                   _config({"iddp": {"stop_gradient": "false"}}, format_version=1), old)
     table = _board(tmp_path, str(a), str(b)).set_index("method")
     # Made before IDDP's open choices were recorded: read with the defaults of their time.
     former = "beta1=0.9,clamp=false,init=kaiming0.1,network=unet"
@@ -171,9 +167,9 @@ def test_resume_compares_experiments_and_reads_older_configs_as_what_they_ran_un
     config = run_config(p)
     assert [(e.method, e.train_noise) for e in config_experiments(config)] == [("bm3d", "gaussian:sigma=25")]
     # Folders from before engines and per-method budgets were recorded: fp32 eager, the run's budget for all.
-    older = {k: v for k, v in config.items() if k not in ("engine", "budgets")}
+    older = {k: v for k, v in config.items() if k not in ("engine", "budgets")} | {"format_version": 1}
     assert config["engine"] == {"precision": "fp32", "channels_last": False, "compile": "off"}
-    assert _comparable(older) == _comparable(config)
+    assert _comparable(upgrade_config(older, 1)) == _comparable(config)
     other = json.loads(json.dumps(config))
     other["methods"][0]["options"] = {"sigma_scale": "2"}
     assert _comparable(other) != _comparable(config)

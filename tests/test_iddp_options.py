@@ -151,12 +151,12 @@ def _records(method_options: str | None) -> pd.DataFrame:
 
 def test_results_from_before_the_open_choices_were_recorded_keep_their_old_defaults() -> None:
     today = canonical_options({}, IDDP.options, IDDP.identity_options)
-    old = with_experiments(_records(""), {})  # a record made when "" meant the former defaults
-    new = with_experiments(_records(today), {})
+    old = with_experiments(_records(""), None)  # a record made when "" meant the former defaults
+    new = with_experiments(_records(today), None)
     assert old.experiment.iloc[0] != new.experiment.iloc[0]
     assert name_experiments(new).method.iloc[0] == "iddp"
     # The probe moved network, init, beta1 and clamp from Neighbor2Neighbor's conventions to Noise2Grad's.
     assert name_experiments(old).method.iloc[0] == "iddp [beta1=0.9,clamp=false,init=kaiming0.1,network=unet]"
     # An old record's explicit option survives the upgrade beside the filled-in former defaults.
-    upgraded = with_experiments(_records("stop_gradient=false"), {}).method_options.iloc[0]
+    upgraded = with_experiments(_records("stop_gradient=false"), None).method_options.iloc[0]
     assert "stop_gradient=false" in upgraded and "beta1=0.9" in upgraded

@@ -8,6 +8,7 @@ from __future__ import annotations
 import html
 import json
 import re
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -21,20 +22,18 @@ from denoise_bench.leaderboard import (FEW_IMAGES_NOTE, GAP_COLUMN, PAPER_GAP, P
                                        TEST_SECONDS, leaderboard_tables, merge_runs, read_paper_results,
                                        write_leaderboard)
 from denoise_bench.plausibility import IMPLAUSIBLE_MARK, IMPLAUSIBLE_NOTE
-from denoise_bench.results import (BELOW_FLOOR_MARK, CONFIG, FLOOR, FLOOR_NOTE, JOBS, RECORDS, RESULTS_FORMAT,
+from denoise_bench.results import (BELOW_FLOOR_MARK, CONFIG, FLOOR, FLOOR_NOTE, JOBS, RECORDS,
                                    write_frame, write_json)
 from denoise_bench.schema import JOB_COLUMNS, RECORD_COLUMNS
 from denoise_bench.significance import FEW_IMAGES_MARK, MIN_INTERVAL_IMAGES, all_pairs, paired_bootstrap
-from helpers import todays_options
+from helpers import run_folder_config, todays_options
 
 IMAGES = [f"img{i:02d}" for i in range(20)]
 BASE = np.random.default_rng(1).uniform(24, 30, len(IMAGES))  # per-image PSNR of a reference method
 
 
-def _config(**changes: object) -> dict:
-    config = {"format_version": RESULTS_FORMAT, "protocol": {"id": "nb2nb-v1", "seed": 101}, "profile": "quick",
-              "budget": {"iterations": 800, "test_images": 20}, "noise_policy": "fresh", "train_dataset": None}
-    return config | changes
+def _config(methods: Iterable[str] = (), **changes: object) -> dict:
+    return run_folder_config(dict.fromkeys(methods, {}), **changes)
 
 
 def _write_run(path: Path, offsets: dict[str, np.ndarray], dataset: str = "bsd68", test_noise: str = "gaussian:sigma=25",
@@ -51,7 +50,7 @@ def _write_run(path: Path, offsets: dict[str, np.ndarray], dataset: str = "bsd68
                     "train_seconds": 60.0, "iterations": 800, "device": "cpu", "method_options": todays_options(method)}
             rows.append(row)
     path.mkdir(parents=True)
-    write_json(path / CONFIG, _config(**config_changes))
+    write_json(path / CONFIG, _config(offsets, **config_changes))
     write_frame(path / RECORDS, pd.DataFrame(rows, columns=RECORD_COLUMNS))
     return path
 

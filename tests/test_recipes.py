@@ -18,6 +18,7 @@ from denoise_bench.methods.n2n import Noise2Noise
 from denoise_bench.methods.n2v import EPOCHS, PLATEAU_PATIENCE, Noise2Void, PlateauSchedule
 from denoise_bench.methods.nb2nb import Neighbor2Neighbor
 from denoise_bench.methods.unet import SupervisedUNet
+from denoise_bench.migration import upgrade_config
 from denoise_bench.noise import parse_spec
 from denoise_bench.plugins import get_registry
 from denoise_bench.profiles import WARMUP_FRACTION, Budget, get_profile, method_budget
@@ -227,11 +228,12 @@ def test_the_init_rule_formerly_named_official_reads_as_own() -> None:
     # Run folders and request files from before the rename recorded "official" for each network's own init.
     assert SMOKE.override(init="official").init == "own"
     old, new = _config_with_init("official"), _config_with_init("own")
-    assert run_conditions(old) == run_conditions(new)
+    assert run_conditions(upgrade_config(old, 1)) == run_conditions(upgrade_config(new, 1))
 
 
 def _config_with_init(init: str) -> dict:
-    return {"profile": "cpu", "budget": get_profile("cpu").as_dict() | {"init": init}, "protocol": {"id": "nb2nb-v1"}}
+    return {"format_version": 1, "profile": "cpu", "budget": get_profile("cpu").as_dict() | {"init": init},
+            "protocol": {"id": "nb2nb-v1"}}
 
 
 def test_the_cpu_profile_records_its_rule_in_the_run_config() -> None:

@@ -22,6 +22,8 @@ from denoise_bench.results import BELOW_FLOOR_MARK, FLOOR, FLOOR_NOTE, read_curv
 from denoise_bench.runner import RunRequest, plan, run
 from denoise_bench.samples import sample_dir
 
+from helpers import run_folder_config
+
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-background-networking", "--disable-component-update",
                   "--disable-gpu", "--virtual-time-budget=5000", "--window-size=1600,1200"]
@@ -96,8 +98,8 @@ def test_page_says_what_the_numbers_were_made_under(board: Path) -> None:
 
 
 def _run_info(name: str, budgets: dict[str, dict]) -> RunInfo:
-    config = {"profile": "official", "protocol": {"id": "nb2nb-v1"}, "budget": {"iterations": 100, "batch_size": 4},
-              "budgets": budgets}
+    config = run_folder_config(profile="official", protocol={"id": "nb2nb-v1"}, budget={"iterations": 100, "batch_size": 4},
+                               budgets=budgets)
     return RunInfo(Path(name), config, {}, "2025-01-02", "")
 
 
@@ -108,7 +110,7 @@ def _records(run_dir: str, iterations: dict[str, int], images: int = 3) -> pd.Da
 
 
 def test_per_method_budgets_are_shown_per_method_only_where_they_differ() -> None:
-    common = {"batch_size": 4, "crop_size": 128, "width": 48, "lr_rule": "official", "init": "official"}
+    common = {"batch_size": 4, "crop_size": 128, "width": 48, "lr_rule": "official", "init": "own"}
     runs = [_run_info("runs/a", {"n2n": common | {"iterations": 1000}, "nb2nb": common | {"iterations": 2000}})]
     about = about_html(runs, _records("runs/a", {"n2n": 1000, "nb2nb": 2000, "bm3d": 0}))
     assert "128×128 crops" in about and "batch 4" in about  # shared fields once
@@ -121,7 +123,8 @@ def test_per_method_budgets_are_shown_per_method_only_where_they_differ() -> Non
 
 def test_runs_that_agree_are_described_once_and_their_differences_in_words() -> None:
     def info(name: str, batch: int, commit: str) -> RunInfo:
-        config = {"profile": "cpu", "protocol": {"id": "nb2nb-v1"}, "budget": {"iterations": 6000, "batch_size": batch}}
+        config = run_folder_config(dict.fromkeys(["unet", "n2n", "dip"], {}), profile="cpu", protocol={"id": "nb2nb-v1"},
+                                   budget={"iterations": 6000, "batch_size": batch})
         environment = {"device": "cpu", "cpu_model": "Xeon", "git_commit": commit, "platform": "Linux-6.1-v1-x86_64"}
         return RunInfo(Path(name), config, environment, "2025-01-02", "")
 

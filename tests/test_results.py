@@ -12,10 +12,10 @@ from denoise_bench import plugins
 from denoise_bench.cli import main
 from denoise_bench.plausibility import IMPLAUSIBLE_MARK, IMPLAUSIBLE_NOTE
 from denoise_bench.results import (BELOW_FLOOR_MARK, CONFIG, FLOOR, FLOOR_NOTE, JOBS, NOTHING_RAN, RECORDS,
-                                   RESULTS_FORMAT, low_budget_warnings, nothing_ran, with_floor, write_frame, write_json,
+                                   low_budget_warnings, nothing_ran, with_floor, write_frame, write_json,
                                    write_tables)
 from denoise_bench.schema import JOB_COLUMNS, RECORD_COLUMNS
-from helpers import ToyPlugin
+from helpers import ToyPlugin, run_folder_config
 
 GAUSSIAN = {"train": "gaussian:sigma=0-50", "tests": ["gaussian:sigma=25", "gaussian:sigma=0-50"]}
 SALT = {"train": "salt:p=0.05", "tests": ["salt:p=0.05"]}
@@ -30,8 +30,8 @@ def _job(method: str, train_noise: str, status: str, error: str | None = None, s
 
 def _write_run(path: Path, jobs: list[dict], records: list[dict]) -> Path:
     path.mkdir(parents=True)
-    write_json(path / CONFIG, {"format_version": RESULTS_FORMAT, "protocol": {"id": "nb2nb-v1"}, "profile": "quick",
-                               "noise": [GAUSSIAN, SALT]})
+    methods = {row["method"]: {} for row in [*jobs, *records]}
+    write_json(path / CONFIG, run_folder_config(methods, protocol={"id": "nb2nb-v1"}, noise=[GAUSSIAN, SALT]))
     write_frame(path / JOBS, pd.DataFrame(jobs, columns=JOB_COLUMNS))
     write_frame(path / RECORDS, pd.DataFrame(records, columns=RECORD_COLUMNS))
     return path

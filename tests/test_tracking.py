@@ -17,10 +17,9 @@ from denoise_bench import hookimpl, plugins, tensorboard_events
 from denoise_bench.cli import main
 from denoise_bench.errors import BenchError
 from denoise_bench.method import NoiseInfo
-from denoise_bench.results import RESULTS_FORMAT
 from denoise_bench.runner import RunRequest, plan, run
 from denoise_bench.schema import job_key
-from helpers import LostJobs, MethodPlugin, Median3
+from helpers import LostJobs, MethodPlugin, Median3, run_folder_config
 
 # unet trains 30 steps (smoke), scored every 10: the loss is read back at 10, 20, 25 (CHECK_EVERY) and 30.
 STEPS = [10, 20, 25, 30]
@@ -198,7 +197,7 @@ def test_without_the_flag_no_events_are_written(tmp_path: Path) -> None:
 def test_a_jobs_own_process_reads_the_switch_from_the_run_folder(tmp_path: Path) -> None:
     """Under an executor the job's process sees no run_started: config.json says whether to write."""
     pytest.importorskip("tensorboard")
-    (tmp_path / "config.json").write_text(json.dumps({"format_version": RESULTS_FORMAT, "request": {"tensorboard": True}}))
+    (tmp_path / "config.json").write_text(json.dumps(run_folder_config(request={"tensorboard": True})))
     training = {"method": "unet", "train_noise": "gaussian:sigma=25", "seed": 1, "datasets": ["bsd68", "set12"]}
     tensorboard_events.training_step(run_dir=tmp_path, training=training, step=25, loss=0.5, lr=1e-3)
     for dataset in training["datasets"]:
