@@ -221,7 +221,7 @@ def measure(s: PerfSettings) -> dict:
 def render(report: dict) -> str:
     lines = [f"# Performance: {report['device_name']} ({report['device']}, torch {report['torch']}, "
              f"{report['threads']} threads)", "",
-             "Engine: " + _engine_text(report.get("engine", {"precision": "fp32"})) + ".", "",
+             "Engine: " + _engine_text(report["engine"]) + ".", "",
              *_cpu_lines(report),
              "| method | batch | ms / iteration | iterations / s | GFLOP / iteration | achieved TFLOP/s | "
              "arithmetic bound (ms) | operators / iteration | launch bound (ms) |",
@@ -234,11 +234,11 @@ def render(report: dict) -> str:
     if report.get("baseline_engine"):
         lines += _render_comparison(report)
     c = report["suite_vs_bare"]
-    if report.get("engine", {}).get("compile", "off") != "off":
+    if report["engine"]["compile"] != "off":
         lines += ["", "FLOPs and operators are counted on the eager step; a compiled step fuses operators and, with "
                       "CUDA graphs, launches the whole step at once, so the launch bound above is the eager one."]
     lines += ["", f"Crops {report['settings']['crop']}x{report['settings']['crop']}, U-Net width "
-              f"{report['settings']['width']}, {report['settings'].get('channels', CHANNELS)} channel(s). Evaluation: {report['evaluation_images_per_s']:.2f} images/s "
+              f"{report['settings']['width']}, {report['settings']['channels']} channel(s). Evaluation: {report['evaluation_images_per_s']:.2f} images/s "
               f"at {report['settings']['eval_size']}x{report['settings']['eval_size']}.", "",
               f"Suite training loop vs a bare PyTorch loop ({c['method']}, batch {c['batch']}, fastest of "
               f"{len(c['all_suite_ms'])} interleaved rounds): {c['suite_ms']:.1f} ms vs {c['bare_ms']:.1f} ms, "
@@ -248,7 +248,7 @@ def render(report: dict) -> str:
 
 def _cpu_lines(report: dict) -> list[str]:
     """What decides the CPU's speed beside the engine: its bf16 flags and the allocator setting."""
-    if report["device"] != "cpu" or "host_memory" not in report:  # reports made before these were recorded
+    if report["device"] != "cpu":
         return []
     flags = ", ".join(report["cpu_bf16_flags"]) or "none"
     memory = ("kept in the process" if report["host_memory"] == "kept" else "returned to the system (C library default)")
