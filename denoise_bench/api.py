@@ -8,13 +8,16 @@ the run folder, and turns the methods trained there into denoisers (:meth:`Bench
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+import inspect
+from dataclasses import MISSING, dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from denoise_bench.noise import split_noise_list
+from denoise_bench.errors import BenchError
+from denoise_bench.request import RunRequest
+from denoise_bench.request_schema import leaves, request_values
 from denoise_bench.results import build_tables, read_config, read_jobs, read_records
 from denoise_bench.trained import TrainedDenoiser
 
@@ -56,34 +59,47 @@ class Benchmark:
 
 def run_benchmark(methods: Sequence[str] | str, noises: Sequence[str] | str = ("gaussian",),
                   datasets: Sequence[str] | str = ("skimage",), profile: str = "quick", *,
-                  seeds: Sequence[int] = (0,), out: str | Path | None = None, protocol: str = "nb2nb",
-                  method_options: dict[str, dict[str, Any]] | None = None, data_dir: str | Path | None = None,
-                  device: str | None = None, progress: bool = False, echo: Callable[[str], None] | None = None,
-                  tensorboard: bool = False, **budget: int | float | str | None) -> Benchmark:
+                  echo: Callable[[str], None] | None = None, **fields: Any) -> Benchmark:
     """Train and evaluate ``methods`` x ``noises`` x ``datasets`` x ``seeds`` as ``bench run`` does.
 
-    Names are those of ``bench list``; ``budget`` overrides fields of the profile's budget
-    (``iterations=200``, ``test_images=4``, ...). Results go to ``out`` (default ``runs/<timestamp>``);
-    running again into the same folder continues it. ``echo`` gets the run's messages, a line after
-    each job among them; ``tensorboard`` writes event files under ``RUN_DIR/tensorboard/`` (the
-    ``tensorboard`` extra). Raises ``BenchError`` on a bad name or option.
+    Names are those of ``bench list``. Every other value of ``bench run`` is a keyword of the same
+    name with underscores (its signature lists them; ``bench run --help`` says what each does):
+    ``iterations=200``, ``test_images=4`` (fields of the profile's budget), ``seeds=[0, 1]``,
+    ``method_options={"iddp": {"stop_gradient": False}}``, ``precision="fp32"``, ... Results go to
+    ``out`` (default ``runs/<timestamp>``); running again into the same folder continues it. ``echo``
+    gets the run's messages, a line after each job among them; ``tensorboard=True`` writes event files
+    under ``RUN_DIR/tensorboard/`` (the ``tensorboard`` extra). Raises ``BenchError`` on a bad name or option.
     """
-    from denoise_bench.data import resolve_data_dir
-    from denoise_bench.runner import RunRequest, plan, run
+    from denoise_bench.runner import plan, run
 
-    request = RunRequest(
-        methods=_names(methods), noises=_names(noises, split=split_noise_list),
-        datasets=_names(datasets), seeds=[int(s) for s in seeds], profile=profile, overrides=dict(budget),
-        protocol=protocol, data_dir=resolve_data_dir(Path(data_dir) if data_dir else None), device=device,
-        out=Path(out) if out is not None else None,
-        method_options={m: {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in opts.items()} for m, opts in (method_options or {}).items()},
-        progress=progress, tensorboard=tensorboard)
+    request = benchmark_request(methods=methods, noises=noises, datasets=datasets, profile=profile, **fields)
     result = run(plan(request), echo=echo or (lambda message: None))
     return Benchmark(result.run_dir, result.records, result.jobs)
 
 
-def _names(value: Sequence[str] | str, split: Callable[[str], list[str]] | None = None) -> list[str]:
-    texts = [value] if isinstance(value, str) else list(value)
-    if split is None:
-        return [part.strip() for text in texts for part in text.split(",") if part.strip()]
-    return [part for text in texts for part in split(text)]
+def benchmark_request(**given: Any) -> RunRequest:
+    """The request run_benchmark() makes of its arguments: every value of the request a keyword, each
+    unset one at its default (progress bars off); a grouped field (budget, engine) records the keys given."""
+    unknown = sorted(set(given) - set(_LEAVES))
+    if unknown:
+        raise BenchError(f"run_benchmark() has no keyword {unknown[0]!r}; keywords: {', '.join(_LEAVES)}")
+    defaults = {name: leaf.default_for("api") for name, leaf in _LEAVES.items() if leaf.group is None}
+    values = {k: v for k, v in defaults.items() if v is not MISSING} | given
+    return RunRequest(**request_values(RunRequest, values, lambda leaf: leaf.name, whole_groups=False))
+
+
+# The request's values that run_benchmark() takes, in bench run's order (bench evaluate's own are not among them).
+_LEAVES = {leaf.name: leaf for leaf in leaves(RunRequest) if not leaf.option.not_a_flag}
+
+
+def _signature() -> inspect.Signature:
+    """run_benchmark()'s signature with every keyword of the request spelled out (its ``**fields``)."""
+    own = inspect.signature(run_benchmark).parameters
+    first = [own[name] for name in ("methods", "noises", "datasets", "profile")]
+    keywords = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=leaf.hint,
+                                  default=None if leaf.default_for("api") is MISSING else leaf.default_for("api"))
+                for name, leaf in _LEAVES.items() if name not in own]
+    return inspect.Signature([*first, *keywords, own["echo"]], return_annotation=Benchmark)
+
+
+run_benchmark.__signature__ = _signature()  # type: ignore[attr-defined]

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import math
 import shlex
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +11,9 @@ import click
 
 from denoise_bench import __version__
 from denoise_bench.data import resolve_data_dir
-from denoise_bench.engine import COMPILE_MODES, REQUESTABLE_PRECISIONS, Engine, resolve_engine
+from denoise_bench.engine import Engine, resolve_engine
 from denoise_bench.environment import pick_device
-from denoise_bench.errors import BenchError, unknown_name
+from denoise_bench.errors import BenchError
 from denoise_bench.executors import make_executor
 from denoise_bench.host_memory import keep_freed_memory
 from denoise_bench.leaderboard import write_leaderboard
@@ -24,7 +22,7 @@ from denoise_bench.noise import split_noise_list
 from denoise_bench.output_folders import claim_folder
 from denoise_bench.perf import PERF_REPORT, PerfSettings, write_report
 from denoise_bench.plugins import Registry, get_registry
-from denoise_bench.profiles import INITS, LR_RULES, NEXT_STEPS, PROFILES
+from denoise_bench.profiles import NEXT_STEPS
 from denoise_bench.protocol import PROTOCOLS
 from denoise_bench.results import nothing_ran, write_tables
 from denoise_bench.dry_run import describe_grid, describe_run
@@ -33,15 +31,11 @@ from denoise_bench.time_estimate import timed_estimate
 from denoise_bench.planning import RUNS_DIR, RunPlan, latest_run
 from denoise_bench.evaluation import evaluation_request
 from denoise_bench.dispatch import Executor
-from denoise_bench.request import read_request_file
+from denoise_bench.request import DATA_DIR_HELP, PROGRESS_HELP
+from denoise_bench.request_schema import split_commas
+from denoise_bench.request_cli import engine_options, load_request_file, request_of_options, request_options
 from denoise_bench.runner import RunRequest, plan, run
 from denoise_bench.supervision import Supervision
-
-DEFAULT_METHODS = "iddp,unet,n2n,bm3d"
-PROGRESS_HELP = ("Progress bars (training, testing, downloads) [default: only when stderr is a terminal, so that a "
-                 "redirected log gets none]; the line after each job is printed either way.")
-DATA_DIR_HELP = ("Folder of the named sets [env DENOISE_BENCH_DATA; else a ../shared/data holding MANIFEST.csv beside "
-                 "the checkout or the working directory].")
 
 
 class BenchGroup(click.Group):
@@ -70,10 +64,6 @@ def _registry() -> Registry:
     return registry
 
 
-def _split(text: str) -> list[str]:
-    return [part.strip() for part in text.split(",") if part.strip()]
-
-
 def _key_values(pairs: tuple[str, ...], what: str) -> dict[str, str]:
     out = {}
     for pair in pairs:
@@ -84,90 +74,9 @@ def _key_values(pairs: tuple[str, ...], what: str) -> dict[str, str]:
     return out
 
 
-def _method_options(pairs: tuple[str, ...]) -> dict[str, dict[str, str]]:
-    out: dict[str, dict[str, str]] = {}
-    for pair in pairs:
-        method, colon, rest = pair.partition(":")
-        if not colon:
-            raise BenchError(f"--method-option {pair!r} is not of the form METHOD:KEY=VALUE")
-        out.setdefault(method.strip(), {}).update(_key_values((rest,), "--method-option"))
-    return out
-
-
-_COMMA_LISTS = ("methods", "datasets", "seeds")  # text options that hold a comma-separated list: a file may give an array
-_TABLES = ("method_options", "dataset_options", "executor_options")  # KEY=VALUE options: a file gives a table
-_SCALARS = (str, int, float, bool)
-
-
-def _file_value(param: click.Parameter, value: Any, where: str) -> Any:
-    """A value from a request file as the flag would give it: lists joined by commas, tables as KEY=VALUE.
-
-    A value of the wrong kind for its flag (a table for a number, 1.5 or true for a whole number, an
-    array for a single value) is a BenchError naming ``where`` (the file and key), never converted.
-    """
-    def text(v: Any) -> str:
-        return str(v).lower() if isinstance(v, bool) else str(v)
-
-    def wrong(expected: str) -> BenchError:
-        return BenchError(f"{where} = {value!r}: expected {expected}")
-
-    if param.name in _TABLES and isinstance(value, dict):
-        if param.name == "method_options":
-            if not all(isinstance(opts, dict) and all(isinstance(v, _SCALARS) for v in opts.values())
-                       for opts in value.values()):
-                raise wrong("a table of tables of values ([method-option.METHOD] KEY = VALUE)")
-            return [f"{m}:{k}={text(v)}" for m, opts in value.items() for k, v in opts.items()]
-        if not all(isinstance(v, _SCALARS) for v in value.values()):
-            raise wrong("a table of values (KEY = VALUE)")
-        return [f"{k}={text(v)}" for k, v in value.items()]
-    if isinstance(value, dict):
-        raise wrong("a value, not a table")
-    if getattr(param, "multiple", False) or param.name in _COMMA_LISTS:
-        items = value if isinstance(value, list) else [value]
-        if not all(isinstance(v, _SCALARS) for v in items):
-            raise wrong("a value or an array of values")
-        return [text(v) for v in items] if getattr(param, "multiple", False) else ",".join(text(v) for v in items)
-    if isinstance(value, list):
-        raise wrong("one value, not an array")
-    if isinstance(param.type, click.types.BoolParamType) or getattr(param, "is_flag", False):
-        expected, fits = "true or false", isinstance(value, bool)
-    elif isinstance(param.type, click.types.IntParamType):
-        expected, fits = "a whole number", isinstance(value, int) and not isinstance(value, bool)
-    elif isinstance(param.type, click.types.FloatParamType):
-        expected, fits = "a number", isinstance(value, (int, float)) and not isinstance(value, bool)
-    else:
-        expected, fits = "text", isinstance(value, str)
-    if not fits:
-        raise wrong(expected)
-    return value
-
-
-def _load_config(ctx: click.Context, param: click.Parameter, path: Path | None) -> Path | None:
-    """--config: the file's flags become this command's defaults, so the command line overrides each one."""
-    if path is None:
-        return None
-    by_flag = {opt.lstrip("-"): p for p in ctx.command.params if isinstance(p, click.Option) and p is not param
-               for opt in p.opts if opt.startswith("--")}
-    defaults = {}
-    for key, value in read_request_file(path).items():
-        if key not in by_flag:
-            raise BenchError(f"--config {path}: {unknown_name('key', key, by_flag)}")
-        defaults[by_flag[key].name] = _file_value(by_flag[key], value, f"--config {path}: {key}")
-    ctx.default_map = {**(ctx.default_map or {}), **defaults}
-    return path
-
-
 def _progress(flag: bool | None) -> bool:
     """--progress / --no-progress as given, else bars only on a terminal: stderr, where tqdm draws them."""
     return sys.stderr.isatty() if flag is None else flag
-
-
-def _positive_multiple(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
-    """A multiplier flag (--lr-scale): a finite number above 0. inf or NaN would train to NaN weights, 0 or
-    less would not train at all, and each only after the run had started."""
-    if value is not None and not (math.isfinite(value) and value > 0):
-        raise BenchError(f"{param.opts[0]} {value:g}: expected a finite number above 0")
-    return value
 
 
 def _dataset_paths(names: list[str], options: dict[str, str], registry: Registry) -> list[str]:
@@ -193,109 +102,36 @@ def _resume_command(run_dir: Path, request: RunRequest, executor: str, executor_
     return " ".join(parts)
 
 
-def engine_options(command: Callable) -> Callable:
-    """--precision, --channels-last, --compile: how networks train (see denoise_bench.engine)."""
-    command = click.option("--compile", "compile_mode", type=click.Choice(COMPILE_MODES), default="off", show_default=True,
-                           help="torch.compile the network's training forward; reduce-overhead adds CUDA graphs "
-                                "(plain compile off CUDA).")(command)
-    command = click.option("--channels-last/--no-channels-last", default=None,
-                           help="NHWC memory layout for the network [default: with bf16 chosen by auto].")(command)
-    return click.option("--precision", type=click.Choice(REQUESTABLE_PRECISIONS), default="auto", show_default=True,
-                        help="bf16: autocast forward passes and losses (weights stay fp32); auto: bf16 + channels-last "
-                             "on CPUs with AMX (amx_bf16), fp32 elsewhere.")(command)
-
-
 @main.command("run")
 @click.option("--config", "config_file", type=click.Path(path_type=Path, dir_okay=False), default=None, is_eager=True,
-              expose_value=False, callback=_load_config,
+              expose_value=False, callback=load_request_file,
               help="A TOML file of flags (methods = [\"iddp\"], iterations = 500, ...), or a run folder's config.json "
                    "to replay it; flags given here override the file's.")
-@click.option("--methods", default=DEFAULT_METHODS, show_default=True, help="Comma-separated method names (see `bench list`).")
-@click.option("--noise", "noises", multiple=True, default=("gaussian",), show_default=True,
-              help="A family (paper preset: train on the range, test on the fixed level and the range) or a spec "
-                   "such as gaussian:sigma=25 or poisson:lam=5-50. Several: comma-separated or repeated.")
-@click.option("--dataset", "datasets", default="skimage", show_default=True, help="Comma-separated dataset names.")
-@click.option("--train-dataset", default=None, help="Train on this dataset's train split instead of each test dataset's own.")
-@click.option("--profile", type=click.Choice(list(PROFILES)), default="quick", show_default=True)
-@click.option("--seeds", default="0", show_default=True, help="Comma-separated training seeds.")
-@click.option("--iterations", type=int, default=None, help="Override the profile's training iterations.")
-@click.option("--batch-size", type=int, default=None)
-@click.option("--crop-size", type=int, default=None)
-@click.option("--width", type=int, default=None, help="U-Net width.")
-@click.option("--test-images", type=int, default=None, help="Evaluate only the first N test images.")
-@click.option("--lr-rule", type=click.Choice(LR_RULES), default=None,
-              help="Override the profile's learning-rate rule (official: each method's schedule; warmup-cosine: each method's rate, one warm-up + cosine shape).")
-@click.option("--lr-scale", type=float, default=None, callback=_positive_multiple,
-              help="Under warmup-cosine, peak at this multiple of each method's own learning rate (default 1).")
-@click.option("--init", "init_rule", type=click.Choice(INITS), default=None,
-              help="Override the profile's initialisation (own: each method's own, the official code's where one exists; pytorch: PyTorch's default).")
-@click.option("--protocol", type=click.Choice(list(PROTOCOLS)), default="nb2nb", show_default=True)
-@click.option("--noise-policy", type=click.Choice(["fresh", "fixed"]), default="fresh", show_default=True,
-              help="fresh: new training noise every iteration (official codes); fixed: one noisy copy per image.")
-@click.option("--device", default="auto", show_default=True, help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
-@click.option("--data-dir", type=click.Path(path_type=Path), default=None, help=DATA_DIR_HELP)
-@click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=None,
-              help="Run folder (default runs/<timestamp>).")
-@click.option("--method-option", "method_options", multiple=True, help="METHOD:KEY=VALUE, e.g. iddp:stop_gradient=false.")
-@click.option("--dataset-option", "dataset_options", multiple=True, help="KEY=VALUE for the dataset, e.g. path=DIR for 'folder'.")
-@click.option("--checkpoint-every", type=int, default=200, show_default=True,
-              help="Save a resumable training state every N steps (0: only the final weights).")
+@request_options
 @click.option("--resume", "resume_dir", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Continue an interrupted run folder with the request recorded in it (other grid options are ignored). "
                    "Re-running the same command with the same --out continues it too.")
-@click.option("--eval-every", type=int, default=0, show_default=True,
-              help="Score the test images every N training steps (learning curves in curves.csv; 0: never).")
-@click.option("--curve-images", type=click.IntRange(min=1), default=None,
-              help="Learning curves on the first N test images of each dataset only (default: all), to keep them cheap.")
 @click.option("--executor", default="inline", show_default=True,
               help="inline: run the jobs here; slurm: submit each job through submitit; local: submitit's local processes.")
 @click.option("--executor-option", "executor_options", multiple=True,
               help="KEY=VALUE for submitit, e.g. slurm_partition=gpu, gpus_per_node=1, timeout_min=600.")
-@engine_options
-@click.option("--progress/--no-progress", default=None, help=PROGRESS_HELP)
-@click.option("--tensorboard", is_flag=True,
-              help="TensorBoard event files under RUN_DIR/tensorboard/ (needs: pip install 'denoise-bench[tensorboard]').")
-@click.option("--threads", type=click.IntRange(min=1), default=None,
-              help="Torch threads [env DENOISE_BENCH_THREADS; default: OMP_NUM_THREADS if set, else the cores the "
-                   "load average leaves free, at least 1]; recorded in config.json.")
 @click.option("--dry-run", is_flag=True,
               help="Print the grid (each job's engine, options, budget, test images and time on this machine, "
                    "from a short timed probe; skipped cells and why) and stop.")
-def run_command(methods: str, noises: tuple[str, ...], datasets: str, train_dataset: str | None, profile: str, seeds: str,
-                iterations: int | None, batch_size: int | None, crop_size: int | None, width: int | None,
-                test_images: int | None, lr_rule: str | None, lr_scale: float | None, init_rule: str | None, protocol: str, noise_policy: str,
-                device: str, data_dir: Path | None, out: Path | None, method_options: tuple[str, ...], dataset_options: tuple[str, ...], checkpoint_every: int,
-                eval_every: int, curve_images: int | None, resume_dir: Path | None, executor: str, executor_options: tuple[str, ...],
-                precision: str, channels_last: bool, compile_mode: str, progress: bool | None, tensorboard: bool,
-                threads: int | None, dry_run: bool) -> None:
+def run_command(resume_dir: Path | None, executor: str, executor_options: tuple[str, ...], dry_run: bool,
+                **given: Any) -> None:
     """Train and evaluate a grid of methods x noise x datasets x seeds; print the tables."""
-    try:
-        seed_list = [int(s) for s in _split(seeds)]
-    except ValueError:
-        raise BenchError(f"--seeds {seeds!r} must be comma-separated integers") from None
-    for flag, value in (("--checkpoint-every", checkpoint_every), ("--eval-every", eval_every)):
-        if value < 0:
-            raise BenchError(f"{flag} must be >= 0, got {value}")
+    asked = request_of_options(given)  # checked even when resuming: a bad flag is an error either way
     registry = _registry()
     if resume_dir is not None:
         request = RunRequest.from_run_dir(resume_dir)
-        request.progress = _progress(progress)
-        request.tensorboard = request.tensorboard or tensorboard  # a resumed run may turn events on
-        request.threads = threads  # where it runs, like the device: not recorded
+        request.progress = _progress(given["progress"])
+        request.tensorboard = request.tensorboard or asked.tensorboard  # a resumed run may turn events on
+        request.threads = asked.threads  # where it runs, like the device: not recorded
     else:
-        options = _key_values(dataset_options, "--dataset-option")
-        request = RunRequest(
-            methods=_split(methods), noises=[item for text in noises for item in split_noise_list(text)],
-            datasets=_dataset_paths(_split(datasets), options, registry), seeds=seed_list, profile=profile,
-            overrides={"iterations": iterations, "batch_size": batch_size, "crop_size": crop_size, "width": width,
-                       "test_images": test_images, "lr_rule": lr_rule, "lr_scale": lr_scale, "init": init_rule},
-            protocol=protocol, noise_policy=noise_policy, train_dataset=train_dataset, data_dir=resolve_data_dir(data_dir),
-            device=device, out=out, method_options=_method_options(method_options),
-            dataset_options=options, progress=_progress(progress),
-            checkpoint_every=checkpoint_every, eval_every=eval_every, curve_images=curve_images,
-            engine={"precision": precision, "channels_last": channels_last, "compile": compile_mode},
-            tensorboard=tensorboard, threads=threads,
-        )
+        request = asked
+        request.datasets = _dataset_paths(request.datasets, request.dataset_options, registry)
+        request.progress = _progress(given["progress"])
     job_executor = make_executor(executor, _key_values(executor_options, "--executor-option"))
     the_plan = plan(request, registry)
     if dry_run:
@@ -368,8 +204,8 @@ def evaluate_command(run_dir: Path, datasets: str, noises: tuple[str, ...], meth
     registry = _registry()
     options = _key_values(dataset_options, "--dataset-option")
     request = evaluation_request(
-        run_dir, _dataset_paths(_split(datasets), options, registry), registry,
-        methods=_split(methods) if methods is not None else None,
+        run_dir, _dataset_paths(split_commas(datasets), options, registry), registry,
+        methods=split_commas(methods) if methods is not None else None,
         test_noises=[item for text in noises for item in split_noise_list(text)], data_dir=resolve_data_dir(data_dir),
         dataset_options=options, device=device, out=out, progress=_progress(progress), tensorboard=tensorboard, protocol=protocol,
         note=lambda text: click.echo(f"note: {text}", err=True))
@@ -450,22 +286,21 @@ def leaderboard_command(run_dirs: tuple[Path, ...], out: Path, allow_mismatch: b
               help="Folder for perf.json and perf.md.")
 @engine_options
 def perf_command(methods: str, batches: str, crop: int, width: int, steps: int, rounds: int, device: str | None,
-                 peak_tflops: float | None, channels: int, compare: bool, out: Path, precision: str,
-                 channels_last: bool | None, compile_mode: str) -> None:
+                 peak_tflops: float | None, channels: int, compare: bool, out: Path, **engine: Any) -> None:
     """Time training iterations and evaluation; compare with a bare PyTorch loop and the physical bounds."""
     try:
-        batch_sizes = tuple(int(b) for b in _split(batches))
+        batch_sizes = tuple(int(b) for b in split_commas(batches))
     except ValueError:
         raise BenchError(f"--batches {batches!r} must be comma-separated integers") from None
     registry = _registry()
-    for name in _split(methods):
+    for name in split_commas(methods):
         if not issubclass(registry.method(name), NetworkMethod):
             raise BenchError(f"bench perf times network methods; {name!r} is not one")
     claim_folder(out, PERF_REPORT, "perf folder")  # before anything is timed
     chosen = pick_device(device)
-    engine = resolve_engine(precision, channels_last, compile_mode, device=chosen)
+    engine = resolve_engine(**engine, device=chosen)
     baseline = Engine() if compare and engine != Engine() else None
-    settings = PerfSettings(methods=tuple(_split(methods)), batches=batch_sizes, crop=crop, width=width, steps=steps,
+    settings = PerfSettings(methods=tuple(split_commas(methods)), batches=batch_sizes, crop=crop, width=width, steps=steps,
                             rounds=rounds, device=chosen, peak_tflops=peak_tflops, engine=engine, baseline=baseline,
                             channels=channels)
     click.echo(write_report(settings, out))

@@ -2,63 +2,144 @@
 
 A request is recorded in the run folder's ``config.json`` and read back from there to continue the
 run (``bench run --resume``) or to run one of its units in another process (an executor's job).
+Each field says how it is given (:mod:`denoise_bench.request_schema`): ``bench run``'s options, the
+request file, :func:`denoise_bench.api.run_benchmark` and :meth:`RunRequest.recorded` are derived
+from these dataclasses, in the order ``bench run --help`` lists them.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import tomllib
 import types
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from denoise_bench.data import resolve_data_dir
+from denoise_bench.engine import COMPILE_MODES, REQUESTABLE_PRECISIONS
 from denoise_bench.errors import BenchError
+from denoise_bench.noise import split_noise_list
+from denoise_bench.profiles import INITS, LR_RULES, PROFILES
+from denoise_bench.protocol import PROTOCOLS
+from denoise_bench.request_schema import leaves, option, option_of, recorded_value
 from denoise_bench.results import CONFIG, json_kind, read_config
 from denoise_bench.supervision import NoisePolicy
+
+DEFAULT_METHODS = ["iddp", "unet", "n2n", "bm3d"]  # bench run's grid when --methods is not given
+DATA_DIR_HELP = ("Folder of the named sets [env DENOISE_BENCH_DATA; else a ../shared/data holding MANIFEST.csv beside "
+                 "the checkout or the working directory].")
+PROGRESS_HELP = ("Progress bars (training, testing, downloads) [default: only when stderr is a terminal, so that a "
+                 "redirected log gets none]; the line after each job is printed either way.")
+# Why the request leaves a field out of config.json: it says where or how visibly a run goes, not what it computes.
+WHERE_IT_RUNS = "where the run goes, not what it computes"
+
+
+def _at_least_zero(value: int) -> str | None:
+    return None if value >= 0 else f"must be >= 0, got {value}"
+
+
+def _positive_multiple(value: float) -> str | None:
+    """A multiplier (--lr-scale): a finite number above 0. inf or NaN would train to NaN weights, 0 or less
+    would not train at all, and each only after the run had started."""
+    return None if math.isfinite(value) and value > 0 else f"{value:g}: expected a finite number above 0"
+
+
+@dataclass
+class BudgetOverrides:
+    """Fields of the profile's budget (``denoise_bench.profiles.Budget``) a request replaces; None keeps the profile's."""
+
+    iterations: int | None = option(None, help="Override the profile's training iterations.")
+    batch_size: int | None = option(None)
+    crop_size: int | None = option(None)
+    width: int | None = option(None, help="U-Net width.")
+    test_images: int | None = option(None, help="Evaluate only the first N test images.")
+    test_crop: int | None = option(None, help="Centre-crop the test images to N x N (default: the profile's).")
+    per_image_iterations: int | None = option(
+        None, help="Optimisation steps per test image for per-image methods such as DIP (default: the profile's).")
+    lr_rule: str | None = option(
+        None, choices=LR_RULES,
+        help="Override the profile's learning-rate rule (official: each method's schedule; warmup-cosine: each method's rate, one warm-up + cosine shape).")
+    lr_scale: float | None = option(
+        None, check=_positive_multiple,
+        help="Under warmup-cosine, peak at this multiple of each method's own learning rate (default 1).")
+    init: str | None = option(
+        None, choices=INITS,
+        help="Override the profile's initialisation (own: each method's own, the official code's where one exists; pytorch: PyTorch's default).")
+
+
+@dataclass
+class EngineRequest:
+    """How networks train (``denoise_bench.engine.resolve_engine`` decides ``auto`` and an unset layout)."""
+
+    precision: str = option("auto", choices=REQUESTABLE_PRECISIONS, show_default=True,
+                            help="bf16: autocast forward passes and losses (weights stay fp32); auto: bf16 + channels-last "
+                                 "on CPUs with AMX (amx_bf16), fp32 elsewhere.")
+    channels_last: bool | None = option(None, negatable=True,
+                                        help="NHWC memory layout for the network [default: with bf16 chosen by auto].")
+    compile: str = option("off", choices=COMPILE_MODES, show_default=True,
+                          help="torch.compile the network's training forward; reduce-overhead adds CUDA graphs "
+                               "(plain compile off CUDA).")
 
 
 @dataclass
 class RunRequest:
     """What the user asked for; names are resolved and checked by :func:`denoise_bench.planning.plan`."""
 
-    methods: list[str]
-    noises: list[str]
-    datasets: list[str]
-    seeds: list[int] = field(default_factory=lambda: [0])
-    profile: str = "quick"
-    overrides: dict[str, int | float | str | None] = field(default_factory=dict)
-    protocol: str = "nb2nb"
-    noise_policy: str = NoisePolicy.FRESH.value
-    train_dataset: str | None = None
-    data_dir: Path | None = None
-    device: str | None = None
-    threads: int | None = None  # torch threads (None: denoise_bench.threads decides); like device, not recorded
-    out: Path | None = None
-    method_options: dict[str, dict[str, str]] = field(default_factory=dict)
-    dataset_options: dict[str, str] = field(default_factory=dict)
-    progress: bool = True
-    checkpoint_every: int = 200  # training steps between resumable checkpoints (0: only at the end)
-    eval_every: int = 0  # training steps between learning-curve evaluations on the test images (0: none)
-    curve_images: int | None = None  # learning curves on the first N test images of each dataset (None: all)
-    engine: dict[str, Any] = field(default_factory=dict)  # Engine switches (precision, channels_last, compile)
-    tensorboard: bool = False  # TensorBoard event files under RUN_DIR/tensorboard/ (denoise_bench.tensorboard_events)
+    methods: list[str] = option(cli_default=DEFAULT_METHODS, show_default=True,
+                                help="Comma-separated method names (see `bench list`).")
+    noises: list[str] = option(
+        flag="noise", split=split_noise_list, repeat=True, cli_default=["gaussian"], api_default=("gaussian",),
+        show_default=True,
+        help="A family (paper preset: train on the range, test on the fixed level and the range) or a spec "
+             "such as gaussian:sigma=25 or poisson:lam=5-50. Several: comma-separated or repeated.")
+    datasets: list[str] = option(flag="dataset", cli_default=["skimage"], api_default=("skimage",), show_default=True,
+                                 help="Comma-separated dataset names.")
+    train_dataset: str | None = option(None, help="Train on this dataset's train split instead of each test dataset's own.")
+    profile: str = option("quick", choices=tuple(PROFILES), show_default=True)
+    seeds: list[int] = option(factory=lambda: [0], show_default=True, help="Comma-separated training seeds.")
+    overrides: dict[str, int | float | str | None] = option(factory=dict, group=BudgetOverrides)
+    protocol: str = option("nb2nb", choices=tuple(PROTOCOLS), show_default=True)
+    noise_policy: str = option(NoisePolicy.FRESH.value, choices=tuple(p.value for p in NoisePolicy), show_default=True,
+                               help="fresh: new training noise every iteration (official codes); fixed: one noisy copy per image.")
+    device: str | None = option(None, cli_default="auto", show_default=True, not_recorded=WHERE_IT_RUNS,
+                                help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
+    data_dir: Path | None = option(None, finish=resolve_data_dir, help=DATA_DIR_HELP)
+    out: Path | None = option(None, folder=True, not_recorded=WHERE_IT_RUNS + " (config.json is in it)",
+                              help="Run folder (default runs/<timestamp>).")
+    method_options: dict[str, dict[str, str]] = option(
+        factory=dict, flag="method-option", pairs="METHOD:KEY=VALUE", repeat=True,
+        help="METHOD:KEY=VALUE, e.g. iddp:stop_gradient=false.")
+    dataset_options: dict[str, str] = option(factory=dict, flag="dataset-option", pairs="KEY=VALUE", repeat=True,
+                                             help="KEY=VALUE for the dataset, e.g. path=DIR for 'folder'.")
+    checkpoint_every: int = option(200, show_default=True, check=_at_least_zero,
+                                   help="Save a resumable training state every N steps (0: only the final weights).")
+    eval_every: int = option(0, show_default=True, check=_at_least_zero,
+                             help="Score the test images every N training steps (learning curves in curves.csv; 0: never).")
+    curve_images: int | None = option(
+        None, minimum=1,
+        help="Learning curves on the first N test images of each dataset only (default: all), to keep them cheap.")
+    engine: dict[str, Any] = option(factory=dict, group=EngineRequest)
+    progress: bool = option(True, negatable=True, cli_default=None, api_default=False, not_recorded=WHERE_IT_RUNS,
+                            help=PROGRESS_HELP)
+    tensorboard: bool = option(
+        False, help="TensorBoard event files under RUN_DIR/tensorboard/ (needs: pip install 'denoise-bench[tensorboard]').")
+    threads: int | None = option(  # torch threads (None: denoise_bench.threads decides)
+        None, minimum=1, not_recorded="how fast the run goes, not what it computes (config.json's threads says what it used)",
+        help="Torch threads [env DENOISE_BENCH_THREADS; default: OMP_NUM_THREADS if set, else the cores the "
+             "load average leaves free, at least 1]; recorded in config.json.")
     # ``bench evaluate``: test the models trained in this run folder instead of training (see
     # ``denoise_bench.evaluation``), on these test noises instead of each setting's own (empty: its own).
-    weights_from: Path | None = None
-    test_noises: list[str] = field(default_factory=list)
+    weights_from: Path | None = option(None, not_a_flag="set by `bench evaluate --run`, which copies the trained "
+                                                        "run's request; a training run records it empty")
+    test_noises: list[str] = option(factory=list, not_a_flag="set by `bench evaluate --noise`")
 
     def recorded(self) -> dict[str, Any]:
-        """The request as ``config.json`` keeps it: everything but where it runs (device, folder, progress bar)."""
-        return {"methods": self.methods, "noises": self.noises, "datasets": self.datasets, "seeds": self.seeds,
-                "profile": self.profile, "overrides": self.overrides, "protocol": self.protocol,
-                "noise_policy": self.noise_policy, "train_dataset": self.train_dataset,
-                "data_dir": str(self.data_dir) if self.data_dir else None, "method_options": self.method_options,
-                "dataset_options": self.dataset_options, "checkpoint_every": self.checkpoint_every,
-                "eval_every": self.eval_every, "curve_images": self.curve_images, "engine": self.engine,
-                "tensorboard": self.tensorboard,
-                "weights_from": str(self.weights_from) if self.weights_from else None, "test_noises": self.test_noises}
+        """The request as ``config.json`` keeps it: every field but those saying where it runs (device, folder, progress bar)."""
+        return {f.name: recorded_value(getattr(self, f.name)) for f in fields(self)
+                if not option_of(f).not_recorded}
 
     @staticmethod
     def from_run_dir(run_dir: Path) -> "RunRequest":
@@ -127,13 +208,6 @@ def _described(hint: Any, plural: bool = False) -> str:
     return names.get(hint, ("a value", "values"))[plural]
 
 
-# Request fields only ``bench evaluate`` sets (a training run records them empty); not flags of ``bench run``.
-_EVALUATION_FIELDS = ("weights_from", "test_noises")
-# config.json's request fields as the flags of ``bench run`` that set them (the rest share their name).
-_FLAG_OF_FIELD = {"noises": "noise", "datasets": "dataset", "method_options": "method-option",
-                  "dataset_options": "dataset-option"}
-
-
 def read_request_file(path: Path) -> dict[str, Any]:
     """The flags a request file sets, keyed by flag name without dashes (``method-option``).
 
@@ -170,11 +244,12 @@ def _json(path: Path) -> dict[str, Any]:
 
 
 def _flags_of_request(request: dict[str, Any]) -> dict[str, Any]:
-    """A recorded request (``config.json``) as flags; its nested overrides and engine become single flags."""
+    """A recorded request (``config.json``) as flags: each field (or key of a grouped one) as its flag; the
+    fields `bench run` has no flag for (those of `bench evaluate`) and unset ones left out."""
     flags: dict[str, Any] = {}
-    for key, value in request.items():
-        if key in ("overrides", "engine") and isinstance(value, dict):
-            flags.update({k.replace("_", "-"): v for k, v in value.items() if v is not None})
-        elif value is not None and key not in _EVALUATION_FIELDS:
-            flags[_FLAG_OF_FIELD.get(key, key.replace("_", "-"))] = value
+    for leaf in leaves(RunRequest):
+        holder = request.get(leaf.group) if leaf.group else request
+        value = holder.get(leaf.name) if isinstance(holder, dict) else None
+        if value is not None and not leaf.option.not_a_flag:
+            flags[leaf.flag] = value
     return flags

@@ -215,6 +215,9 @@ def _comparable(config: dict[str, Any]) -> dict[str, Any]:
     request.pop("eval_every", None)
     request.pop("curve_images", None)
     request.pop("tensorboard", None)  # so do TensorBoard events
+    # An unset budget field (None) overrides nothing, whether a request lists it or not (older runs' and the
+    # Python API's requests list fewer).
+    request["overrides"] = {k: v for k, v in (request.get("overrides") or {}).items() if v is not None}
     experiments = [e.key for e in config_experiments(config)]
     # Threads, like the device, change how fast a run goes, not what it computes.
     rest = {k: v for k, v in config.items() if k not in ("device", "threads", "run_id", *CONDITIONS, "budgets")}
