@@ -16,7 +16,6 @@ from denoise_bench.data import resolve_data_dir
 from denoise_bench.engine import COMPILE_MODES, REQUESTABLE_PRECISIONS, Engine, resolve_engine
 from denoise_bench.environment import pick_device
 from denoise_bench.errors import BenchError, unknown_name
-from denoise_bench.executors import make_executor
 from denoise_bench.host_memory import keep_freed_memory
 from denoise_bench.leaderboard import write_leaderboard
 from denoise_bench.network_method import NetworkMethod
@@ -32,7 +31,7 @@ from denoise_bench.grid import units
 from denoise_bench.time_estimate import timed_estimate
 from denoise_bench.planning import RUNS_DIR, RunPlan, latest_run
 from denoise_bench.evaluation import evaluation_request
-from denoise_bench.dispatch import Executor
+from denoise_bench.dispatch import Executor, make_executor
 from denoise_bench.request import read_request_file
 from denoise_bench.runner import RunRequest, plan, run
 from denoise_bench.supervision import Supervision
@@ -248,7 +247,8 @@ def engine_options(command: Callable) -> Callable:
 @click.option("--curve-images", type=click.IntRange(min=1), default=None,
               help="Learning curves on the first N test images of each dataset only (default: all), to keep them cheap.")
 @click.option("--executor", default="inline", show_default=True,
-              help="inline: run the jobs here; slurm: submit each job through submitit; local: submitit's local processes.")
+              help="inline: run the jobs here; slurm: submit each job through submitit; local: submitit's local processes; "
+                   "or an executor a plugin registers.")
 @click.option("--executor-option", "executor_options", multiple=True,
               help="KEY=VALUE for submitit, e.g. slurm_partition=gpu, gpus_per_node=1, timeout_min=600.")
 @engine_options
