@@ -14,7 +14,6 @@ from denoise_bench.data import resolve_data_dir
 from denoise_bench.engine import Engine, resolve_engine
 from denoise_bench.environment import pick_device
 from denoise_bench.errors import BenchError
-from denoise_bench.executors import make_executor
 from denoise_bench.host_memory import keep_freed_memory
 from denoise_bench.leaderboard import write_leaderboard
 from denoise_bench.network_method import NetworkMethod
@@ -30,7 +29,7 @@ from denoise_bench.grid import units
 from denoise_bench.time_estimate import timed_estimate
 from denoise_bench.planning import RUNS_DIR, RunPlan, latest_run
 from denoise_bench.evaluation import evaluation_request
-from denoise_bench.dispatch import Executor
+from denoise_bench.dispatch import Executor, make_executor
 from denoise_bench.request import DATA_DIR_HELP, PROGRESS_HELP
 from denoise_bench.request_schema import split_commas
 from denoise_bench.request_cli import engine_options, load_request_file, request_of_options, request_options
@@ -112,7 +111,8 @@ def _resume_command(run_dir: Path, request: RunRequest, executor: str, executor_
               help="Continue an interrupted run folder with the request recorded in it (other grid options are ignored). "
                    "Re-running the same command with the same --out continues it too.")
 @click.option("--executor", default="inline", show_default=True,
-              help="inline: run the jobs here; slurm: submit each job through submitit; local: submitit's local processes.")
+              help="inline: run the jobs here; slurm: submit each job through submitit; local: submitit's local processes; "
+                   "or an executor a plugin registers.")
 @click.option("--executor-option", "executor_options", multiple=True,
               help="KEY=VALUE for submitit, e.g. slurm_partition=gpu, gpus_per_node=1, timeout_min=600.")
 @click.option("--dry-run", is_flag=True,

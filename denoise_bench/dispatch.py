@@ -1,6 +1,7 @@
 """Where a grid's units run: here, one after another, or each as a job of its own through an executor.
 
-An executor (``denoise_bench.executors``: submitit's Slurm or local processes) runs each unit with
+An executor (registered through ``register_executors``, see ``denoise_bench.executor_kind``; the
+built-ins are submitit's Slurm or local processes) runs each unit with
 :func:`denoise_bench.runner.run_unit`, which writes its results under ``parts/<unit>/`` of the shared
 run folder. This process waits for the jobs, records the jobs of a job that died before recording
 them as failed, and folds the parts into the run folder's own files.
@@ -9,22 +10,30 @@ them as failed, and folds the parts into the run folder's own files.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Any
 
+from denoise_bench.errors import BenchError
+from denoise_bench.executor_kind import Executor
 from denoise_bench.grid import Unit, setting_of, training_of, unit_jobs
 from denoise_bench.planning import RunPlan
+from denoise_bench.plugins import get_registry
 from denoise_bench.run_folder import ResultSink, fold_parts, part_jobs
 from denoise_bench.schema import JobKey, job_key
 from denoise_bench.tracking import Tracker
 from denoise_bench.unit_runner import UnitRunner, record_failure
 
+__all__ = ["Executor", "make_executor", "run_here", "run_through"]
 
-class Executor(Protocol):
-    def run_units(self, run_dir: Path, units: list[Unit],
-                  echo: Callable[[str], None]) -> Iterator[tuple[Unit, BaseException | None]]:
-        """Run every unit, yielding ``(unit, None)`` or ``(unit, error)`` as each job ends."""
+
+def make_executor(name: str, options: dict[str, str]) -> Executor | None:
+    """The registered executor called ``name`` built with ``options``; None for one that runs the units here
+    (``inline``). An unknown name is a BenchError listing the registered ones (and the closest to a typo)."""
+    kind = get_registry().executor(name)
+    executor = kind.create(options)
+    if executor is not None and not callable(getattr(executor, "run_units", None)):
+        raise BenchError(f"executor {name!r} made {executor!r}, which has no run_units(run_dir, units, echo)")
+    return executor
 
 
 def run_here(p: RunPlan, units: list[Unit], sink: ResultSink, finished: set[JobKey], echo: Callable[[str], None],

@@ -83,6 +83,8 @@ def plugin_provenance(registry: Registry | None = None) -> list[dict]:
     registry = registry or get_registry()
     plugins: dict[str, dict] = {}
     for (kind, name), (plugin, distribution) in registry.origins.items():
+        if kind not in KIND_KEYS:  # an executor decides where a run runs, not what it measures
+            continue
         entry = plugins.setdefault(plugin, {"plugin": plugin, "distribution": distribution,
                                             "version": _version(distribution) if distribution else None,
                                             **{key: [] for key in KIND_KEYS.values()}})

@@ -9,7 +9,11 @@ killed meanwhile, the jobs go on, ``bench table``/``bench leaderboard`` already 
 
 submitit does the scheduling (sbatch, job arrays, requeue on pre-emption, logs per job); nothing
 here schedules. ``local`` runs the same jobs as processes on this machine (submitit's local
-executor), which is what the tests use.
+executor), which is what the tests use. ``inline`` runs them here, one after another.
+
+A built-in plugin: the three are registered through ``register_executors`` exactly as a third-party
+executor is (the contract is ``denoise_bench.executor_kind``), and ``--executor NAME`` finds them in the
+registry (``denoise_bench.dispatch.make_executor``).
 """
 
 from __future__ import annotations
@@ -18,13 +22,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from denoise_bench.dispatch import Executor
 from denoise_bench.errors import BenchError
+from denoise_bench.executor_kind import ExecutorKind
 from denoise_bench.grid import Unit
+from denoise_bench.hookspecs import hookimpl
 from denoise_bench.options import parse_option
 from denoise_bench.runner import run_unit
 
-EXECUTORS = ("inline", "local", "slurm")
 LOGS = "submitit"  # per-job logs and pickles, inside the run folder
 
 
@@ -73,12 +77,16 @@ class SubmititExecutor:
                 yield unit, None
 
 
-def make_executor(name: str, options: dict[str, str]) -> Executor | None:
-    """The executor called ``name``; None for ``inline`` (run here, in this process)."""
-    if name not in EXECUTORS:
-        raise BenchError(f"unknown executor {name!r}; valid executors: {', '.join(EXECUTORS)}")
-    if name == "inline":
-        if options:
-            raise BenchError("--executor-option needs --executor local or slurm")
-        return None
-    return SubmititExecutor(name, options)
+def _inline(options: dict[str, str]) -> None:
+    if options:
+        raise BenchError("--executor-option needs --executor local or slurm")
+    return None  # the units run here, in this process (denoise_bench.dispatch.run_here)
+
+
+@hookimpl
+def register_executors(register: Callable[[ExecutorKind], None]) -> None:
+    register(ExecutorKind("inline", "run the jobs here, one after another", _inline))
+    register(ExecutorKind("local", "submitit's local processes, one per job",
+                          lambda options: SubmititExecutor("local", options)))
+    register(ExecutorKind("slurm", "submit each job to Slurm through submitit",
+                          lambda options: SubmititExecutor("slurm", options)))

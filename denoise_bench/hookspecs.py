@@ -1,9 +1,9 @@
 """Hook specifications: the whole plugin contract of denoise-bench.
 
 A plugin is any module or object with functions named like the hooks below, decorated with
-``denoise_bench.hookimpl``. Built-in plugins (``denoise_bench.methods.*``,
-``denoise_bench.datasets.*`` and ``denoise_bench.noise``) are registered exactly like a third-party
-package, which is found through the ``denoise_bench`` entry-point group.
+``denoise_bench.hookimpl``. Built-in plugins (``denoise_bench.methods.*``, ``denoise_bench.datasets.*``,
+``denoise_bench.noises.*``, ``denoise_bench.trackers.*`` and ``denoise_bench.executors``) are registered
+exactly like a third-party package, which is found through the ``denoise_bench`` entry-point group.
 
 Every ``register_*`` hook receives a ``register`` callback, so one plugin can register zero, one or
 many objects. All implementations are called (none "wins"); registering a name twice is an error. A
@@ -11,7 +11,7 @@ plugin that implements a hook not declared here (pluggy would accept it and neve
 and reported.
 
 The lifecycle hooks (``run_started`` ... ``run_finished``) let a plugin follow a run: log it to a
-tracking service, write TensorBoard events (``denoise_bench.tensorboard_events``), notify someone.
+tracking service, write TensorBoard events (``denoise_bench.trackers.tensorboard``), notify someone.
 An implementation declares only the arguments it needs (pluggy passes those by name), returns
 nothing, and is called on its own: one that raises is reported once as a warning naming its plugin
 and not called again in that process; the run, its results on disk and the other plugins go on
@@ -39,6 +39,7 @@ import pluggy
 
 if TYPE_CHECKING:
     from denoise_bench.data import Dataset
+    from denoise_bench.executor_kind import ExecutorKind
     from denoise_bench.method import Method
     from denoise_bench.noise import NoiseFamily
 
@@ -75,6 +76,18 @@ def register_noise_models(register: Callable[[NoiseFamily], None]) -> None:
     Call ``register(family)`` with a :class:`denoise_bench.noise.NoiseFamily` instance, which
     names the family, its parameters, its statistical properties and the sampling function.
     Returns nothing.
+    """
+
+
+@hookspec
+def register_executors(register: Callable[[ExecutorKind], None]) -> None:
+    """Register executors: where ``bench run --executor NAME`` runs the units of a grid.
+
+    Call ``register(kind)`` with a :class:`denoise_bench.executor_kind.ExecutorKind`: its ``name``, a
+    one-line ``description``, and ``create(options)``, which receives the ``--executor-option`` pairs and
+    returns an object with ``run_units(run_dir, units, echo)`` (the ``Executor`` protocol) that runs each
+    unit with :func:`denoise_bench.runner.run_unit` and yields ``(unit, None)`` or ``(unit, error)`` as each
+    ends. Returns nothing.
     """
 
 

@@ -29,12 +29,13 @@ import pluggy
 from denoise_bench import hookspecs
 from denoise_bench.data import Dataset
 from denoise_bench.errors import BenchError, unknown_name
+from denoise_bench.executor_kind import ExecutorKind
 from denoise_bench.method import Method, validate_method_class
 from denoise_bench.noise import NoiseFamily, NoiseSetting, resolve_setting
 
 BUILTIN_PLUGINS: tuple[str, ...] = (
-    "denoise_bench.noise",
-    "denoise_bench.real_noise",
+    "denoise_bench.noises.synthetic",
+    "denoise_bench.noises.real",
     "denoise_bench.methods.iddp",
     "denoise_bench.methods.unet",
     "denoise_bench.methods.n2n",
@@ -50,7 +51,8 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "denoise_bench.datasets.named_sets",
     "denoise_bench.datasets.remote_sets",
     "denoise_bench.datasets.fmd",
-    "denoise_bench.tensorboard_events",
+    "denoise_bench.trackers.tensorboard",
+    "denoise_bench.executors",
 )
 DISTRIBUTION = "denoise-bench"  # the distribution the built-in plugins ship in (pyproject's project name)
 
@@ -92,8 +94,10 @@ class Registry:
     methods: dict[str, type[Method]] = field(default_factory=dict)
     datasets: dict[str, type[Dataset]] = field(default_factory=dict)
     noise_families: dict[str, NoiseFamily] = field(default_factory=dict)
+    executors: dict[str, ExecutorKind] = field(default_factory=dict)
     failures: list[PluginFailure] = field(default_factory=list)
-    # (kind, name) -> the plugin that registered it, as its user knows it (see _label); kind: method, dataset, noise model
+    # (kind, name) -> the plugin that registered it, as its user knows it (see _label); kind: method, dataset,
+    # noise model, executor
     sources: dict[tuple[str, str], str] = field(default_factory=dict)
     # The same keys -> (plugin name, distribution or None), for the provenance a run records.
     origins: dict[tuple[str, str], tuple[str, str | None]] = field(default_factory=dict)
@@ -103,6 +107,9 @@ class Registry:
 
     def dataset(self, name: str) -> type[Dataset]:
         return self._lookup("dataset", name, self.datasets)
+
+    def executor(self, name: str) -> ExecutorKind:
+        return self._lookup("executor", name, self.executors)
 
     def noise_setting(self, text: str) -> NoiseSetting:
         """``text`` (a family or a spec) resolved as by ``noise.resolve_setting``; an unknown family that a
@@ -255,6 +262,7 @@ def _collect(pm: pluggy.PluginManager) -> Registry:
         "register_methods": _Kind("method", reg.methods, validate_method_class),
         "register_datasets": _Kind("dataset", reg.datasets, _check_dataset),
         "register_noise_models": _Kind("noise model", reg.noise_families, _check_noise_family),
+        "register_executors": _Kind("executor", reg.executors, _check_executor),
     }
     owners: dict[tuple[str, str], str] = {}  # (hook, name) -> the plugin that registered it, for duplicates
     for plugin_name, plugin in pm.list_name_plugin():  # registration order
@@ -310,7 +318,7 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
 def check_name(kind: str, name: str) -> str:
-    """``name`` if it can name a registered method, dataset or noise model, else a BenchError saying why."""
+    """``name`` if it can name a registered method, dataset, noise model or executor, else a BenchError saying why."""
     if not isinstance(name, str) or not _NAME.fullmatch(name) or "__" in name:
         raise BenchError(f"{kind} name {name!r} is not a name: use up to 64 letters, digits, '-', '_' and '.', "
                          "starting with a letter or digit, without '__' (it becomes part of file names)")
@@ -328,4 +336,10 @@ def _check_dataset(obj: object) -> str:
 def _check_noise_family(obj: object) -> str:
     if not isinstance(obj, NoiseFamily):
         raise BenchError(f"register_noise_models expects a NoiseFamily, got {obj!r}")
+    return obj.name
+
+
+def _check_executor(obj: object) -> str:
+    if not isinstance(obj, ExecutorKind):
+        raise BenchError(f"register_executors expects an ExecutorKind, got {obj!r}")
     return obj.name

@@ -12,8 +12,9 @@ has one, its clean reference (FMD: the average of 50 captures). The runner then
 * tests on every (capture, reference) pair of the test split, one record per capture (its index is
   the record's ``repeat``).
 
-The ``real`` family has no parameters and cannot be sampled. It declares zero-mean, pixel-independent
-noise: true of the shot and read noise of fluorescence microscopes (FMD is Poisson-Gaussian), which
+The ``real`` family itself is a built-in noise plugin (``denoise_bench.noises.real``); this module is
+what the runner needs of any captured family. The ``real`` family has no parameters and cannot be
+sampled. It declares zero-mean, pixel-independent noise: true of the shot and read noise of fluorescence microscopes (FMD is Poisson-Gaussian), which
 is what methods like IDDP and Noise2Void rely on. A set of spatially correlated real noise (processed
 sRGB phone photos) would need a family of its own that does not claim that. Methods that are told the
 true noise level (BM3D here) are skipped: real noise has none to tell.
@@ -21,7 +22,7 @@ true noise level (BM3D here) are skipped: real noise has none to tell.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -31,9 +32,8 @@ import torch
 from denoise_bench.crops import CropSampler
 from denoise_bench.errors import BenchError
 from denoise_bench.evaluate import TestCase, centre_crop
-from denoise_bench.hookspecs import hookimpl
 from denoise_bench.images import to_chw
-from denoise_bench.noise import PIXEL_INDEPENDENT, ZERO_MEAN, Levels, NoiseFamily, NoiseSpec
+from denoise_bench.noise import NoiseSpec
 from denoise_bench.supervision import Batch, Supervision, TrainingView, batch_of, data_home
 
 
@@ -52,23 +52,7 @@ class RealNoiseSource(Protocol):
         """The scenes of ``split``, in a fixed order."""
 
 
-def _cannot_sample(clean: torch.Tensor, levels: Levels, generator: torch.Generator) -> torch.Tensor:
-    raise BenchError("noise 'real' cannot be synthesised: it is the dataset's own captures (use a dataset such as fmd)")
-
-
-REAL = NoiseFamily(
-    name="real",
-    description="the dataset's own noisy captures, e.g. FMD's microscope images (no synthetic noise)",
-    params=(),
-    sampler=_cannot_sample,
-    properties=frozenset({ZERO_MEAN, PIXEL_INDEPENDENT}),
-    preset_train="real",
-    preset_tests=("real",),
-    captured=True,
-)
-
-
-def require_real_source(dataset: object, noise: str = REAL.name) -> RealNoiseSource:
+def require_real_source(dataset: object, noise: str = "real") -> RealNoiseSource:
     """``dataset`` if it has real noisy captures (for the captured family ``noise``); else the error that names it."""
     if not isinstance(dataset, RealNoiseSource):
         name = getattr(dataset, "name", type(dataset).__name__)
@@ -136,6 +120,11 @@ def build_real_view(supervision: Supervision, scenes: Sequence[RealScene], devic
     return TrainingView(supervision, channels, len(sampler), device, draw, rng_state, set_rng_state)
 
 
-@hookimpl
-def register_noise_models(register: Callable[[NoiseFamily], None]) -> None:
-    register(REAL)
+def __getattr__(name: str) -> object:
+    # The ``real`` family moved to the ``noises/`` plugin folder; ``from denoise_bench.real_noise import REAL``
+    # keeps working, loaded on first use so that this core module never imports a plugin when it is imported.
+    if name == "REAL":
+        import importlib
+
+        return importlib.import_module("denoise_bench.noises.real").REAL
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

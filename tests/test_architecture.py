@@ -1,7 +1,8 @@
-"""The core never imports a plugin: built-in methods and datasets are reached through the registry only.
+"""The core never imports a plugin: built-in methods, datasets, noise models and trackers are reached through
+the registry only.
 
 Plugin packages are found where pyproject.toml maps them (``denoise_bench.methods`` -> ``methods/``,
-``denoise_bench.datasets`` -> ``datasets/``); every other module of the package is core.
+``denoise_bench.datasets`` -> ``datasets/``, ``noises/``, ``trackers/``); every other module of the package is core.
 """
 
 from __future__ import annotations
@@ -51,8 +52,10 @@ def _imports(module: str, path: Path) -> set[str]:
     return found
 
 
-def test_the_plugin_packages_are_the_mapped_methods_and_datasets_folders() -> None:
-    assert set(_plugin_packages()) == {f"{PACKAGE}.methods", f"{PACKAGE}.datasets"}
+def test_the_plugin_packages_are_the_mapped_plugin_folders() -> None:
+    assert set(_plugin_packages()) == {f"{PACKAGE}.{folder}" for folder in ("methods", "datasets", "noises", "trackers")}
+    config = tomllib.loads((REPO / "pyproject.toml").read_text())
+    assert set(_plugin_packages()) <= set(config["tool"]["setuptools"]["packages"])  # mapped and installed
     assert f"{PACKAGE}.runner" in _core_modules() and not any(".methods" in m for m in _core_modules())
 
 
@@ -64,10 +67,22 @@ def test_no_core_module_imports_a_plugin_module() -> None:
 
 
 def test_every_plugin_module_is_registered_as_a_built_in() -> None:
-    """A module dropped into methods/ or datasets/ but missing from BUILTIN_PLUGINS would be installed and
-    never loaded: its method or dataset silently absent from `bench list` and every grid."""
+    """A module dropped into methods/, datasets/, noises/ or trackers/ but missing from BUILTIN_PLUGINS would be
+    installed and never loaded: its method, dataset or noise model silently absent from `bench list` and every
+    grid, its tracker never called."""
     from denoise_bench.plugins import BUILTIN_PLUGINS
 
     modules = {f"{package}.{path.stem}" for package, folder in _plugin_packages().items()
                for path in folder.glob("*.py") if path.stem != "__init__"}
+    assert {package.rpartition(".")[2] for package in _plugin_packages()} >= {"noises", "trackers"}
     assert sorted(modules - set(BUILTIN_PLUGINS)) == []
+
+
+def test_the_moved_built_ins_keep_their_old_import_paths() -> None:
+    """Third-party code that imported a built-in family from the contract modules still finds it."""
+    from denoise_bench import noise, real_noise
+    from denoise_bench.noises import real, synthetic
+
+    assert noise.GAUSSIAN is synthetic.GAUSSIAN and noise.SIGMA is synthetic.SIGMA and real_noise.REAL is real.REAL
+    with pytest.raises(AttributeError):
+        noise.NOT_A_FAMILY

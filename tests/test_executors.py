@@ -14,7 +14,7 @@ import pytest
 
 from denoise_bench import plugins
 from denoise_bench.errors import BenchError
-from denoise_bench.executors import make_executor
+from denoise_bench.dispatch import make_executor
 from denoise_bench.results import PARTS, read_jobs, read_records, write_tables
 from denoise_bench.grid import Unit, units
 from denoise_bench.run_lock import LOCK, run_lock
@@ -108,6 +108,7 @@ class _NoJobs:
 
 @pytest.mark.parametrize("name,options,message", [
     ("kubernetes", {}, "unknown executor 'kubernetes'; valid executors: inline, local, slurm"),
+    ("slurn", {}, r"unknown executor 'slurn' \(did you mean 'slurm'\?\)"),
     ("inline", {"timeout_min": "5"}, "--executor-option needs --executor local or slurm"),
 ])
 def test_bad_executor_choices_are_named(name: str, options: dict[str, str], message: str) -> None:

@@ -156,7 +156,7 @@ def test_real_noise_on_the_wrong_dataset_or_with_parameters_is_named(args: list[
 
 
 def test_a_method_told_the_noise_level_is_incompatible_with_real_noise() -> None:
-    from denoise_bench.real_noise import REAL
+    from denoise_bench.noises.real import REAL
     from helpers import Median3
 
     class Oracle(Median3):

@@ -14,6 +14,7 @@ import torch
 from click.testing import CliRunner
 
 from denoise_bench import hookimpl, plugins, tensorboard_events
+from denoise_bench.trackers import tensorboard as tensorboard_tracker
 from denoise_bench.cli import main
 from denoise_bench.errors import BenchError
 from denoise_bench.method import NoiseInfo
@@ -199,12 +200,12 @@ def test_a_jobs_own_process_reads_the_switch_from_the_run_folder(tmp_path: Path)
     pytest.importorskip("tensorboard")
     (tmp_path / "config.json").write_text(json.dumps(run_folder_config(request={"tensorboard": True})))
     training = {"method": "unet", "train_noise": "gaussian:sigma=25", "seed": 1, "datasets": ["bsd68", "set12"]}
-    tensorboard_events.training_step(run_dir=tmp_path, training=training, step=25, loss=0.5, lr=1e-3)
+    tensorboard_tracker.training_step(run_dir=tmp_path, training=training, step=25, loss=0.5, lr=1e-3)
     for dataset in training["datasets"]:
         job = training | {"dataset": dataset, "status": "failed"}
-        tensorboard_events.job_finished(run_dir=tmp_path, job=job, records=[])
+        tensorboard_tracker.job_finished(run_dir=tmp_path, job=job, records=[])
         assert _scalars(tensorboard_events.job_folder(tmp_path, job))["train/loss"] == [(25, 0.5)]
-    tensorboard_events.run_finished(run_dir=tmp_path)
+    tensorboard_tracker.run_finished(run_dir=tmp_path)
 
 
 def test_tensorboard_without_the_package_stops_before_anything_runs(tmp_path: Path,

@@ -1,0 +1,1 @@
+"""Built-in noise plugins (installed as ``denoise_bench.noises``), one module per kind of noise."""

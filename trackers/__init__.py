@@ -1,0 +1,1 @@
+"""Built-in trackers (installed as ``denoise_bench.trackers``): plugins of the lifecycle hooks that follow a run."""
