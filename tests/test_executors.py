@@ -159,12 +159,19 @@ def test_a_resume_waits_for_a_job_of_the_killed_grid_that_still_runs_and_keeps_i
     run_unit(str(out), trained)  # the results the surviving job will have when it ends ...
     finished = tmp_path / "finished-part"
     shutil.move(out / PARTS / trained.slug, finished)  # ... not written yet
-    part, holding, messages = out / PARTS / trained.slug, threading.Event(), []
+    part, holding, resume_waits, messages = out / PARTS / trained.slug, threading.Event(), threading.Event(), []
 
-    def surviving_job() -> None:  # holds its part while it runs, as every job does, and ends a second later
+    def echo(message: str) -> None:
+        messages.append(message)
+        if "waiting" in message:
+            resume_waits.set()
+
+    def surviving_job() -> None:  # holds its part while it runs, as every job does, and ends once the resume waits
         with run_lock(part, lambda _: None):
             holding.set()
-            time.sleep(1.0)
+            # Not a fixed sleep: planning the resume can take longer than any sleep on a busy machine.
+            resume_waits.wait(timeout=120)
+            time.sleep(0.2)
             shutil.copytree(finished, part, dirs_exist_ok=True)
 
     job = threading.Thread(target=surviving_job)
@@ -172,7 +179,7 @@ def test_a_resume_waits_for_a_job_of_the_killed_grid_that_still_runs_and_keeps_i
     holding.wait()
     again = RunRequest.from_run_dir(out)
     again.progress = False
-    resumed = run(plan(again), echo=messages.append)
+    resumed = run(plan(again), echo=echo)
     job.join()
     assert any(f"part folder {part} is in use by pid" in m and "waiting" in m for m in messages), messages
     assert not (out / PARTS).exists()  # folded in once it ended, never removed under it
