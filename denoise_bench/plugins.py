@@ -46,6 +46,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "denoise_bench.methods.dip",
     "denoise_bench.methods.zsn2n",
     "denoise_bench.methods.s2s",
+    "denoise_bench.methods.cvf_sid",
     "denoise_bench.datasets.skimage_samples",
     "denoise_bench.datasets.folder",
     "denoise_bench.datasets.named_sets",

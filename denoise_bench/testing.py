@@ -67,7 +67,8 @@ class ConformanceSetup:
     device: torch.device = torch.device("cpu")
 
     def make(self, seed: int = 0) -> Method:
-        setup = MethodSetup(channels=self.channels, budget=self.budget, device=self.device, seed=seed, options=self.options)
+        setup = MethodSetup(channels=self.channels, budget=self.budget, device=self.device, seed=seed, options=self.options,
+                            train_noise=self.spec())
         return self.method_class(setup)
 
     def spec(self) -> NoiseSpec:

@@ -21,8 +21,8 @@ from helpers import MethodPlugin, bench
 
 
 @pytest.mark.parametrize("args,expected", [
-    (["--methods", "iddp,nope"], "error: unknown method 'nope'; valid methods: b2u, bm3d, dip, iddp, n2n, n2v, nb2nb, s2s, unet, zsn2n"),
-    (["--methods", "nb2b"], "error: unknown method 'nb2b' (did you mean 'nb2nb'?); valid methods: b2u, bm3d, dip"),
+    (["--methods", "iddp,nope"], "error: unknown method 'nope'; valid methods: b2u, bm3d, cvf-sid, cvf-sid-oracle, dip, iddp, n2n, n2v, nb2nb, s2s, unet, zsn2n"),
+    (["--methods", "nb2b"], "error: unknown method 'nb2b' (did you mean 'nb2nb'?); valid methods: b2u, bm3d, cvf-sid"),
     (["--dataset", "imagenet"], "error: unknown dataset 'imagenet'; valid datasets: bsd300, bsd68, cbsd68, fmd, folder"),
     (["--noise", "laplace"], "error: unknown noise 'laplace'; valid noise families: gaussian, poisson, poisson-gaussian, real, speckle"),
     (["--noise", "gaussian:sigma=-3"], "error: noise spec 'gaussian:sigma=-3': sigma=-3 is out of range [0, 255]"),

@@ -66,6 +66,16 @@ S2S_BUDGET = {"test_images": 2, "test_crop": 64, "per_image_iterations": 300}
 S2S_OPTIONS = {"s2s": {"width": "16", "predictions": "10", "lr": "0.001"}}
 S2S_MARGIN = 2.2
 
+# CVF-SID's step is 11 passes of a 17-layer network, so it gets the set-up its official release uses,
+# transductive: a width-8 network fitted to the first 64x64 noisy test crop, one 40x40 patch per step,
+# 150 steps at 3e-3 (30x the official rate). Measured: +3.41 dB (SSIM +0.034; fp32, 100 s on a 2-core
+# machine at load 4, about 0.45 s per step on a free core). Fewer steps fall short: 80 gave +0.85 dB, and
+# width 16 at 1e-3 +1.6 dB after 60 steps; the oracle target changes little here (+3.19 against +3.15).
+CVF_BUDGET = {"iterations": 150, "batch_size": 1, "crop_size": 40, "test_images": 1, "test_crop": 64}
+CVF_OPTIONS = {"cvf-sid": {"width": "8", "transductive": "true"}}
+CVF_RATE = 1e-3  # times LR_SCALE
+CVF_MARGIN = 2.0
+
 
 def _run(data_dir: Path, out: Path, methods: list[str], overrides: dict, options: dict | None = None) -> pd.DataFrame:
     # --precision auto picks bf16 on some machines and fp32 on others: the margins were measured on both.
@@ -118,3 +128,10 @@ def test_zero_shot_noise2noise_beats_the_noisy_input(data_dir: Path, tmp_path: P
 def test_self2self_beats_the_noisy_input(data_dir: Path, tmp_path: Path) -> None:
     records = _run(data_dir, tmp_path / "run", ["s2s"], S2S_BUDGET, S2S_OPTIONS)
     _assert_gain(records, "s2s", S2S_BUDGET["test_images"], S2S_MARGIN)
+
+
+def test_cvf_sid_beats_the_noisy_input(data_dir: Path, tmp_path: Path) -> None:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(get_registry().method("cvf-sid"), "learning_rate", CVF_RATE)
+        records = _run(data_dir, tmp_path / "run", ["cvf-sid"], CVF_BUDGET, CVF_OPTIONS)
+    _assert_gain(records, "cvf-sid", CVF_BUDGET["test_images"], CVF_MARGIN)

@@ -4,6 +4,7 @@
   Neighbor2Neighbor U-Net's official code.
 * ``normal0.02``: N(0, 0.02) weights, zero bias: the pix2pix ``init_type normal, init_gain 0.02`` that
   the IDDP first author's released Noise2Grad code ships with.
+* ``xavier_uniform``: Xavier-uniform weights (gain 1), zero bias: CVF-SID's official code.
 * ``pytorch``: PyTorch's default (Kaiming-uniform with a = sqrt(5)); nothing is changed.
 
 Only convolutions (plain and transposed) are touched: the suite's networks have no other weights.
@@ -25,9 +26,14 @@ def _normal_002_(conv: nn.Module) -> None:
     nn.init.normal_(conv.weight, 0.0, 0.02)
 
 
+def _xavier_uniform_(conv: nn.Module) -> None:
+    nn.init.xavier_uniform_(conv.weight)
+
+
 _WEIGHT_INITS: dict[str, Callable[[nn.Module], None] | None] = {
     "kaiming0.1": _scaled_kaiming_,
     "normal0.02": _normal_002_,
+    "xavier_uniform": _xavier_uniform_,
     "pytorch": None,
 }
 NETWORK_INITS = tuple(_WEIGHT_INITS)
