@@ -114,7 +114,7 @@ class TrainedDenoiser:
         if self.method.uses_noise_level and noise is None:
             raise BenchError(f"{self.name} needs the noise level of the image (a NoiseInfo)")
         h, w = noisy.shape[-2:]
-        padded = self.protocol.pad(noisy.to(self.method.setup.device), self.method.input_multiple)
+        padded = self.protocol.pad(noisy.to(self.method.setup.device), self.method.input_multiple, self.method.pads_to_square)
         with torch.no_grad():  # as in evaluation (the plugin guide's promise)
             estimate = self.method.denoise(padded, noise if self.method.uses_noise_level else None)
         return estimate[..., :h, :w]
