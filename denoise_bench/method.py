@@ -124,6 +124,10 @@ class Method(ABC):
     seeded: ClassVar[bool] = True
     # Input sides the method needs; the evaluator pads test images (per the protocol) to a multiple.
     input_multiple: ClassVar[int] = 1
+    # Whether the evaluator pads to a square (both sides to the next multiple of the longer one, under the
+    # ``reflect-square`` protocols) rather than each side to its own next multiple: the convention the
+    # built-in networks were scored under, kept so that their results stay comparable.
+    pads_to_square: ClassVar[bool] = False
     # Tunable options and their defaults; values given as text are converted to the default's type.
     options: ClassVar[dict[str, Any]] = {}
     # Options written into every result's experiment identity even at their default (others only when
@@ -188,6 +192,8 @@ def validate_method_class(obj: object) -> str:
     except ValueError:
         error = unknown_name("supervision", obj.supervision, (s.value for s in Supervision))
         raise BenchError(f"method {obj.name!r}: {error}") from None
+    if Supervision(obj.supervision) is Supervision.PRETRAINED and obj.trainable:
+        raise BenchError(f"method {obj.name!r}: supervision 'pretrained' arrives trained; set trainable = False")
     unknown = sorted(set(obj.requires) - KNOWN_PROPERTIES)
     if unknown:
         error = unknown_name("noise property", unknown[0], KNOWN_PROPERTIES, plural="noise properties")
