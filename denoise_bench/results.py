@@ -30,6 +30,7 @@ import json
 import math
 import re
 from collections.abc import Iterable
+from enum import Enum
 from pathlib import Path
 
 import pandas as pd
@@ -58,6 +59,14 @@ FLOOR_COLUMNS = ["floor_psnr", "floor_ssim"]
 # What fixes a noisy input and how it is scored: records that share these share the floor.
 FLOOR_INPUT = ["protocol", "dataset", "test_noise", "image", "repeat"]
 ORACLE_MARK = "†"  # methods told the true noise level
+class JobStatus(str, Enum):
+    """A job's status in ``jobs.csv`` (write ``.value``: the file holds the plain text)."""
+
+    DONE = "done"  # it gave numbers
+    FAILED = "failed"  # it raised or its process died; run again by a resumed run
+    SKIPPED = "skipped"  # the method cannot run on the noise or data (the reason is recorded)
+
+
 PRETRAINED_MARK = "‡"  # methods that arrive trained on external clean data (Supervision.PRETRAINED)
 PRETRAINED_NOTE = (f"{PRETRAINED_MARK} pretrained on external clean data, not trained here (a training noise beside "
                    "it is the run's, not its own): not one of the self-supervised methods.")
@@ -169,7 +178,7 @@ def read_rows(path: Path) -> pd.DataFrame:
 _WHOLE_NUMBERS = ("seed", "repeat", "step", "iterations", "records")
 _NUMBERS = ("psnr", "ssim", "input_psnr", "input_ssim", "seconds", "train_seconds", "floor_psnr", "floor_ssim",
             "noise_seed")
-_STATUSES = ("done", "failed", "skipped")  # of a job in jobs.csv
+_STATUSES = tuple(status.value for status in JobStatus)  # of a job in jobs.csv
 
 
 def _check_rows(path: Path, frame: pd.DataFrame) -> None:
@@ -312,7 +321,7 @@ def below_floor_cells(records: pd.DataFrame) -> dict[tuple[str, str, str, str], 
     return found
 
 
-DONE = "done"  # the job status (in jobs.csv) of a job that gave numbers; the others are skipped and failed
+DONE = JobStatus.DONE.value  # the job status (in jobs.csv) of a job that gave numbers
 NOT_RUN_COLUMNS = ["method", "label", "dataset", "train_noise", "status", "reason", "seeds"]
 
 
@@ -404,7 +413,7 @@ def build_tables(records: pd.DataFrame, jobs: pd.DataFrame, metric: str,
         table = table.astype(object)
         if not jobs.empty:
             # Failed or skipped jobs show as such instead of silently missing.
-            sel = jobs[(jobs.dataset == dataset) & (jobs.train_noise == train_noise) & (jobs.status != "done")]
+            sel = jobs[(jobs.dataset == dataset) & (jobs.train_noise == train_noise) & (jobs.status != DONE)]
             for _, job in sel.iterrows():
                 label = method_label(job["method"], _flag(job.get("uses_noise_level")), job.get("supervision"))
                 if label not in table.columns:
