@@ -12,7 +12,7 @@ from torch import nn
 from denoise_bench.training import make_optimizer, make_schedule
 from denoise_bench.errors import BenchError
 from denoise_bench.experiment import run_conditions
-from denoise_bench.method import MethodSetup, TrainContext
+from denoise_bench.method import MethodSetup, TrainContext, TrainingInfo
 from denoise_bench.methods.b2u import Blind2Unblind
 from denoise_bench.methods.iddp import IDDP
 from denoise_bench.methods.n2n import Noise2Noise
@@ -32,7 +32,7 @@ CPU = torch.device("cpu")
 
 def _setup(budget: Budget = SMOKE, train_noise: str | None = None, **options: str) -> MethodSetup:
     spec = parse_spec(train_noise, get_registry().noise_families) if train_noise else None
-    return MethodSetup(channels=1, budget=budget, seed=0, options=options, train_noise=spec)
+    return MethodSetup(channels=1, budget=budget, seed=0, options=options, training=TrainingInfo(noise=spec))
 
 
 def _view(supervision: Supervision, side: int = 256):
@@ -82,13 +82,13 @@ def test_nb2nb_cuts_double_crops_so_its_network_trains_on_the_budget_crop() -> N
 def test_nb2nb_fits_its_double_crop_into_small_training_images(side: int | None, crop: int) -> None:
     # Train400 is 180x180: the cpu profile's 2 x 128 does not fit, the largest crop halving to a
     # multiple of 32 does (128, a 64x64 network input).
-    method = Neighbor2Neighbor(MethodSetup(channels=1, budget=SMOKE.override(crop_size=128), train_side=side))
+    method = Neighbor2Neighbor(MethodSetup(channels=1, budget=SMOKE.override(crop_size=128), training=TrainingInfo(shortest_side=side)))
     assert method.training_crop() == crop
     assert (method.training_crop_note() is None) == (crop == 256)  # the log tells where the crop was fitted
 
 
 def test_nb2nb_refuses_training_images_too_small_for_any_crop() -> None:
-    method = Neighbor2Neighbor(MethodSetup(channels=1, budget=SMOKE.override(crop_size=128), train_side=40))
+    method = Neighbor2Neighbor(MethodSetup(channels=1, budget=SMOKE.override(crop_size=128), training=TrainingInfo(shortest_side=40)))
     with pytest.raises(BenchError, match="training images of side 40 are too small"):
         method.training_crop()
 
