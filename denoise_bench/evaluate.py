@@ -98,7 +98,7 @@ def evaluate(method: Method, cases: list[TestCase], protocol: EvalProtocol, devi
     for case in cases:
         noisy = case.noisy.to(device)
         h, w = noisy.shape[-2:]
-        padded = protocol.pad(noisy, method.input_multiple)
+        padded = protocol.pad(noisy, method.input_multiple, method.pads_to_square)
         info = NoiseInfo.from_levels(case.spec, case.levels) if method.uses_noise_level else None
         estimate, seconds = call_isolated(_timed_denoise, method, padded, info, device, device=device)
         if estimate.shape != padded.shape:

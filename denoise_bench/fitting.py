@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from denoise_bench.checkpoints import load_checkpoint, save_checkpoint
 from denoise_bench.data import Dataset
 from denoise_bench.errors import BenchError
-from denoise_bench.method import Method, MethodSetup, StepReport, TrainContext
+from denoise_bench.method import Method, MethodSetup, StepReport, TrainContext, TrainingInfo
 from denoise_bench.noise import NoiseSetting
 from denoise_bench.planning import RunPlan
 from denoise_bench.results import CHECKPOINTS, weights_stem, write_json
@@ -83,8 +83,8 @@ def method_setup(p: RunPlan, method_cls: type[Method], dataset: Dataset, setting
     fits_crop = p.trains(method_cls) and not captured
     return MethodSetup(channels=dataset.channels, budget=p.budget_of(method_cls), device=p.device, seed=seed,
                        options=p.request.method_options.get(method_cls.name, {}), engine=p.engine,
-                       train_noise=None if captured else setting.train,
-                       train_side=data.shortest_train_side(dataset) if fits_crop else None,
+                       training=TrainingInfo(noise=None if captured else setting.train,
+                                             shortest_side=data.shortest_train_side(dataset) if fits_crop else None),
                        progress=p.request.progress)
 
 

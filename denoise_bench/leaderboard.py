@@ -46,10 +46,12 @@ from denoise_bench.experiment import (CONDITIONS, Experiment, canonical_options,
                                      shown_options)
 from denoise_bench.migration import installed
 from denoise_bench.protocol import PROTOCOLS, protocol_by_id
-from denoise_bench.results import (BELOW_FLOOR_MARK, CONFIG, FLOOR, FLOOR_NOTE, ORACLE_MARK, RECORDS, below_floor,
+from denoise_bench.results import (BELOW_FLOOR_MARK, CONFIG, FLOOR, FLOOR_NOTE, NOT_TRAINED_HERE, ORACLE_MARK,
+                                   PRETRAINED_NOTE, RECORDS, below_floor, has_pretrained,
                                    low_budget_warnings, method_label, not_run, not_run_text, nothing_ran, part_folders,
                                    read_config, read_curves, read_environment, read_jobs, read_records, with_floor, write_frame,
                                    write_json, write_text_atomic)
+from denoise_bench.supervision import Supervision
 from denoise_bench.significance import (FEW_IMAGES_MARK, MIN_INTERVAL_IMAGES, PairedDifference, all_pairs, compare,
                                         per_image_means)
 
@@ -393,8 +395,8 @@ def leaderboard_tables(records: pd.DataFrame, paper: pd.DataFrame | None = None)
             # The paper's numbers are of each method as published: its default options.
             published = info.base_method if info.options == "" else None
             row = {
-                "method": method_label(method, bool(info.oracle)),
-                "train noise": info.train_noise,
+                "method": method_label(method, bool(info.oracle), info.supervision),
+                "train noise": NOT_TRAINED_HERE if info.supervision == Supervision.PRETRAINED.value else info.train_noise,
                 "psnr": rows_m.psnr.mean(),
                 "ssim": rows_m.ssim.mean(),
                 "images": rows_m.image.nunique(),
@@ -598,6 +600,8 @@ def write_leaderboard(run_dirs: list[Path], out: Path, allow_mismatch: bool = Fa
         lines += [FLOOR_NOTE, ""]
     if any(has_implausible(table) for table in tables.values()):
         lines += [IMPLAUSIBLE_NOTE, ""]
+    if any(has_pretrained(table["method"]) for table in tables.values()):
+        lines += [PRETRAINED_NOTE, ""]
     lines.append(f"{ORACLE_MARK} told the true noise level of each test image. `{REFERENCE_GAP}`: mean paired PSNR "
                  "difference to the supervised U-Net on common images. "
                  f"`{TEST_SECONDS}`: mean seconds to denoise one test image, all that a per-image method (no "

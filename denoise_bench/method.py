@@ -32,6 +32,18 @@ from denoise_bench.supervision import Supervision, TrainingView
 
 
 @dataclass(frozen=True)
+class TrainingInfo:
+    """What the runner knows of the training data, for recipes whose official settings depend on it.
+    Each field is None when unknown (captured noise, weights loaded for evaluation, a bare test setup)."""
+
+    # The training noise (family and levels, never a drawn value): Blind2Unblind's t1.
+    noise: NoiseSpec | None = None
+    # The shortest side among the training images: Neighbor2Neighbor, cutting crops larger than the
+    # budget's, fits them to it.
+    shortest_side: int | None = None
+
+
+@dataclass(frozen=True)
 class MethodSetup:
     """Everything a method needs to build itself."""
 
@@ -41,12 +53,7 @@ class MethodSetup:
     seed: int = 0
     options: dict[str, str] = field(default_factory=dict)  # --method-option NAME:KEY=VALUE
     engine: Engine = field(default_factory=Engine)  # precision, layout, compilation of network training
-    # The training noise (family and levels, never a drawn value), for recipes whose official settings
-    # depend on it (Blind2Unblind's t1); None when unknown (real noise, a bare test setup).
-    train_noise: NoiseSpec | None = None
-    # The shortest side among the training images, so that a method cutting crops larger than the
-    # budget's (Neighbor2Neighbor) can fit them; None when unknown (real noise, a bare test setup).
-    train_side: int | None = None
+    training: TrainingInfo = TrainingInfo()
     # Whether the method may show progress bars of its own, for long per-image work (DIP's fit to
     # each image): the run's --progress; off outside a run.
     progress: bool = False
@@ -124,6 +131,10 @@ class Method(ABC):
     seeded: ClassVar[bool] = True
     # Input sides the method needs; the evaluator pads test images (per the protocol) to a multiple.
     input_multiple: ClassVar[int] = 1
+    # Whether the evaluator pads to a square (both sides to the next multiple of the longer one, under the
+    # ``reflect-square`` protocols) rather than each side to its own next multiple: the convention the
+    # built-in networks were scored under, kept so that their results stay comparable.
+    pads_to_square: ClassVar[bool] = False
     # Tunable options and their defaults; values given as text are converted to the default's type.
     options: ClassVar[dict[str, Any]] = {}
     # Options written into every result's experiment identity even at their default (others only when
@@ -188,6 +199,8 @@ def validate_method_class(obj: object) -> str:
     except ValueError:
         error = unknown_name("supervision", obj.supervision, (s.value for s in Supervision))
         raise BenchError(f"method {obj.name!r}: {error}") from None
+    if Supervision(obj.supervision) is Supervision.PRETRAINED and obj.trainable:
+        raise BenchError(f"method {obj.name!r}: supervision 'pretrained' arrives trained; set trainable = False")
     unknown = sorted(set(obj.requires) - KNOWN_PROPERTIES)
     if unknown:
         error = unknown_name("noise property", unknown[0], KNOWN_PROPERTIES, plural="noise properties")

@@ -4,7 +4,8 @@ A subclass states only what makes it different: its loss (:meth:`training_loss`)
 settings and the shape of its learning-rate schedule, and U-Net variant options (or a network of its
 own, :meth:`build_network`, and an initialisation of its own, :meth:`network_init`). The budget's
 training rule (``lr_rule``, ``init``; see ``denoise_bench.profiles``) can replace the learning rate,
-its schedule and the initialisation by one rule for every method.
+its schedule and the initialisation by one rule for every method: the training loop
+(``denoise_bench.training``) makes that choice, a method never looks at the rule.
 """
 
 from __future__ import annotations
@@ -20,14 +21,14 @@ from torch import nn
 
 from denoise_bench.nets.init import initialise_
 from denoise_bench.nets.unet import DOWNSAMPLE_FACTOR, UNet
-from denoise_bench.profiles import WARMUP_FRACTION
-from denoise_bench.schedules import constant, warmup_cosine
+from denoise_bench.schedules import constant
 from denoise_bench.supervision import TrainingView
 from denoise_bench.training import train
 
 
 class NetworkMethod(Method):
     input_multiple = DOWNSAMPLE_FACTOR
+    pads_to_square = True  # the convention its results were scored under
     learning_rate: ClassVar[float] = 3e-4
     adam_betas: ClassVar[tuple[float, float]] = (0.9, 0.999)
     weight_decay: ClassVar[float] = 0.0
@@ -57,11 +58,6 @@ class NetworkMethod(Method):
         """Adam's (beta1, beta2)."""
         return self.adam_betas
 
-    @property
-    def official_rule(self) -> bool:
-        """True when the method trains with its own learning rate and schedule (``lr_rule="official"``)."""
-        return self.setup.budget.lr_rule == "official"
-
     @abstractmethod
     def training_loss(self, batch: Any, progress: float) -> torch.Tensor:
         """The scalar loss of one batch (of the type the method's supervision gets, see
@@ -71,20 +67,15 @@ class NetworkMethod(Method):
         """Learning-rate multiplier at ``progress`` in [0, 1): the shape of the published schedule."""
         return constant(progress)
 
-    def make_optimizer(self) -> torch.optim.Optimizer:
-        # Both rules start from the method's own rate; the short-budget rule may scale it by one factor
-        # shared by every method (``Budget.lr_scale``), the official rule never does.
-        lr = self.learning_rate * (1.0 if self.official_rule else self.setup.budget.lr_scale)
+    def optimizer(self, lr: float) -> torch.optim.Optimizer:
+        """Adam over the network at ``lr`` (which the training loop chooses by the budget's rule)."""
         return torch.optim.Adam(self.net.parameters(), lr=lr, betas=self.optimizer_betas(), weight_decay=self.weight_decay)
 
-    def make_scheduler(self, optimizer: torch.optim.Optimizer, total: int) -> Any:
-        """The learning-rate scheduler the training loop steps once per iteration (state saved with
-        the training state): the method's schedule shape, or the budget's short-budget rule."""
-        if self.official_rule:
-            factor = lambda step: self.lr_factor(step / total)  # noqa: E731
-        else:
-            factor = lambda step: warmup_cosine(step / total, WARMUP_FRACTION)  # noqa: E731
-        return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    def own_schedule(self, optimizer: torch.optim.Optimizer, total: int, view: TrainingView) -> Any:
+        """The method's own learning-rate scheduler (stepped once per iteration, its state saved with the
+        training state), which the training loop uses under the official rule: :meth:`lr_factor`'s
+        shape. ``view`` is there for a schedule that needs data of its own (Noise2Void's validation)."""
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: self.lr_factor(step / total))
 
     def prepare(self, view: TrainingView) -> None:
         """Called by the training loop before its first step (and before a resumed state is loaded):

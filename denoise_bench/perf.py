@@ -39,7 +39,7 @@ from denoise_bench.plugins import get_registry
 from denoise_bench.profiles import Budget
 from denoise_bench.results import write_json, write_text_atomic
 from denoise_bench.supervision import Batch, NoisePolicy, Supervision, TrainingView, build_view
-from denoise_bench.training import train
+from denoise_bench.training import make_optimizer, train
 
 LAUNCH_COST_S = 10e-6
 CHANNELS = 3  # colour, as in the paper's tables
@@ -107,7 +107,7 @@ def time_bare_steps(name: str, s: PerfSettings, batch: int) -> float:
     method = _method(name, s, batch, 1)
     view = _view(Supervision(method.supervision), s.device, s.channels)
     batches = [view.sample(batch, method.training_crop()) for _ in range(4)]
-    optimizer = method.make_optimizer()
+    optimizer = make_optimizer(method)
     step_begin = s.engine.step_begin(s.device)
 
     def step(drawn: Batch) -> None:
@@ -133,7 +133,7 @@ def count_step(name: str, s: PerfSettings, batch: int) -> tuple[int, int]:
     """(floating-point operations, dispatched operators) of one training iteration."""
     method = _method(name, s, batch, 1)
     view = _view(Supervision(method.supervision), s.device, s.channels)
-    optimizer = method.make_optimizer()
+    optimizer = make_optimizer(method)
 
     def one() -> None:
         loss = method.training_loss(view.sample(batch, method.training_crop()), 0.0)

@@ -33,11 +33,19 @@ from __future__ import annotations
 import math
 
 from dataclasses import asdict, dataclass, fields, replace
+from enum import Enum
 from typing import Any
 
 from denoise_bench.errors import BenchError
 
-LR_RULES = ("official", "warmup-cosine")
+class LrRule(str, Enum):
+    """The learning-rate rules (their values are what config files and tables say)."""
+
+    OFFICIAL = "official"  # each method's own rate and schedule shape
+    WARMUP_COSINE = "warmup-cosine"  # one short-budget shape for every method
+
+
+LR_RULES = tuple(rule.value for rule in LrRule)
 INITS = ("own", "pytorch")
 # Names the init rule had in older request files -> its name now (run folders: denoise_bench.migration).
 FORMER_INIT_NAMES = {"official": "own"}
@@ -53,7 +61,7 @@ class Budget:
     test_images: int | None  # evaluate the first N test images (None: all)
     test_crop: int | None  # centre-crop test images to N x N (None: full images)
     per_image_iterations: int  # optimisation steps per test image for per-image methods (DIP)
-    lr_rule: str = "official"  # see the module docstring
+    lr_rule: str = LrRule.OFFICIAL.value  # a LrRule value (kept as text: it is written as is); see the module docstring
     init: str = "own"
     # The warm-up-cosine rule's peak, as a multiple of each method's own learning rate (one factor for
     # every method, so their rates keep their published ratios); the official rule ignores it.

@@ -59,8 +59,11 @@ class EvalProtocol:
 
     # --- padding ---------------------------------------------------------------------------------
 
-    def pad(self, image: torch.Tensor, multiple: int) -> torch.Tensor:
-        """Reflect-pad a (1, C, H, W) image at the bottom/right so the method can take it.
+    def pad(self, image: torch.Tensor, multiple: int, square: bool = False) -> torch.Tensor:
+        """Reflect-pad a (1, C, H, W) image at the bottom/right so the method can take it: each side to
+        the next multiple of ``multiple``, or, under ``padding="reflect-square"`` for a method that
+        declares the square convention (``Method.pads_to_square``, the built-in networks'), both sides
+        to the next multiple of the longer one.
 
         Always a new tensor, never ``image`` itself: it is the method's own input, which the method may
         edit in place without changing what the next method is given or what the input is scored as.
@@ -68,7 +71,7 @@ class EvalProtocol:
         if multiple <= 1:
             return image.clone()
         h, w = image.shape[-2:]
-        if self.padding == "reflect-square":
+        if square and self.padding == "reflect-square":
             side = -(-max(h, w) // multiple) * multiple
             target_h, target_w = side, side
         else:

@@ -20,7 +20,7 @@ from denoise_bench.plausibility import IMPLAUSIBLE_MARK, IMPLAUSIBLE_NOTE
 from denoise_bench.report_about import about_html
 from denoise_bench.report_plots import method_styles, oracles, plot_psnr_vs_budget, plot_psnr_vs_noise
 from denoise_bench.report_samples import ZOOM, SampleGrid, collect_samples
-from denoise_bench.results import FLOOR_NOTE, ORACLE_MARK
+from denoise_bench.results import FLOOR_NOTE, ORACLE_MARK, PRETRAINED_NOTE, has_pretrained
 from denoise_bench.samples import SAMPLES
 
 if TYPE_CHECKING:
@@ -132,6 +132,11 @@ def implausible_note(table: pd.DataFrame) -> str:
     return f'<p class="note implausible-note">{html.escape(IMPLAUSIBLE_NOTE)}</p>'
 
 
+def pretrained_note(table: pd.DataFrame) -> str:
+    """What the pretrained mark means, for a table with a method that arrived trained (else nothing)."""
+    return f'<p class="note pretrained-note">{html.escape(PRETRAINED_NOTE)}</p>' if has_pretrained(table["method"]) else ""
+
+
 def paper_gap_note(table: pd.DataFrame) -> str:
     """Where the paper's gap to the U-Net comes from, for a table that shows it (else nothing)."""
     return f'<p class="note paper-note">{html.escape(PAPER_GAP_NOTE)}</p>' if PAPER_GAP in table else ""
@@ -190,7 +195,7 @@ def write_html(out: Path, tables: dict[tuple[str, str], pd.DataFrame], records: 
              "Click a header to sort.</p>"]
     for (dataset, test_noise), table in tables.items():
         parts += [f"<h2>{html.escape(dataset)}, {html.escape(test_noise)}</h2>", _table_html(table), oracle_note(table),
-                  few_images_note(table), floor_note(table), implausible_note(table), paper_gap_note(table), not_run_html((not_run or {}).get((dataset, test_noise), []))]
+                  few_images_note(table), floor_note(table), implausible_note(table), pretrained_note(table), paper_gap_note(table), not_run_html((not_run or {}).get((dataset, test_noise), []))]
         if (dataset, test_noise) in grids:
             parts.append(_grid_html(grids[(dataset, test_noise)]))
     if unplaced:

@@ -30,6 +30,7 @@ import json
 import math
 import re
 from collections.abc import Iterable
+from enum import Enum
 from pathlib import Path
 
 import pandas as pd
@@ -41,6 +42,7 @@ from denoise_bench.migration import (checked_version, stored_json, upgrade_confi
                                      upgrade_rows)
 from denoise_bench.plausibility import IMPLAUSIBLE_MARK, IMPLAUSIBLE_NOTE, implausible, implausible_warnings
 from denoise_bench.profiles import SHORT_BUDGET_WARNINGS
+from denoise_bench.supervision import Supervision
 from denoise_bench.schema import CURVE_KEY, JOB_KEY, RECORD_KEY, TEXT_COLUMNS
 
 CONFIG = "config.json"
@@ -58,6 +60,17 @@ FLOOR_COLUMNS = ["floor_psnr", "floor_ssim"]
 # What fixes a noisy input and how it is scored: records that share these share the floor.
 FLOOR_INPUT = ["protocol", "dataset", "test_noise", "image", "repeat"]
 ORACLE_MARK = "†"  # methods told the true noise level
+class JobStatus(str, Enum):
+    """A job's status in ``jobs.csv`` (write ``.value``: the file holds the plain text)."""
+
+    DONE = "done"  # it gave numbers
+    FAILED = "failed"  # it raised or its process died; run again by a resumed run
+    SKIPPED = "skipped"  # the method cannot run on the noise or data (the reason is recorded)
+
+
+PRETRAINED_MARK = "‡"  # methods that arrive trained on external clean data (Supervision.PRETRAINED)
+PRETRAINED_NOTE = (f"{PRETRAINED_MARK} pretrained on external clean data, not trained here (a training noise beside "
+                   "it is the run's, not its own): not one of the self-supervised methods.")
 BELOW_FLOOR_MARK = "↓"  # a trained method whose mean PSNR is below the floor
 FLOOR_NOTE = (f"\"{FLOOR}\": a {FLOOR_KERNEL}x{FLOOR_KERNEL} box filter of the same noisy inputs, scored like an "
               f"estimate: the trivial smoother every learned method must beat. {BELOW_FLOOR_MARK} marks a trained "
@@ -188,7 +201,7 @@ def read_rows(path: Path) -> pd.DataFrame:
 _WHOLE_NUMBERS = ("seed", "repeat", "step", "iterations", "records")
 _NUMBERS = ("psnr", "ssim", "input_psnr", "input_ssim", "seconds", "train_seconds", "floor_psnr", "floor_ssim",
             "noise_seed")
-_STATUSES = ("done", "failed", "skipped")  # of a job in jobs.csv
+_STATUSES = tuple(status.value for status in JobStatus)  # of a job in jobs.csv
 
 
 def _check_rows(path: Path, frame: pd.DataFrame) -> None:
@@ -262,8 +275,35 @@ def read_jobs(run_dir: Path) -> pd.DataFrame:
     return _read_frame(run_dir, JOBS)
 
 
-def method_label(method: str, oracle: bool) -> str:
-    return f"{method}{ORACLE_MARK}" if oracle else method
+def method_label(method: str, oracle: bool, supervision: object = None) -> str:
+    """The method as tables show it: marked when it was told the noise level or arrived pretrained."""
+    label = f"{method}{ORACLE_MARK}" if oracle else method
+    return f"{label}{PRETRAINED_MARK}" if supervision == Supervision.PRETRAINED.value else label
+
+
+def method_labels(frame: pd.DataFrame) -> pd.Series:
+    """:func:`method_label` of each row (``uses_noise_level`` and ``supervision`` are missing in older files)."""
+    oracle = frame["uses_noise_level"] if "uses_noise_level" in frame else pd.Series(False, frame.index)
+    supervision = frame["supervision"] if "supervision" in frame else pd.Series(None, frame.index, dtype=object)
+    return pd.Series([method_label(m, _flag(o), s) for m, o, s in zip(frame["method"], oracle, supervision)],
+                     index=frame.index, dtype=object)
+
+
+NOT_TRAINED_HERE = "not trained here"
+
+
+def training_text(train_noise: str, labels: Iterable[object]) -> str:
+    """What a table block says of its training: ``trained on <noise>``, or, where every method of it
+    arrived pretrained, that the suite trained nothing (the noise is then only the test setting's)."""
+    methods = [label for label in labels if label not in (NOISY_INPUT, FLOOR)]
+    if methods and all(str(label).endswith(PRETRAINED_MARK) for label in methods):
+        return f"{NOT_TRAINED_HERE} (noise {train_noise})"
+    return f"trained on {train_noise}"
+
+
+def has_pretrained(labels: Iterable[object]) -> bool:
+    """Whether any of these labels carries :data:`PRETRAINED_MARK` (its footnote is then due)."""
+    return any(str(label).endswith(PRETRAINED_MARK) for label in labels)
 
 
 def with_floor(records: pd.DataFrame) -> pd.DataFrame:
@@ -299,18 +339,16 @@ def below_floor_cells(records: pd.DataFrame) -> dict[tuple[str, str, str, str], 
     """(dataset, train noise, test noise, method label) -> (mean PSNR, floor) of each trained method
     whose mean PSNR is below the floor there (:func:`below_floor`)."""
     trained = _trained(with_floor(records))
-    if "uses_noise_level" not in trained:
-        trained = trained.assign(uses_noise_level=False)
     found = {}
-    groups = ["method", "uses_noise_level", "dataset", "train_noise", "test_noise"]
-    for (method, oracle, dataset, train_noise, test_noise), rows in trained.groupby(groups, sort=False, dropna=False):
+    groups = [method_labels(trained).rename("label"), "dataset", "train_noise", "test_noise"]
+    for (label, dataset, train_noise, test_noise), rows in trained.groupby(groups, sort=False, dropna=False):
         below = below_floor(rows)
         if below is not None:
-            found[(dataset, train_noise, test_noise, method_label(method, _flag(oracle)))] = below
+            found[(dataset, train_noise, test_noise, label)] = below
     return found
 
 
-DONE = "done"  # the job status (in jobs.csv) of a job that gave numbers; the others are skipped and failed
+DONE = JobStatus.DONE.value  # the job status (in jobs.csv) of a job that gave numbers
 NOT_RUN_COLUMNS = ["method", "label", "dataset", "train_noise", "status", "reason", "seeds"]
 
 
@@ -346,7 +384,7 @@ def not_run(jobs: pd.DataFrame, records: pd.DataFrame | None = None) -> pd.DataF
     for job, key in zip(missing.to_dict("records"), _job_keys(missing)):
         if key in done:
             continue
-        label = method_label(job["method"], _flag(job.get("uses_noise_level")))
+        label = method_label(job["method"], _flag(job.get("uses_noise_level")), job.get("supervision"))
         group = (job["method"], label, job["dataset"], job["train_noise"], str(job["status"]), _one_line(job.get("error")))
         seeds = rows.setdefault(group, [])
         if key[3] not in seeds:
@@ -395,16 +433,16 @@ def build_tables(records: pd.DataFrame, jobs: pd.DataFrame, metric: str,
             columns[NOISY_INPUT] = block.groupby("test_noise", sort=False)[f"input_{metric}"].mean()
             if block[f"floor_{metric}"].notna().any():  # records of format 1 may not know it: nor does the table
                 columns[FLOOR] = block.groupby("test_noise", sort=False)[f"floor_{metric}"].mean()
-            for (method, oracle), rows in block.groupby(["method", "uses_noise_level"], sort=False):
+            for label, rows in block.groupby(method_labels(block), sort=False):
                 # NaN when an estimate was not a number: never a mean over the images that happened to be finite.
-                columns[method_label(method, bool(oracle))] = rows.groupby("test_noise", sort=False)[metric].mean(skipna=False)
+                columns[label] = rows.groupby("test_noise", sort=False)[metric].mean(skipna=False)
         table = pd.DataFrame(columns, index=pd.Index(order, name="test noise")).round(METRICS[metric])
         table = table.astype(object)
         if not jobs.empty:
             # Failed or skipped jobs show as such instead of silently missing.
-            sel = jobs[(jobs.dataset == dataset) & (jobs.train_noise == train_noise) & (jobs.status != "done")]
+            sel = jobs[(jobs.dataset == dataset) & (jobs.train_noise == train_noise) & (jobs.status != DONE)]
             for _, job in sel.iterrows():
-                label = method_label(job["method"], _flag(job.get("uses_noise_level")))
+                label = method_label(job["method"], _flag(job.get("uses_noise_level")), job.get("supervision"))
                 if label not in table.columns:
                     table[label] = job["status"]
         tables[(dataset, train_noise)] = table
@@ -455,9 +493,9 @@ def below_input_warnings(records: pd.DataFrame) -> list[str]:
 def images_note(block: pd.DataFrame) -> str:
     """How many test images each number of a table averages (with the noise repeats and seeds when there
     are several), naming the methods scored on fewer: a mean over 8 images reads like one over 68."""
-    images = block.groupby(["method", "uses_noise_level"], sort=False, dropna=False).image.nunique()
+    images = block.groupby(method_labels(block), sort=False, dropna=False).image.nunique()
     most = int(images.max())
-    fewer = [f"{method_label(m, _flag(o))}: {n} image{'s' if n != 1 else ''}" for (m, o), n in images.items() if n < most]
+    fewer = [f"{label}: {n} image{'s' if n != 1 else ''}" for label, n in images.items() if n < most]
     extra = [f"{n} {what}" for n, what in ((block.repeat.nunique(), "noise repeats"), (block.seed.nunique(), "seeds")) if n > 1]
     return (f"Each number averages {most} test image{'s' if most != 1 else ''}" + "".join(f", {e}" for e in extra)
             + (f" ({'; '.join(fewer)})" if fewer else "") + ".")
@@ -468,9 +506,8 @@ def implausible_cells(records: pd.DataFrame) -> set[tuple[str, str, str, str]]:
     flagged = records[implausible(records)] if not records.empty else records
     if flagged.empty:
         return set()
-    oracle = flagged["uses_noise_level"] if "uses_noise_level" in flagged else pd.Series(False, flagged.index)
-    return {(d, t, n, method_label(m, _flag(o))) for d, t, n, m, o in
-            zip(flagged.dataset, flagged.train_noise, flagged.test_noise, flagged.method, oracle)}
+    return {(d, t, n, label) for d, t, n, label in
+            zip(flagged.dataset, flagged.train_noise, flagged.test_noise, method_labels(flagged))}
 
 
 def profiles_of(records: pd.DataFrame) -> str:
@@ -519,7 +556,7 @@ def render_markdown(tables: dict[tuple[str, str], pd.DataFrame], metric: str, pr
     for (dataset, train_noise), table in tables.items():
         shown = mark_below_floor(table, dataset, train_noise, below or {})
         shown = mark_cells(shown, dataset, train_noise, flagged or set(), IMPLAUSIBLE_MARK)
-        lines += [f"## {dataset}, trained on {train_noise}", "", shown.to_markdown(), ""]
+        lines += [f"## {dataset}, {training_text(train_noise, table.columns)}", "", shown.to_markdown(), ""]
         block = records[(records.dataset == dataset) & (records.train_noise == train_noise)] if records is not None else None
         if block is not None and not block.empty:
             lines += [images_note(block), ""]
@@ -531,6 +568,8 @@ def render_markdown(tables: dict[tuple[str, str], pd.DataFrame], metric: str, pr
                  "Means over test images, noise repeats and seeds.")
     if any(FLOOR in table.columns for table in tables.values()):
         lines += ["", FLOOR_NOTE]
+    if any(has_pretrained(table.columns) for table in tables.values()):
+        lines += ["", PRETRAINED_NOTE]
     if flagged and any((d, t) in tables for d, t, _, _ in flagged):
         lines += ["", IMPLAUSIBLE_NOTE]
     return "\n".join(lines) + "\n"

@@ -28,7 +28,7 @@ from denoise_bench.grid_progress import GridProgress
 from denoise_bench.host_memory import keep_freed_memory
 from denoise_bench.planning import RunPlan, plan, run_config
 from denoise_bench.request import RunRequest
-from denoise_bench.results import CONFIG, write_tables
+from denoise_bench.results import CONFIG, JobStatus, write_tables
 from denoise_bench.run_data import RunData
 from denoise_bench.run_folder import finished_jobs, open_run_folder, part_folder, part_sink
 from denoise_bench.run_lock import run_lock
@@ -49,7 +49,7 @@ class RunResult:
 
     @property
     def failed(self) -> pd.DataFrame:
-        return self.jobs[self.jobs.status == "failed"] if not self.jobs.empty else self.jobs
+        return self.jobs[self.jobs.status == JobStatus.FAILED.value] if not self.jobs.empty else self.jobs
 
 
 def run(p: RunPlan, echo: Callable[[str], None] = print, executor: Executor | None = None) -> RunResult:

@@ -6,6 +6,8 @@ declared supervision, and the view only ever returns batches of that kind:
 * ``none``         -> :class:`NoisyBatch`      (one noisy draw per crop)
 * ``noisy-pairs``  -> :class:`NoisyPairBatch`  (two independent noisy draws of the same crop)
 * ``clean``        -> :class:`CleanBatch`      (noisy input and its clean target)
+* ``pretrained``   -> nothing: the method arrives trained on external clean data (published weights) and
+  is never trained by this suite (``trainable = False``); tables mark it and say "not trained here".
 
 A view keeps its image source inside a closure and exposes no attribute holding clean pixels. Under
 the ``fixed`` noise policy the clean images are not even kept: the view is built from one noisy copy
@@ -29,6 +31,9 @@ class Supervision(str, Enum):
     NONE = "none"
     NOISY_PAIRS = "noisy-pairs"
     CLEAN = "clean"
+    # Trained elsewhere, on external clean data, not by this suite: never trained here (no training view),
+    # and marked wherever it is ranked, so that it is never read as one of the self-supervised rows.
+    PRETRAINED = "pretrained"
 
 
 class NoisePolicy(str, Enum):

@@ -17,6 +17,7 @@ from typing import Any
 import pluggy
 
 from denoise_bench.plugins import describe_exception, get_plugin_manager, plugin_label
+from denoise_bench.results import JobStatus
 
 
 class Tracker:
@@ -60,4 +61,4 @@ class Tracker:
 def job_counts(jobs: list[dict[str, Any]]) -> dict[str, int]:
     """The number of jobs done, failed and skipped, for ``run_finished``."""
     statuses = [job.get("status") for job in jobs]
-    return {status: statuses.count(status) for status in ("done", "failed", "skipped")}
+    return {status: statuses.count(status) for status in (s.value for s in JobStatus)}

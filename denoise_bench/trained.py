@@ -23,7 +23,7 @@ from denoise_bench.atomic import replacing
 from denoise_bench.checkpoints import load_checkpoint
 from denoise_bench.environment import pick_device
 from denoise_bench.errors import BenchError
-from denoise_bench.method import Method, MethodSetup, NoiseInfo
+from denoise_bench.method import Method, MethodSetup, NoiseInfo, TrainingInfo
 from denoise_bench.noise import NoiseSpec, parse_spec
 from denoise_bench.plugins import Registry, get_registry
 from denoise_bench.profiles import Budget
@@ -47,8 +47,8 @@ def about_header(method: Method, protocol: str) -> dict[str, Any]:
     setup = method.setup
     return {"format": ABOUT_FORMAT, "method": method.name, "options": dict(method.opts), "channels": setup.channels,
             "budget": setup.budget.as_dict(), "seed": setup.seed,
-            "train_noise": str(setup.train_noise) if setup.train_noise is not None else None,
-            "train_side": setup.train_side, "protocol": protocol, "package_version": __version__}
+            "train_noise": str(setup.training.noise) if setup.training.noise is not None else None,
+            "train_side": setup.training.shortest_side, "protocol": protocol, "package_version": __version__}
 
 
 def described_state(method: Method, protocol: str) -> dict[str, Any]:
@@ -114,7 +114,7 @@ class TrainedDenoiser:
         if self.method.uses_noise_level and noise is None:
             raise BenchError(f"{self.name} needs the noise level of the image (a NoiseInfo)")
         h, w = noisy.shape[-2:]
-        padded = self.protocol.pad(noisy.to(self.method.setup.device), self.method.input_multiple)
+        padded = self.protocol.pad(noisy.to(self.method.setup.device), self.method.input_multiple, self.method.pads_to_square)
         with torch.no_grad():  # as in evaluation (the plugin guide's promise)
             estimate = self.method.denoise(padded, noise if self.method.uses_noise_level else None)
         return estimate[..., :h, :w]
@@ -132,7 +132,7 @@ def build_method(about: dict[str, Any], device: torch.device, registry: Registry
     if about["train_noise"]:
         train_noise = parse_spec(about["train_noise"], registry.noise_families)
     setup = MethodSetup(channels=int(about["channels"]), budget=budget, device=device, seed=int(about.get("seed", 0)),
-                        options=dict(about["options"]), train_noise=train_noise, train_side=about.get("train_side"))
+                        options=dict(about["options"]), training=TrainingInfo(train_noise, about.get("train_side")))
     with torch.random.fork_rng(devices=[]):  # building seeds the global generator; the caller's stays as it was
         return method_cls(setup)
 

@@ -11,7 +11,8 @@ import torch
 from denoise_bench.checkpoints import load_checkpoint, save_checkpoint
 from denoise_bench.errors import BenchError
 from denoise_bench.method import TrainContext
-from denoise_bench.profiles import Budget
+from denoise_bench.profiles import WARMUP_FRACTION, Budget, LrRule
+from denoise_bench.schedules import warmup_cosine
 from denoise_bench.supervision import TrainingView
 
 if TYPE_CHECKING:
@@ -51,6 +52,23 @@ class _LossWindow:
             if not math.isfinite(value):
                 raise TrainingDiverged(f"{self.name}: loss became {value} at step {self.first + offset}")
         return values[-1]
+
+
+def make_optimizer(method: NetworkMethod) -> torch.optim.Optimizer:
+    """The method's optimiser at the rate its budget's rule gives: both rules start from the method's own
+    rate; the short-budget rule may scale it by one factor shared by every method (``Budget.lr_scale``),
+    the official rule never does."""
+    budget = method.setup.budget
+    scale = 1.0 if budget.lr_rule == LrRule.OFFICIAL else budget.lr_scale
+    return method.optimizer(method.learning_rate * scale)
+
+
+def make_schedule(method: NetworkMethod, optimizer: torch.optim.Optimizer, total: int, view: TrainingView) -> Any:
+    """The scheduler of ``total`` steps the budget's rule gives: the method's own under the official rule,
+    else one warm-up-cosine shape for every method."""
+    if method.setup.budget.lr_rule == LrRule.OFFICIAL:
+        return method.own_schedule(optimizer, total, view)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: warmup_cosine(step / total, WARMUP_FRACTION))
 
 
 TRAINING_STATE_FORMAT = 1
@@ -99,9 +117,9 @@ def train(method: NetworkMethod, view: TrainingView, budget: Budget, context: Tr
     ``context.checkpoint_every`` steps (and at the end), and training continues from it if it exists.
     """
     method.prepare(view)
-    optimizer = method.make_optimizer()
+    optimizer = make_optimizer(method)
     total = budget.iterations
-    scheduler = method.make_scheduler(optimizer, total)
+    scheduler = make_schedule(method, optimizer, total, view)
     crop = method.training_crop()
     path = context.checkpoint_path
     start = 0

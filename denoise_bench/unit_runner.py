@@ -23,7 +23,7 @@ from denoise_bench.grid import Unit, experiment_of, setting_of, training_of, uni
 from denoise_bench.method import Method
 from denoise_bench.planning import RunPlan, run_config
 from denoise_bench.run_data import RunData
-from denoise_bench.results import DONE
+from denoise_bench.results import DONE, JobStatus
 from denoise_bench.run_folder import ResultSink
 from denoise_bench.schema import JobKey, job_key
 from denoise_bench.scoring import score_tests
@@ -61,7 +61,7 @@ class UnitRunner:
         reason = method_cls.incompatibility(setting.family)
         if reason:
             self.echo(f"skip {method_cls.name} on {setting.label}: {reason}")
-            skipped = [job | {"status": "skipped", "error": reason} for _, job in todo]
+            skipped = [job | {"status": JobStatus.SKIPPED.value, "error": reason} for _, job in todo]
             sink.jobs.extend(skipped)
             sink.save()
             for job in skipped:
@@ -111,7 +111,7 @@ class UnitRunner:
                 continue
             rows = earlier + [common | r for r in records]
             # The first dataset's job time includes the shared training; later ones only their tests.
-            done = job | {"status": "done", "seconds": time.perf_counter() - began}
+            done = job | {"status": DONE, "seconds": time.perf_counter() - began}
             sink.finish_job(done, rows)
             began = time.perf_counter()
             finish(done, rows, None)
@@ -171,7 +171,7 @@ def record_failure(sink: ResultSink, job: dict[str, Any], exc: BaseException, be
     """Isolate a failure: record it with its error (the grid goes on); returns the saved job row."""
     message = f"{type(exc).__name__}: {exc}"
     echo(f"FAILED {job['method']} on {job['dataset']} / {job['train_noise']} (seed {job['seed']}): {message}")
-    failed = job | {"status": "failed", "error": message, "traceback": traceback.format_exc(limit=8),
+    failed = job | {"status": JobStatus.FAILED.value, "error": message, "traceback": traceback.format_exc(limit=8),
                     "seconds": time.perf_counter() - began}
     sink.jobs.append(failed)
     sink.save()

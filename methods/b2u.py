@@ -122,7 +122,7 @@ class Blind2Unblind(NetworkMethod):
 
     def __init__(self, setup: MethodSetup) -> None:
         super().__init__(setup)
-        self.t1 = official_t1(setup.train_noise) if self.opts["t1"] == "auto" else _fraction(self.opts["t1"])
+        self.t1 = official_t1(setup.training.noise) if self.opts["t1"] == "auto" else _fraction(self.opts["t1"])
 
     def lr_factor(self, progress: float) -> float:
         return halve_every_fifth(progress)

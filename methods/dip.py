@@ -136,6 +136,7 @@ class DeepImagePrior(Method):
     requires = frozenset({ZERO_MEAN})
     trainable = False
     input_multiple = DOWNSAMPLE_FACTOR
+    pads_to_square = True  # the convention its results were scored under
     options = {"width": 128, "input_depth": 32, "reg_noise_std": 1.0 / 30.0, "lr": 0.01, "ema": 0.99}
     official_budget = {"per_image_iterations": 3000}  # the denoising notebook's num_iter for sigma = 25
 

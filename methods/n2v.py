@@ -205,17 +205,16 @@ class Noise2Void(NetworkMethod):
         self.net.train()
         return loss / len(self.validation)
 
-    def make_scheduler(self, optimizer: torch.optim.Optimizer, total: int) -> Any:
-        if not self.official_rule:
-            return super().make_scheduler(optimizer, total)
+    def own_schedule(self, optimizer: torch.optim.Optimizer, total: int, view: TrainingView) -> Any:
+        # Called right after prepare, so the validation crops come next from the view, as they always
+        # did; a resumed run draws them again the same way (the view is seeded) before loading its state.
+        self.draw_validation(view)
         return PlateauSchedule(optimizer, total // EPOCHS, self.validation_loss)
 
     def prepare(self, view: TrainingView) -> None:
         # Before the shared loop: a resumed run recomputes the same values (the view is seeded) and
         # then loads the statistics again from its training state.
         self.estimate_normalisation(view)
-        if self.official_rule:
-            self.draw_validation(view)
 
     def training_loss(self, batch: NoisyBatch, progress: float) -> torch.Tensor:
         y = (batch.noisy - self.mean) / self.std

@@ -99,7 +99,7 @@ class Neighbor2Neighbor(NetworkMethod):
         where the training images are too small for that (Train400 is 180x180 against the cpu
         profile's 2 x 128), the largest crop that fits and still halves to a network input."""
         wanted = 2 * self.setup.budget.crop_size
-        side = self.setup.train_side
+        side = self.setup.training.shortest_side
         if side is None or wanted <= side:
             return wanted
         step = 2 * DOWNSAMPLE_FACTOR
@@ -113,7 +113,7 @@ class Neighbor2Neighbor(NetworkMethod):
         crop, wanted = self.training_crop(), 2 * self.setup.budget.crop_size
         if crop == wanted:
             return None
-        return (f"the shortest training image side is {self.setup.train_side}, too small for {wanted}x{wanted} "
+        return (f"the shortest training image side is {self.setup.training.shortest_side}, too small for {wanted}x{wanted} "
                 f"crops: cutting {crop}x{crop}, so the network trains on {crop // 2}x{crop // 2} sub-images")
 
     def lr_factor(self, progress: float) -> float:

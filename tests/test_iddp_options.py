@@ -7,6 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from denoise_bench.training import make_optimizer
 from denoise_bench.errors import BenchError
 from denoise_bench.experiment import canonical_options
 from denoise_bench.filters import box_filter
@@ -74,8 +75,8 @@ def test_init_option_sets_the_named_initialisation(network: str) -> None:
 
 
 def test_beta1_option_reaches_adam() -> None:
-    assert iddp(beta1="0.5").make_optimizer().param_groups[0]["betas"] == (0.5, 0.999)
-    assert iddp(beta1="0.9").make_optimizer().param_groups[0]["betas"] == (0.9, 0.999)
+    assert make_optimizer(iddp(beta1="0.5")).param_groups[0]["betas"] == (0.5, 0.999)
+    assert make_optimizer(iddp(beta1="0.9")).param_groups[0]["betas"] == (0.9, 0.999)
     with pytest.raises(BenchError, match="beta1"):
         iddp(beta1="1.0")
 

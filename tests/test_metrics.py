@@ -240,7 +240,7 @@ def _image(camera: np.ndarray, h: int, w: int) -> torch.Tensor:
 def test_pad_reflects_to_the_protocol_size(protocol: EvalProtocol, size: tuple[int, int], multiple: int,
                                            expected: tuple[int, int], camera_full: np.ndarray) -> None:
     image = _image(camera_full, *size)
-    padded = protocol.pad(image, multiple)
+    padded = protocol.pad(image, multiple, square=True)
     assert padded.shape[-2:] == expected
     h, w = size
     assert torch.equal(padded[..., :h, :w], image)  # the image itself is untouched, top-left
@@ -252,7 +252,7 @@ def test_pad_reflects_to_the_protocol_size(protocol: EvalProtocol, size: tuple[i
 
 def test_pad_keeps_batch_and_channels(astronaut: np.ndarray) -> None:
     image = torch.from_numpy(astronaut[:30, :20]).permute(2, 0, 1)[None].float() / 255
-    padded = NB2NB.pad(image, 32)
+    padded = NB2NB.pad(image, 32, square=True)
     assert padded.shape == (1, 3, 32, 32)
     for c in range(3):  # each channel is padded on its own
         assert np.array_equal(padded[0, c].numpy(), np.pad(image[0, c].numpy(), ((0, 2), (0, 12)), mode="reflect"))
@@ -368,3 +368,10 @@ def test_make_test_cases_crops_the_centre(test_images: list[CleanImage], familie
     pixels = test_images[0].pixels  # 96x96 -> rows/cols 32..63
     assert case.noisy.shape == (1, 1, 32, 32)
     assert torch.equal(case.clean_u8, torch.from_numpy(pixels[32:64, 32:64]).permute(2, 0, 1))
+
+
+def test_a_method_without_the_square_convention_is_padded_side_by_side(camera_full: np.ndarray) -> None:
+    """input_multiple=2 on a 321x481 image adds one row and one column, not a 482x482 square."""
+    image = _image(camera_full, 321, 481)
+    assert NB2NB.pad(image, 2).shape[-2:] == (322, 482)
+    assert NB2NB.pad(image, 2, square=True).shape[-2:] == (482, 482)  # the built-in networks' convention

@@ -262,7 +262,7 @@ def test_dip_receives_only_the_padded_noisy_image_and_runs_its_budget() -> None:
     record = next(evaluate(spy, cases, NB2NB, torch.device("cpu")))
     (received, info), = spy.calls
     assert info is None
-    assert torch.equal(received, NB2NB.pad(cases[0].noisy, 32)) and received.shape[-2:] == (96, 96)
+    assert torch.equal(received, NB2NB.pad(cases[0].noisy, 32, square=True)) and received.shape[-2:] == (96, 96)
     assert spy.forwards == 7  # one forward pass per iteration, none after (the estimate is the average)
     assert np.isfinite(record["psnr"])
 

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from denoise_bench.training import make_optimizer
 from denoise_bench.errors import BenchError
 from denoise_bench.method import MethodSetup
 from denoise_bench.methods.b2u import Blind2Unblind, cell_masks, gather_blind_spot, masked_inputs
@@ -239,7 +240,7 @@ def test_official_network_and_optimiser_settings() -> None:
     # Neighbor2Neighbor's scaled Kaiming init zeroes the biases; Blind2Unblind keeps PyTorch's default.
     assert not nb2nb.net.enc0.bias.any() and b2u.net.enc0.bias.abs().sum() > 0
     for method, decay in ((nb2nb, 0.0), (b2u, 1e-8)):
-        group = method.make_optimizer().param_groups[0]
+        group = make_optimizer(method).param_groups[0]
         assert (group["lr"], group["weight_decay"]) == (3e-4, decay)
         assert [method.lr_factor(t) for t in (0.0, 0.2, 0.99)] == [1, 0.5, 0.0625]
     assert nb2nb.official_budget == {"iterations": 1_108_200, "batch_size": 4, "crop_size": 128}  # 256x256 crops

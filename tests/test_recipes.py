@@ -9,9 +9,10 @@ import skimage.data
 import torch
 from torch import nn
 
+from denoise_bench.training import make_optimizer, make_schedule
 from denoise_bench.errors import BenchError
 from denoise_bench.experiment import run_conditions
-from denoise_bench.method import MethodSetup, TrainContext
+from denoise_bench.method import MethodSetup, TrainContext, TrainingInfo
 from denoise_bench.methods.b2u import Blind2Unblind
 from denoise_bench.methods.iddp import IDDP
 from denoise_bench.methods.n2n import Noise2Noise
@@ -32,7 +33,7 @@ CPU = torch.device("cpu")
 
 def _setup(budget: Budget = SMOKE, train_noise: str | None = None, **options: str) -> MethodSetup:
     spec = parse_spec(train_noise, get_registry().noise_families) if train_noise else None
-    return MethodSetup(channels=1, budget=budget, seed=0, options=options, train_noise=spec)
+    return MethodSetup(channels=1, budget=budget, seed=0, options=options, training=TrainingInfo(noise=spec))
 
 
 def _view(supervision: Supervision, side: int = 256):
@@ -52,7 +53,7 @@ def test_unet_and_n2n_share_the_official_noise2noise_recipe() -> None:
     assert [unet.lr_factor(t) for t in progress] == [n2n.lr_factor(t) for t in progress]
     assert unet.lr_factor(0.5) == 1.0 and unet.lr_factor(0.85) == pytest.approx(0.25)  # cosine-squared ramp-down
     assert unet.net.config == n2n.net.config
-    groups = unet.make_optimizer().param_groups[0], n2n.make_optimizer().param_groups[0]
+    groups = make_optimizer(unet).param_groups[0], make_optimizer(n2n).param_groups[0]
     assert groups[0]["betas"] == groups[1]["betas"] == (0.9, 0.99)
 
 
@@ -82,13 +83,13 @@ def test_nb2nb_cuts_double_crops_so_its_network_trains_on_the_budget_crop() -> N
 def test_nb2nb_fits_its_double_crop_into_small_training_images(side: int | None, crop: int) -> None:
     # Train400 is 180x180: the cpu profile's 2 x 128 does not fit, the largest crop halving to a
     # multiple of 32 does (128, a 64x64 network input).
-    method = Neighbor2Neighbor(MethodSetup(channels=1, budget=SMOKE.override(crop_size=128), train_side=side))
+    method = Neighbor2Neighbor(MethodSetup(channels=1, budget=SMOKE.override(crop_size=128), training=TrainingInfo(shortest_side=side)))
     assert method.training_crop() == crop
     assert (method.training_crop_note() is None) == (crop == 256)  # the log tells where the crop was fitted
 
 
 def test_nb2nb_refuses_training_images_too_small_for_any_crop() -> None:
-    method = Neighbor2Neighbor(MethodSetup(channels=1, budget=SMOKE.override(crop_size=128), train_side=40))
+    method = Neighbor2Neighbor(MethodSetup(channels=1, budget=SMOKE.override(crop_size=128), training=TrainingInfo(shortest_side=40)))
     with pytest.raises(BenchError, match="training images of side 40 are too small"):
         method.training_crop()
 
@@ -130,8 +131,8 @@ def test_n2v_trains_with_the_plateau_rule_on_fixed_noisy_validation_crops(monkey
     budget = SMOKE.override(iterations=steps, batch_size=1, crop_size=32, width=8)
     method = Noise2Void(_setup(budget))
     monkeypatch.setattr(Noise2Void, "validation_loss", lambda self: 1.0)  # a plateau from the start
-    optimizer = method.make_optimizer()
-    schedule = method.make_scheduler(optimizer, steps)
+    optimizer = make_optimizer(method)
+    schedule = make_schedule(method, optimizer, steps, _view(Supervision.NONE))
     assert isinstance(schedule, PlateauSchedule) and schedule.epoch_steps == steps // EPOCHS
     for _ in range(steps):
         schedule.step()
@@ -184,8 +185,8 @@ def test_warmup_cosine_rule_replaces_every_method_schedule_alike() -> None:
     warmup = int(WARMUP_FRACTION * 1000)
     for method_cls in (SupervisedUNet, Noise2Noise, IDDP, Neighbor2Neighbor, Blind2Unblind, Noise2Void):
         method = method_cls(_setup(budget))
-        optimizer = method.make_optimizer()
-        schedule = method.make_scheduler(optimizer, 1000)
+        optimizer = make_optimizer(method)
+        schedule = make_schedule(method, optimizer, 1000, _view(Supervision(method.supervision)))
         rates = []
         for _ in range(1000):
             rates.append(optimizer.param_groups[0]["lr"])
@@ -201,8 +202,8 @@ def test_warmup_cosine_rule_replaces_every_method_schedule_alike() -> None:
 def test_lr_scale_multiplies_every_method_peak_alike_under_the_short_budget_rule_only() -> None:
     scaled = get_profile("cpu").override(iterations=100, width=8, lr_scale=3.0)
     for method_cls in (SupervisedUNet, IDDP, Noise2Void):
-        short = method_cls(_setup(scaled)).make_optimizer().param_groups[0]["lr"]
-        official = method_cls(_setup(scaled.override(lr_rule="official"))).make_optimizer().param_groups[0]["lr"]
+        short = make_optimizer(method_cls(_setup(scaled))).param_groups[0]["lr"]
+        official = make_optimizer(method_cls(_setup(scaled.override(lr_rule="official")))).param_groups[0]["lr"]
         assert short == pytest.approx(3.0 * method_cls.learning_rate), method_cls.name
         assert official == pytest.approx(method_cls.learning_rate), method_cls.name
     with pytest.raises(BenchError, match="lr_scale must be a finite number above 0"):
