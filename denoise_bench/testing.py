@@ -38,7 +38,7 @@ from denoise_bench.checkpoints import load_checkpoint, save_checkpoint
 from denoise_bench.data import TEST, TRAIN, CleanImage, Dataset
 from denoise_bench.errors import BenchError
 from denoise_bench.images import to_chw
-from denoise_bench.method import Method, MethodSetup, NoiseInfo, TrainContext, validate_method_class
+from denoise_bench.method import Method, MethodSetup, NoiseInfo, TrainContext, TrainingInfo, validate_method_class
 from denoise_bench.noise import (KNOWN_PROPERTIES, SIGNAL_INDEPENDENT, ZERO_MEAN, Levels, NoiseFamily, NoiseSpec,
                                  parse_spec)
 from denoise_bench.plugins import get_registry
@@ -68,7 +68,7 @@ class ConformanceSetup:
 
     def make(self, seed: int = 0) -> Method:
         setup = MethodSetup(channels=self.channels, budget=self.budget, device=self.device, seed=seed, options=self.options,
-                            train_noise=self.spec())
+                            training=TrainingInfo(noise=self.spec()))
         return self.method_class(setup)
 
     def spec(self) -> NoiseSpec:

@@ -233,7 +233,7 @@ class CVFSIDOracle(CVFSID):
         self._known: tuple[NoiseFamily, Levels] | None = None  # the true level(s) of what it trains on
 
     def _training_levels(self) -> tuple[NoiseFamily, Levels]:
-        spec = self.setup.train_noise
+        spec = self.setup.training.noise
         if spec is None or spec.is_range:
             given = "unknown" if spec is None else f"{spec}, a range whose drawn levels training does not see"
             raise BenchError(f"{self.name} trains on one known noise level; the training noise is {given}: "

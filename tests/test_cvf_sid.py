@@ -10,7 +10,7 @@ from torch import nn
 
 from denoise_bench.errors import BenchError
 from denoise_bench.experiment import canonical_options
-from denoise_bench.method import MethodSetup, NoiseInfo, TrainContext
+from denoise_bench.method import MethodSetup, NoiseInfo, TrainContext, TrainingInfo
 from denoise_bench.methods.cvf_sid import (PAD, CVFSID, CVFSIDOracle, cvf_loss, noise_level, pad, repad,
                                            window_std_target)
 from denoise_bench.nets.cvf import CVFNet
@@ -172,7 +172,7 @@ def _setup(options: dict[str, str], noise: str = "gaussian:sigma=25", iterations
     budget = Budget(iterations=iterations, batch_size=1, crop_size=24, width=8, test_images=1, test_crop=None,
                     per_image_iterations=1)
     return MethodSetup(channels=1, budget=budget, options={"width": "4", **options},
-                       train_noise=parse_spec(noise, get_registry().noise_families))
+                       training=TrainingInfo(noise=parse_spec(noise, get_registry().noise_families)))
 
 
 def _trained(method: CVFSID, noise: str = "gaussian:sigma=25") -> CVFSID:
