@@ -16,6 +16,7 @@ from denoise_bench.environment import pick_device
 from denoise_bench.errors import BenchError
 from denoise_bench.host_memory import keep_freed_memory
 from denoise_bench.leaderboard import write_leaderboard
+from denoise_bench.method import Method
 from denoise_bench.network_method import NetworkMethod
 from denoise_bench.noise import split_noise_list
 from denoise_bench.output_folders import claim_folder
@@ -213,6 +214,16 @@ def evaluate_command(run_dir: Path, datasets: str, noises: tuple[str, ...], meth
     _execute(the_plan, None, f"bench run --resume {shlex.quote(str(the_plan.run_dir))}")
 
 
+def official_budget_text(method: type[Method]) -> str:
+    """A method's published training budget in words: what the official profile trains it with."""
+    budget = method.official_budget
+    if "per_image_iterations" in budget:
+        return f"{budget['per_image_iterations']:,} steps per image"
+    if "iterations" in budget:
+        return f"{budget['iterations']:,} steps of batch {budget['batch_size']} on {budget['crop_size']}x{budget['crop_size']} crops"
+    return "none published" if method.trainable else "nothing to train"
+
+
 @main.command("list")
 def list_command() -> None:
     """List the registered methods, datasets and noise models."""
@@ -230,6 +241,7 @@ def list_command() -> None:
         click.echo(f"  {'':<12} {cls.citation}")
         if cls.options:
             click.echo(f"  {'':<12} options: {', '.join(f'{k}={v!r}' for k, v in cls.options.items())}")
+        click.echo(f"  {'':<12} official budget (--profile official): {official_budget_text(cls)}")
         click.echo(f"  {'':<12} from {registry.sources.get(('method', name), '?')}")
     click.echo("Datasets:")
     for name, dataset_cls in sorted(registry.datasets.items()):

@@ -132,6 +132,10 @@ def test_list_shows_descriptions_and_presets() -> None:
     assert "iddp" in result.output and "Lin et al." in result.output
     assert "preset: train poisson:lam=5-50; test poisson:lam=30; poisson:lam=5-50" in result.output
     assert "supervision=clean" in result.output and "uses noise level" in result.output
+    # Each method's published budget, as the official profile trains it, so a user sees its cost before a run.
+    assert "official budget (--profile official): 150,000 steps per image" in result.output  # s2s
+    assert "100,000 steps of batch 64 on 40x40 crops" in result.output  # cvf-sid
+    assert "3,000 steps per image" in result.output  # zsn2n, dip
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
