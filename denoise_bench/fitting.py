@@ -109,11 +109,10 @@ def trained_method(p: RunPlan, method_cls: type[Method], datasets: list[Dataset]
     if p.request.weights_from is not None:
         raise BenchError(f"{p.request.weights_from} has no trained weights for {method_cls.name} on {setting.train}, "
                          f"seed {seed} ({files.weights.name}); an evaluation does not train")
-    crop = method.training_crop()
-    note = method.training_crop_note()  # None under captured noise: method_setup gives no side to fit
-    if note:
-        echo(f"{method_cls.name}: {note}")
-    view = data.training_view(Supervision(method_cls.supervision), first, setting.train, crop, seed)
+    crop = method.training_crop()  # its note is None under captured noise: method_setup gives no side to fit
+    if crop.note:
+        echo(f"{method_cls.name}: {crop.note}")
+    view = data.training_view(Supervision(method_cls.supervision), first, setting.train, crop.side, seed)
     bar = tqdm(total=setup.budget.iterations, desc=f"train {method_cls.name}", disable=not p.request.progress, leave=False)
     clock = TrainingClock()
 

@@ -44,6 +44,16 @@ class TrainingInfo:
 
 
 @dataclass(frozen=True)
+class TrainingCrop:
+    """The side of the square crops a method trains on, and what the run log should say where the
+    method had to depart from its own rule (Neighbor2Neighbor on training images too small for its
+    doubled crop); ``note`` is None otherwise."""
+
+    side: int
+    note: str | None = None
+
+
+@dataclass(frozen=True)
 class MethodSetup:
     """Everything a method needs to build itself."""
 
@@ -162,15 +172,10 @@ class Method(ABC):
             return f"{cls.name} is told the true noise level; {family.name} noise has none"
         return None
 
-    def training_crop(self) -> int:
-        """Side of the training crops the view cuts: the budget's, unless the method sub-samples them
+    def training_crop(self) -> TrainingCrop:
+        """The training crops the view cuts: the budget's side, unless the method sub-samples them
         (Neighbor2Neighbor cuts twice the side, so that its network sees crops of the budget's size)."""
-        return self.setup.budget.crop_size
-
-    def training_crop_note(self) -> str | None:
-        """What the run log should say about the crops, where ``training_crop`` had to depart from its
-        rule (Neighbor2Neighbor on training images too small for its doubled crop); None otherwise."""
-        return None
+        return TrainingCrop(self.setup.budget.crop_size)
 
     def fit(self, view: TrainingView, context: TrainContext) -> None:
         """Train on the view (``setup.budget`` says how long). Per-image methods need not train."""

@@ -106,7 +106,7 @@ def time_bare_steps(name: str, s: PerfSettings, batch: int) -> float:
     """
     method = _method(name, s, batch, 1)
     view = _view(Supervision(method.supervision), s.device, s.channels)
-    batches = [view.sample(batch, method.training_crop()) for _ in range(4)]
+    batches = [view.sample(batch, method.training_crop().side) for _ in range(4)]
     optimizer = make_optimizer(method)
     step_begin = s.engine.step_begin(s.device)
 
@@ -136,7 +136,7 @@ def count_step(name: str, s: PerfSettings, batch: int) -> tuple[int, int]:
     optimizer = make_optimizer(method)
 
     def one() -> None:
-        loss = method.training_loss(view.sample(batch, method.training_crop()), 0.0)
+        loss = method.training_loss(view.sample(batch, method.training_crop().side), 0.0)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -131,7 +131,7 @@ class _Probes:
         steps = PROBE_WARMUP + PROBE_STEPS
         method = method_cls(replace(setup, budget=setup.budget.override(iterations=steps), progress=False))
         view = self.data.training_view(Supervision(method_cls.supervision), dataset, setting.train,
-                                       method.training_crop(), seed)
+                                       method.training_crop().side, seed)
         stamps: list[float] = []
         start = self.clock()
         method.fit(view, TrainContext(evaluate_every=1, on_evaluate=lambda step: stamps.append(self.clock())))

@@ -120,7 +120,7 @@ def train(method: NetworkMethod, view: TrainingView, budget: Budget, context: Tr
     optimizer = make_optimizer(method)
     total = budget.iterations
     scheduler = make_schedule(method, optimizer, total, view)
-    crop = method.training_crop()
+    crop = method.training_crop().side
     path = context.checkpoint_path
     start = 0
     if path is not None and path.exists():

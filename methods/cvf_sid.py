@@ -56,7 +56,7 @@ from torch import nn
 from denoise_bench.crops import CropSampler
 from denoise_bench.errors import BenchError
 from denoise_bench.hookspecs import hookimpl
-from denoise_bench.method import Method, MethodSetup, NoiseInfo, TrainContext
+from denoise_bench.method import Method, MethodSetup, NoiseInfo, TrainContext, TrainingCrop
 from denoise_bench.nets.cvf import CVFNet
 from denoise_bench.nets.init import initialise_
 from denoise_bench.network_method import NetworkMethod
@@ -186,9 +186,9 @@ class CVFSID(NetworkMethod):
     def lr_factor(self, progress: float) -> float:
         return 0.99 ** int(progress * DECAY_STEPS)
 
-    def training_crop(self) -> int:
+    def training_crop(self) -> TrainingCrop:
         # a transductive fit cuts crops of the test image, which may be smaller than the budget's
-        return min(self.setup.budget.crop_size, self._image_side or self.setup.budget.crop_size)
+        return TrainingCrop(min(self.setup.budget.crop_size, self._image_side or self.setup.budget.crop_size))
 
     def noise_level_target(self, patches: torch.Tensor) -> torch.Tensor:
         """L10's target per patch and channel: the official estimate from the noisy patch itself."""

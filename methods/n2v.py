@@ -194,7 +194,7 @@ class Noise2Void(NetworkMethod):
         generator = torch.Generator(device=self.setup.device).manual_seed(self.setup.seed)
         self.validation = []
         for _ in range(VALIDATION_BATCHES):
-            y = (view.sample(budget.batch_size, self.training_crop()).noisy - self.mean) / self.std
+            y = (view.sample(budget.batch_size, self.training_crop().side).noisy - self.mean) / self.std
             masked, mask = n2v_mask(y, self.opts["perc_pix"], self.opts["radius"], self.opts["strategy"], generator)
             self.validation.append((masked, mask, y))
 

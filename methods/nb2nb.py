@@ -37,7 +37,7 @@ import torch
 
 from denoise_bench.errors import BenchError
 from denoise_bench.hookspecs import hookimpl
-from denoise_bench.method import Method, MethodSetup
+from denoise_bench.method import Method, MethodSetup, TrainingCrop
 from denoise_bench.nets.unet import DOWNSAMPLE_FACTOR
 from denoise_bench.network_method import NetworkMethod
 from denoise_bench.noise import PIXEL_INDEPENDENT, ZERO_MEAN
@@ -94,27 +94,22 @@ class Neighbor2Neighbor(NetworkMethod):
             raise BenchError(f"{self.name}: the network's input (the crop size) must be a multiple of "
                              f"{DOWNSAMPLE_FACTOR}, got {setup.budget.crop_size}")
 
-    def training_crop(self) -> int:
+    def training_crop(self) -> TrainingCrop:
         """Twice the budget's side, so the sub-images the network trains on are of the budget's size;
         where the training images are too small for that (Train400 is 180x180 against the cpu
         profile's 2 x 128), the largest crop that fits and still halves to a network input."""
         wanted = 2 * self.setup.budget.crop_size
         side = self.setup.training.shortest_side
         if side is None or wanted <= side:
-            return wanted
+            return TrainingCrop(wanted)
         step = 2 * DOWNSAMPLE_FACTOR
         fitted = side // step * step
         if fitted < step:
             raise BenchError(f"{self.name}: training images of side {side} are too small for crops that halve "
                              f"to a {DOWNSAMPLE_FACTOR}-multiple network input (at least {step}x{step})")
-        return fitted
-
-    def training_crop_note(self) -> str | None:
-        crop, wanted = self.training_crop(), 2 * self.setup.budget.crop_size
-        if crop == wanted:
-            return None
-        return (f"the shortest training image side is {self.setup.training.shortest_side}, too small for {wanted}x{wanted} "
-                f"crops: cutting {crop}x{crop}, so the network trains on {crop // 2}x{crop // 2} sub-images")
+        return TrainingCrop(fitted, f"the shortest training image side is {side}, too small for {wanted}x{wanted} "
+                                    f"crops: cutting {fitted}x{fitted}, so the network trains on {fitted // 2}x{fitted // 2} "
+                                    "sub-images")
 
     def lr_factor(self, progress: float) -> float:
         return halve_every_fifth(progress)

@@ -73,7 +73,7 @@ class _Recorder(nn.Module):
 def test_nb2nb_cuts_double_crops_so_its_network_trains_on_the_budget_crop() -> None:
     budget = SMOKE.override(crop_size=64, iterations=1, batch_size=1)
     method = Neighbor2Neighbor(_setup(budget))
-    assert method.training_crop() == 128
+    assert method.training_crop().side == 128
     method.net = _Recorder()
     train(method, _view(Supervision.NONE), budget, TrainContext())
     assert sorted(method.net.sides) == [(64, True), (128, False)]  # sub-images of 64 with gradient; f(y) on 128
@@ -84,8 +84,8 @@ def test_nb2nb_fits_its_double_crop_into_small_training_images(side: int | None,
     # Train400 is 180x180: the cpu profile's 2 x 128 does not fit, the largest crop halving to a
     # multiple of 32 does (128, a 64x64 network input).
     method = Neighbor2Neighbor(MethodSetup(channels=1, budget=SMOKE.override(crop_size=128), training=TrainingInfo(shortest_side=side)))
-    assert method.training_crop() == crop
-    assert (method.training_crop_note() is None) == (crop == 256)  # the log tells where the crop was fitted
+    assert method.training_crop().side == crop
+    assert (method.training_crop().note is None) == (crop == 256)  # the log tells where the crop was fitted
 
 
 def test_nb2nb_refuses_training_images_too_small_for_any_crop() -> None:
@@ -106,7 +106,7 @@ def test_runner_fits_nb2nb_crops_to_the_training_set(tmp_path) -> None:
 
 
 def test_other_methods_train_on_the_budget_crop() -> None:
-    assert SupervisedUNet(_setup(SMOKE.override(crop_size=64))).training_crop() == 64
+    assert SupervisedUNet(_setup(SMOKE.override(crop_size=64))).training_crop().side == 64
 
 
 # --- (c) Noise2Void halves its rate on a validation plateau --------------------------------------
