@@ -71,3 +71,15 @@ def test_every_plugin_module_is_registered_as_a_built_in() -> None:
     modules = {f"{package}.{path.stem}" for package, folder in _plugin_packages().items()
                for path in folder.glob("*.py") if path.stem != "__init__"}
     assert sorted(modules - set(BUILTIN_PLUGINS)) == []
+
+
+def test_the_leaderboard_and_its_page_import_down_only() -> None:
+    """Run folders merged, then tables, then the page, then the writer of the leaderboard folder: no module
+    of that chain imports one above it, not even lazily or for type hints (a cycle there once needed a
+    lazy import to load at all)."""
+    chain = [f"{PACKAGE}.{name}" for name in ("leaderboard_merge", "leaderboard_tables", "report_about", "report",
+                                              "leaderboard")]
+    modules = _core_modules()
+    upward = {module: sorted(set(_imports(module, modules[module])) & set(chain[i + 1:]))
+              for i, module in enumerate(chain)}
+    assert {module: above for module, above in upward.items() if above} == {}
