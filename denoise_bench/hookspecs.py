@@ -40,6 +40,7 @@ import pluggy
 if TYPE_CHECKING:
     from denoise_bench.data import Dataset
     from denoise_bench.method import Method
+    from denoise_bench.metric import Metric
     from denoise_bench.noise import NoiseFamily
 
 PROJECT = "denoise_bench"
@@ -75,6 +76,18 @@ def register_noise_models(register: Callable[[NoiseFamily], None]) -> None:
     Call ``register(family)`` with a :class:`denoise_bench.noise.NoiseFamily` instance, which
     names the family, its parameters, its statistical properties and the sampling function.
     Returns nothing.
+    """
+
+
+@hookspec
+def register_metrics(register: Callable[[Metric], None]) -> None:
+    """Register image-quality metrics.
+
+    Call ``register(metric)`` with a :class:`denoise_bench.metric.Metric`: its name (a column of
+    records and curves, a table file), ``compute(estimate, clean, protocol)`` on the images as the run's
+    evaluation protocol prepares them (clamped, quantised, luma as it says; 0-255 float64), whether
+    higher is better, and the decimals tables show. PSNR and SSIM are registered first, by
+    ``denoise_bench.metrics``. Returns nothing.
     """
 
 

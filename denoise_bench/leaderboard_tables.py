@@ -1,7 +1,7 @@
 """The leaderboard's tables, from records merged across runs (``denoise_bench.leaderboard_merge``).
 
-For every (dataset, test noise), one table ranking the experiments by mean PSNR: mean PSNR and SSIM,
-how many images (and records) the mean is over, the training budget (iterations, training time,
+For every (dataset, test noise), one table ranking the experiments by mean PSNR: the mean of every
+metric (PSNR, SSIM, then any a plugin registers, ``denoise_bench.metric``), how many images (and records) the mean is over, the training budget (iterations, training time,
 device) and the supervision each had. Each row is compared with the one ranked just above it on their
 common images (``significance``): the mean paired PSNR difference and its 95 % bootstrap interval; an
 interval containing 0 is marked as a tie, one over fewer than five images with a footnote mark. Rows
@@ -20,6 +20,7 @@ from io import StringIO
 import pandas as pd
 
 from denoise_bench.leaderboard_merge import name_experiments
+from denoise_bench.metric import scored_metrics
 from denoise_bench.migration import installed
 from denoise_bench.plausibility import IMPLAUSIBLE_MARK, implausible
 from denoise_bench.protocol import PROTOCOLS, protocol_by_id
@@ -145,6 +146,8 @@ def _references(budget: pd.DataFrame) -> dict[str, str]:
 def leaderboard_tables(records: pd.DataFrame, paper: pd.DataFrame | None = None) -> dict[tuple[str, str], pd.DataFrame]:
     """(dataset, test noise) -> ranked table of its experiments (see :func:`name_experiments`)."""
     records = with_floor(name_experiments(records))
+    names = [metric.name for metric in scored_metrics(records)]
+    decimals = {metric.name: metric.decimals for metric in scored_metrics(records)}
     tables = {}
     for (dataset, test_noise), block in records.groupby(["dataset", "test_noise"], sort=True):
         per_image = per_image_means(block, "psnr")
@@ -162,8 +165,7 @@ def leaderboard_tables(records: pd.DataFrame, paper: pd.DataFrame | None = None)
             row = {
                 "method": method_label(method, bool(info.oracle)),
                 "train noise": info.train_noise,
-                "psnr": rows_m.psnr.mean(),
-                "ssim": rows_m.ssim.mean(),
+                **{name: rows_m[name].mean() for name in names},  # psnr, ssim, then any metric a plugin adds
                 "images": rows_m.image.nunique(),
                 "records": len(rows_m),
                 GAP_COLUMN: (_not_ranked(per_image, method) if method in subset
@@ -192,13 +194,13 @@ def leaderboard_tables(records: pd.DataFrame, paper: pd.DataFrame | None = None)
                 row["psnr - paper"] = row["psnr"] - ref.psnr.iloc[0] if len(ref) else None
             rows.append(row)
         noisy = block.drop_duplicates(["image", "repeat", "test_noise"])
-        rows.append({"method": "noisy input", "psnr": noisy.input_psnr.mean(), "ssim": noisy.input_ssim.mean(),
+        rows.append({"method": "noisy input", **{name: noisy[f"input_{name}"].mean() for name in names},
                      "images": noisy.image.nunique(), "records": len(noisy)})
         floor = noisy[noisy.floor_psnr.notna()]  # absent when no run of the table recorded it
         if not floor.empty:
-            rows.append({"method": FLOOR, "psnr": floor.floor_psnr.mean(), "ssim": floor.floor_ssim.mean(),
+            rows.append({"method": FLOOR, **{name: floor[f"floor_{name}"].mean() for name in names},
                          "images": floor.image.nunique(), "records": len(floor)})
-        table = pd.DataFrame(rows).round({"psnr": 2, "ssim": 4, "psnr - paper": 2, REFERENCE_GAP: 2, PAPER_GAP: 2})
+        table = pd.DataFrame(rows).round({**decimals, "psnr - paper": 2, REFERENCE_GAP: 2, PAPER_GAP: 2})
         table = table.astype({"images": "Int64", "records": "Int64", "iterations": "Int64", IMPLAUSIBLE: "Int64"})  # the noisy row has none
         if not has_implausible(table):
             table = table.drop(columns=[IMPLAUSIBLE])

@@ -6,9 +6,10 @@ Each job (method x dataset x training noise x seed) gets a folder ``RUN_DIR/tens
 * ``train/loss`` and ``train/lr`` at the steps the training reports (``hookspecs.training_step``).
   A training that serves several datasets (BSD68 and Set12 both train on Train400) is written into
   the folder of each, so that every folder tells its job's whole story;
-* ``curve/psnr/<test noise>`` and ``curve/ssim/<test noise>`` at each learning-curve step (``--eval-every``);
-* ``final/psnr/<test noise>`` and ``final/ssim/<test noise>``: the job's mean over its records, as
-  ``records.csv`` and the tables have it, at its last training step (0 for per-image methods).
+* ``curve/<metric>/<test noise>`` (``curve/psnr/...``, ``curve/ssim/...``, one per registered metric,
+  ``denoise_bench.metric``) at each learning-curve step (``--eval-every``);
+* ``final/<metric>/<test noise>``: the job's mean over its records, as ``records.csv`` and the tables
+  have it, at its last training step (0 for per-image methods).
 
 ``tensorboard --logdir RUN_DIR/tensorboard`` shows them. Writing needs the ``tensorboard`` package
 (``pip install 'denoise-bench[tensorboard]'``); planning a run that asks for it without the package
@@ -32,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from denoise_bench.errors import BenchError
 from denoise_bench.hookspecs import hookimpl
+from denoise_bench.metric import metrics
 from denoise_bench.results import CONFIG, file_slug, read_config
 
 if TYPE_CHECKING:
@@ -112,7 +114,7 @@ def learning_curve_point(run_dir: Path, point: dict[str, Any]) -> None:
     if not _LOG.on(run_dir):
         return
     writer = _LOG.writer(job_folder(run_dir, point))
-    for metric in ("psnr", "ssim"):
+    for metric in (m.name for m in metrics()):
         writer.add_scalar(f"curve/{metric}/{point['test_noise']}", point[metric], point["step"])
 
 
@@ -128,7 +130,7 @@ def job_finished(run_dir: Path, job: dict[str, Any], records: list[dict[str, Any
         writer = _LOG.writer(folder)
         step = int(records[0].get("iterations") or 0)
         for test_noise, rows in by_noise.items():
-            for metric in ("psnr", "ssim"):
+            for metric in (m.name for m in metrics()):
                 writer.add_scalar(f"final/{metric}/{test_noise}", fmean(r[metric] for r in rows), step)
     _LOG.close(folder)  # the job's last events: flushed now, not when the process ends
 

@@ -168,8 +168,8 @@ class Tracking:
         pass
 
 
-VALID_HOOKS = ("job_finished, learning_curve_point, register_datasets, register_methods, register_noise_models, "
-               "run_finished, run_started, training_step")
+VALID_HOOKS = ("job_finished, learning_curve_point, register_datasets, register_methods, register_metrics, "
+               "register_noise_models, run_finished, run_started, training_step")
 
 
 def test_a_plugin_of_lifecycle_hooks_only_is_accepted() -> None:
