@@ -1,8 +1,8 @@
 """The Python API: a benchmark run from a script or notebook, and its results as DataFrames.
 
 :func:`run_benchmark` is ``bench run`` as a function (a :class:`~denoise_bench.request.RunRequest`,
-planned and run); the :class:`Benchmark` it returns holds the records, the PSNR and SSIM tables and
-the run folder, and turns the methods trained there into denoisers (:meth:`Benchmark.denoiser`).
+planned and run); the :class:`Benchmark` it returns holds the records, a table per metric (PSNR, SSIM, any
+a plugin adds) and the run folder, and turns the methods trained there into denoisers (:meth:`Benchmark.denoiser`).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import pandas as pd
 from denoise_bench.errors import BenchError
 from denoise_bench.request import RunRequest
 from denoise_bench.request_schema import leaves, request_values
+from denoise_bench.metric import scored_metrics
 from denoise_bench.results import build_tables, read_config, read_jobs, read_records
 from denoise_bench.trained import TrainedDenoiser
 
@@ -38,7 +39,7 @@ class Benchmark:
         return Benchmark(run_dir, read_records(run_dir), read_jobs(run_dir))
 
     def table(self, metric: str = "psnr") -> pd.DataFrame:
-        """Mean ``metric`` (psnr or ssim) by (dataset, train noise, test noise) rows and method columns."""
+        """Mean ``metric`` (psnr, ssim or another registered one) by (dataset, train noise, test noise) rows and method columns."""
         blocks = build_tables(self.records, self.jobs, metric)
         if not blocks:
             return pd.DataFrame()
@@ -46,7 +47,7 @@ class Benchmark:
 
     @property
     def tables(self) -> dict[str, pd.DataFrame]:
-        return {"psnr": self.table("psnr"), "ssim": self.table("ssim")}
+        return {metric.name: self.table(metric.name) for metric in scored_metrics(self.records)}
 
     def denoiser(self, method: str, noise: str | None = None, seed: int | None = None,
                  device: str | None = "cpu") -> TrainedDenoiser:

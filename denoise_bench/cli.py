@@ -156,8 +156,8 @@ def _execute(the_plan: RunPlan, job_executor: Executor | None, resume_command: s
         else:
             click.echo("\ninterrupted before the run folder was written; nothing to resume", err=True)
         sys.exit(130)
-    click.echo(result.tables["psnr"])
-    click.echo(result.tables["ssim"])
+    for markdown in result.tables.values():  # one per metric
+        click.echo(markdown)
     click.echo(f"records: {result.run_dir / 'records.csv'}  tables: {result.run_dir / 'tables'}")
     if request.profile in NEXT_STEPS and result.failed.empty:
         click.echo(f"next: {NEXT_STEPS[request.profile]}")
@@ -257,6 +257,10 @@ def list_command() -> None:
             setting = registry.noise_setting(name)
             tests = "; ".join(str(t) for t in setting.tests)
             click.echo(f"  {'':<17} preset: train {setting.train}; test {tests}")
+    click.echo("Metrics:")
+    for name, metric in registry.metrics.items():  # in the order tables show them
+        click.echo(f"  {name:<12} {metric.description} [{'higher' if metric.higher_is_better else 'lower'} is better; "
+                   f"from {registry.sources.get(('metric', name), '?')}]")
 
 
 @main.command("leaderboard")
@@ -321,13 +325,13 @@ def perf_command(methods: str, batches: str, crop: int, width: int, steps: int, 
 @main.command("table")
 @click.argument("run_dir", type=click.Path(path_type=Path, file_okay=False), required=False)
 def table_command(run_dir: Path | None) -> None:
-    """Re-render the PSNR and SSIM tables of RUN_DIR (default: the latest run under runs/) from its records."""
+    """Re-render the tables of RUN_DIR (default: the latest run under runs/) from its records: PSNR, SSIM and
+    any metric a plugin adds."""
     if run_dir is None:
         run_dir = latest_run(RUNS_DIR)
         click.echo(f"run folder: {run_dir}")
-    tables = write_tables(run_dir)
-    click.echo(tables["psnr"])
-    click.echo(tables["ssim"])
+    for markdown in write_tables(run_dir).values():  # one per metric
+        click.echo(markdown)
 
 
 # --- trained models outside their run: bench export (denoise_bench.trained) ---------------------

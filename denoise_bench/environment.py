@@ -74,12 +74,12 @@ def _version(distribution: str) -> str | None:
         return None
 
 
-KIND_KEYS = {"method": "methods", "dataset": "datasets", "noise model": "noise_models"}
+KIND_KEYS = {"method": "methods", "dataset": "datasets", "noise model": "noise_models", "metric": "metrics"}
 
 
 def plugin_provenance(registry: Registry | None = None) -> list[dict]:
     """One entry per plugin that registered something: its name, distribution and version (None for a
-    plugin registered at run time), and the methods, datasets and noise models it registered."""
+    plugin registered at run time), and the methods, datasets, noise models and metrics it registered."""
     registry = registry or get_registry()
     plugins: dict[str, dict] = {}
     for (kind, name), (plugin, distribution) in registry.origins.items():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -15,6 +15,8 @@ from denoise_bench.filters import box_filter
 from denoise_bench.images import to_chw
 from denoise_bench.isolation import call_isolated
 from denoise_bench.method import Method, NoiseInfo
+from denoise_bench.metric import Metric
+from denoise_bench.metric import metrics as registered_metrics
 from denoise_bench.noise import Levels, NoiseSpec
 from denoise_bench.protocol import EvalProtocol
 
@@ -62,13 +64,14 @@ def make_test_cases(dataset: str, images: list[CleanImage], spec: NoiseSpec, pro
 FLOOR_KERNEL = 3  # the floor of every table: a FLOOR_KERNEL x FLOOR_KERNEL box filter of the noisy input
 
 
-def floor_scores(noisy: torch.Tensor, clean_u8: torch.Tensor, protocol: EvalProtocol) -> tuple[float, float]:
-    """(PSNR, SSIM) of the floor every learned method must beat: the box filter of a (1, C, H, W) noisy
-    input (``filters.box_filter``, kernel :data:`FLOOR_KERNEL`, reflect padding), scored by ``protocol``
-    like an estimate. NaN for an image with a side under 2 pixels, too small to reflect-pad."""
+def floor_scores(noisy: torch.Tensor, clean_u8: torch.Tensor, protocol: EvalProtocol,
+                 metrics: Sequence[Metric]) -> dict[str, float]:
+    """Metric name -> score of the floor every learned method must beat: the box filter of a (1, C, H, W)
+    noisy input (``filters.box_filter``, kernel :data:`FLOOR_KERNEL`, reflect padding), scored by
+    ``protocol`` like an estimate. NaN for an image with a side under 2 pixels, too small to reflect-pad."""
     if min(noisy.shape[-2:]) < FLOOR_KERNEL // 2 + 1:
-        return math.nan, math.nan
-    return protocol.score(box_filter(noisy, FLOOR_KERNEL)[0], clean_u8)
+        return {metric.name: math.nan for metric in metrics}
+    return protocol.scores(box_filter(noisy, FLOOR_KERNEL)[0], clean_u8, metrics)
 
 
 def _timed_denoise(method: Method, noisy: torch.Tensor, info: NoiseInfo | None,
@@ -87,14 +90,16 @@ def _timed_denoise(method: Method, noisy: torch.Tensor, info: NoiseInfo | None,
 def evaluate(method: Method, cases: list[TestCase], protocol: EvalProtocol, device: torch.device,
              on_case: Callable[[], object] = lambda: None,
              on_estimate: Callable[[TestCase, torch.Tensor], None] | None = None) -> Iterator[dict]:
-    """Denoise each case and yield its record fields: metrics of the estimate, of the noisy input and of
-    the floor (:func:`floor_scores`).
+    """Denoise each case and yield its record fields: every registered metric (``denoise_bench.metric``)
+    of the estimate, of the noisy input (``input_<name>``) and of the floor (``floor_<name>``,
+    :func:`floor_scores`).
 
     ``on_estimate(case, estimate)`` sees each (cropped back) estimate, e.g. to save example images.
 
     The method is handed its own copy of the noisy input (``EvalProtocol.pad``), so one that edits it
     in place changes neither the next method's input nor the noisy input's and the floor's scores, and
     is called on a stack of its own (``denoise_bench.isolation``), where no frame holds the clean image."""
+    metrics = registered_metrics()
     for case in cases:
         noisy = case.noisy.to(device)
         h, w = noisy.shape[-2:]
@@ -106,9 +111,10 @@ def evaluate(method: Method, cases: list[TestCase], protocol: EvalProtocol, devi
         estimate = estimate[..., :h, :w]
         if on_estimate is not None:
             on_estimate(case, estimate)
-        psnr, ssim = protocol.score(estimate[0], case.clean_u8.to(device))
-        input_psnr, input_ssim = protocol.score(noisy[0], case.clean_u8.to(device))
-        floor_psnr, floor_ssim = floor_scores(noisy, case.clean_u8.to(device), protocol)
+        clean = case.clean_u8.to(device)
+        scores = protocol.scores(estimate[0], clean, metrics)
+        input_scores = protocol.scores(noisy[0], clean, metrics)
+        floor = floor_scores(noisy, clean, protocol, metrics)
         on_case()
         yield {
             "test_noise": str(case.spec),
@@ -117,11 +123,8 @@ def evaluate(method: Method, cases: list[TestCase], protocol: EvalProtocol, devi
             "repeat": case.repeat,
             "noise_seed": case.noise_seed,
             "noise_level": case.level_text,
-            "psnr": psnr,
-            "ssim": ssim,
-            "input_psnr": input_psnr,
-            "input_ssim": input_ssim,
-            "floor_psnr": floor_psnr,
-            "floor_ssim": floor_ssim,
+            **scores,
+            **{f"input_{name}": value for name, value in input_scores.items()},
+            **{f"floor_{name}": value for name, value in floor.items()},
             "seconds": seconds,
         }

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from denoise_bench.data import Dataset
     from denoise_bench.executor_kind import ExecutorKind
     from denoise_bench.method import Method
+    from denoise_bench.metric import Metric
     from denoise_bench.noise import NoiseFamily
 
 PROJECT = "denoise_bench"
@@ -88,6 +89,18 @@ def register_executors(register: Callable[[ExecutorKind], None]) -> None:
     returns an object with ``run_units(run_dir, units, echo)`` (the ``Executor`` protocol) that runs each
     unit with :func:`denoise_bench.runner.run_unit` and yields ``(unit, None)`` or ``(unit, error)`` as each
     ends. Returns nothing.
+    """
+
+
+@hookspec
+def register_metrics(register: Callable[[Metric], None]) -> None:
+    """Register image-quality metrics.
+
+    Call ``register(metric)`` with a :class:`denoise_bench.metric.Metric`: its name (a column of
+    records and curves, a table file), ``compute(estimate, clean, protocol)`` on the images as the run's
+    evaluation protocol prepares them (clamped, quantised, luma as it says; 0-255 float64), whether
+    higher is better, and the decimals tables show. PSNR and SSIM are registered first, by
+    ``denoise_bench.metrics``. Returns nothing.
     """
 
 

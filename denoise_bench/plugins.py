@@ -31,9 +31,11 @@ from denoise_bench.data import Dataset
 from denoise_bench.errors import BenchError, unknown_name
 from denoise_bench.executor_kind import ExecutorKind
 from denoise_bench.method import Method, validate_method_class
+from denoise_bench.metric import Metric
 from denoise_bench.noise import NoiseFamily, NoiseSetting, resolve_setting
 
 BUILTIN_PLUGINS: tuple[str, ...] = (
+    "denoise_bench.metrics",  # first: PSNR and SSIM are the first metrics, before any plugin's
     "denoise_bench.noises.synthetic",
     "denoise_bench.noises.real",
     "denoise_bench.methods.iddp",
@@ -96,6 +98,7 @@ class Registry:
     datasets: dict[str, type[Dataset]] = field(default_factory=dict)
     noise_families: dict[str, NoiseFamily] = field(default_factory=dict)
     executors: dict[str, ExecutorKind] = field(default_factory=dict)
+    metrics: dict[str, Metric] = field(default_factory=dict)  # in registration order: PSNR, SSIM, then the plugins'
     failures: list[PluginFailure] = field(default_factory=list)
     # (kind, name) -> the plugin that registered it, as its user knows it (see _label); kind: method, dataset,
     # noise model, executor
@@ -264,6 +267,7 @@ def _collect(pm: pluggy.PluginManager) -> Registry:
         "register_datasets": _Kind("dataset", reg.datasets, _check_dataset),
         "register_noise_models": _Kind("noise model", reg.noise_families, _check_noise_family),
         "register_executors": _Kind("executor", reg.executors, _check_executor),
+        "register_metrics": _Kind("metric", reg.metrics, _check_metric),
     }
     owners: dict[tuple[str, str], str] = {}  # (hook, name) -> the plugin that registered it, for duplicates
     for plugin_name, plugin in pm.list_name_plugin():  # registration order
@@ -343,4 +347,17 @@ def _check_noise_family(obj: object) -> str:
 def _check_executor(obj: object) -> str:
     if not isinstance(obj, ExecutorKind):
         raise BenchError(f"register_executors expects an ExecutorKind, got {obj!r}")
+    return obj.name
+
+
+# A metric names record columns beside ``input_<name>`` and ``floor_<name>``: a lower-case identifier.
+_METRIC_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
+
+
+def _check_metric(obj: object) -> str:
+    if not isinstance(obj, Metric):
+        raise BenchError(f"register_metrics expects a Metric, got {obj!r}")
+    if not _METRIC_NAME.fullmatch(obj.name) or obj.name.startswith(("input_", "floor_")):
+        raise BenchError(f"metric name {obj.name!r} is not a column name: use up to 32 lower-case letters, digits and "
+                         "'_', starting with a letter, not with input_ or floor_")
     return obj.name

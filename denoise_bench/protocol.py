@@ -17,14 +17,18 @@ keeps ``nb2nb``'s 11x11 Gaussian window, so its PSNR is the script's and its SSI
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 import torch.nn.functional as F
 
 from denoise_bench.errors import BenchError
-from denoise_bench.metrics import psnr, ssim
+from denoise_bench.metrics import PSNR, SSIM
+
+if TYPE_CHECKING:
+    from denoise_bench.metric import Metric
 
 
 @dataclass(frozen=True)
@@ -89,8 +93,10 @@ class EvalProtocol:
 
     # --- scoring ---------------------------------------------------------------------------------
 
-    def score(self, estimate: torch.Tensor, clean_u8: torch.Tensor) -> tuple[float, float]:
-        """(PSNR, SSIM) of a (C, H, W) float estimate against the (C, H, W) uint8 original."""
+    def prepared(self, estimate: torch.Tensor, clean_u8: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """A (C, H, W) float estimate and its (C, H, W) uint8 original as every metric scores them
+        (``denoise_bench.metric``): float64 on the 0-255 scale, the estimate clamped and quantised as
+        this protocol says, colour images reduced to luma under a luma protocol."""
         ref = clean_u8.double()
         est = estimate.double()
         if self.clip:
@@ -100,7 +106,17 @@ class EvalProtocol:
             est = torch.floor(est + 0.5).clamp(0.0, 255.0)
         if self.color == "y" and est.shape[0] == 3:
             est, ref = to_luma(est, self.quantize_8bit), to_luma(ref, self.quantize_8bit)
-        return psnr(est, ref, 255.0), ssim(est, ref, 255.0, self.ssim_window, self.ssim_sigma)
+        return est, ref
+
+    def scores(self, estimate: torch.Tensor, clean_u8: torch.Tensor, metrics: Sequence[Metric]) -> dict[str, float]:
+        """Metric name -> score of a (C, H, W) float estimate against the (C, H, W) uint8 original."""
+        est, ref = self.prepared(estimate, clean_u8)
+        return {metric.name: float(metric.compute(est, ref, self)) for metric in metrics}
+
+    def score(self, estimate: torch.Tensor, clean_u8: torch.Tensor) -> tuple[float, float]:
+        """(PSNR, SSIM) of a (C, H, W) float estimate against the (C, H, W) uint8 original."""
+        scores = self.scores(estimate, clean_u8, (PSNR, SSIM))
+        return scores["psnr"], scores["ssim"]
 
     def scores_like(self, other: "EvalProtocol", colour: bool) -> bool:
         """Whether ``other`` gives the same score as this protocol to the same estimate of a colour

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from denoise_bench.leaderboard import (FEW_IMAGES_NOTE, PAPER_GAP, PAPER_GAP_NOTE, SUBSET_NOTE, has_few_images_mark,
-                                       has_floor)
+from denoise_bench.leaderboard_tables import (FEW_IMAGES_NOTE, PAPER_GAP, PAPER_GAP_NOTE, SUBSET_NOTE,
+                                              has_few_images_mark, has_floor)
 from denoise_bench.plausibility import IMPLAUSIBLE_MARK, IMPLAUSIBLE_NOTE
 from denoise_bench.report_about import about_html
 from denoise_bench.report_plots import method_styles, oracles, plot_psnr_vs_budget, plot_psnr_vs_noise
@@ -24,7 +24,7 @@ from denoise_bench.results import FLOOR_NOTE, ORACLE_MARK, PRETRAINED_NOTE, has_
 from denoise_bench.samples import SAMPLES
 
 if TYPE_CHECKING:
-    from denoise_bench.leaderboard import RunInfo
+    from denoise_bench.leaderboard_merge import RunInfo
 
 ORACLE_NOTE = ("told the true noise level of each test image (the σ or λ its noise was drawn with), which every "
                "other method has to do without: read it as a reference, not as a like-for-like competitor.")
@@ -178,7 +178,7 @@ def write_html(out: Path, tables: dict[tuple[str, str], pd.DataFrame], records: 
     """Write ``index.html`` with its plots and sample crops into ``out``; returns its path.
 
     ``not_run`` lists, per table, the jobs that would be in it but gave no numbers; ``unplaced`` those
-    that belong to no table (see ``leaderboard.not_run_by_table``)."""
+    that belong to no table (see ``leaderboard_tables.not_run_by_table``)."""
     if (out / SAMPLES).exists():
         shutil.rmtree(out / SAMPLES)  # crops of an earlier leaderboard in the same folder
     styles = method_styles(list(records.method))

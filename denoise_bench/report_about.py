@@ -19,7 +19,7 @@ from denoise_bench.results import (BELOW_FLOOR_MARK, FLOOR_KERNEL, below_floor_c
                                    implausible_warnings, profile_warnings)
 
 if TYPE_CHECKING:
-    from denoise_bench.leaderboard import RunInfo
+    from denoise_bench.leaderboard_merge import RunInfo
 
 
 @dataclass

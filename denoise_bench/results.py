@@ -38,6 +38,7 @@ import pandas as pd
 from denoise_bench.atomic import write_text_atomic
 from denoise_bench.errors import BenchError
 from denoise_bench.evaluate import FLOOR_KERNEL
+from denoise_bench.metric import added_record_columns, curve_columns, metrics, record_columns, scored_metrics
 from denoise_bench.migration import (checked_version, stored_json, upgrade_config, upgrade_environment,
                                      upgrade_rows)
 from denoise_bench.plausibility import IMPLAUSIBLE_MARK, IMPLAUSIBLE_NOTE, implausible, implausible_warnings
@@ -56,7 +57,6 @@ PARTS = "parts"
 TABLES = "tables"
 NOISY_INPUT = "noisy input"
 FLOOR = f"box{FLOOR_KERNEL} of input (floor)"
-FLOOR_COLUMNS = ["floor_psnr", "floor_ssim"]
 # What fixes a noisy input and how it is scored: records that share these share the floor.
 FLOOR_INPUT = ["protocol", "dataset", "test_noise", "image", "repeat"]
 ORACLE_MARK = "†"  # methods told the true noise level
@@ -75,7 +75,6 @@ BELOW_FLOOR_MARK = "↓"  # a trained method whose mean PSNR is below the floor
 FLOOR_NOTE = (f"\"{FLOOR}\": a {FLOOR_KERNEL}x{FLOOR_KERNEL} box filter of the same noisy inputs, scored like an "
               f"estimate: the trivial smoother every learned method must beat. {BELOW_FLOOR_MARK} marks a trained "
               "method whose mean PSNR is below it: it has not learned to denoise beyond that.")
-METRICS = {"psnr": 2, "ssim": 4}  # metric -> decimals shown
 _ROW_KINDS = {RECORDS: "records", PENDING: "records", JOBS: "jobs", CURVES: "curves"}  # for denoise_bench.migration
 _ROW_KEYS = {RECORDS: RECORD_KEY, PENDING: RECORD_KEY, JOBS: JOB_KEY, CURVES: CURVE_KEY}  # what identifies a row of each file
 
@@ -216,7 +215,7 @@ def _check_rows(path: Path, frame: pd.DataFrame) -> None:
         empty = frame[column].isna() | (frame[column].astype(str).str.strip() == "")
         if empty.any():
             problems.append((empty.idxmax(), f"no {column} (a cut or hand-edited row)"))
-    for column in [c for c in (*_WHOLE_NUMBERS, *_NUMBERS) if c in frame.columns]:
+    for column in [c for c in (*_WHOLE_NUMBERS, *_NUMBERS, *added_record_columns()) if c in frame.columns]:
         values = pd.to_numeric(frame[column], errors="coerce")
         wrong = values.isna() & frame[column].notna()
         if column in _WHOLE_NUMBERS:
@@ -253,7 +252,12 @@ def _read_frame(run_dir: Path, name: str) -> pd.DataFrame:
         frame = merged.drop_duplicates(key, keep="last", ignore_index=True) if key else merged
     else:
         frame = filled[0] if filled else frames[0]  # keep the header of an empty file
-    return upgrade_rows(_ROW_KINDS[name], frame, version, config)
+    frame = upgrade_rows(_ROW_KINDS[name], frame, version, config)
+    # A metric registered now that the run did not score (a plugin installed since): its columns empty.
+    today = {"records": record_columns, "curves": curve_columns}.get(_ROW_KINDS[name])
+    if today is None or frame.columns.empty:
+        return frame
+    return frame.assign(**{column: math.nan for column in today() if column not in frame})
 
 
 def read_records(run_dir: Path) -> pd.DataFrame:
@@ -307,18 +311,19 @@ def has_pretrained(labels: Iterable[object]) -> bool:
 
 
 def with_floor(records: pd.DataFrame) -> pd.DataFrame:
-    """Records with ``floor_psnr`` and ``floor_ssim``, each taken from any record of the same noisy input
-    (:data:`FLOOR_INPUT`) that has it. Records of results format 1 may not know it; the floor depends only
+    """Records with the floor's score of every metric (``floor_psnr``, ``floor_ssim``, ...), each taken
+    from any record of the same noisy input (:data:`FLOOR_INPUT`) that has it. Records of results format 1 may not know it; the floor depends only
     on the noisy input, the same for every method, so one run that records it gives it to every row of a
     table (of a leaderboard merging runs too). NaN where no record of that input has it."""
-    records = records.assign(**{c: math.nan for c in FLOOR_COLUMNS if c not in records})
-    if records.empty or not records[FLOOR_COLUMNS].isna().any().any():
+    floor_columns = [f"floor_{metric.name}" for metric in metrics()]
+    records = records.assign(**{c: math.nan for c in floor_columns if c not in records})
+    if records.empty or not records[floor_columns].isna().any().any():
         return records
     key = [c for c in FLOOR_INPUT if c in records]
     if not key:  # records made in memory that say nothing of their input
         return records
-    filled = records.groupby(key, dropna=False, sort=False)[FLOOR_COLUMNS].transform("first")
-    return records.assign(**{c: filled[c] for c in FLOOR_COLUMNS})
+    filled = records.groupby(key, dropna=False, sort=False)[floor_columns].transform("first")
+    return records.assign(**{c: filled[c] for c in floor_columns})
 
 
 def below_floor(rows: pd.DataFrame) -> tuple[float, float] | None:
@@ -436,7 +441,7 @@ def build_tables(records: pd.DataFrame, jobs: pd.DataFrame, metric: str,
             for label, rows in block.groupby(method_labels(block), sort=False):
                 # NaN when an estimate was not a number: never a mean over the images that happened to be finite.
                 columns[label] = rows.groupby("test_noise", sort=False)[metric].mean(skipna=False)
-        table = pd.DataFrame(columns, index=pd.Index(order, name="test noise")).round(METRICS[metric])
+        table = pd.DataFrame(columns, index=pd.Index(order, name="test noise")).round(_decimals(metric))
         table = table.astype(object)
         if not jobs.empty:
             # Failed or skipped jobs show as such instead of silently missing.
@@ -602,7 +607,7 @@ def write_tables(run_dir: Path) -> dict[str, str]:
     below = below_floor_cells(records) if not records.empty else {}
     flagged = implausible_cells(records)
     rendered = {}
-    for metric in METRICS:
+    for metric in (m.name for m in scored_metrics(records)):
         tables = build_tables(records, jobs, metric, tests)
         markdown = render_markdown(tables, metric, protocol, profile, warnings, missing, nothing,
                                    below if metric == "psnr" else None, flagged, records)
@@ -610,3 +615,8 @@ def write_tables(run_dir: Path) -> dict[str, str]:
         write_frame(run_dir / TABLES / f"{metric}.csv", tables_to_csv(tables))
         rendered[metric] = markdown
     return rendered
+
+
+def _decimals(metric: str) -> int:
+    """The places tables round ``metric``'s means to (2 for one no longer registered)."""
+    return next((m.decimals for m in metrics() if m.name == metric), 2)

@@ -20,13 +20,13 @@ import pandas as pd
 from denoise_bench.environment import describe_environment
 from denoise_bench.errors import BenchError
 from denoise_bench.experiment import CONDITIONS, config_experiments
+from denoise_bench.metric import curve_columns, record_columns
 from denoise_bench.planning import RunPlan, run_config
 from denoise_bench.results import (CHECKPOINTS, CONFIG, CURVES, DONE, ENVIRONMENT, JOBS, PARTS, PENDING, RECORDS,
                                    part_folders, read_config, read_curves, read_jobs, read_pending, read_records,
                                    read_rows, write_frame, write_json)
 from denoise_bench.run_lock import run_lock
-from denoise_bench.schema import (CURVE_COLUMNS, CURVE_KEY, JOB_COLUMNS, JOB_KEY, RECORD_COLUMNS, RECORD_KEY, JobKey,
-                                  job_key)
+from denoise_bench.schema import CURVE_KEY, JOB_COLUMNS, JOB_KEY, RECORD_KEY, JobKey, job_key
 
 @dataclass
 class ResultSink:
@@ -46,7 +46,7 @@ class ResultSink:
         write_frame(self.folder / RECORDS, self.records_frame())
         write_frame(self.folder / JOBS, self.jobs_frame())
         if self.curves:
-            frame = pd.DataFrame(self.curves, columns=CURVE_COLUMNS)
+            frame = pd.DataFrame(self.curves, columns=curve_columns())
             write_frame(self.folder / CURVES, frame.drop_duplicates(CURVE_KEY, keep="last"))
         self._save_pending()
 
@@ -74,12 +74,12 @@ class ResultSink:
     def _save_pending(self) -> None:
         path = self.folder / PENDING
         if self.pending:
-            write_frame(path, pd.DataFrame(self.pending, columns=RECORD_COLUMNS))
+            write_frame(path, pd.DataFrame(self.pending, columns=record_columns()))
         else:  # only a folder with unfinished scoring has the file
             path.unlink(missing_ok=True)
 
     def records_frame(self) -> pd.DataFrame:
-        return pd.DataFrame(self.records, columns=RECORD_COLUMNS)
+        return pd.DataFrame(self.records, columns=record_columns())
 
     def jobs_frame(self) -> pd.DataFrame:
         return pd.DataFrame(self.jobs, columns=JOB_COLUMNS)

@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 from denoise_bench.data import Dataset
 from denoise_bench.evaluate import TestCase, evaluate
 from denoise_bench.method import Method
+from denoise_bench.metric import metrics
 from denoise_bench.noise import NoiseSetting
 from denoise_bench.planning import RunPlan
 from denoise_bench.run_data import RunData
@@ -50,8 +51,9 @@ def score_tests(p: RunPlan, method: Method, dataset: Dataset, setting: NoiseSett
 
 def curve_points(p: RunPlan, method: Method, datasets: list[Dataset], setting: NoiseSetting, seed: int, step: int,
                  train_seconds: float, data: RunData) -> Iterator[dict[str, Any]]:
-    """One learning-curve point per (dataset, test setting): mean PSNR and SSIM at training ``step``, and
-    the floor (box3 of the input) on the same images, the bar a learning method has to clear.
+    """One learning-curve point per (dataset, test setting): the mean of every metric at training ``step``
+    (``metric.curve_columns``), and the floor's PSNR (box3 of the input) on the same images, the bar a
+    learning method has to clear.
 
     Scored on the first ``--curve-images`` test images only, if given; yielded one at a time so
     each is saved as soon as it is scored.
@@ -60,11 +62,14 @@ def curve_points(p: RunPlan, method: Method, datasets: list[Dataset], setting: N
         for spec in setting.tests:
             cases = _curve_cases(data.test_cases(dataset, spec), p.request.curve_images)
             rows = list(evaluate(method, cases, p.protocol, p.device))
+
+            def mean(column: str) -> float:
+                return sum(r[column] for r in rows) / len(rows)
+
             yield {"method": method.name, "dataset": dataset.name, "train_noise": str(setting.train), "seed": seed,
                    "test_noise": str(spec), "step": step, "train_seconds": train_seconds,
-                   "psnr": sum(r["psnr"] for r in rows) / len(rows),
-                   "ssim": sum(r["ssim"] for r in rows) / len(rows), "records": len(rows),
-                   "floor_psnr": sum(r["floor_psnr"] for r in rows) / len(rows)}
+                   **{metric.name: mean(metric.name) for metric in metrics()}, "records": len(rows),
+                   "floor_psnr": mean("floor_psnr")}
 
 
 def _curve_cases(cases: list[TestCase], images: int | None) -> list[TestCase]:

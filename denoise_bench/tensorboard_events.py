@@ -10,9 +10,10 @@ Each job (method x dataset x training noise x seed) gets a folder ``RUN_DIR/tens
 * ``train/loss`` and ``train/lr`` at the steps the training reports (``hookspecs.training_step``).
   A training that serves several datasets (BSD68 and Set12 both train on Train400) is written into
   the folder of each, so that every folder tells its job's whole story;
-* ``curve/psnr/<test noise>`` and ``curve/ssim/<test noise>`` at each learning-curve step (``--eval-every``);
-* ``final/psnr/<test noise>`` and ``final/ssim/<test noise>``: the job's mean over its records, as
-  ``records.csv`` and the tables have it, at its last training step (0 for per-image methods).
+* ``curve/<metric>/<test noise>`` (``curve/psnr/...``, ``curve/ssim/...``, one per registered metric,
+  ``denoise_bench.metric``) at each learning-curve step (``--eval-every``);
+* ``final/<metric>/<test noise>``: the job's mean over its records, as ``records.csv`` and the tables
+  have it, at its last training step (0 for per-image methods).
 
 ``tensorboard --logdir RUN_DIR/tensorboard`` shows them. Writing needs the ``tensorboard`` package
 (``pip install 'denoise-bench[tensorboard]'``); planning a run that asks for it without the package

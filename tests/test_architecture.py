@@ -86,3 +86,15 @@ def test_the_moved_built_ins_keep_their_old_import_paths() -> None:
     assert noise.GAUSSIAN is synthetic.GAUSSIAN and noise.SIGMA is synthetic.SIGMA and real_noise.REAL is real.REAL
     with pytest.raises(AttributeError):
         noise.NOT_A_FAMILY
+
+
+def test_the_leaderboard_and_its_page_import_down_only() -> None:
+    """Run folders merged, then tables, then the page, then the writer of the leaderboard folder: no module
+    of that chain imports one above it, not even lazily or for type hints (a cycle there once needed a
+    lazy import to load at all)."""
+    chain = [f"{PACKAGE}.{name}" for name in ("leaderboard_merge", "leaderboard_tables", "report_about", "report",
+                                              "leaderboard")]
+    modules = _core_modules()
+    upward = {module: sorted(set(_imports(module, modules[module])) & set(chain[i + 1:]))
+              for i, module in enumerate(chain)}
+    assert {module: above for module, above in upward.items() if above} == {}

@@ -18,9 +18,10 @@ from click.testing import CliRunner
 
 from denoise_bench.cli import main
 from denoise_bench.errors import BenchError
-from denoise_bench.leaderboard import (FEW_IMAGES_NOTE, GAP_COLUMN, PAPER_GAP, PAPER_GAP_NOTE, REFERENCE_GAP,
-                                       TEST_SECONDS, leaderboard_tables, merge_runs, read_paper_results,
-                                       write_leaderboard)
+from denoise_bench.leaderboard import write_leaderboard
+from denoise_bench.leaderboard_merge import merge_runs
+from denoise_bench.leaderboard_tables import (FEW_IMAGES_NOTE, GAP_COLUMN, PAPER_GAP, PAPER_GAP_NOTE, REFERENCE_GAP,
+                                              TEST_SECONDS, leaderboard_tables, read_paper_results)
 from denoise_bench.plausibility import IMPLAUSIBLE_MARK, IMPLAUSIBLE_NOTE
 from denoise_bench.results import (BELOW_FLOOR_MARK, CONFIG, FLOOR, FLOOR_NOTE, JOBS, RECORDS,
                                    write_frame, write_json)

@@ -212,8 +212,8 @@ def test_the_floor_is_the_score_of_a_box3_of_the_noisy_input(camera: np.ndarray,
 
 
 def test_an_image_too_small_to_pad_has_no_floor() -> None:
-    assert all(math.isnan(v) for v in floor_scores(torch.zeros(1, 1, 1, 12), torch.zeros(1, 1, 12, dtype=torch.uint8),
-                                                   NB2NB))
+    scores = floor_scores(torch.zeros(1, 1, 1, 12), torch.zeros(1, 1, 12, dtype=torch.uint8), NB2NB, [metrics.PSNR, metrics.SSIM])
+    assert list(scores) == ["psnr", "ssim"] and all(math.isnan(v) for v in scores.values())
 
 
 # --- padding -------------------------------------------------------------------------------------

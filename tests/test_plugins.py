@@ -168,7 +168,7 @@ class Tracking:
         pass
 
 
-VALID_HOOKS = ("job_finished, learning_curve_point, register_datasets, register_executors, register_methods, "
+VALID_HOOKS = ("job_finished, learning_curve_point, register_datasets, register_executors, register_methods, register_metrics, "
                "register_noise_models, run_finished, run_started, training_step")
 
 

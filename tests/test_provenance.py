@@ -36,16 +36,19 @@ def test_a_tiny_run_records_its_command_line_and_the_plugin_of_every_entry(tmp_p
     version = importlib.metadata.version("denoise-bench")
     assert by_plugin["denoise_bench.methods.iddp"] == {"plugin": "denoise_bench.methods.iddp", "distribution": "denoise-bench",
                                                       "version": version, "methods": ["iddp"], "datasets": [],
-                                                      "noise_models": []}
+                                                      "noise_models": [], "metrics": []}
     assert by_plugin["denoise_bench.datasets.skimage_samples"]["datasets"] == ["skimage", "skimage-color"]
     assert by_plugin["denoise_bench.noises.synthetic"]["noise_models"] == ["gaussian", "poisson", "poisson-gaussian", "speckle"]
     assert by_plugin["denoise_bench.noises.real"]["noise_models"] == ["real"]
     assert "denoise_bench.executors" not in by_plugin  # where a run runs is no part of what it measured
     # A plugin registered at run time has no distribution to name.
     assert by_plugin["median-plugin"] == {"plugin": "median-plugin", "distribution": None, "version": None,
-                                          "methods": ["median3"], "datasets": [], "noise_models": []}
+                                          "methods": ["median3"], "datasets": [], "noise_models": [],
+                                          "metrics": []}
     registry = plugins.get_registry()
-    for kind, key in (("methods", registry.methods), ("datasets", registry.datasets), ("noise_models", registry.noise_families)):
+    assert by_plugin["denoise_bench.metrics"]["metrics"] == ["psnr", "ssim"]
+    for kind, key in (("methods", registry.methods), ("datasets", registry.datasets), ("noise_models", registry.noise_families),
+                      ("metrics", registry.metrics)):
         assert sorted(n for p in env["plugins"] for n in p[kind]) == sorted(key)
     assert env["skipped_plugins"] == []
     assert env["cpu_model"] and "cpu_bf16_flags" in env

@@ -14,7 +14,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from denoise_bench.leaderboard import RunInfo, write_leaderboard
+from denoise_bench.leaderboard import write_leaderboard
+from denoise_bench.leaderboard_merge import RunInfo
 from denoise_bench.report_about import about_html
 from denoise_bench.report_plots import budget_figure, method_styles
 from denoise_bench.report_samples import ZOOM

@@ -20,6 +20,7 @@ from statistics import fmean
 from typing import TYPE_CHECKING, Any
 
 from denoise_bench.hookspecs import hookimpl
+from denoise_bench.metric import metrics
 from denoise_bench.results import CONFIG, read_config
 from denoise_bench.tensorboard_events import job_folder
 
@@ -84,7 +85,7 @@ def learning_curve_point(run_dir: Path, point: dict[str, Any]) -> None:
     if not _LOG.on(run_dir):
         return
     writer = _LOG.writer(job_folder(run_dir, point))
-    for metric in ("psnr", "ssim"):
+    for metric in (m.name for m in metrics()):
         writer.add_scalar(f"curve/{metric}/{point['test_noise']}", point[metric], point["step"])
 
 
@@ -100,7 +101,7 @@ def job_finished(run_dir: Path, job: dict[str, Any], records: list[dict[str, Any
         writer = _LOG.writer(folder)
         step = int(records[0].get("iterations") or 0)
         for test_noise, rows in by_noise.items():
-            for metric in ("psnr", "ssim"):
+            for metric in (m.name for m in metrics()):
                 writer.add_scalar(f"final/{metric}/{test_noise}", fmean(r[metric] for r in rows), step)
     _LOG.close(folder)  # the job's last events: flushed now, not when the process ends
 

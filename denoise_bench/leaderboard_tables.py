@@ -1,0 +1,310 @@
+"""The leaderboard's tables, from records merged across runs (``denoise_bench.leaderboard_merge``).
+
+For every (dataset, test noise), one table ranking the experiments by mean PSNR: the mean of every
+metric (PSNR, SSIM, then any a plugin registers, ``denoise_bench.metric``), how many images (and records) the mean is over, the training budget (iterations, training time,
+device) and the supervision each had. Each row is compared with the one ranked just above it on their
+common images (``significance``): the mean paired PSNR difference and its 95 % bootstrap interval; an
+interval containing 0 is marked as a tie, one over fewer than five images with a footnote mark. Rows
+scored on fewer of a table's images than the others (DIP on a stated subset) follow the ranked rows,
+unranked. Per-image methods (no training: BM3D, DIP) carry their cost at test time, so every row
+shows its mean test seconds per image, and per-image methods no training columns. Beside them: the
+distance to the supervised U-Net, the published numbers, and the floor and implausible marks. Also
+all paired differences, the learning-curve tables, and where jobs without numbers belong.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from io import StringIO
+
+import pandas as pd
+
+from denoise_bench.leaderboard_merge import name_experiments
+from denoise_bench.metric import scored_metrics
+from denoise_bench.migration import installed
+from denoise_bench.plausibility import IMPLAUSIBLE_MARK, implausible
+from denoise_bench.protocol import PROTOCOLS, protocol_by_id
+from denoise_bench.results import (BELOW_FLOOR_MARK, FLOOR, NOT_TRAINED_HERE, below_floor, method_label, not_run_text,
+                                   with_floor)
+from denoise_bench.supervision import Supervision
+from denoise_bench.significance import (FEW_IMAGES_MARK, MIN_INTERVAL_IMAGES, PairedDifference, all_pairs, compare,
+                                        per_image_means)
+
+PAPER_RESULTS = ("denoise_bench", "reference/paper_results.csv")
+
+
+def read_paper_results() -> pd.DataFrame:
+    """Published numbers (see ``denoise_bench/reference/README.md`` for their sources)."""
+    text = resources.files(PAPER_RESULTS[0]).joinpath(PAPER_RESULTS[1]).read_text(encoding="utf-8")
+    return pd.read_csv(StringIO(text))
+
+
+GAP_COLUMN = "gap to the method above (dB, 95% CI)"
+SUBSET_NOTE = ("Rows scored on only some of a table's images (a method run on a stated subset) follow the ranked "
+               "rows, unranked: a mean over other images does not compare; their paired differences to the "
+               "others are in the vs-unet column and in pairs.")
+TEST_SECONDS = "test s/image"  # mean seconds to denoise one test image: all a per-image method costs
+FEW_IMAGES_NOTE = (f"{FEW_IMAGES_MARK} interval over fewer than {MIN_INTERVAL_IMAGES} common images: too few for the "
+                   "bootstrap to show the spread, so read the difference as indicative only.")
+# The supervised upper reference: every method's distance to it, here and in the paper, is what
+# carries over between budgets and training sets (absolute numbers do not).
+REFERENCE_METHOD = "unet"
+REFERENCE_GAP = f"vs {REFERENCE_METHOD} (dB)"
+PAPER_GAP_SOURCE = "bsd300"  # the IDDP paper's Tables 1-2 report BSD300 only
+PAPER_GAP_PROTOCOL = "paper"  # how it scored them (the reference data's protocol of those rows)
+# The column says where its numbers come from: they are not scores on the table's own images.
+PAPER_GAP = f"paper vs {REFERENCE_METHOD} (dB, {PAPER_GAP_SOURCE.upper()} colour, protocol {PAPER_GAP_PROTOCOL})"
+PAPER_GAP_NOTE = (f"\"{PAPER_GAP}\": the IDDP paper's PSNR of the row's method minus that of its supervised U-Net at "
+                  f"the row's test noise, from its Tables 1-2: {PAPER_GAP_SOURCE.upper()} colour images, trained on "
+                  f"Waterloo, scored by protocol {PAPER_GAP_PROTOCOL} (8-bit luma). Beside a row of another set or "
+                  f"protocol it is the published distance to the supervised reference, to read against \"{REFERENCE_GAP}\"; "
+                  "it is no score on this table's images.")
+PAPER_COLUMNS = ["paper psnr", "paper ssim", "psnr - paper"]  # absolute: only beside rows scored as the paper scored
+BELOW_FLOOR = "below floor"  # a trained row whose mean PSNR is below the floor's (marked on pages)
+IMPLAUSIBLE = "implausible"  # records of a row whose score no denoiser reaches (denoise_bench.plausibility)
+
+
+def _gap(diff: PairedDifference) -> str:
+    """How far the method above leads, e.g. ``0.56 [0.20, 0.86]``, ``0.32 [-0.34, 0.95] tie``, or with
+    :data:`FEW_IMAGES_MARK` after it when the interval is over too few images."""
+    if diff.images == 0:
+        return "no common images"
+    if diff.nonfinite:
+        return f"undefined: PSNR inf or NaN on {diff.nonfinite} of {diff.images} common images"
+    if diff.images < 2:
+        return f"{diff.mean:.2f} (1 image, no interval)"
+    text = f"{diff.mean:.2f} [{diff.low:.2f}, {diff.high:.2f}]"
+    text = f"{text} tie" if diff.tie else text
+    return f"{text} {FEW_IMAGES_MARK}" if diff.few_images else text
+
+
+def has_few_images_mark(table: pd.DataFrame) -> bool:
+    """Whether a leaderboard table flags an interval over too few images (and needs the footnote)."""
+    return GAP_COLUMN in table and table[GAP_COLUMN].astype(str).str.endswith(FEW_IMAGES_MARK).any()
+
+
+def has_floor(table: pd.DataFrame) -> bool:
+    """Whether a leaderboard table has the floor's row (and needs its note)."""
+    return bool((table["method"] == FLOOR).any())
+
+
+def _marked_rows(table: pd.DataFrame, column: str, mark: str, flagged: pd.Series) -> pd.DataFrame:
+    """``table`` as pages show it: ``mark`` after the method of each ``flagged`` row, ``column`` (kept in
+    leaderboard.csv, where a method keeps one name in every table) dropped."""
+    marked = table["method"].where(~flagged, table["method"] + f" {mark}")
+    return table.drop(columns=[column]).assign(method=marked)
+
+
+def floor_marked(table: pd.DataFrame) -> pd.DataFrame:
+    """A leaderboard table as pages show it: the ``below floor`` column turned into
+    :data:`BELOW_FLOOR_MARK` after the method."""
+    if BELOW_FLOOR not in table:
+        return table
+    return _marked_rows(table, BELOW_FLOOR, BELOW_FLOOR_MARK, table[BELOW_FLOOR].eq(True))
+
+
+def has_implausible(table: pd.DataFrame) -> bool:
+    """Whether a leaderboard table has a row with implausible records (and needs the note)."""
+    return IMPLAUSIBLE in table and bool(table[IMPLAUSIBLE].fillna(0).gt(0).any())
+
+
+def implausible_marked(table: pd.DataFrame) -> pd.DataFrame:
+    """A leaderboard table as pages show it: :data:`IMPLAUSIBLE_MARK` after each method with implausible
+    records; their count stays in leaderboard.csv."""
+    if IMPLAUSIBLE not in table:
+        return table
+    return _marked_rows(table, IMPLAUSIBLE, IMPLAUSIBLE_MARK, table[IMPLAUSIBLE].fillna(0).gt(0))
+
+
+def _budget_of(block: pd.DataFrame) -> pd.DataFrame:
+    """Per row (experiment): iterations, training seconds (mean over jobs), device, supervision, runs."""
+    jobs = block.drop_duplicates(["run_id", "method", "train_noise", "seed"])
+    return jobs.groupby("method").agg(
+        iterations=("iterations", "max"),
+        train_seconds=("train_seconds", "mean"),
+        device=("device", lambda s: ",".join(sorted(set(map(str, s))))),
+        supervision=("supervision", "first"),
+        oracle=("uses_noise_level", "max"),
+        run=("run_id", lambda s: ",".join(sorted(set(map(str, s))))),
+        train_noise=("train_noise", lambda s: ", ".join(sorted(set(map(str, s))))),
+        base_method=("base_method", "first"),
+        options=("shown_options", lambda s: ",".join(sorted(set(map(str, s))))),
+    )
+
+
+def _references(budget: pd.DataFrame) -> dict[str, str]:
+    """Row -> the supervised reference row it is compared with: the U-Net (without options) trained on the
+    same noise, or the only U-Net of the table; rows without one are left out."""
+    units = budget[(budget.base_method == REFERENCE_METHOD) & (budget.options == "")]
+    found = {}
+    for row, info in budget.iterrows():
+        same = units[units.train_noise == info.train_noise]
+        chosen = same if len(same) == 1 else units if len(units) == 1 else None
+        if chosen is not None:
+            found[row] = chosen.index[0]
+    return found
+
+
+def leaderboard_tables(records: pd.DataFrame, paper: pd.DataFrame | None = None) -> dict[tuple[str, str], pd.DataFrame]:
+    """(dataset, test noise) -> ranked table of its experiments (see :func:`name_experiments`)."""
+    records = with_floor(name_experiments(records))
+    names = [metric.name for metric in scored_metrics(records)]
+    decimals = {metric.name: metric.decimals for metric in scored_metrics(records)}
+    tables = {}
+    for (dataset, test_noise), block in records.groupby(["dataset", "test_noise"], sort=True):
+        per_image = per_image_means(block, "psnr")
+        ranked, subset = _ranked_and_subset(per_image)
+        budget = _budget_of(block)
+        references = _references(budget)
+        test_seconds = block.groupby("method").seconds.mean()
+        rows = []
+        for rank, method in enumerate([*ranked, *subset]):
+            rows_m = block[block.method == method]
+            info = budget.loc[method]
+            trained = bool(info.iterations > 0)  # a per-image method has no training, only its test-time cost
+            # The paper's numbers are of each method as published: its default options.
+            published = info.base_method if info.options == "" else None
+            row = {
+                "method": method_label(method, bool(info.oracle), info.supervision),
+                "train noise": NOT_TRAINED_HERE if info.supervision == Supervision.PRETRAINED.value else info.train_noise,
+                **{name: rows_m[name].mean() for name in names},  # psnr, ssim, then any metric a plugin adds
+                "images": rows_m.image.nunique(),
+                "records": len(rows_m),
+                GAP_COLUMN: (_not_ranked(per_image, method) if method in subset
+                             else _gap(compare(per_image, ranked[rank - 1], method)) if rank else ""),
+                "supervision": info.supervision,
+                "iterations": int(info.iterations) if trained else None,
+                "train s": round(float(info.train_seconds), 1) if trained else None,
+                TEST_SECONDS: round(float(test_seconds[method]), 3),
+                "device": info.device,
+                "run": info.run,
+                BELOW_FLOOR: trained and below_floor(rows_m) is not None,
+                IMPLAUSIBLE: int(implausible(rows_m).sum()),
+            }
+            if references:
+                reference = references.get(method)
+                row[REFERENCE_GAP] = (None if reference is None else 0.0 if reference == method
+                                      else compare(per_image, method, reference).mean)
+                if paper is not None:
+                    row[PAPER_GAP] = _paper_gap(paper, test_noise, published) if published else None
+            if paper is not None:
+                ref = paper[(paper.dataset == dataset) & (paper.test_noise == test_noise) & (paper.method == published)]
+                protocols = rows_m.get("protocol", pd.Series(dtype=object))
+                ref = ref[ref.protocol.map(lambda source: scored_like_source(source, protocols, dataset)).astype(bool)]
+                row["paper psnr"] = ref.psnr.iloc[0] if len(ref) else None
+                row["paper ssim"] = ref.ssim.iloc[0] if len(ref) else None
+                row["psnr - paper"] = row["psnr"] - ref.psnr.iloc[0] if len(ref) else None
+            rows.append(row)
+        noisy = block.drop_duplicates(["image", "repeat", "test_noise"])
+        rows.append({"method": "noisy input", **{name: noisy[f"input_{name}"].mean() for name in names},
+                     "images": noisy.image.nunique(), "records": len(noisy)})
+        floor = noisy[noisy.floor_psnr.notna()]  # absent when no run of the table recorded it
+        if not floor.empty:
+            rows.append({"method": FLOOR, **{name: floor[f"floor_{name}"].mean() for name in names},
+                         "images": floor.image.nunique(), "records": len(floor)})
+        table = pd.DataFrame(rows).round({**decimals, "psnr - paper": 2, REFERENCE_GAP: 2, PAPER_GAP: 2})
+        table = table.astype({"images": "Int64", "records": "Int64", "iterations": "Int64", IMPLAUSIBLE: "Int64"})  # the noisy row has none
+        if not has_implausible(table):
+            table = table.drop(columns=[IMPLAUSIBLE])
+        if paper is not None and table["paper psnr"].isna().all():
+            table = table.drop(columns=PAPER_COLUMNS)  # no published numbers here, or none scored alike
+        if PAPER_GAP in table and table[PAPER_GAP].isna().all():
+            table = table.drop(columns=[PAPER_GAP])
+        if floor.empty:
+            table = table.drop(columns=[BELOW_FLOOR])  # no floor to be below
+        tables[(dataset, test_noise)] = _gaps_first(table)
+    return tables
+
+
+def _gaps_first(table: pd.DataFrame) -> pd.DataFrame:
+    """The comparisons (to the row above, to the U-Net, the paper's) right after the scores, before
+    the budget columns: on a page narrower than the table they are what must stay in view."""
+    gaps = [c for c in (GAP_COLUMN, REFERENCE_GAP, PAPER_GAP) if c in table]
+    scores = [c for c in table.columns[:table.columns.get_loc(GAP_COLUMN)] if c not in gaps]
+    return table[scores + gaps + [c for c in table.columns if c not in scores and c not in gaps]]
+
+
+def _ranked_and_subset(per_image: pd.DataFrame) -> tuple[list[str], list[str]]:
+    """The table's rows in order: those scored on every image of the table ranked by mean PSNR, then
+    those scored on fewer (DIP on a stated subset), by mean among themselves. A mean over other images
+    is not comparable, and ranking it among the others would also pair the next row's gap with it on
+    its few images only."""
+    means, counts = per_image.mean(), per_image.notna().sum()
+    full = counts == counts.max()
+    by_mean = means.sort_values(ascending=False).index
+    return [m for m in by_mean if full[m]], [m for m in by_mean if not full[m]]
+
+
+def _not_ranked(per_image: pd.DataFrame, method: str) -> str:
+    return f"not ranked: {int(per_image[method].notna().sum())} of {len(per_image)} images"
+
+
+def scored_like_source(source_protocol: object, protocols: pd.Series, dataset: str) -> bool:
+    """Whether records scored under ``protocols`` (ids, ``paper-v1``) score ``dataset`` as a published
+    source did (its ``protocol`` in the reference data, a protocol name of this suite): the same clipping,
+    quantisation and SSIM window, and for a colour dataset the same channels (``EvalProtocol.scores_like``).
+    A dataset not installed here counts as colour; an unknown protocol never compares."""
+    source = PROTOCOLS.get(str(source_protocol))
+    ours = [protocol_by_id(str(p)) for p in set(protocols)]
+    if source is None or not ours:
+        return False
+    colour = getattr(installed("dataset", dataset), "channels", 3) != 1
+    return all(p is not None and p.scores_like(source, colour) for p in ours)
+
+
+def paper_scoring_note(paper: pd.DataFrame) -> str:
+    """How the published numbers were scored, from the reference data's ``protocol`` of each source."""
+    named = dict.fromkeys(str(p) for p in paper[paper.dataset == PAPER_GAP_SOURCE].protocol)
+    how = {"y": "on 8-bit BT.601 luma of colour images", "rgb": "on all channels"}
+    said = [f"protocol `{p}`" + (f", {how[PROTOCOLS[p].color]}" if p in PROTOCOLS else "") for p in named]
+    return (f"The IDDP paper scored {PAPER_GAP_SOURCE.upper()} as {' and '.join(said) or 'it does not say'}: "
+            f"{', '.join(f'`{c}`' for c in PAPER_COLUMNS)} are shown only beside rows scored the same way "
+            f"(`bench run --protocol paper` for colour sets), `{PAPER_GAP}` beside every row.")
+
+
+def _paper_gap(paper: pd.DataFrame, test_noise: str, method: str) -> float | None:
+    """The paper's PSNR of ``method`` minus its supervised U-Net's, at the same test noise (on BSD300)."""
+    ref = paper[(paper.dataset == PAPER_GAP_SOURCE) & (paper.test_noise == test_noise)].set_index("method").psnr
+    if method not in ref or REFERENCE_METHOD not in ref:
+        return None
+    return float(ref[method] - ref[REFERENCE_METHOD])
+
+
+def pairs_table(records: pd.DataFrame) -> pd.DataFrame:
+    rows = []
+    for (dataset, test_noise), block in records.groupby(["dataset", "test_noise"], sort=True):
+        for d in all_pairs(block, "psnr"):
+            rows.append({"dataset": dataset, "test noise": test_noise, "method": d.first, "vs": d.second,
+                         "images": d.images, "mean psnr difference": round(d.mean, 3), "ci low": round(d.low, 3),
+                         "ci high": round(d.high, 3), "tie": d.tie, "few images": d.few_images})
+    return pd.DataFrame(rows)
+
+
+def not_run_by_table(missing: pd.DataFrame, records: pd.DataFrame,
+                     tables: dict[tuple[str, str], pd.DataFrame]) -> tuple[dict[tuple[str, str], list[str]], list[str]]:
+    """Where each job without numbers (:func:`~denoise_bench.results.not_run`) belongs: under every table
+    of its dataset whose records share its training noise, else (no such table) in a list of their own."""
+    placed: set[int] = set()
+    under: dict[tuple[str, str], list[str]] = {}
+    for dataset, test_noise in tables:
+        trained_on = set(records[(records.dataset == dataset) & (records.test_noise == test_noise)].train_noise)
+        here = missing[(missing.dataset == dataset) & missing.train_noise.isin(trained_on)]
+        if not here.empty:
+            under[(dataset, test_noise)] = [not_run_text(row, dataset=False) for _, row in here.iterrows()]
+            placed.update(here.index)
+    rest = [not_run_text(row) for i, row in missing.iterrows() if i not in placed]
+    return under, rest
+
+
+def curve_tables(curves: pd.DataFrame) -> dict[tuple[str, str], pd.DataFrame]:
+    """(dataset, test noise) -> mean test PSNR at each evaluated step (rows) per method (columns),
+    with each method's training seconds to reach that step in brackets: the compute-matched view. Where
+    the points carry it, a last column gives the floor (box3 of the input) on the curves' images."""
+    tables = {}
+    for (dataset, test_noise), block in curves.groupby(["dataset", "test_noise"], sort=True):
+        mean = block.groupby(["step", "method"]).agg(psnr=("psnr", "mean"), seconds=("train_seconds", "mean"))
+        cells = mean.apply(lambda r: f"{r.psnr:.2f} ({r.seconds:.0f} s)", axis=1).unstack("method").fillna("")
+        if block.floor_psnr.notna().any():
+            cells[FLOOR] = block.groupby("step").floor_psnr.mean().map(lambda v: "" if pd.isna(v) else f"{v:.2f}")
+        tables[(dataset, test_noise)] = cells
+    return tables
