@@ -2,7 +2,7 @@
 
 The Python API (imported on first use, so that ``import denoise_bench`` stays light for plugins):
 ``run_benchmark`` and ``Benchmark`` (denoise_bench.api), ``load_trained`` and ``TrainedDenoiser``
-(denoise_bench.trained).
+(denoise_bench.models.trained).
 """
 
 from __future__ import annotations
@@ -13,13 +13,13 @@ from denoise_bench.hookspecs import hookimpl
 
 if TYPE_CHECKING:
     from denoise_bench.api import Benchmark, run_benchmark
-    from denoise_bench.trained import TrainedDenoiser, load_trained
+    from denoise_bench.models.trained import TrainedDenoiser, load_trained
 
 __version__ = "0.1.0"
 __all__ = ["Benchmark", "TrainedDenoiser", "hookimpl", "load_trained", "run_benchmark", "__version__"]
 
 _LAZY = {"run_benchmark": "denoise_bench.api", "Benchmark": "denoise_bench.api",
-         "load_trained": "denoise_bench.trained", "TrainedDenoiser": "denoise_bench.trained"}
+         "load_trained": "denoise_bench.models.trained", "TrainedDenoiser": "denoise_bench.models.trained"}
 
 
 def __getattr__(name: str) -> Any:

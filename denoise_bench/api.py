@@ -20,7 +20,7 @@ from denoise_bench.request import RunRequest
 from denoise_bench.request_schema import leaves, request_values
 from denoise_bench.metric import scored_metrics
 from denoise_bench.results import build_tables, read_config, read_jobs, read_records
-from denoise_bench.trained import TrainedDenoiser
+from denoise_bench.models.trained import TrainedDenoiser
 
 
 @dataclass
@@ -53,7 +53,7 @@ class Benchmark:
                  device: str | None = "cpu") -> TrainedDenoiser:
         """The ``method`` trained in this run (a per-image one: as the run set it up) as a denoiser
         (``noise``: the training noise, ``seed``, where the run trained it more than once)."""
-        from denoise_bench.denoise_files import run_denoiser
+        from denoise_bench.models.denoise_files import run_denoiser
 
         return run_denoiser(self.run_dir, method, noise, seed, device)
 

@@ -334,7 +334,7 @@ def table_command(run_dir: Path | None) -> None:
         click.echo(markdown)
 
 
-# --- trained models outside their run: bench export (denoise_bench.trained) ---------------------
+# --- trained models outside their run: bench export (denoise_bench.models.trained) ---------------------
 
 @main.command("export")
 @click.argument("run_dir", type=click.Path(path_type=Path, file_okay=False))
@@ -344,8 +344,8 @@ def table_command(run_dir: Path | None) -> None:
 @click.option("--out", "out", required=True, type=click.Path(path_type=Path, dir_okay=False), help="The .safetensors file to write.")
 def export_command(run_dir: Path, method: str, noise: str | None, seed: int | None, out: Path) -> None:
     """Write a method trained in RUN_DIR as a .safetensors file (weights + description); print its sha256."""
-    from denoise_bench.denoise_files import run_checkpoint
-    from denoise_bench.trained import export_safetensors, load_safetensors
+    from denoise_bench.models.denoise_files import run_checkpoint
+    from denoise_bench.models.trained import export_safetensors, load_safetensors
 
     if out.suffix != ".safetensors":
         raise BenchError(f"--out {out}: the file name must end in .safetensors")
@@ -376,7 +376,7 @@ def export_command(run_dir: Path, method: str, noise: str | None, seed: int | No
 def denoise_command(inputs: tuple[Path, ...], run_dir: Path, method: str, noise: str | None, seed: int | None,
                     out: Path, fmt: str, sigma: float | None, device: str) -> None:
     """Denoise image files (or folders of them) with METHOD as RUN_DIR trained it."""
-    from denoise_bench.denoise_files import denoise_files, image_files, output_files, run_denoiser
+    from denoise_bench.models.denoise_files import denoise_files, image_files, output_files, run_denoiser
 
     if sigma is not None and not 0 < sigma <= 255:  # NaN too: it would denoise to NaN, written as a black image
         raise BenchError(f"--sigma {sigma:g}: the noise level is a number above 0 and at most 255")

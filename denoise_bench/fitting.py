@@ -28,7 +28,7 @@ from denoise_bench.results import CHECKPOINTS, weights_stem, write_json
 from denoise_bench.run_data import RunData
 from denoise_bench.scoring import curve_points
 from denoise_bench.supervision import Supervision
-from denoise_bench.trained import described_state
+from denoise_bench.models.trained import described_state
 
 
 StepMetrics = Callable[[int, int, float, float], None]  # (step, total steps, loss, learning rate)

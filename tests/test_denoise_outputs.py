@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from denoise_bench import plugins
-from denoise_bench.denoise_files import degenerate
+from denoise_bench.models.denoise_files import degenerate
 from denoise_bench.method import Method, NoiseInfo
 from denoise_bench.supervision import Supervision
 from helpers import Median3, MethodPlugin, bench

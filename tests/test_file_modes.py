@@ -12,7 +12,7 @@ import torch
 
 from denoise_bench.atomic import replacing, write_text_atomic
 from denoise_bench.checkpoints import save_checkpoint
-from denoise_bench.trained import ABOUT, export_safetensors, load_safetensors
+from denoise_bench.models.trained import ABOUT, export_safetensors, load_safetensors
 
 
 @pytest.fixture

@@ -27,7 +27,7 @@ from denoise_bench.plugins import get_registry
 from denoise_bench.protocol import NB2NB, reflect_pad
 from denoise_bench.runner import RunRequest, plan, run
 from denoise_bench.supervision import Supervision
-from denoise_bench.trained import TrainedDenoiser
+from denoise_bench.models.trained import TrainedDenoiser
 from helpers import Median3, MethodPlugin, reachable_tensors
 
 GAUSS = "gaussian:sigma=25"

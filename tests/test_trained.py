@@ -20,7 +20,7 @@ from denoise_bench.noise import resolve_setting
 from denoise_bench.plugins import get_registry
 from denoise_bench.protocol import get_protocol
 from denoise_bench.results import method_label
-from denoise_bench.trained import build_method
+from denoise_bench.models.trained import build_method
 
 from helpers import bench
 
@@ -194,7 +194,7 @@ def test_denoise_errors_name_the_problem(bench_run: denoise_bench.Benchmark, tmp
 
 def test_headerless_checkpoint_in_its_run_folder_is_read_with_the_run_config(bench_run: denoise_bench.Benchmark,
                                                                             tmp_path: Path) -> None:
-    from denoise_bench.denoise_files import run_denoiser
+    from denoise_bench.models.denoise_files import run_denoiser
 
     old_run = tmp_path / "old-run"
     shutil.copytree(bench_run.run_dir, old_run)

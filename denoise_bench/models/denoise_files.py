@@ -27,7 +27,7 @@ from denoise_bench.noise import parse_spec
 from denoise_bench.plugins import Registry, get_registry
 from denoise_bench.protocol import get_protocol
 from denoise_bench.results import file_slug, read_config
-from denoise_bench.trained import (ABOUT, RunCheckpoint, TrainedDenoiser, build_method, check_header, find_checkpoint,
+from denoise_bench.models.trained import (ABOUT, RunCheckpoint, TrainedDenoiser, build_method, check_header, find_checkpoint,
                                    run_checkpoints)
 
 FORMATS = ("png", "tiff", "npy")  # 8-bit PNG; float32 TIFF or .npy in [0, 1] (not clipped)
