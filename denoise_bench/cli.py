@@ -19,7 +19,7 @@ from denoise_bench.leaderboard import write_leaderboard
 from denoise_bench.method import Method
 from denoise_bench.network_method import NetworkMethod
 from denoise_bench.noise import split_noise_list
-from denoise_bench.output_folders import claim_folder
+from denoise_bench.store.output_folders import claim_folder
 from denoise_bench.perf import PERF_REPORT, PerfSettings, write_report
 from denoise_bench.plugins import Registry, get_registry
 from denoise_bench.profiles import NEXT_STEPS

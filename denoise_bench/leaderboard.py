@@ -22,7 +22,7 @@ from denoise_bench.leaderboard_tables import (FEW_IMAGES_NOTE, PAPER_GAP, PAPER_
                                               TEST_SECONDS, curve_tables, floor_marked, has_few_images_mark, has_floor,
                                               has_implausible, implausible_marked, leaderboard_tables, not_run_by_table,
                                               pairs_table, paper_scoring_note, read_paper_results)
-from denoise_bench.output_folders import claim_folder
+from denoise_bench.store.output_folders import claim_folder
 from denoise_bench.plausibility import IMPLAUSIBLE_NOTE
 from denoise_bench.results import (CONFIG, FLOOR_NOTE, ORACLE_MARK, PRETRAINED_NOTE, has_pretrained, low_budget_warnings,
                                    not_run, nothing_ran, write_frame, write_json, write_text_atomic)

@@ -25,7 +25,7 @@ from denoise_bench.memory_fit import check_budgets_fit
 from denoise_bench.method import Method, resolve_options
 from denoise_bench.migration import RESULTS_FORMAT
 from denoise_bench.noise import NoiseSetting, retested
-from denoise_bench.output_folders import claim_folder
+from denoise_bench.store.output_folders import claim_folder
 from denoise_bench.plugins import Registry, get_registry
 from denoise_bench.profiles import Budget, get_profile, method_budget
 from denoise_bench.protocol import EvalProtocol, get_protocol

@@ -21,7 +21,7 @@ from denoise_bench.report_about import about_html
 from denoise_bench.report_plots import method_styles, oracles, plot_psnr_vs_budget, plot_psnr_vs_noise
 from denoise_bench.report_samples import ZOOM, SampleGrid, collect_samples
 from denoise_bench.results import FLOOR_NOTE, ORACLE_MARK, PRETRAINED_NOTE, has_pretrained
-from denoise_bench.samples import SAMPLES
+from denoise_bench.store.sample_files import SAMPLES
 
 if TYPE_CHECKING:
     from denoise_bench.leaderboard_merge import RunInfo

@@ -14,7 +14,7 @@ from PIL import Image
 
 from denoise_bench.report_plots import oracles
 from denoise_bench.results import method_label
-from denoise_bench.samples import CLEAN, NOISY, sample_dir
+from denoise_bench.store.sample_files import CLEAN, NOISY, sample_dir
 
 ZOOM = 4  # the detail shows the central 1/ZOOM of a crop's side, enlarged ZOOM times
 ZOOM_DIR = "zoom"  # beside the crops, so that a glob of the crops never picks the details up

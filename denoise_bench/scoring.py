@@ -19,7 +19,7 @@ from denoise_bench.metric import metrics
 from denoise_bench.noise import NoiseSetting
 from denoise_bench.planning import RunPlan
 from denoise_bench.run_data import RunData
-from denoise_bench.samples import is_sample_case, save_sample
+from denoise_bench.store.sample_files import is_sample_case, save_sample
 
 
 def score_tests(p: RunPlan, method: Method, dataset: Dataset, setting: NoiseSetting, data: RunData,

@@ -21,7 +21,7 @@ from denoise_bench.report_plots import budget_figure, method_styles
 from denoise_bench.report_samples import ZOOM
 from denoise_bench.results import BELOW_FLOOR_MARK, FLOOR, FLOOR_NOTE, read_curves, read_records
 from denoise_bench.runner import RunRequest, plan, run
-from denoise_bench.samples import sample_dir
+from denoise_bench.store.sample_files import sample_dir
 
 from helpers import run_folder_config
 
