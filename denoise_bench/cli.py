@@ -15,7 +15,7 @@ from denoise_bench.engine import Engine, resolve_engine
 from denoise_bench.environment import pick_device
 from denoise_bench.errors import BenchError
 from denoise_bench.host_memory import keep_freed_memory
-from denoise_bench.leaderboard import write_leaderboard
+from denoise_bench.report.leaderboard import write_leaderboard
 from denoise_bench.method import Method
 from denoise_bench.network_method import NetworkMethod
 from denoise_bench.noise import split_noise_list

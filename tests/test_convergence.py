@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from denoise_bench.convergence import convergence_caveat, doubling_gains
+from denoise_bench.report.convergence import convergence_caveat, doubling_gains
 
 
 def _curve(method: str, points: dict[int, float], test_noise: str = "gaussian:sigma=25") -> pd.DataFrame:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from denoise_bench.leaderboard import write_leaderboard
+from denoise_bench.report.leaderboard import write_leaderboard
 from denoise_bench.results import CURVES
 from denoise_bench.runner import RunRequest, plan, run
 
@@ -106,7 +106,7 @@ def test_two_runs_of_one_method_with_different_options_are_two_curves(tmp_path: 
 
 
 def test_a_curve_is_drawn_on_its_own_images_only() -> None:
-    from denoise_bench.report_plots import training_series
+    from denoise_bench.report.plots import training_series
 
     final = pd.Series({"iterations": 30, "train_seconds": 3.0, "psnr": 27.0})  # over the whole set
     curve = pd.DataFrame({"step": [10, 20, 30], "train_seconds": [1.0, 2.0, 3.0], "psnr": [24.0, 25.0, 25.5]})

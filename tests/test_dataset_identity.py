@@ -22,7 +22,7 @@ from PIL import Image
 from denoise_bench import plugins
 from denoise_bench.data import TEST, CleanImage, Dataset
 from denoise_bench.errors import BenchError
-from denoise_bench.leaderboard import write_leaderboard
+from denoise_bench.report.leaderboard import write_leaderboard
 from helpers import ToyPlugin, bench_output
 
 RUN = ["run", "--methods", "median3", "--noise", "gaussian:sigma=25", "--profile", "smoke", "--no-progress"]

@@ -16,7 +16,7 @@ from PIL import Image
 import denoise_bench
 from denoise_bench.cli import main
 from denoise_bench.evaluate import make_test_cases
-from denoise_bench.leaderboard import write_leaderboard
+from denoise_bench.report.leaderboard import write_leaderboard
 from denoise_bench.noise import resolve_setting
 from denoise_bench.plugins import get_registry
 from denoise_bench.protocol import get_protocol

@@ -21,7 +21,7 @@ from denoise_bench import plugins
 from denoise_bench.cli import main
 from denoise_bench.errors import BenchError
 from denoise_bench.experiment import Experiment, canonical_options, config_experiments, run_conditions
-from denoise_bench.leaderboard_merge import experiment_label
+from denoise_bench.report.leaderboard_merge import experiment_label
 from denoise_bench.grid import units
 from denoise_bench.method import Method, NoiseInfo
 from denoise_bench.migration import upgrade_config

@@ -11,7 +11,7 @@ from denoise_bench.training import make_optimizer
 from denoise_bench.errors import BenchError
 from denoise_bench.experiment import canonical_options
 from denoise_bench.filters import box_filter
-from denoise_bench.leaderboard_merge import name_experiments, with_experiments
+from denoise_bench.report.leaderboard_merge import name_experiments, with_experiments
 from denoise_bench.method import MethodSetup
 from denoise_bench.methods.iddp import IDDP, random_flips
 from denoise_bench.nets.unet import UNet

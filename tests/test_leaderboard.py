@@ -18,15 +18,15 @@ from click.testing import CliRunner
 
 from denoise_bench.cli import main
 from denoise_bench.errors import BenchError
-from denoise_bench.leaderboard import write_leaderboard
-from denoise_bench.leaderboard_merge import merge_runs
-from denoise_bench.leaderboard_tables import (FEW_IMAGES_NOTE, GAP_COLUMN, PAPER_GAP, PAPER_GAP_NOTE, REFERENCE_GAP,
+from denoise_bench.report.leaderboard import write_leaderboard
+from denoise_bench.report.leaderboard_merge import merge_runs
+from denoise_bench.report.leaderboard_tables import (FEW_IMAGES_NOTE, GAP_COLUMN, PAPER_GAP, PAPER_GAP_NOTE, REFERENCE_GAP,
                                               TEST_SECONDS, leaderboard_tables, read_paper_results)
 from denoise_bench.plausibility import IMPLAUSIBLE_MARK, IMPLAUSIBLE_NOTE
 from denoise_bench.results import (BELOW_FLOOR_MARK, CONFIG, FLOOR, FLOOR_NOTE, JOBS, RECORDS,
                                    write_frame, write_json)
 from denoise_bench.schema import JOB_COLUMNS, RECORD_COLUMNS
-from denoise_bench.significance import FEW_IMAGES_MARK, MIN_INTERVAL_IMAGES, all_pairs, paired_bootstrap
+from denoise_bench.report.significance import FEW_IMAGES_MARK, MIN_INTERVAL_IMAGES, all_pairs, paired_bootstrap
 from helpers import run_folder_config, todays_options
 
 IMAGES = [f"img{i:02d}" for i in range(20)]

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from denoise_bench import hookimpl, plugins
-from denoise_bench.leaderboard import write_leaderboard
+from denoise_bench.report.leaderboard import write_leaderboard
 from denoise_bench.metric import Metric, metrics
 from denoise_bench.protocol import NB2NB, EvalProtocol
 from denoise_bench.results import CURVES, ORACLE_MARK, RECORDS, TABLES, read_records, write_tables

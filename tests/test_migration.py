@@ -14,7 +14,7 @@ import pytest
 
 from denoise_bench import migration
 from denoise_bench.errors import BenchError
-from denoise_bench.leaderboard_merge import merge_runs
+from denoise_bench.report.leaderboard_merge import merge_runs
 from denoise_bench.migration import OLDEST_FORMAT, RESULTS_FORMAT, upgrade_config
 from denoise_bench.planning import plan, run_config
 from denoise_bench.profiles import Budget

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from denoise_bench.leaderboard import write_leaderboard
+from denoise_bench.report.leaderboard import write_leaderboard
 from denoise_bench.results import read_config, write_tables
 
 PUBLISHED = sorted(p for p in (Path(__file__).resolve().parents[1] / "results").iterdir() if (p / "config.json").is_file())

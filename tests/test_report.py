@@ -14,11 +14,11 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from denoise_bench.leaderboard import write_leaderboard
-from denoise_bench.leaderboard_merge import RunInfo
-from denoise_bench.report_about import about_html
-from denoise_bench.report_plots import budget_figure, method_styles
-from denoise_bench.report_samples import ZOOM
+from denoise_bench.report.leaderboard import write_leaderboard
+from denoise_bench.report.leaderboard_merge import RunInfo
+from denoise_bench.report.about import about_html
+from denoise_bench.report.plots import budget_figure, method_styles
+from denoise_bench.report.sample_crops import ZOOM
 from denoise_bench.results import BELOW_FLOOR_MARK, FLOOR, FLOOR_NOTE, read_curves, read_records
 from denoise_bench.runner import RunRequest, plan, run
 from denoise_bench.store.sample_files import sample_dir

@@ -1,4 +1,4 @@
-"""The leaderboard's tables, from records merged across runs (``denoise_bench.leaderboard_merge``).
+"""The leaderboard's tables, from records merged across runs (``denoise_bench.report.leaderboard_merge``).
 
 For every (dataset, test noise), one table ranking the experiments by mean PSNR: the mean of every
 metric (PSNR, SSIM, then any a plugin registers, ``denoise_bench.metric``), how many images (and records) the mean is over, the training budget (iterations, training time,
@@ -19,7 +19,7 @@ from io import StringIO
 
 import pandas as pd
 
-from denoise_bench.leaderboard_merge import name_experiments
+from denoise_bench.report.leaderboard_merge import name_experiments
 from denoise_bench.metric import scored_metrics
 from denoise_bench.migration import installed
 from denoise_bench.plausibility import IMPLAUSIBLE_MARK, implausible
@@ -27,7 +27,7 @@ from denoise_bench.protocol import PROTOCOLS, protocol_by_id
 from denoise_bench.results import (BELOW_FLOOR_MARK, FLOOR, NOT_TRAINED_HERE, below_floor, method_label, not_run_text,
                                    with_floor)
 from denoise_bench.supervision import Supervision
-from denoise_bench.significance import (FEW_IMAGES_MARK, MIN_INTERVAL_IMAGES, PairedDifference, all_pairs, compare,
+from denoise_bench.report.significance import (FEW_IMAGES_MARK, MIN_INTERVAL_IMAGES, PairedDifference, all_pairs, compare,
                                         per_image_means)
 
 PAPER_RESULTS = ("denoise_bench", "reference/paper_results.csv")

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from denoise_bench.condition_text import condition_difference
+from denoise_bench.report.condition_text import condition_difference
 from denoise_bench.errors import BenchError
 from denoise_bench.experiment import (CONDITIONS, Experiment, canonical_options, parse_canonical, run_conditions,
                                      shown_options)

@@ -14,17 +14,17 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from denoise_bench.leaderboard_tables import (FEW_IMAGES_NOTE, PAPER_GAP, PAPER_GAP_NOTE, SUBSET_NOTE,
+from denoise_bench.report.leaderboard_tables import (FEW_IMAGES_NOTE, PAPER_GAP, PAPER_GAP_NOTE, SUBSET_NOTE,
                                               has_few_images_mark, has_floor)
 from denoise_bench.plausibility import IMPLAUSIBLE_MARK, IMPLAUSIBLE_NOTE
-from denoise_bench.report_about import about_html
-from denoise_bench.report_plots import method_styles, oracles, plot_psnr_vs_budget, plot_psnr_vs_noise
-from denoise_bench.report_samples import ZOOM, SampleGrid, collect_samples
+from denoise_bench.report.about import about_html
+from denoise_bench.report.plots import method_styles, oracles, plot_psnr_vs_budget, plot_psnr_vs_noise
+from denoise_bench.report.sample_crops import ZOOM, SampleGrid, collect_samples
 from denoise_bench.results import FLOOR_NOTE, ORACLE_MARK, PRETRAINED_NOTE, has_pretrained
 from denoise_bench.store.sample_files import SAMPLES
 
 if TYPE_CHECKING:
-    from denoise_bench.leaderboard_merge import RunInfo
+    from denoise_bench.report.leaderboard_merge import RunInfo
 
 ORACLE_NOTE = ("told the true noise level of each test image (the σ or λ its noise was drawn with), which every "
                "other method has to do without: read it as a reference, not as a like-for-like competitor.")

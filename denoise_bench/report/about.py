@@ -13,13 +13,13 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from denoise_bench.condition_text import ENGINE_FIELDS, TEST_FIELDS, TRAINING_FIELDS, field_text
-from denoise_bench.convergence import convergence_caveat
+from denoise_bench.report.condition_text import ENGINE_FIELDS, TEST_FIELDS, TRAINING_FIELDS, field_text
+from denoise_bench.report.convergence import convergence_caveat
 from denoise_bench.results import (BELOW_FLOOR_MARK, FLOOR_KERNEL, below_floor_cells, below_input_warnings,
                                    implausible_warnings, profile_warnings)
 
 if TYPE_CHECKING:
-    from denoise_bench.leaderboard_merge import RunInfo
+    from denoise_bench.report.leaderboard_merge import RunInfo
 
 
 @dataclass

@@ -1,9 +1,9 @@
 """Leaderboards merged from several run folders: the leaderboard folder written.
 
-``bench leaderboard RUN_DIR... --out DIR`` merges the runs (``denoise_bench.leaderboard_merge``), makes
-their tables (``denoise_bench.leaderboard_tables``) and writes ``leaderboard.{csv,md}``, all paired
+``bench leaderboard RUN_DIR... --out DIR`` merges the runs (``denoise_bench.report.leaderboard_merge``), makes
+their tables (``denoise_bench.report.leaderboard_tables``) and writes ``leaderboard.{csv,md}``, all paired
 differences to ``pairs.{csv,md}``, the learning curves, the inputs it was made from
-(``leaderboard.json``) and the page (``denoise_bench.report``). Jobs that gave no numbers (skipped or
+(``leaderboard.json``) and the page (``denoise_bench.report.page``). Jobs that gave no numbers (skipped or
 failed) are listed with their reasons under the table they would be in. Runs that differ in what
 makes numbers comparable are merged only with ``allow_mismatch``, which lists the differences at the
 top of the markdown.
@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from denoise_bench.convergence import convergence_caveat
+from denoise_bench.report.convergence import convergence_caveat
 from denoise_bench.errors import BenchError
-from denoise_bench.leaderboard_merge import merge_runs, name_curves, name_experiments
-from denoise_bench.leaderboard_tables import (FEW_IMAGES_NOTE, PAPER_GAP, PAPER_GAP_NOTE, REFERENCE_GAP, SUBSET_NOTE,
+from denoise_bench.report.leaderboard_merge import merge_runs, name_curves, name_experiments
+from denoise_bench.report.leaderboard_tables import (FEW_IMAGES_NOTE, PAPER_GAP, PAPER_GAP_NOTE, REFERENCE_GAP, SUBSET_NOTE,
                                               TEST_SECONDS, curve_tables, floor_marked, has_few_images_mark, has_floor,
                                               has_implausible, implausible_marked, leaderboard_tables, not_run_by_table,
                                               pairs_table, paper_scoring_note, read_paper_results)
@@ -26,7 +26,7 @@ from denoise_bench.store.output_folders import claim_folder
 from denoise_bench.plausibility import IMPLAUSIBLE_NOTE
 from denoise_bench.results import (CONFIG, FLOOR_NOTE, ORACLE_MARK, PRETRAINED_NOTE, has_pretrained, low_budget_warnings,
                                    not_run, nothing_ran, write_frame, write_json, write_text_atomic)
-from denoise_bench.significance import MIN_INTERVAL_IMAGES
+from denoise_bench.report.significance import MIN_INTERVAL_IMAGES
 
 LEADERBOARD_INPUTS = "leaderboard.json"  # the runs a leaderboard was made from; every leaderboard folder has it
 
@@ -110,7 +110,7 @@ def write_leaderboard(run_dirs: list[Path], out: Path, allow_mismatch: bool = Fa
                       + (f"\n`few images`: over fewer than {MIN_INTERVAL_IMAGES} common images, too few for the "
                          "interval to mean much.\n" if few else ""))
     if html:
-        from denoise_bench.report import write_html  # matplotlib is imported only when a page is made
+        from denoise_bench.report.page import write_html  # matplotlib is imported only when a page is made
 
         write_html(out, {key: implausible_marked(floor_marked(table)) for key, table in tables.items()}, records, curves, merged.runs,
                    under, unplaced)

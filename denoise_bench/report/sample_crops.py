@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 from PIL import Image
 
-from denoise_bench.report_plots import oracles
+from denoise_bench.report.plots import oracles
 from denoise_bench.results import method_label
 from denoise_bench.store.sample_files import CLEAN, NOISY, sample_dir
 
