@@ -6,7 +6,7 @@ it, so a corrupt or altered image is refused with its name instead of silently c
 and a folder must hold exactly the images it lists there: one missing, or one it does not list, is
 refused too. A folder the manifest does not list must hold its set's number of images
 (:data:`SET_SIZES`). Whatever passes, a run records a digest of the test images it scored, so that
-two different sets are never ranked under one name (``denoise_bench.run_data``).
+two different sets are never ranked under one name (``denoise_bench.run.inputs``).
 
 The BSD300 test split (downloadable) and Kodak24 live in ``remote_sets.py``.
 

@@ -1,6 +1,6 @@
 """The Python API: a benchmark run from a script or notebook, and its results as DataFrames.
 
-:func:`run_benchmark` is ``bench run`` as a function (a :class:`~denoise_bench.request.RunRequest`,
+:func:`run_benchmark` is ``bench run`` as a function (a :class:`~denoise_bench.run.request.RunRequest`,
 planned and run); the :class:`Benchmark` it returns holds the records, a table per metric (PSNR, SSIM, any
 a plugin adds) and the run folder, and turns the methods trained there into denoisers (:meth:`Benchmark.denoiser`).
 """
@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 
 from denoise_bench.errors import BenchError
-from denoise_bench.request import RunRequest
+from denoise_bench.run.request import RunRequest
 from denoise_bench.request_schema import leaves, request_values
 from denoise_bench.metric import scored_metrics
 from denoise_bench.results import build_tables, read_config, read_jobs, read_records
@@ -71,7 +71,7 @@ def run_benchmark(methods: Sequence[str] | str, noises: Sequence[str] | str = ("
     gets the run's messages, a line after each job among them; ``tensorboard=True`` writes event files
     under ``RUN_DIR/tensorboard/`` (the ``tensorboard`` extra). Raises ``BenchError`` on a bad name or option.
     """
-    from denoise_bench.runner import plan, run
+    from denoise_bench.run.runner import plan, run
 
     request = benchmark_request(methods=methods, noises=noises, datasets=datasets, profile=profile, **fields)
     result = run(plan(request), echo=echo or (lambda message: None))

@@ -25,16 +25,16 @@ from denoise_bench.plugins import Registry, get_registry
 from denoise_bench.profiles import NEXT_STEPS
 from denoise_bench.protocol import PROTOCOLS
 from denoise_bench.results import nothing_ran, write_tables
-from denoise_bench.dry_run import describe_grid, describe_run
-from denoise_bench.grid import units
-from denoise_bench.time_estimate import timed_estimate
-from denoise_bench.planning import RUNS_DIR, RunPlan, latest_run
-from denoise_bench.evaluation import evaluation_request
-from denoise_bench.dispatch import Executor, make_executor
-from denoise_bench.request import DATA_DIR_HELP, PROGRESS_HELP
+from denoise_bench.run.dry_run import describe_grid, describe_run
+from denoise_bench.run.grid import units
+from denoise_bench.run.time_estimate import timed_estimate
+from denoise_bench.run.planning import RUNS_DIR, RunPlan, latest_run
+from denoise_bench.run.rescoring import evaluation_request
+from denoise_bench.run.dispatch import Executor, make_executor
+from denoise_bench.run.request import DATA_DIR_HELP, PROGRESS_HELP
 from denoise_bench.request_schema import split_commas
 from denoise_bench.request_cli import engine_options, load_request_file, request_of_options, request_options
-from denoise_bench.runner import RunRequest, plan, run
+from denoise_bench.run.runner import RunRequest, plan, run
 from denoise_bench.supervision import Supervision
 
 

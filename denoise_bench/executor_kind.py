@@ -2,10 +2,10 @@
 
 An :class:`ExecutorKind` is registered through the ``register_executors`` hook; ``bench run --executor NAME``
 looks its name up in the registry and calls ``create`` with the ``--executor-option`` values. The
-:class:`Executor` it returns runs each unit with :func:`denoise_bench.runner.run_unit` (which writes the
+:class:`Executor` it returns runs each unit with :func:`denoise_bench.run.runner.run_unit` (which writes the
 unit's results under ``parts/<unit>/`` of the shared run folder) and yields each unit's outcome;
-``denoise_bench.dispatch`` folds the parts in. The built-ins (inline, local, slurm) are
-``denoise_bench.executors``.
+``denoise_bench.run.dispatch`` folds the parts in. The built-ins (inline, local, slurm) are
+``denoise_bench.run.executors``.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from denoise_bench.grid import Unit
+    from denoise_bench.run.grid import Unit
 
 
 class Executor(Protocol):

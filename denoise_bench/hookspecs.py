@@ -2,7 +2,7 @@
 
 A plugin is any module or object with functions named like the hooks below, decorated with
 ``denoise_bench.hookimpl``. Built-in plugins (``denoise_bench.methods.*``, ``denoise_bench.datasets.*``,
-``denoise_bench.noises.*``, ``denoise_bench.trackers.*`` and ``denoise_bench.executors``) are registered
+``denoise_bench.noises.*``, ``denoise_bench.trackers.*`` and ``denoise_bench.run.executors``) are registered
 exactly like a third-party package, which is found through the ``denoise_bench`` entry-point group.
 
 Every ``register_*`` hook receives a ``register`` callback, so one plugin can register zero, one or
@@ -15,7 +15,7 @@ tracking service, write TensorBoard events (``denoise_bench.trackers.tensorboard
 An implementation declares only the arguments it needs (pluggy passes those by name), returns
 nothing, and is called on its own: one that raises is reported once as a warning naming its plugin
 and not called again in that process; the run, its results on disk and the other plugins go on
-(``denoise_bench.tracking``). They fire in the process that trains: the one ``bench run`` runs in,
+(``denoise_bench.run.tracking``). They fire in the process that trains: the one ``bench run`` runs in,
 and, under an executor (``--executor slurm``/``local``), ``training_step``,
 ``learning_curve_point`` and ``job_finished`` in each job's own process, with the plugins installed
 there, while ``run_started`` and ``run_finished`` stay in the grid's process. A job whose process
@@ -87,7 +87,7 @@ def register_executors(register: Callable[[ExecutorKind], None]) -> None:
     Call ``register(kind)`` with a :class:`denoise_bench.executor_kind.ExecutorKind`: its ``name``, a
     one-line ``description``, and ``create(options)``, which receives the ``--executor-option`` pairs and
     returns an object with ``run_units(run_dir, units, echo)`` (the ``Executor`` protocol) that runs each
-    unit with :func:`denoise_bench.runner.run_unit` and yields ``(unit, None)`` or ``(unit, error)`` as each
+    unit with :func:`denoise_bench.run.runner.run_unit` and yields ``(unit, None)`` or ``(unit, error)`` as each
     ends. Returns nothing.
     """
 

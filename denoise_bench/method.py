@@ -137,7 +137,7 @@ class Method(ABC):
     trainable: ClassVar[bool] = True
     # Whether its results depend on the seed. A method that neither trains nor draws random numbers (BM3D)
     # sets False: a run then scores it under one seed and records that result under each other seed, the
-    # test noise being the same for every seed (denoise_bench.unit_runner). DIP, per image, is seeded.
+    # test noise being the same for every seed (denoise_bench.run.unit_runner). DIP, per image, is seeded.
     seeded: ClassVar[bool] = True
     # Input sides the method needs; the evaluator pads test images (per the protocol) to a multiple.
     input_multiple: ClassVar[int] = 1

@@ -55,7 +55,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "denoise_bench.datasets.remote_sets",
     "denoise_bench.datasets.fmd",
     "denoise_bench.trackers.tensorboard",
-    "denoise_bench.executors",
+    "denoise_bench.run.executors",
 )
 DISTRIBUTION = "denoise-bench"  # the distribution the built-in plugins ship in (pyproject's project name)
 

@@ -1,6 +1,6 @@
 """``bench run``'s request options and request file, derived from the request's schema.
 
-Each value of :class:`~denoise_bench.request.RunRequest` (:func:`denoise_bench.request_schema.leaves`)
+Each value of :class:`~denoise_bench.run.request.RunRequest` (:func:`denoise_bench.request_schema.leaves`)
 becomes one click option, named, typed, defaulted and explained by its field's metadata; the values
 click parses become the request again through the same schema. A request file (``--config``) holds
 those flags as keys, so it reaches every field the command line does.
@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from denoise_bench.errors import BenchError, unknown_name
-from denoise_bench.request import RunRequest, read_request_file
+from denoise_bench.run.request import RunRequest, read_request_file
 from denoise_bench.request_schema import Leaf, leaves, request_values
 
 # The command's own KEY=VALUE option beside the request's tables (a request file gives it as a table).

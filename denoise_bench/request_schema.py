@@ -1,6 +1,6 @@
 """How each field of the run request is given: the schema that every way of asking for a run reads.
 
-A field of the request dataclasses (:mod:`denoise_bench.request`) carries an :class:`Option` in its
+A field of the request dataclasses (:mod:`denoise_bench.run.request`) carries an :class:`Option` in its
 metadata: its help text, its flag name, the command line's and the Python API's defaults where they
 differ from the dataclass's, its choices, and how text becomes its value. ``bench run``'s options
 (:mod:`denoise_bench.request_cli`), the request file (whose keys are those flags), the keywords of

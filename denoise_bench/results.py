@@ -16,7 +16,7 @@ Layout of a run folder::
                        until then, so a grid whose jobs are still running can be tabulated; its .lock
                        is held by the job while it runs
     tables/psnr.{csv,md}, tables/ssim.{csv,md}
-    .lock              held by the run writing the folder; names it (``denoise_bench.run_lock``)
+    .lock              held by the run writing the folder; names it (``denoise_bench.run.lock``)
 
 Tables are laid out like the IDDP paper's Table 1: one block per (dataset, training noise), rows are
 test settings, columns are methods, plus the noisy input and the floor for reference. The floor is a

@@ -56,7 +56,7 @@ def test_the_plugin_packages_are_the_mapped_plugin_folders() -> None:
     assert set(_plugin_packages()) == {f"{PACKAGE}.{folder}" for folder in ("methods", "datasets", "noises", "trackers")}
     config = tomllib.loads((REPO / "pyproject.toml").read_text())
     assert set(_plugin_packages()) <= set(config["tool"]["setuptools"]["packages"])  # mapped and installed
-    assert f"{PACKAGE}.runner" in _core_modules() and not any(".methods" in m for m in _core_modules())
+    assert f"{PACKAGE}.run.runner" in _core_modules() and not any(".methods" in m for m in _core_modules())
 
 
 def test_no_core_module_imports_a_plugin_module() -> None:

@@ -10,7 +10,7 @@ import pytest
 
 from denoise_bench.report.leaderboard import write_leaderboard
 from denoise_bench.results import CURVES
-from denoise_bench.runner import RunRequest, plan, run
+from denoise_bench.run.runner import RunRequest, plan, run
 
 
 def _run(out: Path, eval_every: int) -> pd.DataFrame:

@@ -16,7 +16,7 @@ from click.testing import Result
 
 from denoise_bench.api import run_benchmark
 from denoise_bench.errors import BenchError
-from denoise_bench.run_lock import LOCK
+from denoise_bench.run.lock import LOCK
 
 from helpers import bench
 

@@ -32,7 +32,7 @@ import pandas as pd
 import pytest
 
 from denoise_bench.plugins import get_registry
-from denoise_bench.runner import RunRequest, plan, run
+from denoise_bench.run.runner import RunRequest, plan, run
 
 pytestmark = pytest.mark.slow  # every test here trains or fits networks on real images: minutes in all
 

@@ -10,7 +10,7 @@ import pytest
 from denoise_bench import hookimpl, plugins
 from denoise_bench.errors import BenchError
 from denoise_bench.executor_kind import ExecutorKind
-from denoise_bench.runner import run_unit
+from denoise_bench.run.runner import run_unit
 from helpers import bench
 
 

@@ -14,11 +14,11 @@ import pytest
 
 from denoise_bench import plugins
 from denoise_bench.errors import BenchError
-from denoise_bench.dispatch import make_executor
+from denoise_bench.run.dispatch import make_executor
 from denoise_bench.results import PARTS, read_jobs, read_records, write_tables
-from denoise_bench.grid import Unit, units
-from denoise_bench.run_lock import LOCK, run_lock
-from denoise_bench.runner import RunRequest, plan, run, run_unit
+from denoise_bench.run.grid import Unit, units
+from denoise_bench.run.lock import LOCK, run_lock
+from denoise_bench.run.runner import RunRequest, plan, run, run_unit
 from helpers import LostJobs, Median3, MethodPlugin, bench
 
 pytest.importorskip("submitit")

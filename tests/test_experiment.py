@@ -22,16 +22,16 @@ from denoise_bench.cli import main
 from denoise_bench.errors import BenchError
 from denoise_bench.experiment import Experiment, canonical_options, config_experiments, run_conditions
 from denoise_bench.report.leaderboard_merge import experiment_label
-from denoise_bench.grid import units
+from denoise_bench.run.grid import units
 from denoise_bench.method import Method, NoiseInfo
 from denoise_bench.migration import upgrade_config
-from denoise_bench.planning import plan, run_config
-from denoise_bench.request import RunRequest
+from denoise_bench.run.planning import plan, run_config
+from denoise_bench.run.request import RunRequest
 from denoise_bench.results import CONFIG, RECORDS, write_frame, write_json
-from denoise_bench.run_folder import ResultSink, _comparable
+from denoise_bench.run.folder import ResultSink, _comparable
 from denoise_bench.schema import RECORD_COLUMNS
 from denoise_bench.supervision import Supervision
-from denoise_bench.unit_runner import UnitRunner
+from denoise_bench.run.unit_runner import UnitRunner
 from helpers import MethodPlugin, run_folder_config, todays_options
 
 IMAGES = [f"img{i:02d}" for i in range(6)]

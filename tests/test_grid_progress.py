@@ -12,13 +12,14 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from denoise_bench import plugins, scoring
+from denoise_bench import plugins
+from denoise_bench.run import scoring
 from denoise_bench.cli import main
-from denoise_bench.grid import unit_jobs, units
-from denoise_bench.grid_progress import NO_ESTIMATE, GridProgress, duration
+from denoise_bench.run.grid import unit_jobs, units
+from denoise_bench.run.progress import NO_ESTIMATE, GridProgress, duration
 from denoise_bench.method import Method, NoiseInfo
 from denoise_bench.methods import dip
-from denoise_bench.runner import RunRequest, plan, run, run_unit
+from denoise_bench.run.runner import RunRequest, plan, run, run_unit
 from denoise_bench.schema import job_key
 from denoise_bench.supervision import Supervision
 from helpers import MethodPlugin, Median3
@@ -229,7 +230,7 @@ def test_dip_shows_a_bar_over_each_images_iterations_and_bm3d_one_over_its_image
                          progress=progress)
     result = run(plan(request), echo=lambda _: None)
     assert result.failed.empty, result.failed
-    # The time probe's short fits (1 and 6 steps, denoise_bench.time_estimate) aside: those of the run go to 4.
+    # The time probe's short fits (1 and 6 steps, denoise_bench.run.time_estimate) aside: those of the run go to 4.
     fits = [b for b in Bars.made if b.kwargs.get("desc") == "dip fit" and len(b.iterable) == 4]
     tests = {b.kwargs["desc"]: b for b in Bars.made if str(b.kwargs.get("desc")).startswith("test ")}
     assert len(fits) == 2 and all(b.n == 4 and b.kwargs["leave"] is False for b in fits)  # one per test image

@@ -25,7 +25,7 @@ from denoise_bench.method import Method, NoiseInfo
 from denoise_bench.noise import parse_spec
 from denoise_bench.plugins import get_registry
 from denoise_bench.protocol import NB2NB, reflect_pad
-from denoise_bench.runner import RunRequest, plan, run
+from denoise_bench.run.runner import RunRequest, plan, run
 from denoise_bench.supervision import Supervision
 from denoise_bench.models.trained import TrainedDenoiser
 from helpers import Median3, MethodPlugin, reachable_tensors

@@ -16,7 +16,7 @@ from denoise_bench.report.leaderboard import write_leaderboard
 from denoise_bench.metric import Metric, metrics
 from denoise_bench.protocol import NB2NB, EvalProtocol
 from denoise_bench.results import CURVES, ORACLE_MARK, RECORDS, TABLES, read_records, write_tables
-from denoise_bench.runner import RunRequest, plan, run
+from denoise_bench.run.runner import RunRequest, plan, run
 from denoise_bench.schema import CURVE_COLUMNS, RECORD_COLUMNS
 from helpers import bench
 

@@ -16,9 +16,9 @@ from denoise_bench import migration
 from denoise_bench.errors import BenchError
 from denoise_bench.report.leaderboard_merge import merge_runs
 from denoise_bench.migration import OLDEST_FORMAT, RESULTS_FORMAT, upgrade_config
-from denoise_bench.planning import plan, run_config
+from denoise_bench.run.planning import plan, run_config
 from denoise_bench.profiles import Budget
-from denoise_bench.request import RunRequest
+from denoise_bench.run.request import RunRequest
 from denoise_bench.results import (CONFIG, ENVIRONMENT, read_config, read_curves, read_environment, read_jobs,
                                    read_records, write_tables)
 from denoise_bench.schema import CURVE_COLUMNS, JOB_COLUMNS, RECORD_COLUMNS

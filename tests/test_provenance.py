@@ -40,7 +40,7 @@ def test_a_tiny_run_records_its_command_line_and_the_plugin_of_every_entry(tmp_p
     assert by_plugin["denoise_bench.datasets.skimage_samples"]["datasets"] == ["skimage", "skimage-color"]
     assert by_plugin["denoise_bench.noises.synthetic"]["noise_models"] == ["gaussian", "poisson", "poisson-gaussian", "speckle"]
     assert by_plugin["denoise_bench.noises.real"]["noise_models"] == ["real"]
-    assert "denoise_bench.executors" not in by_plugin  # where a run runs is no part of what it measured
+    assert "denoise_bench.run.executors" not in by_plugin  # where a run runs is no part of what it measured
     # A plugin registered at run time has no distribution to name.
     assert by_plugin["median-plugin"] == {"plugin": "median-plugin", "distribution": None, "version": None,
                                           "methods": ["median3"], "datasets": [], "noise_models": [],

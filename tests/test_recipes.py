@@ -23,7 +23,7 @@ from denoise_bench.migration import upgrade_config
 from denoise_bench.noise import parse_spec
 from denoise_bench.plugins import get_registry
 from denoise_bench.profiles import WARMUP_FRACTION, Budget, get_profile, method_budget
-from denoise_bench.runner import RunRequest, plan
+from denoise_bench.run.runner import RunRequest, plan
 from denoise_bench.supervision import NoisePolicy, Supervision, build_view
 from denoise_bench.training import train
 
@@ -95,7 +95,7 @@ def test_nb2nb_refuses_training_images_too_small_for_any_crop() -> None:
 
 
 def test_runner_fits_nb2nb_crops_to_the_training_set(tmp_path) -> None:
-    from denoise_bench.runner import run
+    from denoise_bench.run.runner import run
     request = RunRequest(methods=["nb2nb"], noises=["gaussian:sigma=25"], datasets=["skimage"], profile="smoke",
                          out=tmp_path / "run", progress=False, overrides={"crop_size": 256, "iterations": 1})
     lines: list[str] = []

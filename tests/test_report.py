@@ -20,7 +20,7 @@ from denoise_bench.report.about import about_html
 from denoise_bench.report.plots import budget_figure, method_styles
 from denoise_bench.report.sample_crops import ZOOM
 from denoise_bench.results import BELOW_FLOOR_MARK, FLOOR, FLOOR_NOTE, read_curves, read_records
-from denoise_bench.runner import RunRequest, plan, run
+from denoise_bench.run.runner import RunRequest, plan, run
 from denoise_bench.store.sample_files import sample_dir
 
 from helpers import run_folder_config

@@ -1,6 +1,6 @@
 """Every value of the run request is reachable from each way of asking for a run, with the same meaning.
 
-The request dataclasses (``denoise_bench.request``) are walked field by field (grouped fields key by
+The request dataclasses (``denoise_bench.run.request``) are walked field by field (grouped fields key by
 key): each value, set to something other than its default, must come back unchanged through
 ``bench run``'s options, a request file, a replayed ``config.json`` and ``run_benchmark()``'s keywords,
 and be in the recorded config, unless its field says why it is left out of one.
@@ -23,7 +23,7 @@ from denoise_bench.cli import run_command
 from denoise_bench.engine import resolve_engine
 from denoise_bench.errors import BenchError
 from denoise_bench.profiles import Budget
-from denoise_bench.request import RunRequest
+from denoise_bench.run.request import RunRequest
 from denoise_bench.request_cli import request_of_options
 from denoise_bench.request_schema import Leaf, leaves
 
@@ -174,7 +174,7 @@ def test_the_grouped_fields_cover_the_budget_and_the_engine_switches() -> None:
 def test_a_budget_field_left_unset_is_the_same_request_however_it_is_listed() -> None:
     """Older run folders (and run_benchmark()'s) list fewer unset budget fields than `bench run` records now;
     re-running their command into them continues them, as before."""
-    from denoise_bench.run_folder import _comparable
+    from denoise_bench.run.folder import _comparable
 
     fewer, more = {"request": {"overrides": {"iterations": None}}}, {"request": {"overrides": {"test_crop": None}}}
     assert _comparable(fewer) == _comparable(more)

@@ -17,7 +17,7 @@ import torch
 from click.testing import CliRunner
 
 from denoise_bench import plugins
-from denoise_bench import runner as runner_module
+from denoise_bench.run import runner as runner_module
 from denoise_bench.checkpoints import load_checkpoint, save_checkpoint
 from denoise_bench.cli import main
 from denoise_bench.errors import BenchError
@@ -118,7 +118,7 @@ def test_truncated_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_checkpoint_of_another_method_fails_that_job_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from denoise_bench import runner
+    from denoise_bench.run import runner
     from denoise_bench.method import MethodSetup
     from denoise_bench.methods.unet import SupervisedUNet
     from denoise_bench.profiles import get_profile

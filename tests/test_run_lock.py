@@ -14,13 +14,13 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from denoise_bench import run_lock as run_lock_module
+from denoise_bench.run import lock as run_lock_module
 from denoise_bench.cli import main
 from denoise_bench.errors import BenchError
-from denoise_bench.grid import units
+from denoise_bench.run.grid import units
 from denoise_bench.results import PARTS
-from denoise_bench.run_lock import LOCK, run_lock
-from denoise_bench.runner import RunRequest, plan, run, run_unit
+from denoise_bench.run.lock import LOCK, run_lock
+from denoise_bench.run.runner import RunRequest, plan, run, run_unit
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL and SIGSTOP are POSIX")
 
@@ -32,7 +32,7 @@ STATE = "checkpoints/iddp__skimage__gaussian_sigma=25__seed0.train.pt"
 HOLDER = """
 import sys
 from pathlib import Path
-from denoise_bench.run_lock import run_lock
+from denoise_bench.run.lock import run_lock
 with run_lock(Path(sys.argv[1])):
     print("locked", flush=True)
     sys.stdin.read()  # until the test closes the pipe (or kills this process)
@@ -148,7 +148,7 @@ PROBE = """
 import sys
 from pathlib import Path
 from denoise_bench.errors import BenchError
-from denoise_bench.run_lock import run_lock
+from denoise_bench.run.lock import run_lock
 try:
     with run_lock(Path(sys.argv[1]), echo=print):
         print("free")

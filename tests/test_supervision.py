@@ -10,7 +10,7 @@ import torch
 from denoise_bench import plugins
 from denoise_bench.method import Method, NoiseInfo, TrainContext
 from denoise_bench.noise import parse_spec
-from denoise_bench.runner import RunRequest, plan, run
+from denoise_bench.run.runner import RunRequest, plan, run
 from denoise_bench.supervision import (CleanBatch, NoisePolicy, NoisyBatch, NoisyPairBatch, Supervision,
                                        TrainingView, build_view)
 from helpers import MethodPlugin, reachable_tensors
@@ -114,7 +114,7 @@ def test_runner_gives_a_self_supervised_method_no_clean_pixels(tmp_path: Path, p
     plugins.register_plugin(MethodPlugin(Spy), name="spy")
     Spy.seen = []
     # Capture the clean training images the runner loads, to compare against what the method saw.
-    from denoise_bench.run_data import RunData
+    from denoise_bench.run.inputs import RunData
     captured: list[torch.Tensor] = []
     original = RunData.train
 

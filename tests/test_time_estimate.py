@@ -13,12 +13,12 @@ from click.testing import CliRunner
 from PIL import Image
 
 from denoise_bench.cli import main
-from denoise_bench.grid import unit_jobs, units
-from denoise_bench.grid_progress import GridProgress
-from denoise_bench.run_folder import ResultSink
-from denoise_bench.runner import RunRequest, plan
-from denoise_bench.time_estimate import UnitCost, estimate_units
-from denoise_bench.unit_runner import UnitRunner
+from denoise_bench.run.grid import unit_jobs, units
+from denoise_bench.run.progress import GridProgress
+from denoise_bench.run.folder import ResultSink
+from denoise_bench.run.runner import RunRequest, plan
+from denoise_bench.run.time_estimate import UnitCost, estimate_units
+from denoise_bench.run.unit_runner import UnitRunner
 
 
 def _plan(tmp_path: Path, methods: list[str], **overrides: int):

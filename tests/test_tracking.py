@@ -18,7 +18,7 @@ from denoise_bench.trackers import tensorboard as tensorboard_tracker
 from denoise_bench.cli import main
 from denoise_bench.errors import BenchError
 from denoise_bench.method import NoiseInfo
-from denoise_bench.runner import RunRequest, plan, run
+from denoise_bench.run.runner import RunRequest, plan, run
 from denoise_bench.schema import job_key
 from helpers import LostJobs, MethodPlugin, Median3, run_folder_config
 

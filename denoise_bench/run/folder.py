@@ -21,11 +21,11 @@ from denoise_bench.environment import describe_environment
 from denoise_bench.errors import BenchError
 from denoise_bench.experiment import CONDITIONS, config_experiments
 from denoise_bench.metric import curve_columns, record_columns
-from denoise_bench.planning import RunPlan, run_config
+from denoise_bench.run.planning import RunPlan, run_config
 from denoise_bench.results import (CHECKPOINTS, CONFIG, CURVES, DONE, ENVIRONMENT, JOBS, PARTS, PENDING, RECORDS,
                                    part_folders, read_config, read_curves, read_jobs, read_pending, read_records,
                                    read_rows, write_frame, write_json)
-from denoise_bench.run_lock import run_lock
+from denoise_bench.run.lock import run_lock
 from denoise_bench.schema import CURVE_KEY, JOB_COLUMNS, JOB_KEY, RECORD_KEY, JobKey, job_key
 
 @dataclass

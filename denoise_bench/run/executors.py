@@ -1,8 +1,8 @@
 """Running a grid's jobs elsewhere: Slurm (or a local process pool) through submitit.
 
 ``bench run --executor slurm`` submits each unit of the grid (one training of a method for a
-noise setting and seed, and its tests; see :class:`denoise_bench.grid.Unit`) as a job of its own.
-Every job runs :func:`denoise_bench.runner.run_unit` on the shared run folder and writes its results
+noise setting and seed, and its tests; see :class:`denoise_bench.run.grid.Unit`) as a job of its own.
+Every job runs :func:`denoise_bench.run.runner.run_unit` on the shared run folder and writes its results
 under ``parts/<unit>/``; this process waits, then folds the parts into the run folder. If it is
 killed meanwhile, the jobs go on, ``bench table``/``bench leaderboard`` already read their parts, and
 ``bench run --resume RUN_DIR`` collects them and submits only what is missing.
@@ -13,7 +13,7 @@ executor), which is what the tests use. ``inline`` runs them here, one after ano
 
 A built-in plugin: the three are registered through ``register_executors`` exactly as a third-party
 executor is (the contract is ``denoise_bench.executor_kind``), and ``--executor NAME`` finds them in the
-registry (``denoise_bench.dispatch.make_executor``).
+registry (``denoise_bench.run.dispatch.make_executor``).
 """
 
 from __future__ import annotations
@@ -24,10 +24,10 @@ from typing import Any
 
 from denoise_bench.errors import BenchError
 from denoise_bench.executor_kind import ExecutorKind
-from denoise_bench.grid import Unit
+from denoise_bench.run.grid import Unit
 from denoise_bench.hookspecs import hookimpl
 from denoise_bench.options import parse_option
-from denoise_bench.runner import run_unit
+from denoise_bench.run.runner import run_unit
 
 LOGS = "submitit"  # per-job logs and pickles, inside the run folder
 
@@ -80,7 +80,7 @@ class SubmititExecutor:
 def _inline(options: dict[str, str]) -> None:
     if options:
         raise BenchError("--executor-option needs --executor local or slurm")
-    return None  # the units run here, in this process (denoise_bench.dispatch.run_here)
+    return None  # the units run here, in this process (denoise_bench.run.dispatch.run_here)
 
 
 @hookimpl

@@ -5,9 +5,9 @@ A line such as ``[3/8 jobs] nb2nb on bsd68 (gaussian:sigma=0-50, seed 0) done in
 bars are for a terminal, these lines are the progress of a run written to a log file.
 
 The estimate is kept simple so that it can be trusted for what it is. Training is what costs, and
-the jobs of a unit share one (``denoise_bench.grid``), so time is counted per unit: the wall time
+the jobs of a unit share one (``denoise_bench.run.grid``), so time is counted per unit: the wall time
 between one report and the next goes to the unit reported. Before any unit has finished, each unit
-left is its timed probe's estimate (``denoise_bench.time_estimate``), so the first line already has a
+left is its timed probe's estimate (``denoise_bench.run.time_estimate``), so the first line already has a
 time left. Once units finish, the estimates of the units left are scaled by how far the probe was
 off: by the ratio of measured to estimated seconds of their method's finished units, or of all
 finished units while their method has none (the probe's relative costs of methods hold better than
@@ -27,10 +27,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from denoise_bench.grid import Unit, setting_of, unit_jobs
-from denoise_bench.planning import RunPlan
+from denoise_bench.run.grid import Unit, setting_of, unit_jobs
+from denoise_bench.run.planning import RunPlan
 from denoise_bench.schema import JobKey, job_key
-from denoise_bench.time_estimate import UnitCost
+from denoise_bench.run.time_estimate import UnitCost
 
 NO_ESTIMATE = "estimate after the first unit"
 

@@ -30,12 +30,12 @@ from dataclasses import dataclass, replace
 
 from denoise_bench.data import Dataset
 from denoise_bench.evaluate import TestCase, centre_crop, evaluate
-from denoise_bench.fitting import method_setup
-from denoise_bench.grid import Unit, setting_of
+from denoise_bench.run.fitting import method_setup
+from denoise_bench.run.grid import Unit, setting_of
 from denoise_bench.method import Method, TrainContext
 from denoise_bench.noise import NoiseSetting
-from denoise_bench.planning import RunPlan
-from denoise_bench.run_data import RunData
+from denoise_bench.run.planning import RunPlan
+from denoise_bench.run.inputs import RunData
 from denoise_bench.supervision import Supervision
 
 PROBE_WARMUP = 2  # untimed training steps: the first ones allocate

@@ -20,22 +20,22 @@ from pathlib import Path
 import pandas as pd
 
 from denoise_bench.atomic import out_of_space
-from denoise_bench.dispatch import Executor, run_here, run_through
-from denoise_bench.dry_run import estimate_text
+from denoise_bench.run.dispatch import Executor, run_here, run_through
+from denoise_bench.run.dry_run import estimate_text
 from denoise_bench.errors import BenchError
-from denoise_bench.grid import Unit, unit_jobs, units
-from denoise_bench.grid_progress import GridProgress
+from denoise_bench.run.grid import Unit, unit_jobs, units
+from denoise_bench.run.progress import GridProgress
 from denoise_bench.host_memory import keep_freed_memory
-from denoise_bench.planning import RunPlan, plan, run_config
-from denoise_bench.request import RunRequest
+from denoise_bench.run.planning import RunPlan, plan, run_config
+from denoise_bench.run.request import RunRequest
 from denoise_bench.results import CONFIG, JobStatus, write_tables
-from denoise_bench.run_data import RunData
-from denoise_bench.run_folder import finished_jobs, open_run_folder, part_folder, part_sink
-from denoise_bench.run_lock import run_lock
+from denoise_bench.run.inputs import RunData
+from denoise_bench.run.folder import finished_jobs, open_run_folder, part_folder, part_sink
+from denoise_bench.run.lock import run_lock
 from denoise_bench.schema import job_key
-from denoise_bench.time_estimate import UnitCost, timed_estimate, unit_cases
-from denoise_bench.tracking import Tracker, job_counts
-from denoise_bench.unit_runner import UnitRunner
+from denoise_bench.run.time_estimate import UnitCost, timed_estimate, unit_cases
+from denoise_bench.run.tracking import Tracker, job_counts
+from denoise_bench.run.unit_runner import UnitRunner
 
 __all__ = ["RunPlan", "RunRequest", "RunResult", "plan", "run", "run_unit"]
 
@@ -56,12 +56,12 @@ def run(p: RunPlan, echo: Callable[[str], None] = print, executor: Executor | No
     """Run every job of the plan; returns the records and the rendered tables.
 
     Without ``executor`` the jobs run here, one after another. With one (see
-    ``denoise_bench.executors``), each unit is submitted as a job of its own that writes under
+    ``denoise_bench.run.executors``), each unit is submitted as a job of its own that writes under
     ``parts/``; this process waits for them and folds their results into the run folder. The folder's
-    lock (``denoise_bench.run_lock``) is held throughout; the submitted jobs run under it.
+    lock (``denoise_bench.run.lock``) is held throughout; the submitted jobs run under it.
 
-    A line goes through ``echo`` after every job (``denoise_bench.grid_progress``), and the lifecycle
-    hooks of the plugins are called (``denoise_bench.tracking``). A full disk stops the run with a
+    A line goes through ``echo`` after every job (``denoise_bench.run.progress``), and the lifecycle
+    hooks of the plugins are called (``denoise_bench.run.tracking``). A full disk stops the run with a
     :class:`BenchError` naming the file it was writing; what finished stays saved (``denoise_bench.atomic``).
     """
     try:
@@ -95,7 +95,7 @@ def _run(p: RunPlan, echo: Callable[[str], None], executor: Executor | None) -> 
 
 def _announce_estimate(p: RunPlan, grid: list[Unit], echo: Callable[[str], None],
                        executor: Executor | None) -> dict[Unit, UnitCost] | None:
-    """The units left timed on this machine (``denoise_bench.time_estimate``), and the total said, before the
+    """The units left timed on this machine (``denoise_bench.run.time_estimate``), and the total said, before the
     run folder is touched: so that nobody starts a five-hour grid by accident, and a dataset that cannot be
     loaded is refused (a BenchError) before the first job. Under an executor the jobs run on other machines,
     so nothing is timed here; their images are still loaded once to check them."""

@@ -1,4 +1,4 @@
-"""What the user asked a run for, as given: names not yet resolved (see ``denoise_bench.planning``).
+"""What the user asked a run for, as given: names not yet resolved (see ``denoise_bench.run.planning``).
 
 A request is recorded in the run folder's ``config.json`` and read back from there to continue the
 run (``bench run --resume``) or to run one of its units in another process (an executor's job).
@@ -86,7 +86,7 @@ class EngineRequest:
 
 @dataclass
 class RunRequest:
-    """What the user asked for; names are resolved and checked by :func:`denoise_bench.planning.plan`."""
+    """What the user asked for; names are resolved and checked by :func:`denoise_bench.run.planning.plan`."""
 
     methods: list[str] = option(cli_default=DEFAULT_METHODS, show_default=True,
                                 help="Comma-separated method names (see `bench list`).")
@@ -131,7 +131,7 @@ class RunRequest:
         help="Torch threads [env DENOISE_BENCH_THREADS; default: OMP_NUM_THREADS if set, else the cores the "
              "load average leaves free, at least 1]; recorded in config.json.")
     # ``bench evaluate``: test the models trained in this run folder instead of training (see
-    # ``denoise_bench.evaluation``), on these test noises instead of each setting's own (empty: its own).
+    # ``denoise_bench.run.rescoring``), on these test noises instead of each setting's own (empty: its own).
     weights_from: Path | None = option(None, not_a_flag="set by `bench evaluate --run`, which copies the trained "
                                                         "run's request; a training run records it empty")
     test_noises: list[str] = option(factory=list, not_a_flag="set by `bench evaluate --noise`")

@@ -1,6 +1,6 @@
 """Planning a run: every name of a request resolved through the registry and checked, nothing run yet.
 
-:func:`plan` turns a :class:`~denoise_bench.request.RunRequest` into a :class:`RunPlan`: method
+:func:`plan` turns a :class:`~denoise_bench.run.request.RunRequest` into a :class:`RunPlan`: method
 classes, noise settings, dataset instances, budgets, engine, protocol and device. It fails in a
 second on a typo, a bad option or a missing dataset, not after an hour of training.
 :func:`run_config` is what ``config.json`` records of the plan.
@@ -20,7 +20,7 @@ from denoise_bench.download import progress_bars
 from denoise_bench.engine import Engine, resolve_engine
 from denoise_bench.environment import pick_device
 from denoise_bench.errors import BenchError
-from denoise_bench.evaluation import trained_source
+from denoise_bench.run.rescoring import trained_source
 from denoise_bench.memory_fit import check_budgets_fit
 from denoise_bench.method import Method, resolve_options
 from denoise_bench.migration import RESULTS_FORMAT
@@ -30,9 +30,9 @@ from denoise_bench.plugins import Registry, get_registry
 from denoise_bench.profiles import Budget, get_profile, method_budget
 from denoise_bench.protocol import EvalProtocol, get_protocol
 from denoise_bench.real_noise import require_real_source
-from denoise_bench.request import RunRequest
+from denoise_bench.run.request import RunRequest
 from denoise_bench.results import CONFIG
-from denoise_bench.run_lock import LOCK
+from denoise_bench.run.lock import LOCK
 from denoise_bench.supervision import NoisePolicy, Supervision
 from denoise_bench.tensorboard_events import require_tensorboard
 from denoise_bench.threads import ThreadChoice, choose_threads, use_threads
@@ -110,7 +110,7 @@ def plan(request: RunRequest, registry: Registry | None = None) -> RunPlan:
     # A folder the user filled is refused now, before anything (even the run's lock) is written into it.
     claim_folder(run_dir, CONFIG, "run folder", ignored=(LOCK,))
     device = pick_device(request.device)
-    # Set now, for the whole process: the time probe (denoise_bench.time_estimate) must run at the thread
+    # Set now, for the whole process: the time probe (denoise_bench.run.time_estimate) must run at the thread
     # count the jobs will, and an executor's job plans again and so chooses for its own machine.
     threads = choose_threads(request.threads)
     use_threads(threads)

@@ -3,7 +3,7 @@
 Failures are isolated: a job that raises is recorded as failed, with its error and traceback, and
 the grid goes on; a (method, noise) cell the method cannot handle is recorded as skipped, with the
 reason. A full disk is not a job's failure: every later job would fail alike, and recording it needs
-space too, so it stops the grid (``runner.run`` says so) with what finished saved as it was. Each job, once saved, is reported to the lifecycle hooks (``denoise_bench.tracking``) and to
+space too, so it stops the grid (``runner.run`` says so) with what finished saved as it was. Each job, once saved, is reported to the lifecycle hooks (``denoise_bench.run.tracking``) and to
 ``on_job`` (the grid's progress lines), as are the training's steps and learning-curve points.
 """
 
@@ -16,18 +16,18 @@ from typing import Any
 
 from denoise_bench.atomic import out_of_space
 from denoise_bench.data import Dataset
-from denoise_bench.fitting import trained_method
+from denoise_bench.run.fitting import trained_method
 from denoise_bench.errors import BenchError
 from denoise_bench.experiment import Experiment
-from denoise_bench.grid import Unit, experiment_of, setting_of, training_of, unit_experiment, unit_jobs
+from denoise_bench.run.grid import Unit, experiment_of, setting_of, training_of, unit_experiment, unit_jobs
 from denoise_bench.method import Method
-from denoise_bench.planning import RunPlan, run_config
-from denoise_bench.run_data import RunData
+from denoise_bench.run.planning import RunPlan, run_config
+from denoise_bench.run.inputs import RunData
 from denoise_bench.results import DONE, JobStatus
-from denoise_bench.run_folder import ResultSink
+from denoise_bench.run.folder import ResultSink
 from denoise_bench.schema import JobKey, job_key
-from denoise_bench.scoring import score_tests
-from denoise_bench.tracking import Tracker
+from denoise_bench.run.scoring import score_tests
+from denoise_bench.run.tracking import Tracker
 
 
 class UnitRunner:

@@ -17,8 +17,8 @@ from denoise_bench.evaluate import TestCase, evaluate
 from denoise_bench.method import Method
 from denoise_bench.metric import metrics
 from denoise_bench.noise import NoiseSetting
-from denoise_bench.planning import RunPlan
-from denoise_bench.run_data import RunData
+from denoise_bench.run.planning import RunPlan
+from denoise_bench.run.inputs import RunData
 from denoise_bench.store.sample_files import is_sample_case, save_sample
 
 

@@ -16,7 +16,7 @@ from denoise_bench.errors import BenchError
 from denoise_bench.evaluate import TestCase, make_test_cases
 from denoise_bench.images import to_chw
 from denoise_bench.noise import NoiseSpec
-from denoise_bench.planning import RunPlan
+from denoise_bench.run.planning import RunPlan
 from denoise_bench.real_noise import RealScene, build_real_view, make_real_test_cases, real_scenes
 from denoise_bench.supervision import Supervision, TrainingView, build_view
 

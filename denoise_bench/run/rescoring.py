@@ -7,7 +7,7 @@ the IDDP paper scored, say), and ``weights_from`` naming the trained run.
 Planning gives its test sets a stand-in training source, :class:`TrainedElsewhere`, that carries the
 trained run's training-set id, so every job is the same experiment as in the trained run (the
 leaderboard puts them in one row, and the checkpoint names match); fitting then loads each model from
-the trained run's ``checkpoints/`` instead of training (``denoise_bench.fitting``). Nothing is written
+the trained run's ``checkpoints/`` instead of training (``denoise_bench.run.fitting``). Nothing is written
 into the trained run, and its images are not needed.
 """
 
@@ -21,7 +21,7 @@ from typing import Any
 from denoise_bench.data import Dataset, CleanImage
 from denoise_bench.errors import BenchError
 from denoise_bench.plugins import Registry
-from denoise_bench.request import RunRequest
+from denoise_bench.run.request import RunRequest
 from denoise_bench.results import CHECKPOINTS, read_config, weights_stem
 
 KINDS = {1: "gray", 3: "colour"}

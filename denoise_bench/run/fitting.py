@@ -23,10 +23,10 @@ from denoise_bench.data import Dataset
 from denoise_bench.errors import BenchError
 from denoise_bench.method import Method, MethodSetup, StepReport, TrainContext, TrainingInfo
 from denoise_bench.noise import NoiseSetting
-from denoise_bench.planning import RunPlan
+from denoise_bench.run.planning import RunPlan
 from denoise_bench.results import CHECKPOINTS, weights_stem, write_json
-from denoise_bench.run_data import RunData
-from denoise_bench.scoring import curve_points
+from denoise_bench.run.inputs import RunData
+from denoise_bench.run.scoring import curve_points
 from denoise_bench.supervision import Supervision
 from denoise_bench.models.trained import described_state
 

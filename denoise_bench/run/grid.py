@@ -17,7 +17,7 @@ from denoise_bench.data import Dataset
 from denoise_bench.experiment import Experiment, canonical_options, run_conditions
 from denoise_bench.method import Method
 from denoise_bench.noise import NoiseSetting
-from denoise_bench.planning import RunPlan, run_config
+from denoise_bench.run.planning import RunPlan, run_config
 from denoise_bench.results import file_slug
 from denoise_bench.supervision import Supervision
 
@@ -26,7 +26,7 @@ from denoise_bench.supervision import Supervision
 class Unit:
     """One training (method, noise setting, seed, training group) and the test jobs that share it.
 
-    Plain names only, so it travels to another process or machine; :func:`denoise_bench.runner.run_unit`
+    Plain names only, so it travels to another process or machine; :func:`denoise_bench.run.runner.run_unit`
     resolves them.
     """
 

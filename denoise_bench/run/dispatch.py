@@ -2,7 +2,7 @@
 
 An executor (registered through ``register_executors``, see ``denoise_bench.executor_kind``; the
 built-ins are submitit's Slurm or local processes) runs each unit with
-:func:`denoise_bench.runner.run_unit`, which writes its results under ``parts/<unit>/`` of the shared
+:func:`denoise_bench.run.runner.run_unit`, which writes its results under ``parts/<unit>/`` of the shared
 run folder. This process waits for the jobs, records the jobs of a job that died before recording
 them as failed, and folds the parts into the run folder's own files.
 """
@@ -15,13 +15,13 @@ from typing import Any
 
 from denoise_bench.errors import BenchError
 from denoise_bench.executor_kind import Executor
-from denoise_bench.grid import Unit, setting_of, training_of, unit_jobs
-from denoise_bench.planning import RunPlan
+from denoise_bench.run.grid import Unit, setting_of, training_of, unit_jobs
+from denoise_bench.run.planning import RunPlan
 from denoise_bench.plugins import get_registry
-from denoise_bench.run_folder import ResultSink, fold_parts, part_jobs
+from denoise_bench.run.folder import ResultSink, fold_parts, part_jobs
 from denoise_bench.schema import JobKey, job_key
-from denoise_bench.tracking import Tracker
-from denoise_bench.unit_runner import UnitRunner, record_failure
+from denoise_bench.run.tracking import Tracker
+from denoise_bench.run.unit_runner import UnitRunner, record_failure
 
 __all__ = ["Executor", "make_executor", "run_here", "run_through"]
 

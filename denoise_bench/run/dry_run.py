@@ -1,17 +1,17 @@
 """What ``bench run --dry-run`` prints, and the lines a run starts with: the grid, each job's settings and time.
 
 Every job is shown with what decides its numbers and its cost (engine, method options, budget, the
-test images it scores) and its time on this machine from the probe of ``denoise_bench.time_estimate``,
+test images it scores) and its time on this machine from the probe of ``denoise_bench.run.time_estimate``,
 so that a five-hour grid is seen before it is started.
 """
 
 from __future__ import annotations
 
-from denoise_bench.grid import Unit, setting_of
-from denoise_bench.grid_progress import duration
+from denoise_bench.run.grid import Unit, setting_of
+from denoise_bench.run.progress import duration
 from denoise_bench.method import Method, resolve_options
-from denoise_bench.planning import RunPlan
-from denoise_bench.time_estimate import UnitCost
+from denoise_bench.run.planning import RunPlan
+from denoise_bench.run.time_estimate import UnitCost
 
 
 def describe_run(p: RunPlan) -> str:
