@@ -3,7 +3,7 @@
 A field of the request dataclasses (:mod:`denoise_bench.run.request`) carries an :class:`Option` in its
 metadata: its help text, its flag name, the command line's and the Python API's defaults where they
 differ from the dataclass's, its choices, and how text becomes its value. ``bench run``'s options
-(:mod:`denoise_bench.request_cli`), the request file (whose keys are those flags), the keywords of
+(:mod:`denoise_bench.cli.request_options`), the request file (whose keys are those flags), the keywords of
 :func:`denoise_bench.api.run_benchmark` and the recorded config (``RunRequest.recorded``) are all
 derived from it, so a field added to the dataclass is reachable from each of them. A field that is
 deliberately left out of one says so, with why (the device is not recorded: it says where a run goes,

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from click.testing import CliRunner, Result
 
 from denoise_bench import hookimpl
-from denoise_bench.cli import main
+from denoise_bench.cli.commands import main
 from denoise_bench.engine import Engine
 from denoise_bench.method import Method, NoiseInfo
 from denoise_bench.noise import PIXEL_INDEPENDENT, NoiseFamily, Param

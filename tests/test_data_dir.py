@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from denoise_bench import data, plugins
-from denoise_bench.cli import main
+from denoise_bench.cli.commands import main
 from denoise_bench.data import DATA_DIR_ENV, resolve_data_dir
 from helpers import ToyPlugin
 

@@ -43,7 +43,8 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from denoise_bench import cli, plugins
+from denoise_bench import plugins
+from denoise_bench.cli import commands as cli
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE_PLUGIN = REPO / "examples" / "denoise-bench-tv" / "src"

@@ -9,7 +9,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from denoise_bench.cli import main
+from denoise_bench.cli.commands import main
 from denoise_bench.engine import Engine, bf16_matrix_flags, cpu_flags, resolve_engine
 from denoise_bench.environment import cpu_model
 from denoise_bench.errors import BenchError

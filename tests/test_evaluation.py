@@ -14,7 +14,7 @@ from click.testing import CliRunner, Result
 from PIL import Image
 
 import denoise_bench
-from denoise_bench.cli import main
+from denoise_bench.cli.commands import main
 from denoise_bench.evaluate import make_test_cases
 from denoise_bench.report.leaderboard import write_leaderboard
 from denoise_bench.noise import resolve_setting

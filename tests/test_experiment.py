@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from click.testing import CliRunner
 
 from denoise_bench import plugins
-from denoise_bench.cli import main
+from denoise_bench.cli.commands import main
 from denoise_bench.errors import BenchError
 from denoise_bench.experiment import Experiment, canonical_options, config_experiments, run_conditions
 from denoise_bench.report.leaderboard_merge import experiment_label

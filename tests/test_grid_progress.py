@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from denoise_bench import plugins
 from denoise_bench.run import scoring
-from denoise_bench.cli import main
+from denoise_bench.cli.commands import main
 from denoise_bench.run.grid import unit_jobs, units
 from denoise_bench.run.progress import NO_ESTIMATE, GridProgress, duration
 from denoise_bench.method import Method, NoiseInfo

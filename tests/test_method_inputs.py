@@ -19,7 +19,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from denoise_bench import plugins
-from denoise_bench.cli import main
+from denoise_bench.cli.commands import main
 from denoise_bench.errors import BenchError
 from denoise_bench.method import Method, NoiseInfo
 from denoise_bench.noise import parse_spec

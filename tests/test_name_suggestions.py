@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from denoise_bench.cli import main
+from denoise_bench.cli.commands import main
 from denoise_bench.errors import BenchError
 from denoise_bench.noise import parse_spec, resolve_setting
 from denoise_bench.plugins import get_registry

@@ -14,7 +14,7 @@ import torch
 from click.testing import CliRunner
 from torch.utils.flop_counter import FlopCounterMode
 
-from denoise_bench.cli import main
+from denoise_bench.cli.commands import main
 from denoise_bench.engine import bf16_matrix_flags
 from denoise_bench.host_memory import host_memory_state
 from denoise_bench.nets.unet import UNet

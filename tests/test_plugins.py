@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from denoise_bench import hookimpl, plugins
-from denoise_bench.cli import main
+from denoise_bench.cli.commands import main
 from denoise_bench.supervision import Supervision
 from helpers import Median3, MethodPlugin, ToyPlugin, bench
 

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from denoise_bench import download, plugins
-from denoise_bench.cli import _progress, main
+from denoise_bench.cli.commands import _progress, main
 from helpers import ToyPlugin
 
 BAR = "%|"  # how tqdm draws a bar: "test median3 ...:  50%|#####     | 1/2"

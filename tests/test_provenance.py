@@ -15,7 +15,7 @@ import torch
 from click.testing import CliRunner
 
 from denoise_bench import plugins
-from denoise_bench.cli import main
+from denoise_bench.cli.commands import main
 from denoise_bench.environment import describe_environment, plugin_provenance
 from denoise_bench.hookspecs import hookimpl
 from helpers import Median3, MethodPlugin

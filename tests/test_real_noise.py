@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from denoise_bench import hookimpl, plugins
-from denoise_bench.cli import main
+from denoise_bench.cli.commands import main
 from denoise_bench.data import TEST, TRAIN, CleanImage, Dataset
 from denoise_bench.datasets.fmd import FMD
 from denoise_bench.errors import BenchError

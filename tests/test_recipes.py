@@ -249,7 +249,7 @@ def test_the_training_rule_can_be_overridden_from_the_command_line(tmp_path) -> 
 
     from click.testing import CliRunner
 
-    from denoise_bench.cli import main
+    from denoise_bench.cli.commands import main
 
     out = tmp_path / "run"
     result = CliRunner().invoke(main, ["run", "--methods", "iddp", "--noise", "gaussian:sigma=25", "--profile", "cpu",

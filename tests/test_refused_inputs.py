@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from denoise_bench import hookimpl, plugins
-from denoise_bench.cli import main
+from denoise_bench.cli.commands import main
 from denoise_bench.errors import BenchError
 from denoise_bench.images import read_image
 from denoise_bench.plugins import get_registry

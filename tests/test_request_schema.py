@@ -19,12 +19,12 @@ from typing import Any
 import pytest
 
 from denoise_bench.api import benchmark_request, run_benchmark
-from denoise_bench.cli import run_command
+from denoise_bench.cli.commands import run_command
 from denoise_bench.engine import resolve_engine
 from denoise_bench.errors import BenchError
 from denoise_bench.profiles import Budget
 from denoise_bench.run.request import RunRequest
-from denoise_bench.request_cli import request_of_options
+from denoise_bench.cli.request_options import request_of_options
 from denoise_bench.request_schema import Leaf, leaves
 
 LEAVES = leaves(RunRequest)

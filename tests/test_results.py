@@ -9,7 +9,7 @@ import pandas as pd
 from click.testing import CliRunner
 
 from denoise_bench import plugins
-from denoise_bench.cli import main
+from denoise_bench.cli.commands import main
 from denoise_bench.plausibility import IMPLAUSIBLE_MARK, IMPLAUSIBLE_NOTE
 from denoise_bench.results import (BELOW_FLOOR_MARK, CONFIG, FLOOR, FLOOR_NOTE, JOBS, NOTHING_RAN, RECORDS,
                                    low_budget_warnings, nothing_ran, with_floor, write_frame, write_json,

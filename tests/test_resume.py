@@ -19,7 +19,7 @@ from click.testing import CliRunner
 from denoise_bench import plugins
 from denoise_bench.run import runner as runner_module
 from denoise_bench.checkpoints import load_checkpoint, save_checkpoint
-from denoise_bench.cli import main
+from denoise_bench.cli.commands import main
 from denoise_bench.errors import BenchError
 from denoise_bench.methods.iddp import IDDP
 from denoise_bench.results import write_text_atomic

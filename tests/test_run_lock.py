@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from denoise_bench.run import lock as run_lock_module
-from denoise_bench.cli import main
+from denoise_bench.cli.commands import main
 from denoise_bench.errors import BenchError
 from denoise_bench.run.grid import units
 from denoise_bench.results import PARTS

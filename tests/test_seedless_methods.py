@@ -11,7 +11,7 @@ import torch
 from click.testing import CliRunner
 
 from denoise_bench import plugins
-from denoise_bench.cli import main
+from denoise_bench.cli.commands import main
 from denoise_bench.method import MethodSetup, NoiseInfo
 from denoise_bench.noise import parse_spec
 from denoise_bench.plugins import get_registry

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from denoise_bench.cli import main
+from denoise_bench.cli.commands import main
 from denoise_bench.run.grid import unit_jobs, units
 from denoise_bench.run.progress import GridProgress
 from denoise_bench.run.folder import ResultSink

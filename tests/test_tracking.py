@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from denoise_bench import hookimpl, plugins, tensorboard_events
 from denoise_bench.trackers import tensorboard as tensorboard_tracker
-from denoise_bench.cli import main
+from denoise_bench.cli.commands import main
 from denoise_bench.errors import BenchError
 from denoise_bench.method import NoiseInfo
 from denoise_bench.run.runner import RunRequest, plan, run

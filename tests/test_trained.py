@@ -110,7 +110,7 @@ def test_headerless_checkpoint_says_what_is_missing(bench_run: denoise_bench.Ben
 def test_export_to_safetensors_loads_back(bench_run: denoise_bench.Benchmark, tmp_path: Path) -> None:
     from click.testing import CliRunner
 
-    from denoise_bench.cli import main
+    from denoise_bench.cli.commands import main
 
     out = tmp_path / "unet.safetensors"
     result = CliRunner().invoke(main, ["export", str(bench_run.run_dir), "--method", "unet", "--out", str(out)])
@@ -207,7 +207,7 @@ def test_headerless_checkpoint_in_its_run_folder_is_read_with_the_run_config(ben
     # Exported from its run, it describes itself like a new one.
     from click.testing import CliRunner
 
-    from denoise_bench.cli import main
+    from denoise_bench.cli.commands import main
 
     out = tmp_path / "old.safetensors"
     result = CliRunner().invoke(main, ["export", str(old_run), "--method", "unet", "--out", str(out)])
@@ -221,7 +221,7 @@ def test_a_checkpoint_holding_another_method_than_its_name_is_refused(bench_run:
     """n2n weights copied over unet's file: asked for unet, nothing else is loaded, exported or run."""
     from click.testing import CliRunner
 
-    from denoise_bench.cli import main
+    from denoise_bench.cli.commands import main
 
     run = tmp_path / "run"
     shutil.copytree(bench_run.run_dir, run)

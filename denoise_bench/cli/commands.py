@@ -33,7 +33,7 @@ from denoise_bench.run.rescoring import evaluation_request
 from denoise_bench.run.dispatch import Executor, make_executor
 from denoise_bench.run.request import DATA_DIR_HELP, PROGRESS_HELP
 from denoise_bench.request_schema import split_commas
-from denoise_bench.request_cli import engine_options, load_request_file, request_of_options, request_options
+from denoise_bench.cli.request_options import engine_options, load_request_file, request_of_options, request_options
 from denoise_bench.run.runner import RunRequest, plan, run
 from denoise_bench.supervision import Supervision
 
