@@ -1,5 +1,6 @@
-"""The core never imports a plugin: built-in methods, datasets, noise models and trackers are reached through
-the registry only.
+"""The architecture of docs/architecture.md, checked: the core never imports a plugin (built-in methods, datasets,
+noise models and trackers are reached through the registry only), the layers import only downwards, no runtime
+import cycle, every plugin module registered, and plugins import only the public top-level modules.
 
 Plugin packages are found where pyproject.toml maps them (``denoise_bench.methods`` -> ``methods/``,
 ``denoise_bench.datasets`` -> ``datasets/``, ``noises/``, ``trackers/``); every other module of the package is core.
@@ -37,11 +38,25 @@ def _core_modules() -> dict[str, Path]:
     return modules
 
 
-def _imports(module: str, path: Path) -> set[str]:
-    """Every module ``path`` imports, relative imports resolved, at any depth of the file (lazy ones too)."""
+def _type_checking_nodes(tree: ast.AST) -> set[int]:
+    """ids of the import nodes under ``if TYPE_CHECKING:`` (annotations only: never run)."""
+    return {id(inner) for node in ast.walk(tree) if isinstance(node, ast.If)
+            and getattr(node.test, "id", getattr(node.test, "attr", None)) == "TYPE_CHECKING"
+            for stmt in node.body for inner in ast.walk(stmt)}
+
+
+def _imports(module: str, path: Path, *, runtime: bool = False, top_level: bool = False) -> set[str]:
+    """Every module ``path`` imports, relative imports resolved, at any depth of the file (lazy ones too).
+    ``runtime`` leaves out imports under TYPE_CHECKING; ``top_level`` also those inside functions."""
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    tree = ast.parse(path.read_text(), str(path))
+    skip = _type_checking_nodes(tree) if runtime or top_level else set()
+    nodes = ast.walk(tree) if not top_level else (
+        inner for stmt in tree.body for inner in ([stmt] if not isinstance(stmt, ast.If) else ast.walk(stmt)))
     found = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    for node in nodes:
+        if id(node) in skip:
+            continue
         if isinstance(node, ast.Import):
             found |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom):
@@ -88,12 +103,90 @@ def test_the_moved_built_ins_keep_their_old_import_paths() -> None:
         noise.NOT_A_FAMILY
 
 
+# docs/architecture.md's layers, bottom first: a module imports only from its own layer and the layers below.
+# The library is every top-level module (the public, plugin-facing import paths) and nets/.
+LAYERS: dict[str, int] = {"library": 0, "models": 1, "store": 1, "run": 2, "report": 3, "cli": 4, "api": 4}
+
+# Imports that point up on purpose, each documented in docs/architecture.md ("Exemptions").
+# Imports under TYPE_CHECKING are not counted (they never run): denoise_bench/__init__.py's lazy names and
+# executor_kind's Unit annotation use that.
+UPWARD_EXEMPT: set[tuple[str, str]] = set()
+
+
+def _layer(module: str) -> str:
+    parts = module.split(".")
+    if module == f"{PACKAGE}.api":
+        return "api"
+    return parts[1] if len(parts) > 2 and parts[1] in LAYERS else "library"
+
+
+def _internal(names: set[str], modules: dict[str, Path]) -> set[str]:
+    """The names that are modules of the core (``from pkg import name`` gives both pkg and pkg.name)."""
+    return {name for name in names if name in modules}
+
+
+def test_every_core_module_belongs_to_a_documented_layer() -> None:
+    folders = {path.parent.name for path in (REPO / PACKAGE).glob("*/__init__.py")}
+    assert folders - {"nets"} - set(_plugin_packages_short()) == set(LAYERS) - {"library", "api"}
+
+
+def _plugin_packages_short() -> list[str]:
+    return [name.rpartition(".")[2] for name in _plugin_packages()]
+
+
+def test_imports_point_down_the_layers() -> None:
+    modules = _core_modules()
+    upward = sorted((module, target) for module, path in modules.items()
+                    for target in _internal(_imports(module, path, runtime=True), modules)
+                    if LAYERS[_layer(target)] > LAYERS[_layer(module)]
+                    or (LAYERS[_layer(target)] == LAYERS[_layer(module)] and _layer(target) != _layer(module)
+                        and "library" not in (_layer(target), _layer(module))))
+    assert [pair for pair in upward if pair not in UPWARD_EXEMPT] == []
+
+
+def test_no_import_cycle_at_import_time() -> None:
+    """Imports made when a module is imported (not those inside functions or under TYPE_CHECKING) form no cycle."""
+    modules = _core_modules()
+    graph = {module: _internal(_imports(module, path, top_level=True), modules) - {module}
+             for module, path in modules.items()}
+    graph = {module: {t for t in targets if not module.startswith(t + ".")} for module, targets in graph.items()}
+    cycles, state = [], {}
+
+    def visit(module: str, stack: list[str]) -> None:
+        state[module] = "open"
+        for target in sorted(graph[module]):
+            if state.get(target) == "open":
+                cycles.append(stack[stack.index(target):] + [target])
+            elif target not in state:
+                visit(target, [*stack, target])
+        state[module] = "done"
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [module])
+    assert cycles == []
+
+
+def test_plugins_import_only_the_public_top_level_modules() -> None:
+    """Plugins (built-in or third-party) see the library layer only: run/, report/, ... may change freely."""
+    plugin_names = tuple(_plugin_packages())
+    offenders = {}
+    for package, folder in _plugin_packages().items():
+        for path in folder.glob("*.py"):
+            module = f"{package}.{path.stem}"
+            bad = sorted(name for name in _imports(module, path) if name.startswith(f"{PACKAGE}.")
+                         and not name.startswith(plugin_names) and name in _core_modules()
+                         and _layer(name) != "library")
+            if bad:
+                offenders[module] = bad
+    assert offenders == {}
+
+
 def test_the_leaderboard_and_its_page_import_down_only() -> None:
     """Run folders merged, then tables, then the page, then the writer of the leaderboard folder: no module
     of that chain imports one above it, not even lazily or for type hints (a cycle there once needed a
     lazy import to load at all)."""
-    chain = [f"{PACKAGE}.{name}" for name in ("leaderboard_merge", "leaderboard_tables", "report_about", "report",
-                                              "leaderboard")]
+    chain = [f"{PACKAGE}.{name}" for name in ("report.leaderboard_merge", "report.leaderboard_tables",
+                                              "report.about", "report.page", "report.leaderboard")]
     modules = _core_modules()
     upward = {module: sorted(set(_imports(module, modules[module])) & set(chain[i + 1:]))
               for i, module in enumerate(chain)}
