@@ -18,7 +18,7 @@ import pandas as pd
 from denoise_bench.errors import BenchError
 from denoise_bench.run.request import RunRequest
 from denoise_bench.request_schema import leaves, request_values
-from denoise_bench.metric import scored_metrics
+from denoise_bench.registered_metrics import scored_metrics
 from denoise_bench.results import build_tables, read_config, read_jobs, read_records
 from denoise_bench.models.trained import TrainedDenoiser
 

@@ -16,7 +16,7 @@ from denoise_bench.images import to_chw
 from denoise_bench.isolation import call_isolated
 from denoise_bench.method import Method, NoiseInfo
 from denoise_bench.metric import Metric
-from denoise_bench.metric import metrics as registered_metrics
+from denoise_bench.registered_metrics import metrics as registered_metrics
 from denoise_bench.noise import Levels, NoiseSpec
 from denoise_bench.protocol import EvalProtocol
 

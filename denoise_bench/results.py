@@ -38,7 +38,7 @@ import pandas as pd
 from denoise_bench.atomic import write_text_atomic
 from denoise_bench.errors import BenchError
 from denoise_bench.evaluate import FLOOR_KERNEL
-from denoise_bench.metric import added_record_columns, curve_columns, metrics, record_columns, scored_metrics
+from denoise_bench.registered_metrics import added_record_columns, curve_columns, metrics, record_columns, scored_metrics
 from denoise_bench.migration import (checked_version, stored_json, upgrade_config, upgrade_environment,
                                      upgrade_rows)
 from denoise_bench.plausibility import IMPLAUSIBLE_MARK, IMPLAUSIBLE_NOTE, implausible, implausible_warnings

@@ -13,7 +13,8 @@ import torch
 
 from denoise_bench import hookimpl, plugins
 from denoise_bench.report.leaderboard import write_leaderboard
-from denoise_bench.metric import Metric, metrics
+from denoise_bench.metric import Metric
+from denoise_bench.registered_metrics import metrics
 from denoise_bench.protocol import NB2NB, EvalProtocol
 from denoise_bench.results import CURVES, ORACLE_MARK, RECORDS, TABLES, read_records, write_tables
 from denoise_bench.run.runner import RunRequest, plan, run

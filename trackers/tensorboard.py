@@ -20,7 +20,7 @@ from statistics import fmean
 from typing import TYPE_CHECKING, Any
 
 from denoise_bench.hookspecs import hookimpl
-from denoise_bench.metric import metrics
+from denoise_bench.registered_metrics import metrics
 from denoise_bench.results import CONFIG, read_config
 from denoise_bench.tensorboard_events import job_folder
 

@@ -20,7 +20,7 @@ from io import StringIO
 import pandas as pd
 
 from denoise_bench.report.leaderboard_merge import name_experiments
-from denoise_bench.metric import scored_metrics
+from denoise_bench.registered_metrics import scored_metrics
 from denoise_bench.migration import installed
 from denoise_bench.plausibility import IMPLAUSIBLE_MARK, implausible
 from denoise_bench.protocol import PROTOCOLS, protocol_by_id

@@ -20,7 +20,7 @@ import pandas as pd
 from denoise_bench.environment import describe_environment
 from denoise_bench.errors import BenchError
 from denoise_bench.experiment import CONDITIONS, config_experiments
-from denoise_bench.metric import curve_columns, record_columns
+from denoise_bench.registered_metrics import curve_columns, record_columns
 from denoise_bench.run.planning import RunPlan, run_config
 from denoise_bench.results import (CHECKPOINTS, CONFIG, CURVES, DONE, ENVIRONMENT, JOBS, PARTS, PENDING, RECORDS,
                                    part_folders, read_config, read_curves, read_jobs, read_pending, read_records,

@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 from denoise_bench.data import Dataset
 from denoise_bench.evaluate import TestCase, evaluate
 from denoise_bench.method import Method
-from denoise_bench.metric import metrics
+from denoise_bench.registered_metrics import metrics
 from denoise_bench.noise import NoiseSetting
 from denoise_bench.run.planning import RunPlan
 from denoise_bench.run.inputs import RunData
