@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
@@ -78,3 +79,6 @@ def test_the_leaderboard_marks_it_and_gives_no_training_noise(run_dir: Path, tmp
     other = next(line for line in text.splitlines() if line.startswith(f"| {Median3.name} "))
     assert "gaussian:sigma=25" in other
     assert PRETRAINED_NOTE in text
+    # The paired comparisons name it with its mark as well.
+    pairs = pd.read_csv(board / "pairs.csv")
+    assert set(pairs.method) | set(pairs.vs) == {f"publishedblur{PRETRAINED_MARK}", Median3.name}

@@ -273,8 +273,12 @@ def _paper_gap(paper: pd.DataFrame, test_noise: str, method: str) -> float | Non
 def pairs_table(records: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for (dataset, test_noise), block in records.groupby(["dataset", "test_noise"], sort=True):
+        # A pretrained method keeps its mark here too, so no pair reads as two self-supervised rows unmarked.
+        supervision = block["supervision"] if "supervision" in block else pd.Series(None, block.index, dtype=object)
+        shown = {m: method_label(m, False, s) for m, s in zip(block["method"], supervision)}
         for d in all_pairs(block, "psnr"):
-            rows.append({"dataset": dataset, "test noise": test_noise, "method": d.first, "vs": d.second,
+            rows.append({"dataset": dataset, "test noise": test_noise, "method": shown.get(d.first, d.first),
+                         "vs": shown.get(d.second, d.second),
                          "images": d.images, "mean psnr difference": round(d.mean, 3), "ci low": round(d.low, 3),
                          "ci high": round(d.high, 3), "tie": d.tie, "few images": d.few_images})
     return pd.DataFrame(rows)
