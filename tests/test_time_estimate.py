@@ -10,15 +10,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+import torch
 from PIL import Image
 
+from denoise_bench import plugins
 from denoise_bench.cli.commands import main
+from denoise_bench.method import Method, NoiseInfo
+from denoise_bench.supervision import Supervision
 from denoise_bench.run.grid import unit_jobs, units
 from denoise_bench.run.progress import GridProgress
 from denoise_bench.run.folder import ResultSink
 from denoise_bench.run.runner import RunRequest, plan
 from denoise_bench.run.time_estimate import UnitCost, estimate_units
 from denoise_bench.run.unit_runner import UnitRunner
+from helpers import MethodPlugin
 
 
 def _plan(tmp_path: Path, methods: list[str], **overrides: int):
@@ -44,6 +49,40 @@ def test_the_probe_estimates_a_unit_within_a_factor_of_two_of_running_it(tmp_pat
         ratios.append((time.perf_counter() - start) / estimate)
     closest = min(ratios, key=lambda r: abs(np.log(r)))
     assert 0.5 <= closest <= 2.0, ratios
+
+
+class _SlowFirstFit(Method):
+    """A per-image optimiser whose first fit in a process pays a one-off cost (as oneDNN's primitives and
+    the allocator's pools make a real one's first fit slow), then a fixed cost per step."""
+
+    name = "slowfirst"
+    description = "sleeps: one-off 0.4 s, then 2 ms per step"
+    citation = "none"
+    supervision = Supervision.NONE
+    trainable = False
+    official_budget = {"per_image_iterations": 100}
+    started = False
+
+    def denoise(self, noisy: torch.Tensor, noise: NoiseInfo | None = None) -> torch.Tensor:
+        if not _SlowFirstFit.started:
+            _SlowFirstFit.started = True
+            time.sleep(0.4)
+        time.sleep(0.002 * self.setup.budget.per_image_iterations)
+        return noisy
+
+
+def test_a_per_image_optimisers_first_fit_does_not_hide_its_cost_per_step(tmp_path: Path) -> None:
+    # The probe times the fit at 1 and 1 + PROBE_STEPS steps. Had the one-off cost of the first fit been in
+    # the first of the two, the cost per step would come out as nothing: a Set12 run of zsn2n was once
+    # estimated at 2 minutes and took 105.
+    plugins.register_plugin(MethodPlugin(_SlowFirstFit), name="slowfirst")
+    p = plan(RunRequest(methods=["slowfirst"], noises=["gaussian:sigma=25"], datasets=["skimage"], profile="smoke",
+                        overrides={"per_image_iterations": 1000, "test_images": 1}, out=tmp_path / "run",
+                        progress=False))
+    (unit,) = units(p)
+    estimate = estimate_units(p, [unit])[unit].seconds
+    # One test image at one test setting: 1000 steps of 2 ms are 2 s; at least half of that must be seen.
+    assert estimate >= 1.0, estimate
 
 
 def test_the_progress_line_starts_from_the_probe_and_scales_it_by_how_far_finished_units_were_off(

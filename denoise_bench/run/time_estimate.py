@@ -152,6 +152,9 @@ class _Probes:
             else:  # fixed cost + cost per step, from two short fits to the image
                 def timed(steps: int) -> float:
                     return self._time_test(method_cls(replace(setup, budget=setup.budget.override(per_image_iterations=steps))), case)
+                # The first fit in a process pays one-off costs (oneDNN primitives, allocator pools) that can
+                # exceed the whole difference below: untimed, or the cost per step comes out as nothing.
+                timed(1)
                 one, more = timed(1), timed(1 + PROBE_STEPS)
                 per_step = max(more - one, 0.0) / PROBE_STEPS
                 seconds = one + per_step * (setup.budget.per_image_iterations - 1)
