@@ -13,15 +13,16 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import Any, Protocol, TypeVar
 
-if TYPE_CHECKING:
-    from denoise_bench.run.grid import Unit
+# The units of a grid (``denoise_bench.run.grid.Unit``): an executor only hands them to ``run_unit`` and
+# back, so the contract need not know them (and the library does not import the run layer).
+UnitT = TypeVar("UnitT")
 
 
-class Executor(Protocol):
-    def run_units(self, run_dir: Path, units: list[Unit],
-                  echo: Callable[[str], None]) -> Iterator[tuple[Unit, BaseException | None]]:
+class Executor(Protocol[UnitT]):
+    def run_units(self, run_dir: Path, units: list[UnitT],
+                  echo: Callable[[str], None]) -> Iterator[tuple[UnitT, BaseException | None]]:
         """Run every unit, yielding ``(unit, None)`` or ``(unit, error)`` as each job ends."""
 
 
@@ -33,4 +34,4 @@ class ExecutorKind:
     description: str  # one line for messages and docs
     # The ``--executor-option`` KEY=VALUE pairs -> the executor, or None to run the units here, in this
     # process (``inline``). Raises BenchError for options it refuses, before any run folder is written.
-    create: Callable[[dict[str, str]], Executor | None]
+    create: Callable[[dict[str, str]], Executor[Any] | None]

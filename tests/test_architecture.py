@@ -108,8 +108,7 @@ def test_the_moved_built_ins_keep_their_old_import_paths() -> None:
 LAYERS: dict[str, int] = {"library": 0, "models": 1, "store": 1, "run": 2, "report": 3, "cli": 4, "api": 4}
 
 # Imports that point up on purpose, each documented in docs/architecture.md ("Exemptions").
-# Imports under TYPE_CHECKING are not counted (they never run): denoise_bench/__init__.py's lazy names and
-# executor_kind's Unit annotation use that.
+# Imports under TYPE_CHECKING are not counted (they never run): denoise_bench/__init__.py's lazy names use that.
 UPWARD_EXEMPT: set[tuple[str, str]] = set()
 
 
