@@ -184,6 +184,16 @@ class Method(ABC):
     def denoise(self, noisy: torch.Tensor, noise: NoiseInfo | None = None) -> torch.Tensor:
         """Estimate the clean image of a (1, C, H, W) noisy tensor; same shape, same device."""
 
+    def test_fit_budget(self) -> str | None:
+        """The budget field that sets how many optimisation steps :meth:`denoise` takes on each test image
+        (``per_image_iterations``, or ``iterations`` for a method that trains on each test image instead of
+        a training set), or None if it takes none. The time estimate times such a method at a few steps and
+        extrapolates, rather than fitting at the whole budget before the first job. Default: the per-image
+        methods (not trainable, ``per_image_iterations`` in their published budget: DIP, S2S, ZS-N2N)."""
+        if not self.trainable and "per_image_iterations" in self.official_budget:
+            return "per_image_iterations"
+        return None
+
     def state_dict(self) -> dict[str, Any]:
         return {"method": self.name}
 

@@ -212,6 +212,9 @@ class CVFSID(NetworkMethod):
             with torch.enable_grad():  # the fit needs gradients even if the caller runs under no_grad
                 super().fit(noisy_view(noisy.float(), self.setup.seed), TrainContext())
 
+    def test_fit_budget(self) -> str | None:
+        return "iterations" if self.opts["transductive"] else None  # each test image is fitted for the whole budget
+
     def denoise(self, noisy: torch.Tensor, noise: NoiseInfo | None = None) -> torch.Tensor:
         if self.opts["transductive"]:
             self.fit_to_test_image(noisy, noise)

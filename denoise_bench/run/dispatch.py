@@ -10,7 +10,7 @@ them as failed, and folds the parts into the run folder's own files.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from denoise_bench.errors import BenchError
@@ -37,9 +37,10 @@ def make_executor(name: str, options: dict[str, str]) -> Executor | None:
 
 
 def run_here(p: RunPlan, units: list[Unit], sink: ResultSink, finished: set[JobKey], echo: Callable[[str], None],
-             tracker: Tracker, on_job: Callable[[dict[str, Any]], None]) -> None:
-    """Every unit in this process, into the run folder's own files; each job reported to ``tracker`` and ``on_job``."""
-    runner = UnitRunner(p, echo, tracker, on_job)
+             tracker: Tracker, on_job: Callable[[dict[str, Any]], None], skip: Mapping[Unit, str] | None = None) -> None:
+    """Every unit in this process, into the run folder's own files; each job reported to ``tracker`` and ``on_job``.
+    The units in ``skip`` are not run: their jobs are recorded as skipped, with the reason given."""
+    runner = UnitRunner(p, echo, tracker, on_job, skip)
     for unit in units:
         runner.run_unit(unit, sink, finished)
 

@@ -7,11 +7,14 @@ so that a five-hour grid is seen before it is started.
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from denoise_bench.run.grid import Unit, setting_of
 from denoise_bench.run.progress import duration
 from denoise_bench.method import Method, resolve_options
 from denoise_bench.run.planning import RunPlan
 from denoise_bench.run.time_estimate import UnitCost
+from denoise_bench.run.time_limit import units_over_limit
 
 
 def describe_run(p: RunPlan) -> str:
@@ -25,10 +28,11 @@ def describe_grid(p: RunPlan, costs: dict[Unit, UnitCost], probe_seconds: float)
     """Each job of the grid, or why its cell is skipped, with its settings, test images and estimated time."""
     lines = [describe_run(p)]
     methods = {m.name: m for m in p.methods}
+    over_limit = units_over_limit(p, costs)
     jobs = skipped = 0
     for unit, cost in costs.items():
         method_cls, setting = methods[unit.method], setting_of(p, unit)
-        reason = method_cls.incompatibility(setting.family)
+        reason = method_cls.incompatibility(setting.family) or over_limit.get(unit)
         where = f"{unit.method} on {'+'.join(unit.datasets)}, train {setting.train}, seed {unit.seed}"
         if reason:
             skipped += 1
@@ -42,18 +46,21 @@ def describe_grid(p: RunPlan, costs: dict[Unit, UnitCost], probe_seconds: float)
         lines.append(f"  job  {where}: {time}")
         lines.append(f"         test {tests} on {images} image(s); {_budget_text(p, method_cls)}")
         lines.append(f"         options {_options_text(p, method_cls)}")
-    lines.append(f"{jobs} job(s), {skipped} skipped cell(s); {estimate_text(costs, jobs, probe_seconds)}")
+    lines.append(f"{jobs} job(s), {skipped} skipped cell(s); {estimate_text(costs, jobs, probe_seconds, over_limit)}")
     return "\n".join(lines)
 
 
-def estimate_text(costs: dict[Unit, UnitCost], jobs: int, probe_seconds: float) -> str:
-    """``estimated time on this machine: ~7 min (4 jobs; from a 9s timed probe)``."""
-    total = sum(cost.seconds for cost in costs.values())
+def estimate_text(costs: dict[Unit, UnitCost], jobs: int, probe_seconds: float, skipped: Collection[Unit] = ()) -> str:
+    """``estimated time on this machine: ~7 min (4 jobs; from a 9s timed probe)``; the ``skipped`` units
+    (over ``--skip-longer-than``) are not counted, as they will not run."""
+    total = sum(cost.seconds for unit, cost in costs.items() if unit not in skipped)
     minutes = f"~{max(1, round(total / 60))} min" if total >= 60 else f"~{duration(total)}"
     untimed = sum(not cost.timed for cost in costs.values())
     failed = f"; {untimed} unit(s) failed the probe and are not counted" if untimed else ""
+    over = sum(len(unit.datasets) for unit in costs if unit in skipped)
+    over_text = f"; {over} job(s) over --skip-longer-than are skipped" if over else ""
     return (f"estimated time on this machine: {minutes} ({jobs} job(s); from a {duration(probe_seconds)} timed "
-            f"probe{failed})")
+            f"probe{failed}{over_text})")
 
 
 def _engine_text(p: RunPlan) -> str:

@@ -23,7 +23,7 @@ throughput.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,7 +39,7 @@ NO_ESTIMATE = "estimate after the first unit"
 class _UnitTime:
     method: str
     pending: set[JobKey]  # its jobs not reported yet
-    free: bool  # skipped cell: its method cannot handle the noise, so it costs nothing
+    free: bool  # skipped: its method cannot handle the noise, or it is over --skip-longer-than; it costs nothing
     estimate: float  # the probe's seconds, or 1 (a unit's share) without a probe
     seconds: float = 0.0
     any_done: bool = False
@@ -49,9 +49,11 @@ class GridProgress:
     """Counts the jobs of a grid as they are reported and prints a line for each."""
 
     def __init__(self, p: RunPlan, units: list[Unit], finished: set[JobKey], echo: Callable[[str], None],
-                 clock: Callable[[], float] = time.monotonic, costs: dict[Unit, UnitCost] | None = None) -> None:
+                 clock: Callable[[], float] = time.monotonic, costs: dict[Unit, UnitCost] | None = None,
+                 skipped: Collection[Unit] = ()) -> None:
         """``finished``: the jobs earlier invocations finished, counted as done and not run again;
-        ``costs``: the probe's estimate of each unit (None: no probe, no estimate before a unit finishes)."""
+        ``costs``: the probe's estimate of each unit (None: no probe, no estimate before a unit finishes);
+        ``skipped``: units recorded as skipped without running (over ``--skip-longer-than``), which cost nothing."""
         self.echo = echo
         self.clock = clock
         self.probed = costs is not None
@@ -66,7 +68,7 @@ class GridProgress:
             pending = {key for key in keys if key not in finished}
             if not pending:
                 continue
-            free = methods[unit.method].incompatibility(setting_of(p, unit).family) is not None
+            free = unit in skipped or methods[unit.method].incompatibility(setting_of(p, unit).family) is not None
             estimate = 0.0 if free else costs[unit].seconds if costs and unit in costs else 1.0
             times = _UnitTime(unit.method, pending, free, estimate)
             self._times.append(times)

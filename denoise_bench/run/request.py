@@ -47,6 +47,11 @@ def _positive_multiple(value: float) -> str | None:
     return None if math.isfinite(value) and value > 0 else f"{value:g}: expected a finite number above 0"
 
 
+def _positive_hours(value: float) -> str | None:
+    """A time limit in hours (--skip-longer-than): a finite number above 0."""
+    return None if math.isfinite(value) and value > 0 else f"{value:g}: expected a number of hours above 0"
+
+
 @dataclass
 class BudgetOverrides:
     """Fields of the profile's budget (``denoise_bench.profiles.Budget``) a request replaces; None keeps the profile's."""
@@ -121,6 +126,11 @@ class RunRequest:
     curve_images: int | None = option(
         None, minimum=1,
         help="Learning curves on the first N test images of each dataset only (default: all), to keep them cheap.")
+    skip_longer_than: float | None = option(
+        None, check=_positive_hours,
+        help="Skip every training (with its tests) that the timed probe estimates at more than HOURS on this "
+             "machine: its jobs are recorded as skipped, with the estimate, and show under 'not run' on the "
+             "tables and leaderboards (default: run everything).")
     engine: dict[str, Any] = option(factory=dict, group=EngineRequest)
     progress: bool = option(True, negatable=True, cli_default=None, api_default=False, not_recorded=WHERE_IT_RUNS,
                             help=PROGRESS_HELP)

@@ -34,6 +34,7 @@ from denoise_bench.run.folder import finished_jobs, open_run_folder, part_folder
 from denoise_bench.run.lock import run_lock
 from denoise_bench.schema import job_key
 from denoise_bench.run.time_estimate import UnitCost, timed_estimate, unit_cases
+from denoise_bench.run.time_limit import units_over_limit
 from denoise_bench.run.tracking import Tracker, job_counts
 from denoise_bench.run.unit_runner import UnitRunner
 
@@ -75,16 +76,19 @@ def run(p: RunPlan, echo: Callable[[str], None] = print, executor: Executor | No
 
 
 def _run(p: RunPlan, echo: Callable[[str], None], executor: Executor | None) -> RunResult:
-    costs = _announce_estimate(p, units(p), echo, executor)
+    if executor is not None and p.request.skip_longer_than is not None:
+        raise BenchError("--skip-longer-than skips by the time a unit takes on this machine, and under an executor "
+                         "the units run on others; leave one of the two out")
+    costs, skip = _announce_estimate(p, units(p), echo, executor)
     with run_lock(p.run_dir, echo):  # refuses a folder another process is running into, before touching it
         sink = open_run_folder(p, echo)  # refuses a folder made by another request; keeps what finished there
         finished = sink.job_keys()
         tracker = Tracker(p.run_dir, echo)
         tracker.run_started(run_config(p))
         grid = units(p)
-        progress = GridProgress(p, grid, finished, echo, costs=costs)
+        progress = GridProgress(p, grid, finished, echo, costs=costs, skipped=skip)
         if executor is None:
-            run_here(p, grid, sink, finished, echo, tracker, progress.job_finished)
+            run_here(p, grid, sink, finished, echo, tracker, progress.job_finished, skip)
         else:
             run_through(executor, p, grid, sink, finished, echo, tracker, progress.job_finished)
         sink.save()
@@ -94,21 +98,23 @@ def _run(p: RunPlan, echo: Callable[[str], None], executor: Executor | None) -> 
 
 
 def _announce_estimate(p: RunPlan, grid: list[Unit], echo: Callable[[str], None],
-                       executor: Executor | None) -> dict[Unit, UnitCost] | None:
+                       executor: Executor | None) -> tuple[dict[Unit, UnitCost] | None, dict[Unit, str]]:
     """The units left timed on this machine (``denoise_bench.run.time_estimate``), and the total said, before the
     run folder is touched: so that nobody starts a five-hour grid by accident, and a dataset that cannot be
     loaded is refused (a BenchError) before the first job. Under an executor the jobs run on other machines,
-    so nothing is timed here; their images are still loaded once to check them."""
+    so nothing is timed here; their images are still loaded once to check them. Also the units over
+    ``--skip-longer-than``, each with why (``denoise_bench.run.time_limit``)."""
     finished = finished_jobs(p.run_dir) if (p.run_dir / CONFIG).is_file() else set()
     left = [u for u in grid if not all(job_key(job) in finished for job in unit_jobs(p, u))]
     if executor is not None:
         data = RunData(p)
         for unit in left:
             unit_cases(p, unit, data)
-        return None
+        return None, {}
     costs, seconds = timed_estimate(p, left)
-    echo(estimate_text(costs, sum(len(u.datasets) for u in left), seconds))
-    return costs
+    skip = units_over_limit(p, costs)
+    echo(estimate_text(costs, sum(len(u.datasets) for u in left if u not in skip), seconds, skip))
+    return costs, skip
 
 
 def run_unit(run_dir: str, unit: Unit) -> None:

@@ -11,9 +11,9 @@ setup, engine and device, so that the estimate holds whatever the machine (an AM
   is timed as a whole (its setup counted in, so on the high side).
 * tests: :func:`denoise_bench.evaluate.evaluate` (denoising, padding, metrics, noisy and floor rows)
   on the centre of the first test image, then scaled by pixels to every test case the unit scores, and to its
-  learning-curve evaluations. A method that optimises on each test image (one whose published budget
-  sets ``per_image_iterations``: DIP, ZS-N2N) is timed at 1 and ``1 + PROBE_STEPS`` such steps and
-  extrapolated to its budget.
+  learning-curve evaluations. A method that optimises on each test image (``Method.test_fit_budget``:
+  DIP, S2S, ZS-N2N per image, a transductive CVF-SID for the training budget) is timed at 1 and
+  ``1 + PROBE_STEPS`` such steps and extrapolated to its budget.
 
 One probe per distinct training (method, options, channels, budget, training noise) and per
 method's test, so a grid of seeds probes once. What the probe cannot see: load that arrives later,
@@ -61,6 +61,15 @@ class UnitCost:
         return self.train_s + self.test_s
 
 
+@dataclass(frozen=True)
+class TestCost:
+    """A test case's seconds: a part that does not depend on the image's size, and one per pixel of it."""
+
+    __test__ = False  # not a pytest class, despite its name
+    per_case: float
+    per_pixel: float
+
+
 def estimate_units(p: RunPlan, grid: list[Unit], data: RunData | None = None,
                    clock: Clock = time.perf_counter) -> dict[Unit, UnitCost]:
     """Each unit's cost on this machine (a skipped cell costs nothing). Loads every split the units use,
@@ -80,11 +89,11 @@ def estimate_units(p: RunPlan, grid: list[Unit], data: RunData | None = None,
         all_cases = [c for dataset_cases in cases.values() for c in dataset_cases]
         try:
             train_s = probes.training(method_cls, datasets[0], setting, unit.seed) if p.trains(method_cls) else 0.0
-            per_pixel = probes.test_seconds_per_pixel(method_cls, datasets[0], setting, unit.seed, all_cases[0])
+            test = probes.test_cost(method_cls, datasets[0], setting, unit.seed, all_cases[0])
         except Exception:  # noqa: BLE001 - the job will fail the same way, recorded as failed; its cost is unknown
             costs[unit] = UnitCost(0.0, 0.0, images, timed=False)
             continue
-        test_s = per_pixel * (_pixels(all_cases) + _curve_pixels(p, method_cls, cases))
+        test_s = test.per_case * len(all_cases) + test.per_pixel * (_pixels(all_cases) + _curve_pixels(p, method_cls, cases))
         costs[unit] = UnitCost(train_s, test_s, images)
     return costs
 
@@ -113,7 +122,7 @@ class _Probes:
     def __init__(self, p: RunPlan, data: RunData, clock: Clock) -> None:
         self.p, self.data, self.clock = p, data, clock
         self._train: dict[tuple, float] = {}
-        self._test: dict[tuple, float] = {}
+        self._test: dict[tuple, TestCost] = {}
 
     def _key(self, method_cls: type[Method], dataset: Dataset, setting: NoiseSetting) -> tuple:
         options = sorted(self.p.request.method_options.get(method_cls.name, {}).items())
@@ -140,25 +149,32 @@ class _Probes:
             return median(b - a for a, b in zip(stamps[PROBE_WARMUP - 1:], stamps[PROBE_WARMUP:]))
         return (end - start) / steps
 
-    def test_seconds_per_pixel(self, method_cls: type[Method], dataset: Dataset, setting: NoiseSetting, seed: int,
-                               case: TestCase) -> float:
-        """Seconds per pixel of one test case scored by ``method_cls``, at its budget."""
-        key = (*self._key(method_cls, dataset, setting), self.p.budget_of(method_cls).per_image_iterations)
+    def test_cost(self, method_cls: type[Method], dataset: Dataset, setting: NoiseSetting, seed: int,
+                  case: TestCase) -> TestCost:
+        """What one test case scored by ``method_cls`` costs, at its budget."""
+        budget = self.p.budget_of(method_cls)
+        key = (*self._key(method_cls, dataset, setting), budget.per_image_iterations, budget.iterations)
         if key not in self._test:
             case = _cropped(case, PROBE_SIDE)
             setup = replace(method_setup(self.p, method_cls, dataset, setting, seed, self.data), progress=False)
-            if not _optimises_per_image(method_cls):
-                seconds = self._time_test(method_cls(setup), case)
+            method = method_cls(setup)
+            field = method.test_fit_budget()
+            per_case = 0.0
+            if field is None:
+                seconds = self._time_test(method, case)
             else:  # fixed cost + cost per step, from two short fits to the image
                 def timed(steps: int) -> float:
-                    return self._time_test(method_cls(replace(setup, budget=setup.budget.override(per_image_iterations=steps))), case)
+                    return self._time_test(method_cls(replace(setup, budget=setup.budget.override(**{field: steps}))), case)
                 # The first fit in a process pays one-off costs (oneDNN primitives, allocator pools) that can
                 # exceed the whole difference below: untimed, or the cost per step comes out as nothing.
                 timed(1)
                 one, more = timed(1), timed(1 + PROBE_STEPS)
                 per_step = max(more - one, 0.0) / PROBE_STEPS
-                seconds = one + per_step * (setup.budget.per_image_iterations - 1)
-            self._test[key] = seconds / _pixels([case])
+                fitting = per_step * (getattr(setup.budget, field) - 1)
+                # A per-image fit takes steps on the whole image, so its cost grows with the pixels; a transductive
+                # training takes them on crops of the budget's size, whatever the image's.
+                seconds, per_case = (one + fitting, 0.0) if field == "per_image_iterations" else (one, fitting)
+            self._test[key] = TestCost(per_case, seconds / _pixels([case]))
         return self._test[key]
 
     def _time_test(self, method: Method, case: TestCase) -> float:
@@ -170,11 +186,6 @@ class _Probes:
 def _cropped(case: TestCase, side: int) -> TestCase:
     """The centre ``side`` x ``side`` of a test case (all of a smaller one)."""
     return replace(case, clean_u8=centre_crop(case.clean_u8, side), noisy=centre_crop(case.noisy, side))
-
-
-def _optimises_per_image(method_cls: type[Method]) -> bool:
-    """Whether the method's cost per test image grows with the budget's ``per_image_iterations``."""
-    return not method_cls.trainable and "per_image_iterations" in method_cls.official_budget
 
 
 def _pixels(cases: list[TestCase]) -> int:

@@ -1,8 +1,8 @@
 """Running one unit of the grid: train once, test on each of its datasets, every outcome recorded.
 
 Failures are isolated: a job that raises is recorded as failed, with its error and traceback, and
-the grid goes on; a (method, noise) cell the method cannot handle is recorded as skipped, with the
-reason. A full disk is not a job's failure: every later job would fail alike, and recording it needs
+the grid goes on; a (method, noise) cell the method cannot handle, or a unit the caller skips (one over
+``--skip-longer-than``), is recorded as skipped, with the reason. A full disk is not a job's failure: every later job would fail alike, and recording it needs
 space too, so it stops the grid (``runner.run`` says so) with what finished saved as it was. Each job, once saved, is reported to the lifecycle hooks (``denoise_bench.run.tracking``) and to
 ``on_job`` (the grid's progress lines), as are the training's steps and learning-curve points.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from denoise_bench.atomic import out_of_space
@@ -34,8 +34,11 @@ class UnitRunner:
     """Runs units in one process, loading each dataset split and building each test case once."""
 
     def __init__(self, p: RunPlan, echo: Callable[[str], None], tracker: Tracker | None = None,
-                 on_job: Callable[[dict[str, Any]], None] = lambda job: None) -> None:
+                 on_job: Callable[[dict[str, Any]], None] = lambda job: None,
+                 skip: Mapping[Unit, str] | None = None) -> None:
+        """``skip``: units not to run, each with the reason its jobs are recorded as skipped with."""
         self.plan = p
+        self.skip = skip or {}
         self.echo = echo
         self.tracker = tracker or Tracker(p.run_dir, echo)
         self.on_job = on_job
@@ -58,7 +61,7 @@ class UnitRunner:
             self.tracker.job_finished(job, records, error, training)
             self.on_job(job)
 
-        reason = method_cls.incompatibility(setting.family)
+        reason = method_cls.incompatibility(setting.family) or self.skip.get(unit)
         if reason:
             self.echo(f"skip {method_cls.name} on {setting.label}: {reason}")
             skipped = [job | {"status": JobStatus.SKIPPED.value, "error": reason} for _, job in todo]
