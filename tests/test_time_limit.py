@@ -27,8 +27,8 @@ HOUR = 3600.0
 
 
 def _request(tmp_path: Path, **fields) -> RunRequest:
-    return RunRequest(methods=["median3", "n2n"], noises=["gaussian:sigma=25"], datasets=["skimage"],
-                      profile="smoke", out=tmp_path / "run", progress=False, **fields)
+    return RunRequest(**{"methods": ["median3", "n2n"], "noises": ["gaussian:sigma=25"], "datasets": ["skimage"],
+                         "profile": "smoke", "out": tmp_path / "run", "progress": False} | fields)
 
 
 @pytest.fixture
@@ -149,3 +149,20 @@ def test_a_method_that_trains_on_each_test_image_is_probed_at_a_few_steps_per_ca
     assert 1000 <= large <= 4000, large
     # crops of a fixed size: 16x the pixels is the same fit, where a per-pixel scaling would say 16x
     assert large / small == pytest.approx(1.0, rel=0.25), (small, large)
+
+
+def test_a_leaderboard_takes_a_run_whose_every_job_was_skipped_and_lists_them_as_not_run(
+        tmp_path: Path, median3: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A board's methods that this machine cannot afford: a run folder of skipped jobs and no records, merged
+    # beside the runs that scored. Its empty records.csv once turned PSNR into text and crashed the ranking.
+    monkeypatch.setattr("denoise_bench.run.runner.timed_estimate", _fake_estimate({"median3": 0.001, "bm3d": 0.001, "n2n": 10.0}))
+    scored = run(plan(_request(tmp_path, methods=["median3", "bm3d"])), echo=lambda line: None).run_dir
+    skipped = _request(tmp_path, methods=["n2n"], skip_longer_than=2.0, out=tmp_path / "over-limit")
+    run(plan(skipped), echo=lambda line: None)
+    assert read_jobs(tmp_path / "over-limit").status.tolist() == ["skipped"]
+    code, out = bench_output("leaderboard", str(scored), str(tmp_path / "over-limit"), "--out", str(tmp_path / "board"),
+                             "--no-html")
+    assert code == 0, out
+    board = (tmp_path / "board" / "leaderboard.md").read_text()
+    assert "median3" in board.split("Not run")[0] and "bm3d" in board.split("Not run")[0]  # ranked and compared
+    assert "n2n" in board.split("Not run")[1] and "estimated 10h00m on this machine" in board

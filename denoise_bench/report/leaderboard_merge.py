@@ -157,7 +157,10 @@ def merge_runs(run_dirs: list[Path], allow_mismatch: bool = False,
             curves.append(run_curves.assign(run_dir=str(run_dir)))
     if mismatches and not allow_mismatch:
         raise BenchError("runs are not comparable (pass --allow-mismatch to merge anyway): " + "; ".join(mismatches))
-    merged = pd.concat(records, ignore_index=True)
+    # A run whose every job was skipped (over --skip-longer-than) or failed has a records.csv of headers only:
+    # left out of the concatenation, or its untyped columns would turn PSNR and SSIM into text. Its jobs still
+    # list it under "not run".
+    merged = pd.concat([r for r in records if not r.empty] or records[:1], ignore_index=True)
     _check_one_set_per_name(merged)
     owners = merged.groupby(["experiment", "dataset", "seed"])["run_dir"].nunique()
     overlap = owners[owners > 1]
