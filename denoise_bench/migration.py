@@ -21,6 +21,7 @@ Format versions:
    budget field), ``noise_policy`` and every request field; ``environment.json`` the CPU model;
    records carry ``method_options``, ``training_set``, ``dataset_digest`` and the floor
    (``floor_psnr``, ``floor_ssim``); curve points ``floor_psnr``.
+3. The request records ``skip_longer_than`` (``--skip-longer-than``): runs before it ran every job.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from denoise_bench.errors import BenchError
 from denoise_bench.experiment import canonical_options
 from denoise_bench.schema import CURVE_COLUMNS, RECORD_COLUMNS
 
-RESULTS_FORMAT = 2  # the version this code writes; bump it (and add a step below) when a run folder changes
+RESULTS_FORMAT = 3  # the version this code writes; bump it (and add a step below) when a run folder changes
 OLDEST_FORMAT = 1  # the oldest version a step upgrades from
 
 Config = dict[str, Any]
@@ -174,11 +175,27 @@ def installed(kind: str, name: str) -> object | None:
         return None
 
 
+# --- version 2 -> 3 --------------------------------------------------------------------------------------
+
+def _config_2_to_3(config: Config) -> Config:
+    """Record ``skip_longer_than`` in the request: no limit, as every run of format 2 ran each of its jobs."""
+    request = config.get("request")
+    if not isinstance(request, dict):
+        return config | {"format_version": 3}
+    return config | {"format_version": 3, "request": {"skip_longer_than": None} | request}
+
+
+def _environment_2_to_3(environment: dict[str, Any]) -> dict[str, Any]:
+    """Unchanged: format 3 changed only config.json's request."""
+    return environment
+
+
 # --- the steps, by the version they upgrade from ---------------------------------------------------------
 
-_CONFIG_STEPS: dict[int, Callable[[Config], Config]] = {1: _config_1_to_2}
-_ENVIRONMENT_STEPS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _environment_1_to_2}
-# jobs.csv has kept its shape since format 1: no step.
+_CONFIG_STEPS: dict[int, Callable[[Config], Config]] = {1: _config_1_to_2, 2: _config_2_to_3}
+_ENVIRONMENT_STEPS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _environment_1_to_2,
+                                                                              2: _environment_2_to_3}
+# records, curves and jobs kept their shape from format 2 to 3 (jobs.csv since format 1): no step.
 _ROW_STEPS: dict[str, dict[int, Callable[[pd.DataFrame, Config], pd.DataFrame]]] = {
     "records": {1: _records_1_to_2}, "curves": {1: _curves_1_to_2}, "jobs": {}}
 
