@@ -38,6 +38,7 @@ class Option:
     api_default: Any = _SAME  # where run_benchmark()'s does
     show_default: bool = False
     choices: tuple[str, ...] | None = None
+    metavar: str | None = None  # what `bench run --help` calls the value (default: its type, e.g. FLOAT)
     minimum: int | None = None  # a whole number at least this
     folder: bool = False  # a path that must not name a file
     split: Callable[[str], list[str]] | None = None  # a list's text into items (default: at commas)

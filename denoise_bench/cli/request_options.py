@@ -26,6 +26,8 @@ def _click_option(leaf: Leaf) -> Callable[[Callable], Callable]:
     """The click option of one request value."""
     spec = leaf.option
     kwargs: dict[str, Any] = {"help": spec.help, "show_default": spec.show_default}
+    if spec.metavar is not None:
+        kwargs["metavar"] = spec.metavar
     default = leaf.default_for("cli")
     if leaf.base is bool and not spec.negatable:
         return click.option(f"--{leaf.flag}", leaf.name, is_flag=True, default=bool(default), **kwargs)

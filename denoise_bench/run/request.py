@@ -127,7 +127,7 @@ class RunRequest:
         None, minimum=1,
         help="Learning curves on the first N test images of each dataset only (default: all), to keep them cheap.")
     skip_longer_than: float | None = option(
-        None, check=_positive_hours,
+        None, check=_positive_hours, metavar="HOURS",
         help="Skip every training (with its tests) that the timed probe estimates at more than HOURS on this "
              "machine: its jobs are recorded as skipped, with the estimate, and show under 'not run' on the "
              "tables and leaderboards (default: run everything).")
