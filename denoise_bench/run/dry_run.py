@@ -39,12 +39,11 @@ def describe_grid(p: RunPlan, costs: dict[Unit, UnitCost], probe_seconds: float)
             lines.append(f"  skip {where}: {reason}")
             continue
         jobs += len(unit.datasets)
-        images = ", ".join(f"{n} {dataset}" for dataset, n in cost.images.items())
         tests = ", ".join(str(t) for t in setting.tests)
         time = (f"about {duration(cost.seconds)} (train {duration(cost.train_s)}, test {duration(cost.test_s)})"
                 if cost.timed else "time unknown (it failed the probe: the job will say why)")
         lines.append(f"  job  {where}: {time}")
-        lines.append(f"         test {tests} on {images} image(s); {_budget_text(p, method_cls)}")
+        lines.append(f"         test {tests} on {cost.images_text} image(s); {_budget_text(p, method_cls)}")
         lines.append(f"         options {_options_text(p, method_cls)}")
     lines.append(f"{jobs} job(s), {skipped} skipped cell(s); {estimate_text(costs, jobs, probe_seconds, over_limit)}")
     return "\n".join(lines)

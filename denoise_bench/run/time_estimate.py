@@ -60,6 +60,11 @@ class UnitCost:
     def seconds(self) -> float:
         return self.train_s + self.test_s
 
+    @property
+    def images_text(self) -> str:
+        """``68 bsd68, 12 set12``: the test images it scores, per dataset."""
+        return ", ".join(f"{n} {dataset}" for dataset, n in self.images.items())
+
 
 @dataclass(frozen=True)
 class TestCost:

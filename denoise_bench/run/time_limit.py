@@ -28,6 +28,5 @@ def units_over_limit(p: RunPlan, costs: dict[Unit, UnitCost] | None) -> dict[Uni
 
 def over_limit_reason(cost: UnitCost, hours: float) -> str:
     """``estimated 32h on this machine (train 0s, test 32h on 12 set12 image(s)), over --skip-longer-than 3 h``."""
-    images = ", ".join(f"{n} {dataset}" for dataset, n in cost.images.items())
     return (f"estimated {duration(cost.seconds)} on this machine by the timed probe (train {duration(cost.train_s)}, "
-            f"test {duration(cost.test_s)} on {images} image(s)), over --skip-longer-than {hours:g} h")
+            f"test {duration(cost.test_s)} on {cost.images_text} image(s)), over --skip-longer-than {hours:g} h")
