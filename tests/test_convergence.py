@@ -1,10 +1,19 @@
-"""The caveat every leaderboard carries: how far from converged its trained rows are, off their curves."""
+"""The suite's one definition of converged (gain over the last doubling of steps), the caveat every board
+carries and the convergence column of its tables."""
 
 from __future__ import annotations
 
-import pandas as pd
+import json
+from pathlib import Path
 
-from denoise_bench.report.convergence import convergence_caveat, doubling_gains
+import numpy as np
+import pandas as pd
+import pytest
+
+from denoise_bench.report.convergence import CONVERGED_GAIN_DB, DoublingGain, convergence_caveat, doubling_gains
+from denoise_bench.report.leaderboard_tables import CONVERGENCE, NO_CURVE, leaderboard_tables
+from denoise_bench.results import RECORDS
+from test_leaderboard import _write_run
 
 
 def _curve(method: str, points: dict[int, float], test_noise: str = "gaussian:sigma=25") -> pd.DataFrame:
@@ -22,11 +31,57 @@ def test_gain_is_read_over_the_last_doubling_and_the_largest_over_test_settings(
     assert round(gains[0].gain, 2) == 1.0 and round(gains[1].gain, 2) == 0.05
 
 
-def test_caveat_names_who_still_climbs_and_who_is_flat() -> None:
+@pytest.mark.parametrize(("gain", "status"), [(0.3, "not converged"), (CONVERGED_GAIN_DB + 0.01, "not converged"),
+                                              (CONVERGED_GAIN_DB, "converged"), (0.0500001, "converged"), (-0.02, "converged"),
+                                              (-0.4, "falling")])
+def test_converged_means_at_most_the_threshold_over_the_last_doubling(gain: float, status: str) -> None:
+    assert CONVERGED_GAIN_DB == 0.05
+    assert DoublingGain("unet", 3000, 6000, gain).status == status
+    assert DoublingGain("unet", 3000, 6000, gain).converged == (status != "not converged")
+
+
+def test_caveat_names_who_still_climbs_and_who_has_converged() -> None:
     records = pd.DataFrame({"method": ["unet", "iddp", "bm3d"], "iterations": [6000, 6000, 0]})
-    curves = pd.concat([_curve("unet", {3000: 26.5, 6000: 27.0}), _curve("iddp", {3000: 25.1, 6000: 25.15})])
+    curves = pd.concat([_curve("unet", {3000: 26.5, 6000: 27.0}), _curve("iddp", {3000: 25.1, 6000: 25.12})])
     text = convergence_caveat(records, curves)
     assert text.startswith("6000 training steps.")
-    assert "not converged: unet +0.50 dB" in text and "flat" in text and "iddp +0.05" in text
+    assert "not converged: unet +0.50 dB" in text and "converged (at most 0.05 dB): iddp +0.02" in text
+    assert "Every trained row has converged" not in text
+    settled = pd.concat([_curve("unet", {3000: 26.98, 6000: 27.0}), _curve("iddp", {3000: 25.1, 6000: 25.12})])
+    assert convergence_caveat(records, settled).endswith("Every trained row has converged.")
+    # A trained row without a curve is not measured, so the board cannot say every row converged.
+    without = convergence_caveat(records, _curve("unet", {3000: 26.98, 6000: 27.0}))
+    assert "no curve, not measured: iddp" in without and "Every trained row" not in without
     unmeasured = convergence_caveat(records, pd.DataFrame())
     assert "not measured" in unmeasured and "not converged" in unmeasured
+
+
+def test_board_tables_give_each_trained_row_its_convergence(tmp_path: Path) -> None:
+    n = 20
+    records = pd.read_csv(_write_run(tmp_path / "a", {"unet": np.zeros(n), "n2n": np.full(n, -0.1),
+                                                      "n2v": np.full(n, -0.5)}) / RECORDS)
+    curves = pd.concat([_curve("unet", {1000: 26.0, 2000: 27.0, 4000: 27.02}), _curve("n2n", {2000: 26.0, 4000: 26.4})])
+    table = leaderboard_tables(records, curves=curves)[("bsd68", "gaussian:sigma=25")].set_index("method")
+    assert table.loc["unet", CONVERGENCE] == "+0.02 converged (2000-4000)"
+    assert table.loc["n2n", CONVERGENCE] == "+0.40 not converged (2000-4000)"
+    assert table.loc["n2v", CONVERGENCE] == NO_CURVE
+    assert pd.isna(table.loc["noisy input", CONVERGENCE])
+    assert CONVERGENCE not in leaderboard_tables(records)[("bsd68", "gaussian:sigma=25")]  # no curves given
+
+
+def test_a_board_carries_its_findings_and_the_convergence_note(tmp_path: Path) -> None:
+    from denoise_bench.report.leaderboard import write_leaderboard
+    from denoise_bench.results import CURVES, write_frame
+
+    n = 20
+    run = _write_run(tmp_path / "a", {"unet": np.zeros(n), "iddp": np.full(n, -2.0)})
+    curve = pd.concat([_curve("unet", {3000: 27.0, 6000: 27.01}), _curve("iddp", {3000: 25.0, 6000: 25.5})])
+    write_frame(run / CURVES, curve.assign(train_noise="gaussian:sigma=0-50", seed=0, ssim=0.8, train_seconds=1.0))
+    findings = "IDDP is under the floor: its loss\n  falls as it blurs.\n\n* one <b>bullet</b>\n  continued"
+    markdown = write_leaderboard([run], tmp_path / "board", findings=findings)
+    assert "## Findings\n\nIDDP is under the floor" in markdown
+    assert "iddp +0.50 dB" in markdown and "`last doubling (dB)`" in markdown
+    page = (tmp_path / "board" / "index.html").read_text()
+    assert "<li>one &lt;b&gt;bullet&lt;/b&gt; continued</li>" in page and "<p>IDDP is under the floor: its loss falls as it blurs.</p>" in page
+    assert "convergence-note" in page
+    assert json.loads((tmp_path / "board" / "leaderboard.json").read_text())["findings"] == findings

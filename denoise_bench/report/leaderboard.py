@@ -18,7 +18,7 @@ import pandas as pd
 from denoise_bench.report.convergence import convergence_caveat
 from denoise_bench.errors import BenchError
 from denoise_bench.report.leaderboard_merge import merge_runs, name_curves, name_experiments
-from denoise_bench.report.leaderboard_tables import (FEW_IMAGES_NOTE, PAPER_GAP, PAPER_GAP_NOTE, REFERENCE_GAP, SUBSET_NOTE,
+from denoise_bench.report.leaderboard_tables import (CONVERGENCE, CONVERGENCE_NOTE, FEW_IMAGES_NOTE, PAPER_GAP, PAPER_GAP_NOTE, REFERENCE_GAP, SUBSET_NOTE,
                                               TEST_SECONDS, curve_tables, floor_marked, has_few_images_mark, has_floor,
                                               has_implausible, implausible_marked, leaderboard_tables, not_run_by_table,
                                               pairs_table, paper_scoring_note, read_paper_results)
@@ -32,9 +32,12 @@ LEADERBOARD_INPUTS = "leaderboard.json"  # the runs a leaderboard was made from;
 
 
 def write_leaderboard(run_dirs: list[Path], out: Path, allow_mismatch: bool = False, paper: bool = True,
-                      html: bool = True, exclude: dict[str, list[str]] | None = None) -> str:
+                      html: bool = True, exclude: dict[str, list[str]] | None = None, findings: str | None = None) -> str:
     """Merge the runs and write leaderboard.{csv,md}, pairs.{csv,md} and (``html``) the page with its
-    plots to ``out``; returns the markdown. ``exclude`` maps a run folder to methods left out of it."""
+    plots to ``out``; returns the markdown. ``exclude`` maps a run folder to methods left out of it.
+    ``findings`` (markdown) is what its publisher found out about the rows (why a row is under the floor,
+    why a self-supervised row beats its supervised bound): shown under the caveats, on the page too, and
+    kept in leaderboard.json so that the board can be made again as it is."""
     exclude = exclude or {}
     if (out / CONFIG).is_file():  # its samples/ and tables are the run's own
         raise BenchError(f"--out {out} is a run folder; a leaderboard is written into a folder of its own")
@@ -46,7 +49,8 @@ def write_leaderboard(run_dirs: list[Path], out: Path, allow_mismatch: bool = Fa
         raise BenchError("the runs hold no evaluated records" + (f" ({why})" if why else ""))
     records = name_experiments(records)  # one row per experiment, in the tables, pairs and plots alike
     curves = name_curves(merged.curves, records)
-    tables = leaderboard_tables(records, read_paper_results() if paper else None)
+    # The convergence column only where some run recorded a curve: without any, the caveat says it is not measured.
+    tables = leaderboard_tables(records, read_paper_results() if paper else None, None if curves.empty else curves)
     missing = not_run(merged.jobs, merged.records)
     under, unplaced = not_run_by_table(missing, records, tables)
     lines = ["# Leaderboard", "", "Runs: " + ", ".join(f"`{d}`" for d in run_dirs), ""]
@@ -56,6 +60,8 @@ def write_leaderboard(run_dirs: list[Path], out: Path, allow_mismatch: bool = Fa
               f"(\"tie\" when it contains 0). {SUBSET_NOTE}", ""]
     lines += [f"> **Warning:** {text}" for text in low_budget_warnings(records)]
     lines += [f"> **How far from converged:** {convergence_caveat(records, curves)}", ""]
+    if findings:
+        lines += ["## Findings", "", findings.strip(), ""]
     if exclude:
         lines += ["Left out: " + "; ".join(f"{', '.join(m)} of `{run}`" for run, m in exclude.items()), ""]
     if merged.mismatches:
@@ -84,6 +90,8 @@ def write_leaderboard(run_dirs: list[Path], out: Path, allow_mismatch: bool = Fa
                  "iterations, no training time) costs.")
     if any(PAPER_GAP in table for table in tables.values()):
         lines += ["", PAPER_GAP_NOTE]
+    if any(CONVERGENCE in table for table in tables.values()):
+        lines += ["", CONVERGENCE_NOTE]
     published = read_paper_results() if paper else None
     if published is not None and any(PAPER_GAP in table or dataset in set(published.dataset)
                                      for (dataset, _), table in tables.items()):
@@ -99,7 +107,8 @@ def write_leaderboard(run_dirs: list[Path], out: Path, allow_mismatch: bool = Fa
     markdown = "\n".join(lines) + "\n"
     # What the leaderboard was made from, so that it can be checked and re-made.
     inputs = {"runs": [str(d) for d in run_dirs], "allow_mismatch": allow_mismatch, "paper": paper}
-    write_json(out / LEADERBOARD_INPUTS, inputs | ({"exclude": exclude} if exclude else {}))
+    write_json(out / LEADERBOARD_INPUTS, inputs | ({"exclude": exclude} if exclude else {})
+               | ({"findings": findings} if findings else {}))
     write_text_atomic(out / "leaderboard.md", markdown)
     write_frame(out / "leaderboard.csv", pd.concat(frames, ignore_index=True))
     pairs = pairs_table(records)
@@ -113,5 +122,5 @@ def write_leaderboard(run_dirs: list[Path], out: Path, allow_mismatch: bool = Fa
         from denoise_bench.report.page import write_html  # matplotlib is imported only when a page is made
 
         write_html(out, {key: implausible_marked(floor_marked(table)) for key, table in tables.items()}, records, curves, merged.runs,
-                   under, unplaced)
+                   under, unplaced, findings)
     return markdown

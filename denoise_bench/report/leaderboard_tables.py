@@ -19,6 +19,7 @@ from io import StringIO
 
 import pandas as pd
 
+from denoise_bench.report.convergence import CONVERGED_GAIN_DB, DEFINITION, gains_by_method
 from denoise_bench.report.leaderboard_merge import name_experiments
 from denoise_bench.registered_metrics import scored_metrics
 from denoise_bench.migration import installed
@@ -62,6 +63,13 @@ PAPER_GAP_NOTE = (f"\"{PAPER_GAP}\": the IDDP paper's PSNR of the row's method m
 PAPER_COLUMNS = ["paper psnr", "paper ssim", "psnr - paper"]  # absolute: only beside rows scored as the paper scored
 BELOW_FLOOR = "below floor"  # a trained row whose mean PSNR is below the floor's (marked on pages)
 IMPLAUSIBLE = "implausible"  # records of a row whose score no denoiser reaches (denoise_bench.plausibility)
+# Each trained row's gain over the last doubling of its steps and whether that is converged
+# (denoise_bench.report.convergence holds the definition).
+CONVERGENCE = "last doubling (dB)"
+NO_CURVE = "no curve"  # a trained row whose run recorded no learning curve (made without --eval-every)
+CONVERGENCE_NOTE = (f"`{CONVERGENCE}`: what the row's learning curve (on the curve images) gained over the last doubling "
+                    f"of its training steps, the steps in brackets; {DEFINITION}. \"{NO_CURVE}\": its run recorded no "
+                    f"curve, so how far it is from converged is not measured. Threshold: {CONVERGED_GAIN_DB} dB.")
 
 
 def _gap(diff: PairedDifference) -> str:
@@ -145,9 +153,12 @@ def _references(budget: pd.DataFrame) -> dict[str, str]:
     return found
 
 
-def leaderboard_tables(records: pd.DataFrame, paper: pd.DataFrame | None = None) -> dict[tuple[str, str], pd.DataFrame]:
-    """(dataset, test noise) -> ranked table of its experiments (see :func:`name_experiments`)."""
+def leaderboard_tables(records: pd.DataFrame, paper: pd.DataFrame | None = None,
+                       curves: pd.DataFrame | None = None) -> dict[tuple[str, str], pd.DataFrame]:
+    """(dataset, test noise) -> ranked table of its experiments (see :func:`name_experiments`). With the
+    merged ``curves`` (named as the experiments are), every trained row says how far from converged it is."""
     records = with_floor(name_experiments(records))
+    gains = gains_by_method(curves) if curves is not None else None
     names = [metric.name for metric in scored_metrics(records)]
     decimals = {metric.name: metric.decimals for metric in scored_metrics(records)}
     tables = {}
@@ -181,6 +192,9 @@ def leaderboard_tables(records: pd.DataFrame, paper: pd.DataFrame | None = None)
                 BELOW_FLOOR: trained and below_floor(rows_m) is not None,
                 IMPLAUSIBLE: int(implausible(rows_m).sum()),
             }
+            if gains is not None:
+                gain = gains.get(method)
+                row[CONVERGENCE] = None if not trained else gain.cell() if gain else NO_CURVE
             if references:
                 reference = references.get(method)
                 row[REFERENCE_GAP] = (None if reference is None else 0.0 if reference == method
@@ -219,7 +233,7 @@ def leaderboard_tables(records: pd.DataFrame, paper: pd.DataFrame | None = None)
 def _gaps_first(table: pd.DataFrame) -> pd.DataFrame:
     """The comparisons (to the row above, to the U-Net, the paper's) right after the scores, before
     the budget columns: on a page narrower than the table they are what must stay in view."""
-    gaps = [c for c in (GAP_COLUMN, REFERENCE_GAP, PAPER_GAP) if c in table]
+    gaps = [c for c in (GAP_COLUMN, REFERENCE_GAP, PAPER_GAP, CONVERGENCE) if c in table]
     scores = [c for c in table.columns[:table.columns.get_loc(GAP_COLUMN)] if c not in gaps]
     return table[scores + gaps + [c for c in table.columns if c not in scores and c not in gaps]]
 

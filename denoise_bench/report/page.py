@@ -8,14 +8,15 @@ and ``report_plots``.
 from __future__ import annotations
 
 import html
+import re
 import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from denoise_bench.report.leaderboard_tables import (FEW_IMAGES_NOTE, PAPER_GAP, PAPER_GAP_NOTE, SUBSET_NOTE,
-                                              has_few_images_mark, has_floor)
+from denoise_bench.report.leaderboard_tables import (CONVERGENCE, CONVERGENCE_NOTE, FEW_IMAGES_NOTE, PAPER_GAP, PAPER_GAP_NOTE,
+                                              SUBSET_NOTE, has_few_images_mark, has_floor)
 from denoise_bench.plausibility import IMPLAUSIBLE_MARK, IMPLAUSIBLE_NOTE
 from denoise_bench.report.about import about_html
 from denoise_bench.report.plots import method_styles, oracles, plot_psnr_vs_budget, plot_psnr_vs_noise
@@ -142,6 +143,33 @@ def paper_gap_note(table: pd.DataFrame) -> str:
     return f'<p class="note paper-note">{html.escape(PAPER_GAP_NOTE)}</p>' if PAPER_GAP in table else ""
 
 
+def convergence_note(table: pd.DataFrame) -> str:
+    """What the convergence column says and the definition it reads, for a table that has it (else nothing)."""
+    return f'<p class="note convergence-note">{html.escape(CONVERGENCE_NOTE)}</p>' if CONVERGENCE in table else ""
+
+
+def findings_html(findings: str | None) -> str:
+    """The publisher's findings (markdown paragraphs, and bullets starting ``* `` or ``- `` whose
+    continuation lines are indented), as escaped text, under the caveats."""
+    if not findings:
+        return ""
+    blocks = []
+    for block in re.split(r"\n\s*\n", findings.strip()):
+        lines = block.splitlines()
+        if lines[0].lstrip().startswith(("* ", "- ")):
+            items: list[str] = []
+            for line in lines:
+                text = line.strip()
+                if text.startswith(("* ", "- ")):
+                    items.append(text[2:])
+                else:
+                    items[-1] += " " + text
+            blocks.append("<ul>" + "".join(f"<li>{html.escape(item)}</li>" for item in items) + "</ul>")
+        else:
+            blocks.append(f"<p>{html.escape(' '.join(line.strip() for line in lines))}</p>")
+    return '<section class="findings"><h2>Findings</h2>' + "".join(blocks) + "</section>"
+
+
 def not_run_html(texts: list[str], title: str = "Not run (no numbers)") -> str:
     """Jobs that gave no numbers, with why (skipped: the method does not apply; failed: its error)."""
     if not texts:
@@ -174,7 +202,8 @@ def _plots_html(title: str, plots: dict[str, str], kind: str) -> list[str]:
 
 
 def write_html(out: Path, tables: dict[tuple[str, str], pd.DataFrame], records: pd.DataFrame, curves: pd.DataFrame,
-               runs: list[RunInfo], not_run: dict[tuple[str, str], list[str]] | None = None, unplaced: list[str] | None = None) -> Path:
+               runs: list[RunInfo], not_run: dict[tuple[str, str], list[str]] | None = None, unplaced: list[str] | None = None,
+               findings: str | None = None) -> Path:
     """Write ``index.html`` with its plots and sample crops into ``out``; returns its path.
 
     ``not_run`` lists, per table, the jobs that would be in it but gave no numbers; ``unplaced`` those
@@ -189,13 +218,14 @@ def write_html(out: Path, tables: dict[tuple[str, str], pd.DataFrame], records: 
              '<meta name="viewport" content="width=device-width, initial-scale=1">',
              f"<title>denoise-bench leaderboard</title><style>{_STYLE}</style></head><body><main>", "<h1>Leaderboard</h1>",
              about_html(runs, records, curves),
+             findings_html(findings),
              "<p>Methods ranked by mean PSNR (dB) over test images; the gap column is the mean paired PSNR difference "
              "to the method above, with its 95% bootstrap interval over images (tie when it contains 0). "
              f"{html.escape(SUBSET_NOTE)} Per-image methods (no training) cost only their test seconds per image. "
              "Click a header to sort.</p>"]
     for (dataset, test_noise), table in tables.items():
         parts += [f"<h2>{html.escape(dataset)}, {html.escape(test_noise)}</h2>", _table_html(table), oracle_note(table),
-                  few_images_note(table), floor_note(table), implausible_note(table), pretrained_note(table), paper_gap_note(table), not_run_html((not_run or {}).get((dataset, test_noise), []))]
+                  few_images_note(table), floor_note(table), implausible_note(table), pretrained_note(table), paper_gap_note(table), convergence_note(table), not_run_html((not_run or {}).get((dataset, test_noise), []))]
         if (dataset, test_noise) in grids:
             parts.append(_grid_html(grids[(dataset, test_noise)]))
     if unplaced:
