@@ -23,6 +23,7 @@ from denoise_bench.store.output_folders import claim_folder
 from denoise_bench.perf import PERF_REPORT, PerfSettings, write_report
 from denoise_bench.plugins import Registry, get_registry
 from denoise_bench.profiles import NEXT_STEPS
+from denoise_bench.report.install_check import install_check_text
 from denoise_bench.protocol import PROTOCOLS
 from denoise_bench.results import nothing_ran, write_tables
 from denoise_bench.run.dry_run import describe_grid, describe_run
@@ -159,6 +160,9 @@ def _execute(the_plan: RunPlan, job_executor: Executor | None, resume_command: s
     for markdown in result.tables.values():  # one per metric
         click.echo(markdown)
     click.echo(f"records: {result.run_dir / 'records.csv'}  tables: {result.run_dir / 'tables'}")
+    checked = install_check_text(result.records)  # only a run made as the README's first command has a reference
+    if checked:
+        click.echo(checked)
     if request.profile in NEXT_STEPS and result.failed.empty:
         click.echo(f"next: {NEXT_STEPS[request.profile]}")
     why = nothing_ran(result.jobs)
@@ -263,6 +267,19 @@ def list_command() -> None:
                    f"from {registry.sources.get(('metric', name), '?')}]")
 
 
+def _findings_text(path: Path) -> str:
+    """A leaderboard's findings file, or a clear error naming it."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise BenchError(f"--findings {path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except OSError as exc:
+        raise BenchError(f"--findings {path} cannot be read ({exc.strerror})") from None
+    if not text.strip():
+        raise BenchError(f"--findings {path} is empty")
+    return text
+
+
 @main.command("leaderboard")
 @click.argument("run_dirs", nargs=-1, required=True, type=click.Path(path_type=Path, file_okay=False))
 @click.option("--out", "out", required=True, type=click.Path(path_type=Path, file_okay=False),
@@ -272,8 +289,11 @@ def list_command() -> None:
 @click.option("--html/--no-html", default=True, show_default=True, help="Also write index.html with plots (PNG and SVG) and sample crops.")
 @click.option("--exclude", "excluded", multiple=True, metavar="METHOD@RUN_DIR",
               help="Leave one method of one run out (e.g. a training that another run redid). Repeatable.")
+@click.option("--findings", "findings_file", type=click.Path(path_type=Path, dir_okay=False, exists=True), default=None,
+              help="A markdown file of what was found out about the rows (why one is under the floor, ...), shown under "
+                   "the board's caveats and on its page.")
 def leaderboard_command(run_dirs: tuple[Path, ...], out: Path, allow_mismatch: bool, paper: bool, html: bool,
-                        excluded: tuple[str, ...]) -> None:
+                        excluded: tuple[str, ...], findings_file: Path | None) -> None:
     """Merge the records of RUN_DIRS into ranked tables with paired significance tests."""
     exclude: dict[str, list[str]] = {}
     for item in excluded:
@@ -281,7 +301,8 @@ def leaderboard_command(run_dirs: tuple[Path, ...], out: Path, allow_mismatch: b
         if not at or not method or not run_dir:
             raise BenchError(f"--exclude {item!r} is not of the form METHOD@RUN_DIR")
         exclude.setdefault(str(Path(run_dir)), []).append(method)
-    click.echo(write_leaderboard(list(run_dirs), out, allow_mismatch, paper, html, exclude))
+    findings = _findings_text(findings_file) if findings_file else None
+    click.echo(write_leaderboard(list(run_dirs), out, allow_mismatch, paper, html, exclude, findings))
     if html:
         click.echo(f"page: {out / 'index.html'}")
 
