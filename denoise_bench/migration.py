@@ -67,8 +67,10 @@ _V1_INIT_NAMES = {"official": "own"}
 # test_noises were added during format 1).
 _V1_REQUEST = {"seeds": [0], "profile": "quick", "overrides": {}, "protocol": "nb2nb", "noise_policy": "fresh",
                "train_dataset": None, "data_dir": None, "method_options": {}, "dataset_options": {},
-               "checkpoint_every": 200, "eval_every": 0, "curve_images": None, "engine": {}, "tensorboard": False,
-               "weights_from": None, "test_noises": []}
+               "checkpoint_every": 200, "eval_every": 0, "curve_images": None, "engine": dict(_V1_ENGINE),
+               "tensorboard": False, "weights_from": None, "test_noises": []}
+# (The request's engine is the one such a run trained with, not "auto": replayed or resumed on a CPU with AMX,
+# where auto means bf16, it would otherwise ask for a run other than the one its folder holds.)
 
 
 def _v1_budget(budget: Mapping[str, Any]) -> dict[str, Any]:
