@@ -47,8 +47,10 @@ def test_caveat_names_who_still_climbs_and_who_has_converged() -> None:
     assert text.startswith("6000 training steps.")
     assert "not converged: unet +0.50 dB" in text and "converged (at most 0.05 dB): iddp +0.02" in text
     assert "Every trained row has converged" not in text
-    settled = pd.concat([_curve("unet", {3000: 26.98, 6000: 27.0}), _curve("iddp", {3000: 25.1, 6000: 25.12})])
-    assert convergence_caveat(records, settled).endswith("Every trained row has converged.")
+    settled = pd.concat([_curve("unet", {3000: 26.98, 6000: 27.0}), _curve("iddp", {3000: 25.1, 6000: 24.0})])
+    text = convergence_caveat(records, settled)
+    assert "falling (stopped climbing, and lost ground): iddp -1.10 dB" in text and "converged (at most 0.05 dB): unet +0.02" in text
+    assert text.endswith("Every trained row has converged.")
     # A trained row without a curve is not measured, so the board cannot say every row converged.
     without = convergence_caveat(records, _curve("unet", {3000: 26.98, 6000: 27.0}))
     assert "no curve, not measured: iddp" in without and "Every trained row" not in without

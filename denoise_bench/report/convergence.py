@@ -84,7 +84,8 @@ def convergence_caveat(records: pd.DataFrame, curves: pd.DataFrame) -> str:
         return (f"{budget}; no learning curve was recorded over a doubling of them (runs made without --eval-every), "
                 "so how far these numbers are from converged is not measured: read them as not converged.")
     climbing = [g for g in gains if not g.converged]
-    converged = [g for g in gains if g.converged]
+    converged = [g for g in gains if g.status == "converged"]
+    falling = [g for g in gains if g.status == "falling"]
     unmeasured = sorted(set(trained.method) - {g.method for g in gains}) if "method" in trained else []
     spans = sorted({(g.half, g.last) for g in gains})
     span = " and ".join(f"steps {h} to {last}" for h, last in spans)
@@ -93,6 +94,8 @@ def convergence_caveat(records: pd.DataFrame, curves: pd.DataFrame) -> str:
         parts.append("still climbing, not converged: " + ", ".join(f"{g.method} {g.gain:+.2f} dB" for g in climbing))
     if converged:
         parts.append(f"converged (at most {CONVERGED_GAIN_DB} dB): " + ", ".join(f"{g.method} {g.gain:+.2f}" for g in converged))
+    if falling:
+        parts.append("falling (stopped climbing, and lost ground): " + ", ".join(f"{g.method} {g.gain:+.2f} dB" for g in falling))
     if unmeasured:
         parts.append("no curve, not measured: " + ", ".join(unmeasured))
     verdict = "Every trained row has converged." if not climbing and not unmeasured else ""
