@@ -79,11 +79,11 @@ def test_a_board_carries_its_findings_and_the_convergence_note(tmp_path: Path) -
     run = _write_run(tmp_path / "a", {"unet": np.zeros(n), "iddp": np.full(n, -2.0)})
     curve = pd.concat([_curve("unet", {3000: 27.0, 6000: 27.01}), _curve("iddp", {3000: 25.0, 6000: 25.5})])
     write_frame(run / CURVES, curve.assign(train_noise="gaussian:sigma=0-50", seed=0, ssim=0.8, train_seconds=1.0))
-    findings = "IDDP is under the floor: its loss\n  falls as it blurs.\n\n* one <b>bullet</b>\n  continued"
+    findings = "IDDP is under the floor: its loss\n  falls as it blurs.\n\n* one <b>bullet</b>\n  continued, **bold** and `code`"
     markdown = write_leaderboard([run], tmp_path / "board", findings=findings)
     assert "## Findings\n\nIDDP is under the floor" in markdown
     assert "iddp +0.50 dB" in markdown and "`last doubling (dB)`" in markdown
     page = (tmp_path / "board" / "index.html").read_text()
-    assert "<li>one &lt;b&gt;bullet&lt;/b&gt; continued</li>" in page and "<p>IDDP is under the floor: its loss falls as it blurs.</p>" in page
+    assert "<li>one &lt;b&gt;bullet&lt;/b&gt; continued, <strong>bold</strong> and <code>code</code></li>" in page and "<p>IDDP is under the floor: its loss falls as it blurs.</p>" in page
     assert "convergence-note" in page
     assert json.loads((tmp_path / "board" / "leaderboard.json").read_text())["findings"] == findings

@@ -164,10 +164,17 @@ def findings_html(findings: str | None) -> str:
                     items.append(text[2:])
                 else:
                     items[-1] += " " + text
-            blocks.append("<ul>" + "".join(f"<li>{html.escape(item)}</li>" for item in items) + "</ul>")
+            blocks.append("<ul>" + "".join(f"<li>{_inline(item)}</li>" for item in items) + "</ul>")
         else:
-            blocks.append(f"<p>{html.escape(' '.join(line.strip() for line in lines))}</p>")
+            blocks.append(f"<p>{_inline(' '.join(line.strip() for line in lines))}</p>")
     return '<section class="findings"><h2>Findings</h2>' + "".join(blocks) + "</section>"
+
+
+def _inline(text: str) -> str:
+    """Escaped text with markdown's ``**bold**`` and ``code`` spans as HTML (all a findings file uses)."""
+    escaped = html.escape(text)
+    escaped = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", escaped)
+    return re.sub(r"`(.+?)`", r"<code>\1</code>", escaped)
 
 
 def not_run_html(texts: list[str], title: str = "Not run (no numbers)") -> str:
