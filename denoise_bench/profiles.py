@@ -117,14 +117,13 @@ PROFILES: dict[str, Budget] = {
     # default initialisation made IDDP collapse to a constant image (10 dB at 300 steps).
     "cpu": Budget(iterations=6000, batch_size=2, crop_size=128, width=32, test_images=None, test_crop=None,
                   per_image_iterations=1200, lr_rule="warmup-cosine", init="own"),
-    # Networks trained to their plateau on one CPU core: a smaller network (width 8) for twice the cpu
-    # profile's steps, so that a row's number is where its method ends up at that capacity, not where a short
-    # budget stopped it. Every network starts from PyTorch's default initialisation and peaks at 3.3x its
-    # method's own rate (warm-up + cosine), the rule that got the supervised U-Net furthest per step when
-    # measured (width 16, 6000 steps, 8 BSD68 images at sigma=25: 28.27 dB at 3.3x with PyTorch's init,
-    # 26.94 at 1x; each method's own init and rate had reached 26.67 at width 16 and 64x64 crops). Width 16
-    # did not converge in 6000 steps (its U-Net still gained 0.48 dB from step 3000 to 6000, and a 12,000-step
-    # run passed the 6000-step run's end by step 5000): see results/small-probe.
+    # The CPU comparison: a smaller network (width 8) for twice the cpu profile's steps, at about its cost per
+    # job. Every network starts from PyTorch's default initialisation and peaks at 3.3x its method's own rate
+    # (warm-up + cosine), the rule that got the supervised U-Net furthest per step when measured (width 16,
+    # 6000 steps, 8 BSD68 images at sigma=25: 28.27 dB, against 26.94 at 1x and 26.67 from its own 0.1-scaled
+    # init). It does not converge every row: the U-Net still gains about 0.5 dB over its last doubling, and a
+    # 12,000-step width-16 run passed the 6000-step one's end by step 5000 (results/small-probe); each board
+    # says row by row how far from converged it is (denoise_bench.report.convergence).
     "small": Budget(iterations=12_000, batch_size=2, crop_size=128, width=8, test_images=None, test_crop=None,
                     per_image_iterations=1200, lr_rule="warmup-cosine", init="pytorch", lr_scale=3.3),
     # About an hour per method on one GPU.
