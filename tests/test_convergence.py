@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from denoise_bench.report.convergence import CONVERGED_GAIN_DB, DoublingGain, convergence_caveat, doubling_gains
-from denoise_bench.report.leaderboard_tables import CONVERGENCE, NO_CURVE, leaderboard_tables
+from denoise_bench.report.leaderboard_tables import CONVERGENCE, NO_CURVE, REFERENCE_GAP, leaderboard_tables
 from denoise_bench.results import RECORDS
 from test_leaderboard import _write_run
 
@@ -61,12 +61,14 @@ def test_caveat_names_who_still_climbs_and_who_has_converged() -> None:
 def test_board_tables_give_each_trained_row_its_convergence(tmp_path: Path) -> None:
     n = 20
     records = pd.read_csv(_write_run(tmp_path / "a", {"unet": np.zeros(n), "n2n": np.full(n, -0.1),
-                                                      "n2v": np.full(n, -0.5)}) / RECORDS)
+                                                      "n2v": np.full(n, -0.5), "tiny": np.full(n, -0.001)}) / RECORDS)
     curves = pd.concat([_curve("unet", {1000: 26.0, 2000: 27.0, 4000: 27.02}), _curve("n2n", {2000: 26.0, 4000: 26.4})])
     table = leaderboard_tables(records, curves=curves)[("bsd68", "gaussian:sigma=25")].set_index("method")
     assert table.loc["unet", CONVERGENCE] == "+0.02 converged (2000-4000)"
     assert table.loc["n2n", CONVERGENCE] == "+0.40 not converged (2000-4000)"
     assert table.loc["n2v", CONVERGENCE] == NO_CURVE
+    # a gap that rounds to zero is shown as 0.0, never -0.0
+    assert table.loc["tiny", REFERENCE_GAP] == 0 and not np.signbit(table.loc["tiny", REFERENCE_GAP])
     assert pd.isna(table.loc["noisy input", CONVERGENCE])
     assert CONVERGENCE not in leaderboard_tables(records)[("bsd68", "gaussian:sigma=25")]  # no curves given
 

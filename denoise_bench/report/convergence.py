@@ -79,14 +79,15 @@ def convergence_caveat(records: pd.DataFrame, curves: pd.DataFrame) -> str:
         return "No method here trains: nothing to converge."
     steps = sorted({int(s) for s in trained.iterations})
     budget = f"{steps[0]} training steps" if len(steps) == 1 else f"{steps[0]} to {steps[-1]} training steps"
-    gains = [g for g in doubling_gains(curves) if g.method in set(trained.method)] if "method" in trained else doubling_gains(curves)
+    trained_rows = set(trained.method)
+    gains = [g for g in doubling_gains(curves) if g.method in trained_rows]
     if not gains:
         return (f"{budget}; no learning curve was recorded over a doubling of them (runs made without --eval-every), "
                 "so how far these numbers are from converged is not measured: read them as not converged.")
     climbing = [g for g in gains if not g.converged]
     converged = [g for g in gains if g.status == "converged"]
     falling = [g for g in gains if g.status == "falling"]
-    unmeasured = sorted(set(trained.method) - {g.method for g in gains}) if "method" in trained else []
+    unmeasured = sorted(trained_rows - {g.method for g in gains})
     spans = sorted({(g.half, g.last) for g in gains})
     span = " and ".join(f"steps {h} to {last}" for h, last in spans)
     parts = [f"{budget}. Over the last doubling ({span}; each row's largest gain over its curves' test settings)"]
@@ -99,4 +100,4 @@ def convergence_caveat(records: pd.DataFrame, curves: pd.DataFrame) -> str:
     if unmeasured:
         parts.append("no curve, not measured: " + ", ".join(unmeasured))
     verdict = "Every trained row has converged." if not climbing and not unmeasured else ""
-    return (parts[0] + " " + "; ".join(parts[1:]) + "." + (" " + verdict if verdict else "")).strip()
+    return parts[0] + " " + "; ".join(parts[1:]) + "." + (" " + verdict if verdict else "")

@@ -216,9 +216,11 @@ def leaderboard_tables(records: pd.DataFrame, paper: pd.DataFrame | None = None,
         if not floor.empty:
             rows.append({"method": FLOOR, **{name: floor[f"floor_{name}"].mean() for name in names},
                          "images": floor.image.nunique(), "records": len(floor)})
-        table = pd.DataFrame(rows).round({**decimals, "psnr - paper": 2, REFERENCE_GAP: 2, PAPER_GAP: 2})
-        if REFERENCE_GAP in table:  # a tiny negative gap rounds to -0.0, which reads as a sign where there is none
-            table[REFERENCE_GAP] = table[REFERENCE_GAP] + 0.0
+        rounded = {**decimals, "psnr - paper": 2, REFERENCE_GAP: 2, PAPER_GAP: 2}
+        table = pd.DataFrame(rows).round(rounded)
+        # A tiny negative number rounds to -0.0, which reads as a sign where there is none: + 0.0 makes it 0.0.
+        shown = [c for c in rounded if c in table and pd.api.types.is_float_dtype(table[c])]
+        table[shown] = table[shown] + 0.0
         table = table.astype({"images": "Int64", "records": "Int64", "iterations": "Int64", IMPLAUSIBLE: "Int64"})  # the noisy row has none
         if not has_implausible(table):
             table = table.drop(columns=[IMPLAUSIBLE])
