@@ -32,6 +32,7 @@ class NetworkMethod(Method):
     learning_rate: ClassVar[float] = 3e-4
     adam_betas: ClassVar[tuple[float, float]] = (0.9, 0.999)
     weight_decay: ClassVar[float] = 0.0
+    amsgrad: ClassVar[bool] = False  # Adam's AMSGrad variant (CVF-SID's official code uses it)
     unet_options: ClassVar[dict[str, Any]] = {}  # e.g. {"upsample": "nearest", "slope": 0.1}
 
     def __init__(self, setup: MethodSetup) -> None:
@@ -69,7 +70,8 @@ class NetworkMethod(Method):
 
     def optimizer(self, lr: float) -> torch.optim.Optimizer:
         """Adam over the network at ``lr`` (which the training loop chooses by the budget's rule)."""
-        return torch.optim.Adam(self.net.parameters(), lr=lr, betas=self.optimizer_betas(), weight_decay=self.weight_decay)
+        return torch.optim.Adam(self.net.parameters(), lr=lr, betas=self.optimizer_betas(),
+                                weight_decay=self.weight_decay, amsgrad=self.amsgrad)
 
     def own_schedule(self, optimizer: torch.optim.Optimizer, total: int, view: TrainingView) -> Any:
         """The method's own learning-rate scheduler (stepped once per iteration, its state saved with the

@@ -163,6 +163,7 @@ class CVFSID(NetworkMethod):
     input_multiple = 1  # no down-sampling
     learning_rate = 1e-4
     weight_decay = 1e-9
+    amsgrad = True  # the official code's Adam(..., amsgrad=True)
     options = {"width": 64, "gamma": 1.0, "transductive": False}
     # Where it trained (the training split, or each test image) is part of every result's identity.
     identity_options = ("transductive",)
@@ -177,11 +178,6 @@ class CVFSID(NetworkMethod):
 
     def network_init(self) -> str:
         return "xavier_uniform"
-
-    def make_optimizer(self) -> torch.optim.Optimizer:
-        lr = self.learning_rate * (1.0 if self.official_rule else self.setup.budget.lr_scale)
-        return torch.optim.Adam(self.net.parameters(), lr=lr, betas=self.optimizer_betas(),
-                                weight_decay=self.weight_decay, amsgrad=True)
 
     def lr_factor(self, progress: float) -> float:
         return 0.99 ** int(progress * DECAY_STEPS)

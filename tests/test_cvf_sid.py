@@ -11,6 +11,7 @@ from torch import nn
 from denoise_bench.errors import BenchError
 from denoise_bench.experiment import canonical_options
 from denoise_bench.method import MethodSetup, NoiseInfo, TrainContext, TrainingInfo
+from denoise_bench.methods.unet import SupervisedUNet
 from denoise_bench.methods.cvf_sid import (PAD, CVFSID, CVFSIDOracle, cvf_loss, noise_level, pad, repad,
                                            window_std_target)
 from denoise_bench.nets.cvf import CVFNet
@@ -18,6 +19,7 @@ from denoise_bench.noise import parse_spec
 from denoise_bench.plugins import get_registry
 from denoise_bench.profiles import Budget
 from denoise_bench.supervision import NoisePolicy, Supervision, build_view
+from denoise_bench.training import make_optimizer
 
 
 def _official_std(noisy: np.ndarray) -> np.ndarray:
@@ -217,3 +219,20 @@ def test_transductive_fit_ignores_the_training_set_and_fits_each_test_image() ->
 def test_transductive_is_written_into_every_result_s_identity() -> None:
     assert canonical_options({}, CVFSID.options, CVFSID.identity_options) == "transductive=false"
     assert canonical_options({"transductive": "true"}, CVFSID.options, CVFSID.identity_options) == "transductive=true"
+
+
+@pytest.mark.parametrize("rule, rate", [("official", 1e-4), ("warmup-cosine", 1e-4 * 3.3)])
+def test_training_loop_builds_the_official_amsgrad_adam(rule: str, rate: float) -> None:
+    # The official trainer's optimiser: Adam(lr=1e-4, weight_decay=1e-9, amsgrad=True); the short-budget
+    # rule scales only the rate. (An override of a hook the loop no longer called once left this plain Adam.)
+    setup = _setup({})
+    setup = MethodSetup(channels=1, budget=setup.budget.override(lr_rule=rule, lr_scale=3.3), options=setup.options,
+                        training=setup.training)
+    group = make_optimizer(CVFSID(setup)).param_groups[0]
+    assert group["amsgrad"] is True
+    assert group["weight_decay"] == 1e-9 and group["lr"] == pytest.approx(rate)
+
+
+def test_other_network_methods_keep_plain_adam() -> None:
+    setup = MethodSetup(channels=1, budget=_setup({}).budget, options={}, training=_setup({}).training)
+    assert make_optimizer(SupervisedUNet(setup)).param_groups[0]["amsgrad"] is False

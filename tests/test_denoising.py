@@ -96,6 +96,7 @@ def _assert_gain(records: pd.DataFrame, method: str, images: int, margin: float)
     rows = records[records.method == method]
     assert len(rows) == images
     gain = (rows.psnr - rows.input_psnr).mean()
+    print(f"{method}: {gain:.2f} dB over the noisy input")
     assert gain > margin, f"{method} gains only {gain:.2f} dB over the noisy input"
     assert (rows.ssim > rows.input_ssim).all()
 
