@@ -77,6 +77,29 @@ def shown_options(options: str, defaults: Mapping[str, Any] | None) -> str:
                     if not (k in defaults and v == _text(defaults[k])))
 
 
+OURS = " (ours)"  # the mark of a row this suite's extensions made (Method.extensions, Method.ours)
+
+
+def row_name(method: str, options: str, method_cls: Any = None) -> tuple[str, str]:
+    """(the name a row of ``method`` run with the recorded ``options`` goes by, the options still to show).
+
+    Extensions (``method_cls.extensions``) at a value other than their default join the name with
+    :data:`OURS` (``iddp+ema(0.999)+clip(1.0) (ours)``), so that such a row never reads as the paper's
+    method; a method that is itself the suite's own variant (``method_cls.ours``) always carries the mark.
+    The options left to show are the others that differ from today's defaults (:func:`shown_options`).
+    Without the class (a method no longer installed) the name is the method's and every option is shown.
+    """
+    if method_cls is None:
+        return method, options
+    defaults = getattr(method_cls, "options", None)
+    shown = parse_canonical(shown_options(options, defaults))
+    extensions = [k for k in getattr(method_cls, "extensions", ()) if k in shown]
+    name = method + "".join(f"+{k}({shown.pop(k)})" for k in extensions)
+    if extensions or getattr(method_cls, "ours", False):
+        name += OURS
+    return name, ",".join(f"{k}={v}" for k, v in shown.items())
+
+
 def _json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, default=str)
 

@@ -154,6 +154,13 @@ class Method(ABC):
     # they were made under, and the leaderboard reads them with those.
     identity_options: ClassVar[tuple[str, ...]] = ()
     former_defaults: ClassVar[dict[str, Any]] = {}
+    # Options that take the method beyond its paper (this suite's extensions); each defaults to the value at
+    # which it does nothing or at which the paper sets it. A result made with any of them at another value is
+    # named for it on every table, board and plot (``iddp+alpha(0.1) (ours)``: denoise_bench.experiment.row_name),
+    # so that it can never pass for the paper's method.
+    extensions: ClassVar[tuple[str, ...]] = ()
+    # A method that is itself a variant of this suite's making (not any paper's): its rows always carry "(ours)".
+    ours: ClassVar[bool] = False
     # The published training budget (fields of profiles.OFFICIAL_BUDGET_FIELDS) that the ``official``
     # profile gives this method; empty: the profile's base budget.
     official_budget: ClassVar[dict[str, int]] = {}

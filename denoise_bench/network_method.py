@@ -68,6 +68,11 @@ class NetworkMethod(Method):
         """Learning-rate multiplier at ``progress`` in [0, 1): the shape of the published schedule."""
         return constant(progress)
 
+    def gradient_clip_norm(self) -> float | None:
+        """The norm the training loop clips each step's gradient to before the update; None: no clipping
+        (no published recipe of the built-in methods clips)."""
+        return None
+
     def optimizer(self, lr: float) -> torch.optim.Optimizer:
         """Adam over the network at ``lr`` (which the training loop chooses by the budget's rule)."""
         return torch.optim.Adam(self.net.parameters(), lr=lr, betas=self.optimizer_betas(),

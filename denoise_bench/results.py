@@ -26,6 +26,7 @@ method must beat; a trained method whose mean PSNR is below it is marked and war
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -38,8 +39,9 @@ import pandas as pd
 from denoise_bench.atomic import write_text_atomic
 from denoise_bench.errors import BenchError
 from denoise_bench.evaluate import FLOOR_KERNEL
+from denoise_bench.experiment import row_name
 from denoise_bench.registered_metrics import added_record_columns, curve_columns, metrics, record_columns, scored_metrics
-from denoise_bench.migration import (checked_version, stored_json, upgrade_config, upgrade_environment,
+from denoise_bench.migration import (checked_version, installed, stored_json, upgrade_config, upgrade_environment,
                                      upgrade_rows)
 from denoise_bench.plausibility import IMPLAUSIBLE_MARK, IMPLAUSIBLE_NOTE, implausible, implausible_warnings
 from denoise_bench.profiles import SHORT_BUDGET_WARNINGS
@@ -279,17 +281,29 @@ def read_jobs(run_dir: Path) -> pd.DataFrame:
     return _read_frame(run_dir, JOBS)
 
 
-def method_label(method: str, oracle: bool, supervision: object = None) -> str:
-    """The method as tables show it: marked when it was told the noise level or arrived pretrained."""
+def method_label(method: str, oracle: bool, supervision: object = None, options: object = None) -> str:
+    """The method as tables show it: named for any extension among its recorded ``options``
+    (:func:`~denoise_bench.experiment.row_name`), marked when it was told the noise level or arrived pretrained."""
+    if isinstance(options, str):
+        method = _row_name(method, options)
     label = f"{method}{ORACLE_MARK}" if oracle else method
     return f"{label}{PRETRAINED_MARK}" if supervision == Supervision.PRETRAINED.value else label
 
 
+@functools.lru_cache(maxsize=1024)
+def _row_name(method: str, options: str) -> str:
+    """:func:`row_name` with this installation's class of ``method``, once per (method, options): tables
+    label every record."""
+    return row_name(method, options, installed("method", method))[0]
+
+
 def method_labels(frame: pd.DataFrame) -> pd.Series:
-    """:func:`method_label` of each row (``uses_noise_level`` and ``supervision`` are missing in older files)."""
+    """:func:`method_label` of each row (``uses_noise_level``, ``supervision`` and ``method_options`` are
+    missing in older files)."""
     oracle = frame["uses_noise_level"] if "uses_noise_level" in frame else pd.Series(False, frame.index)
     supervision = frame["supervision"] if "supervision" in frame else pd.Series(None, frame.index, dtype=object)
-    return pd.Series([method_label(m, _flag(o), s) for m, o, s in zip(frame["method"], oracle, supervision)],
+    options = frame["method_options"] if "method_options" in frame else pd.Series(None, frame.index, dtype=object)
+    return pd.Series([method_label(m, _flag(o), s, p) for m, o, s, p in zip(frame["method"], oracle, supervision, options)],
                      index=frame.index, dtype=object)
 
 

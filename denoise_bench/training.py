@@ -132,6 +132,7 @@ def train(method: NetworkMethod, view: TrainingView, budget: Budget, context: Tr
     engine, device = method.setup.engine, method.setup.device
     step_begin = engine.step_begin(device)
     losses = _LossWindow(method.name, device)
+    clip = method.gradient_clip_norm()
     with engine.training(method.net, device):
         for step in range(start, total):
             step_begin()
@@ -140,6 +141,8 @@ def train(method: NetworkMethod, view: TrainingView, budget: Budget, context: Tr
                 loss = method.training_loss(batch, step / total)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if clip is not None:
+                torch.nn.utils.clip_grad_norm_(method.net.parameters(), clip)
             lr = optimizer.param_groups[0]["lr"]  # the rate of this step, before the schedule moves on
             optimizer.step()
             scheduler.step()

@@ -34,11 +34,26 @@ Options:
 * ``blur_kernel``: side of the anchor's box filter (reflect padding).
 * ``stop_gradient``: false reproduces the paper's ablation, which blurs.
 * ``alpha``, ``beta``: the loss weights (the paper's 0.001 and 1).
+
+Extensions (``Method.extensions``): none is in the paper; at any value other than its default (where it
+does nothing, or where the paper sets it) the row is named for it, ``iddp+ema(0.999) (ours)``, on every
+table, board and plot, so that it never reads as the paper's method:
+
+* ``warm_start``: ``none``, or ``box3:N``: the first N of the budget's steps fit the anchor alone,
+  ``||F(y) - box(y)||^2`` at weight 1, before the paper's loss takes over (is there a path from the
+  anchor to the paper's state?). The supervised warm start needs clean images, which a method without
+  supervision never sees: it is a method of its own, ``iddp-sup-start``.
+* ``ema``: the prior ``F(y)`` taken from an exponential moving average of the network's weights (decay
+  ``ema``; 0: the network itself, the paper), a teacher that moves slower than the student.
+* ``clip``: clip the gradient's norm to ``clip`` before each update (0: never).
+* ``alpha`` and ``beta`` beyond the paper's 0.001 and 1.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -53,7 +68,7 @@ from denoise_bench.nets.unet3 import UNet3
 from denoise_bench.network_method import NetworkMethod
 from denoise_bench.noise import PIXEL_INDEPENDENT, ZERO_MEAN
 from denoise_bench.schedules import constant_then_linear_decay
-from denoise_bench.supervision import NoisyBatch, Supervision
+from denoise_bench.supervision import CleanBatch, NoisyBatch, Supervision
 
 NETWORKS = ("unet", "unet3")
 
@@ -81,7 +96,9 @@ class IDDP(NetworkMethod):
     options = {
         "network": "unet3", "init": "normal0.02", "beta1": 0.5, "clamp": True, "flips": False,
         "blur_kernel": 3, "stop_gradient": True, "alpha": 0.001, "beta": 1.0,
+        "warm_start": "none", "ema": 0.0, "clip": 0.0,
     }
+    extensions = ("warm_start", "ema", "clip", "alpha", "beta")
     # The open choices: recorded in every result's identity, default or not (see Method.identity_options).
     identity_options = ("network", "init", "beta1", "clamp", "flips", "blur_kernel")
     # What results made before they were recorded ran with (the suite's first choices, Neighbor2Neighbor's).
@@ -99,6 +116,30 @@ class IDDP(NetworkMethod):
             raise BenchError(f"iddp: beta1 must be in [0, 1), got {opts['beta1']}")
         if opts["blur_kernel"] < 1 or opts["blur_kernel"] % 2 == 0:
             raise BenchError(f"iddp: blur_kernel must be an odd positive side, got {opts['blur_kernel']}")
+        if not (opts["alpha"] >= 0 and opts["beta"] > 0):
+            raise BenchError(f"iddp: alpha must be at least 0 and beta above 0, got alpha={opts['alpha']}, beta={opts['beta']}")
+        if not 0.0 <= opts["ema"] < 1.0:
+            raise BenchError(f"iddp: ema is a decay in [0, 1) (0: off), got {opts['ema']}")
+        if opts["ema"] and not opts["stop_gradient"]:
+            raise BenchError("iddp: ema needs stop_gradient=true (the teacher's prior takes no gradient)")
+        if opts["clip"] < 0:
+            raise BenchError(f"iddp: clip is a gradient-norm limit of at least 0 (0: off), got {opts['clip']}")
+        self.warm_steps = self._warm_steps(str(opts["warm_start"]))
+
+    def _warm_steps(self, text: str) -> int:
+        """The steps of ``warm_start=box3:N`` (0 for ``none``); N must leave the paper's loss some steps."""
+        if text == "none":
+            return 0
+        kind, _, steps = text.partition(":")
+        if kind != "box3" or not steps.isdigit() or int(steps) < 1:
+            raise BenchError(f"iddp: warm_start={text!r}; valid: none, box3:N (N steps fitting the anchor alone)")
+        return self._checked_warm_steps(int(steps), "warm_start")
+
+    def _checked_warm_steps(self, steps: int, option: str) -> int:
+        if steps >= self.setup.budget.iterations:
+            raise BenchError(f"{self.name}: {option} covers {steps} steps of a {self.setup.budget.iterations}-step budget; "
+                             "the paper's loss would never train")
+        return steps
 
     def build_network(self) -> nn.Module:
         self._check_options()  # the first hook the base class calls once the options are read
@@ -115,18 +156,87 @@ class IDDP(NetworkMethod):
     def lr_factor(self, progress: float) -> float:
         return constant_then_linear_decay(progress)
 
+    def gradient_clip_norm(self) -> float | None:
+        return float(self.opts["clip"]) or None
+
+    def warming(self, progress: float) -> bool:
+        """Whether this step is one of the warm start's (``progress`` is step / budget)."""
+        return round(progress * self.setup.budget.iterations) < self.warm_steps
+
     def training_loss(self, batch: NoisyBatch, progress: float) -> torch.Tensor:
         y = random_flips(batch.noisy) if self.opts["flips"] else batch.noisy
         estimate = self.net(y)
-        prior = estimate.detach() if self.opts["stop_gradient"] else estimate
+        anchor = F.mse_loss(estimate, box_filter(y, self.opts["blur_kernel"]))
+        if self.warming(progress):
+            return anchor
+        return self.opts["alpha"] * anchor + self.opts["beta"] * self.consistency(y, estimate)
+
+    def consistency(self, y: torch.Tensor, estimate: torch.Tensor) -> torch.Tensor:
+        """The paper's second term: the prior re-noised with sign-flipped residuals, mapped back to the prior."""
+        prior = self.prior(y, estimate)
         renoised = prior + random_signs(y) * (y - prior)
         if self.opts["clamp"]:
             renoised = renoised.clamp(0.0, 1.0)
-        anchor = F.mse_loss(estimate, box_filter(y, self.opts["blur_kernel"]))
-        consistency = F.mse_loss(self.net(renoised), prior)
-        return self.opts["alpha"] * anchor + self.opts["beta"] * consistency
+        return F.mse_loss(self.net(renoised), prior)
+
+    def prior(self, y: torch.Tensor, estimate: torch.Tensor) -> torch.Tensor:
+        """``sg(F(y))`` (the paper), ``F(y)`` itself under ``stop_gradient=false``, or the EMA teacher's output."""
+        if not self.opts["ema"]:
+            return estimate.detach() if self.opts["stop_gradient"] else estimate
+        self._update_teacher()
+        with torch.no_grad():
+            return self.teacher(y)
+
+    def _update_teacher(self) -> None:
+        """Move the teacher towards the network's weights as they are now (after the last update): the EMA
+        step of the previous update, taken here so that the training loop needs no hook for it."""
+        if getattr(self, "teacher", None) is None:
+            self.teacher = copy.deepcopy(self.net).requires_grad_(False)
+            return
+        with torch.no_grad():
+            for mine, theirs in zip(self.teacher.parameters(), self.net.parameters()):
+                mine.lerp_(theirs, 1.0 - float(self.opts["ema"]))
+            for mine, theirs in zip(self.teacher.buffers(), self.net.buffers()):
+                mine.copy_(theirs)
+
+    def state_dict(self) -> dict[str, Any]:
+        state = super().state_dict()
+        if getattr(self, "teacher", None) is not None:  # training state of an EMA run: resumed bit for bit
+            state["teacher"] = self.teacher.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        if "teacher" in state:
+            self.teacher = copy.deepcopy(self.net).requires_grad_(False)
+            self.teacher.load_state_dict(state["teacher"])
+
+
+class IDDPSupervisedStart(IDDP):
+    """IDDP after a supervised warm start: the first ``warm_steps`` steps fit the clean images (MSE), then
+    the paper's loss on the noisy ones alone. Not the paper's method, and not self-supervised: it exists to
+    ask whether the paper's good state, once reached, is stable under its loss. Declared supervised, so
+    that the runner gives it the clean images (a method without supervision never sees them)."""
+
+    name = "iddp-sup-start"
+    description = "IDDP's loss after a supervised warm start (this suite's experiment, not the paper's method)"
+    supervision = Supervision.CLEAN
+    ours = True
+    options = IDDP.options | {"warm_steps": 1000}
+    identity_options = IDDP.identity_options + ("warm_steps",)
+
+    def _warm_steps(self, text: str) -> int:
+        if text != "none":
+            raise BenchError(f"{self.name}: warm_start={text!r}; its warm start is supervised (warm_steps)")
+        return self._checked_warm_steps(int(self.opts["warm_steps"]), "warm_steps")
+
+    def training_loss(self, batch: CleanBatch, progress: float) -> torch.Tensor:  # type: ignore[override]
+        if self.warming(progress):
+            return F.mse_loss(self.net(batch.noisy), batch.clean)
+        return super().training_loss(NoisyBatch(batch.noisy), progress)
 
 
 @hookimpl
 def register_methods(register: Callable[[type[Method]], None]) -> None:
     register(IDDP)
+    register(IDDPSupervisedStart)

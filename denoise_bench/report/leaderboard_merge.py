@@ -24,7 +24,7 @@ import pandas as pd
 
 from denoise_bench.report.condition_text import condition_difference
 from denoise_bench.errors import BenchError
-from denoise_bench.experiment import (CONDITIONS, Experiment, canonical_options, parse_canonical, run_conditions,
+from denoise_bench.experiment import (CONDITIONS, Experiment, canonical_options, parse_canonical, row_name, run_conditions,
                                      shown_options)
 from denoise_bench.migration import installed
 from denoise_bench.results import RECORDS, part_folders, read_config, read_curves, read_environment, read_jobs, read_records
@@ -97,9 +97,10 @@ def shown_method_options(method: str, options: str) -> str:
 
 
 def experiment_label(experiment: Experiment) -> str:
-    """The method with the options it shows, e.g. ``iddp [stop_gradient=false]``."""
-    shown = shown_method_options(experiment.method, experiment.method_options)
-    return f"{experiment.method} [{shown}]" if shown else experiment.method
+    """The row's name (:func:`~denoise_bench.experiment.row_name`: extensions join it) with the other options
+    it shows, e.g. ``iddp [stop_gradient=false]`` or ``iddp+clip(1.0) (ours)``."""
+    name, shown = row_name(experiment.method, experiment.method_options, installed("method", experiment.method))
+    return f"{name} [{shown}]" if shown else name
 
 
 def with_experiments(records: pd.DataFrame, config: dict | None) -> pd.DataFrame:
