@@ -121,6 +121,8 @@ class TrainContext:
     # the current state on the test images there, without touching the training RNG streams.
     evaluate_every: int = 0
     on_evaluate: Callable[[int], None] = lambda step: None
+    # Asked after each on_evaluate: True ends the training there (the divergence guard, --stop-on-divergence).
+    stop_requested: Callable[[], bool] = lambda: False
     # Training seconds so far (the runner's clock, evaluations excluded), saved with the training state,
     # and given back through on_restore when a resumed run loads it, so that time is not lost.
     elapsed: Callable[[], float] = lambda: 0.0

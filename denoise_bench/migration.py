@@ -37,7 +37,7 @@ from denoise_bench.errors import BenchError
 from denoise_bench.experiment import canonical_options
 from denoise_bench.schema import CURVE_COLUMNS, RECORD_COLUMNS
 
-RESULTS_FORMAT = 3  # the version this code writes; bump it (and add a step below) when a run folder changes
+RESULTS_FORMAT = 4  # the version this code writes; bump it (and add a step below) when a run folder changes
 OLDEST_FORMAT = 1  # the oldest version a step upgrades from
 
 Config = dict[str, Any]
@@ -192,12 +192,31 @@ def _environment_2_to_3(environment: dict[str, Any]) -> dict[str, Any]:
     return environment
 
 
+# --- version 3 -> 4 --------------------------------------------------------------------------------------
+
+def _config_3_to_4(config: Config) -> Config:
+    """Record ``stop_on_divergence`` in the request: off, as no run of format 3 could turn it on. (Format 4's
+    curves also carry the noisy input's PSNR and the estimate's diagnostics; read from older curves, those
+    columns are empty, as for any column a file lacks.)"""
+    request = config.get("request")
+    if not isinstance(request, dict):
+        return config | {"format_version": 4}
+    return config | {"format_version": 4, "request": {"stop_on_divergence": False} | request}
+
+
+def _environment_3_to_4(environment: dict[str, Any]) -> dict[str, Any]:
+    """Unchanged: format 4 changed config.json's request and added curve columns."""
+    return environment
+
+
 # --- the steps, by the version they upgrade from ---------------------------------------------------------
 
-_CONFIG_STEPS: dict[int, Callable[[Config], Config]] = {1: _config_1_to_2, 2: _config_2_to_3}
+_CONFIG_STEPS: dict[int, Callable[[Config], Config]] = {1: _config_1_to_2, 2: _config_2_to_3, 3: _config_3_to_4}
 _ENVIRONMENT_STEPS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _environment_1_to_2,
-                                                                              2: _environment_2_to_3}
-# records, curves and jobs kept their shape from format 2 to 3 (jobs.csv since format 1): no step.
+                                                                              2: _environment_2_to_3,
+                                                                              3: _environment_3_to_4}
+# records and jobs kept their shape from format 2 on (jobs.csv since format 1), curves gained columns that read as
+# empty where a file lacks them (results.read_curves): no step.
 _ROW_STEPS: dict[str, dict[int, Callable[[pd.DataFrame, Config], pd.DataFrame]]] = {
     "records": {1: _records_1_to_2}, "curves": {1: _curves_1_to_2}, "jobs": {}}
 

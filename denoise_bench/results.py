@@ -38,6 +38,7 @@ import pandas as pd
 
 from denoise_bench.atomic import write_text_atomic
 from denoise_bench.errors import BenchError
+from denoise_bench.divergence import divergence_warnings
 from denoise_bench.evaluate import FLOOR_KERNEL
 from denoise_bench.experiment import row_name
 from denoise_bench.registered_metrics import added_record_columns, curve_columns, metrics, record_columns, scored_metrics
@@ -201,7 +202,7 @@ def read_rows(path: Path) -> pd.DataFrame:
 # Columns of the run folder's CSV files that hold whole numbers, and numbers (a missing value is allowed).
 _WHOLE_NUMBERS = ("seed", "repeat", "step", "iterations", "records")
 _NUMBERS = ("psnr", "ssim", "input_psnr", "input_ssim", "seconds", "train_seconds", "floor_psnr", "floor_ssim",
-            "noise_seed")
+            "noise_seed", "output_std", "residual_ratio")
 _STATUSES = tuple(status.value for status in JobStatus)  # of a job in jobs.csv
 
 
@@ -615,7 +616,7 @@ def write_tables(run_dir: Path) -> dict[str, str]:
     else:
         protocol, profile = ", ".join(sorted(records["protocol"].dropna().unique())), profiles_of(records)
     tests = {n["train"]: list(n["tests"]) for n in config.get("noise") or [] if isinstance(n, dict) and "train" in n}
-    warnings = low_budget_warnings(records)
+    warnings = low_budget_warnings(records) + divergence_warnings(read_curves(run_dir), records)
     missing = not_run(jobs, records)
     nothing = nothing_ran(jobs) is not None
     below = below_floor_cells(records) if not records.empty else {}

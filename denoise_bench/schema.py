@@ -29,8 +29,11 @@ RECORD_COLUMNS = ["run_id", "protocol", "profile", "method", "supervision", "use
 # folder holding only such names would neither pair with nor de-duplicate against any other folder.
 TEXT_COLUMNS = ("run_id", "method", "dataset", "image", "train_noise", "test_noise", "training_set", "dataset_digest")
 JOB_COLUMNS = JOB_KEY + ["supervision", "uses_noise_level", "status", "error", "seconds", "traceback"]
-# floor_psnr: the floor (box3 of the input) on the same images as the point (unknown in format 1's older curves).
-CURVE_COLUMNS = CURVE_KEY + ["train_seconds", "psnr", "ssim", "records", "floor_psnr"]
+# floor_psnr: the floor (box3 of the input) on the same images as the point (unknown in format 1's older curves);
+# input_psnr: the noisy input's; output_std, residual_ratio: denoise_bench.diagnostics (the last three unknown,
+# empty, in curves made before they were recorded).
+CURVE_COLUMNS = CURVE_KEY + ["train_seconds", "psnr", "ssim", "records", "floor_psnr", "input_psnr", "output_std",
+                             "residual_ratio"]
 
 JobKey = tuple[str, str, str, int]
 

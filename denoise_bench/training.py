@@ -157,3 +157,6 @@ def train(method: NetworkMethod, view: TrainingView, budget: Budget, context: Tr
             if evaluate:
                 context.on_evaluate(step + 1)
                 method.net.train()  # evaluation put the network in inference mode
+                if context.stop_requested():
+                    context.log(f"{method.name}: training stopped at step {step + 1} of {total}")
+                    break

@@ -112,3 +112,29 @@ def test_a_curve_is_drawn_on_its_own_images_only() -> None:
     curve = pd.DataFrame({"step": [10, 20, 30], "train_seconds": [1.0, 2.0, 3.0], "psnr": [24.0, 25.0, 25.5]})
     assert training_series(final, curve).psnr.tolist() == [24.0, 25.0, 25.5]  # no jump to the whole set's 27.0
     assert training_series(final, curve.iloc[:0]).psnr.tolist() == [27.0]
+
+
+def test_curves_carry_the_input_s_score_and_the_estimate_s_diagnostics(runs: tuple[Path, pd.DataFrame, pd.DataFrame]) -> None:
+    run_dir, records, _ = runs
+    curves = pd.read_csv(run_dir / CURVES)
+    last = curves[curves.step == 30].set_index(["method", "test_noise"])
+    inputs = records.groupby(["method", "test_noise"]).input_psnr.mean()
+    pd.testing.assert_series_equal(last.input_psnr.sort_index(), inputs.sort_index(), check_names=False, rtol=1e-9)
+    assert (curves.output_std > 0).all() and (curves.output_std < 0.5).all()
+    assert (curves.residual_ratio > 0).all() and curves.residual_ratio.notna().all()
+
+
+def test_diagnostics_of_known_estimates() -> None:
+    import torch
+
+    from denoise_bench.diagnostics import estimate_diagnostics
+
+    clean_u8 = torch.randint(0, 256, (1, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    clean = clean_u8.float()[None] / 255
+    noisy = clean + 0.1 * torch.randn(clean.shape, generator=torch.Generator().manual_seed(1))
+    oracle = estimate_diagnostics(noisy, clean_u8, clean)  # the estimated noise is the noise
+    assert oracle["residual_ratio"] == pytest.approx(1.0) and oracle["output_std"] == pytest.approx(float(clean.std()), rel=1e-5)
+    identity = estimate_diagnostics(noisy, clean_u8, noisy)  # all noise left in the estimate
+    assert identity["residual_ratio"] == 0.0
+    flat = estimate_diagnostics(noisy, clean_u8, torch.full_like(noisy, 0.5))  # collapsed: the image went into the residual
+    assert flat["output_std"] == 0.0 and flat["residual_ratio"] > 2

@@ -283,7 +283,7 @@ def test_misspelt_hook_is_reported_with_a_suggestion_and_the_rest_loads(install,
             in ran.stderr)
     ran = bench("run", "--methods", "mine", "--profile", "smoke", "--out", out, "--no-progress")
     assert ran.exit_code == 2
-    assert ("error: unknown method 'mine'; valid methods: b2u, bm3d, cvf-sid, cvf-sid-oracle, dip, iddp, median3, n2n, n2v, nb2nb, s2s, unet, zsn2n "
+    assert ("error: unknown method 'mine'; valid methods: b2u, bm3d, cvf-sid, cvf-sid-oracle, dip, iddp, iddp-sup-start, median3, n2n, n2v, nb2nb, s2s, unet, zsn2n "
             "(skipped plugins, which may provide it: 'misspelt' (distribution misspelt_plugin))" in ran.stderr)
 
 

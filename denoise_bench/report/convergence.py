@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from denoise_bench.divergence import divergences, with_input_psnr
+
 # Converged: the curve gains at most this much (PSNR, dB) from half its steps to its last step, on every
 # curve it has (each dataset and test setting). 0.05 dB is a tenth of the smallest gap the boards'
 # paired intervals usually resolve between neighbouring rows (about 0.5 dB on 8 curve images), so a row
@@ -84,10 +86,12 @@ def convergence_caveat(records: pd.DataFrame, curves: pd.DataFrame) -> str:
     if not gains:
         return (f"{budget}; no learning curve was recorded over a doubling of them (runs made without --eval-every), "
                 "so how far these numbers are from converged is not measured: read them as not converged.")
+    diverged = {m: d for m, d in divergences(with_input_psnr(curves, records)).items() if m in trained_rows}
+    gains = [g for g in gains if g.method not in diverged]
     climbing = [g for g in gains if not g.converged]
     converged = [g for g in gains if g.status == "converged"]
     falling = [g for g in gains if g.status == "falling"]
-    unmeasured = sorted(trained_rows - {g.method for g in gains})
+    unmeasured = sorted(trained_rows - {g.method for g in gains} - set(diverged))
     spans = sorted({(g.half, g.last) for g in gains})
     span = " and ".join(f"steps {h} to {last}" for h, last in spans)
     parts = [f"{budget}. Over the last doubling ({span}; each row's largest gain over its curves' test settings)"]
@@ -97,7 +101,10 @@ def convergence_caveat(records: pd.DataFrame, curves: pd.DataFrame) -> str:
         parts.append(f"converged (at most {CONVERGED_GAIN_DB} dB): " + ", ".join(f"{g.method} {g.gain:+.2f}" for g in converged))
     if falling:
         parts.append("falling (stopped climbing, and lost ground): " + ", ".join(f"{g.method} {g.gain:+.2f} dB" for g in falling))
+    if diverged:
+        parts.append("diverged (fell below the noisy input after having been above it): "
+                     + ", ".join(f"{m} at step {diverged[m].step}" for m in sorted(diverged)))
     if unmeasured:
         parts.append("no curve, not measured: " + ", ".join(unmeasured))
-    verdict = "Every trained row has converged." if not climbing and not unmeasured else ""
+    verdict = "Every trained row has converged." if not climbing and not unmeasured and not diverged else ""
     return parts[0] + " " + "; ".join(parts[1:]) + "." + (" " + verdict if verdict else "")

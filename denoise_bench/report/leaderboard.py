@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from denoise_bench.divergence import divergence_warnings
 from denoise_bench.report.convergence import convergence_caveat
 from denoise_bench.errors import BenchError
 from denoise_bench.report.leaderboard_merge import merge_runs, name_curves, name_experiments
@@ -58,7 +59,7 @@ def write_leaderboard(run_dirs: list[Path], out: Path, allow_mismatch: bool = Fa
     lines += [f"Protocol {protocols}. Methods ranked by mean PSNR; each is compared with the one above it on their "
               "common images: mean paired PSNR difference and 95 % bootstrap interval over images "
               f"(\"tie\" when it contains 0). {SUBSET_NOTE}", ""]
-    lines += [f"> **Warning:** {text}" for text in low_budget_warnings(records)]
+    lines += [f"> **Warning:** {text}" for text in low_budget_warnings(records) + divergence_warnings(curves, records)]
     lines += [f"> **How far from converged:** {convergence_caveat(records, curves)}", ""]
     if findings:
         lines += ["## Findings", "", findings.strip(), ""]

@@ -19,6 +19,7 @@ from io import StringIO
 
 import pandas as pd
 
+from denoise_bench.divergence import divergences, with_input_psnr
 from denoise_bench.report.convergence import CONVERGED_GAIN_DB, DEFINITION, gains_by_method
 from denoise_bench.report.leaderboard_merge import name_experiments
 from denoise_bench.registered_metrics import scored_metrics
@@ -69,7 +70,8 @@ CONVERGENCE = "last doubling (dB)"
 NO_CURVE = "no curve"  # a trained row whose run recorded no learning curve (made without --eval-every)
 CONVERGENCE_NOTE = (f"`{CONVERGENCE}`: what the row's learning curve (on the curve images) gained over the last doubling "
                     f"of its training steps, the steps in brackets; {DEFINITION}. \"{NO_CURVE}\": its run recorded no "
-                    f"curve, so how far it is from converged is not measured. Threshold: {CONVERGED_GAIN_DB} dB.")
+                    f"curve, so how far it is from converged is not measured. \"diverged at step N\": its curve fell below "
+                    f"the noisy input after having been above it (denoise_bench.divergence). Threshold: {CONVERGED_GAIN_DB} dB.")
 
 
 def _gap(diff: PairedDifference) -> str:
@@ -159,6 +161,7 @@ def leaderboard_tables(records: pd.DataFrame, paper: pd.DataFrame | None = None,
     merged ``curves`` (named as the experiments are), every trained row says how far from converged it is."""
     records = with_floor(name_experiments(records))
     gains = gains_by_method(curves) if curves is not None else None
+    diverged = divergences(with_input_psnr(curves, records)) if curves is not None else {}
     names = [metric.name for metric in scored_metrics(records)]
     decimals = {metric.name: metric.decimals for metric in scored_metrics(records)}
     tables = {}
@@ -194,7 +197,8 @@ def leaderboard_tables(records: pd.DataFrame, paper: pd.DataFrame | None = None,
             }
             if gains is not None:
                 gain = gains.get(method)
-                row[CONVERGENCE] = None if not trained else gain.cell() if gain else NO_CURVE
+                row[CONVERGENCE] = (None if not trained else diverged[method].cell() if method in diverged
+                                    else gain.cell() if gain else NO_CURVE)
             if references:
                 reference = references.get(method)
                 row[REFERENCE_GAP] = (None if reference is None else 0.0 if reference == method

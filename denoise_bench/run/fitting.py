@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 from denoise_bench.checkpoints import load_checkpoint, save_checkpoint
 from denoise_bench.data import Dataset
+from denoise_bench.divergence import DivergenceGuard
 from denoise_bench.errors import BenchError
 from denoise_bench.method import Method, MethodSetup, StepReport, TrainContext, TrainingInfo
 from denoise_bench.noise import NoiseSetting
@@ -41,13 +42,15 @@ class TrainedFiles:
     weights: Path
     timing: Path
     state: Path
+    last_good: Path  # under --stop-on-divergence: the last network whose curves were all above the noisy input
 
     @staticmethod
     def of(p: RunPlan, method_cls: type[Method], dataset: Dataset, setting: NoiseSetting, seed: int) -> "TrainedFiles":
         """Under the run's own ``checkpoints/``, or the trained run's for an evaluation (``weights_from``)."""
         name = weights_stem(method_cls.name, p.training_source(dataset).training_set_id(), str(setting.train), seed)
         folder = (p.request.weights_from or p.run_dir) / CHECKPOINTS
-        return TrainedFiles(folder / f"{name}.pt", folder / f"{name}.json", folder / f"{name}.train.pt")
+        return TrainedFiles(folder / f"{name}.pt", folder / f"{name}.json", folder / f"{name}.train.pt",
+                            folder / f"{name}.last-good.pt")
 
 
 class TrainingClock:
@@ -115,20 +118,36 @@ def trained_method(p: RunPlan, method_cls: type[Method], datasets: list[Dataset]
     view = data.training_view(Supervision(method_cls.supervision), first, setting.train, crop.side, seed)
     bar = tqdm(total=setup.budget.iterations, desc=f"train {method_cls.name}", disable=not p.request.progress, leave=False)
     clock = TrainingClock()
+    guard = DivergenceGuard() if p.request.stop_on_divergence else None
 
     def on_evaluate(step: int) -> None:
         with clock.paused():
             trained_for = clock.elapsed()  # one instant for every point of this step
             rng = torch.get_rng_state()  # inference draws nothing, but a plugin's denoise might
+            points = []
             for point in curve_points(p, method, datasets, setting, seed, step, trained_for, data):
                 add_curve_point(point)
+                points.append(point)
             torch.set_rng_state(rng)
+            if guard is not None:
+                for point in points:
+                    guard.see(point)
+                if guard.divergence is None and all(pt["psnr"] > pt["input_psnr"] for pt in points):
+                    save_checkpoint(described_state(method, p.request.protocol), files.last_good)
+
+    def diverged() -> bool:
+        if guard is None or guard.divergence is None:
+            return False
+        kept = f"; its last network above the input: {files.last_good}" if files.last_good.exists() else ""
+        echo(f"{guard.divergence.text()}: stopped (--stop-on-divergence){kept}")
+        return True
 
     try:
         method.fit(view, TrainContext(on_step=_progress(bar, setup.budget.iterations, on_training_step), log=echo,
                                       checkpoint_path=files.state,
                                       checkpoint_every=p.request.checkpoint_every,
                                       evaluate_every=p.request.eval_every, on_evaluate=on_evaluate,
+                                      stop_requested=diverged,
                                       elapsed=clock.elapsed, on_restore=clock.restore))
     finally:
         bar.close()
@@ -137,6 +156,8 @@ def trained_method(p: RunPlan, method_cls: type[Method], datasets: list[Dataset]
     # With what it was built from, so that the file alone rebuilds it (denoise_bench.load_trained).
     save_checkpoint(described_state(method, p.request.protocol), files.weights)
     files.state.unlink(missing_ok=True)  # the optimiser state is no longer needed
+    if guard is None or guard.divergence is None:
+        files.last_good.unlink(missing_ok=True)  # kept only where the training diverged
     return method, train_seconds
 
 

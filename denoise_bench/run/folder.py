@@ -214,6 +214,9 @@ def _comparable(config: dict[str, Any]) -> dict[str, Any]:
     # Learning curves observe training without changing it (bit for bit), so a resumed run may change them.
     request.pop("eval_every", None)
     request.pop("curve_images", None)
+    # The guard changes a training only once its curve has diverged, and a job it stopped is done: a resumed
+    # run may turn it on or off (folders made before it existed have none).
+    request.pop("stop_on_divergence", None)
     request.pop("tensorboard", None)  # so do TensorBoard events
     # An unset budget field (None) overrides nothing, whether a request lists it or not (older runs' and the
     # Python API's requests list fewer).

@@ -85,6 +85,8 @@ def plan(request: RunRequest, registry: Registry | None = None) -> RunPlan:
     registry = registry or get_registry()
     if request.tensorboard:
         require_tensorboard()  # before anything is downloaded or trained
+    if request.stop_on_divergence and not request.eval_every:
+        raise BenchError("--stop-on-divergence watches the learning curves: give --eval-every N too")
     methods = _methods(request, registry)
     _check_grid(request, registry)
     settings = [registry.noise_setting(text) for text in request.noises]

@@ -123,6 +123,10 @@ class RunRequest:
                                    help="Save a resumable training state every N steps (0: only the final weights).")
     eval_every: int = option(0, show_default=True, check=_at_least_zero,
                              help="Score the test images every N training steps (learning curves in curves.csv; 0: never).")
+    stop_on_divergence: bool = option(
+        False, help="End a training whose learning curve falls below the noisy input after having been above it "
+                    "(denoise_bench.divergence); it is scored where it stopped, and its last network above the input "
+                    "is kept as checkpoints/<job>.last-good.pt. Needs --eval-every.")
     curve_images: int | None = option(
         None, minimum=1,
         help="Learning curves on the first N test images of each dataset only (default: all), to keep them cheap.")

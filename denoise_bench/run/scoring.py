@@ -13,6 +13,7 @@ import torch
 from tqdm.auto import tqdm
 
 from denoise_bench.data import Dataset
+from denoise_bench.diagnostics import DIAGNOSTICS, estimate_diagnostics
 from denoise_bench.evaluate import TestCase, evaluate
 from denoise_bench.method import Method
 from denoise_bench.registered_metrics import metrics
@@ -52,8 +53,9 @@ def score_tests(p: RunPlan, method: Method, dataset: Dataset, setting: NoiseSett
 def curve_points(p: RunPlan, method: Method, datasets: list[Dataset], setting: NoiseSetting, seed: int, step: int,
                  train_seconds: float, data: RunData) -> Iterator[dict[str, Any]]:
     """One learning-curve point per (dataset, test setting): the mean of every metric at training ``step``
-    (``metric.curve_columns``), and the floor's PSNR (box3 of the input) on the same images, the bar a
-    learning method has to clear.
+    (``metric.curve_columns``), the floor's PSNR (box3 of the input) on the same images, the bar a
+    learning method has to clear, the noisy input's PSNR (the divergence guard's bar) and the estimate's
+    diagnostics (``denoise_bench.diagnostics``).
 
     Scored on the first ``--curve-images`` test images only, if given; yielded one at a time so
     each is saved as soon as it is scored.
@@ -61,7 +63,12 @@ def curve_points(p: RunPlan, method: Method, datasets: list[Dataset], setting: N
     for dataset in datasets:
         for spec in setting.tests:
             cases = _curve_cases(data.test_cases(dataset, spec), p.request.curve_images)
-            rows = list(evaluate(method, cases, p.protocol, p.device))
+            seen: list[dict[str, float]] = []
+
+            def diagnose(case: TestCase, estimate: torch.Tensor) -> None:
+                seen.append(estimate_diagnostics(case.noisy, case.clean_u8, estimate))
+
+            rows = [r | d for r, d in zip(list(evaluate(method, cases, p.protocol, p.device, on_estimate=diagnose)), seen)]
 
             def mean(column: str) -> float:
                 return sum(r[column] for r in rows) / len(rows)
@@ -69,7 +76,8 @@ def curve_points(p: RunPlan, method: Method, datasets: list[Dataset], setting: N
             yield {"method": method.name, "dataset": dataset.name, "train_noise": str(setting.train), "seed": seed,
                    "test_noise": str(spec), "step": step, "train_seconds": train_seconds,
                    **{metric.name: mean(metric.name) for metric in metrics()}, "records": len(rows),
-                   "floor_psnr": mean("floor_psnr")}
+                   "floor_psnr": mean("floor_psnr"), "input_psnr": mean("input_psnr"),
+                   **{name: mean(name) for name in DIAGNOSTICS}}
 
 
 def _curve_cases(cases: list[TestCase], images: int | None) -> list[TestCase]:
