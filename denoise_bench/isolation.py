@@ -1,7 +1,8 @@
 """A method's ``denoise`` called on a call stack of its own, so that no frame it can walk up to holds
 what its caller holds: the evaluator's test case, with the clean copy of the image being denoised.
 
-One daemon thread per process runs the calls, one at a time, while the caller waits for each. The
+One daemon thread per process runs the calls, one at a time, while the caller waits for each (waking
+every :data:`WAKE_SECONDS`, so that a Ctrl-C reaches it while a call blocks: see :func:`call_isolated`). The
 thread takes the caller's grad mode, its number of CPU threads and, for a CUDA device, that device (or
 the caller's current one) as its current one, so a call computes exactly what it computes on the
 caller's stack. This closes the accidental path (a plugin looking through ``inspect.stack()``); it is
@@ -69,6 +70,11 @@ class _Worker:
         return self.pid == os.getpid() and self.thread.is_alive()
 
 
+# How often a caller waiting for a call wakes. Python runs a signal's handler (Ctrl-C's KeyboardInterrupt) in the
+# main thread only, between bytecodes; when the kernel hands SIGINT to the isolated thread, a main thread asleep
+# on a lock without a timeout would not run it until the call returned, however long a method's denoise blocks.
+WAKE_SECONDS = 0.1
+
 _lock = threading.Lock()
 _worker: _Worker | None = None
 
@@ -84,7 +90,8 @@ def call_isolated(fn: Callable[..., Any], *args: Any, device: torch.device | Non
         return fn(*args)
     call = _Call(fn, args, device)
     worker.calls.put(call)
-    call.done.wait()
+    while not call.done.wait(WAKE_SECONDS):  # each wake runs any pending signal handler (see WAKE_SECONDS)
+        pass
     if call.error is not None:
         raise call.error
     return call.result
