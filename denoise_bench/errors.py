@@ -14,6 +14,12 @@ class BenchError(Exception):
     """A problem with the user's input: a name, a spec, a file, a plugin."""
 
 
+# What plugin code may raise that is its own failure, recorded or reported as such, rather than the end of the
+# process: ``SystemExit`` too, since a plugin's ``sys.exit(0)`` would otherwise end `bench` with status 0 and no
+# word. ``KeyboardInterrupt`` is the user's and still stops the run.
+PLUGIN_FAILURES: tuple[type[BaseException], ...] = (Exception, SystemExit)
+
+
 def unknown_name(kind: str, name: object, valid: Iterable[str], plural: str | None = None) -> BenchError:
     """The error for a name that is not registered, listing the names that are and the closest one to a typo."""
     valid = sorted(valid)

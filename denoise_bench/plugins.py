@@ -28,7 +28,7 @@ import pluggy
 
 from denoise_bench import hookspecs
 from denoise_bench.data import Dataset
-from denoise_bench.errors import BenchError, unknown_name
+from denoise_bench.errors import PLUGIN_FAILURES, BenchError, unknown_name
 from denoise_bench.executor_kind import ExecutorKind
 from denoise_bench.method import Method, validate_method_class
 from denoise_bench.metric import Metric
@@ -179,14 +179,14 @@ def _register(pm: pluggy.PluginManager, name: str, distribution: str | None, loa
 
     try:
         plugin = load()
-    except Exception as exc:  # a broken plugin must not break the others
+    except PLUGIN_FAILURES as exc:  # a broken plugin must not break the others
         return fail(f"importing it raised {describe_exception(exc)}")
     if pm.has_plugin(name):
         first = _distributions.get(name)
         return fail("another plugin " + (f"from distribution {first} " if first else "") + "is registered under that name")
     try:
         pm.register(plugin, name=name)
-    except Exception as exc:  # pluggy refuses a hook whose arguments the spec does not pass
+    except PLUGIN_FAILURES as exc:  # pluggy refuses a hook whose arguments the spec does not pass
         return fail(describe_exception(exc))
     # pluggy accepts a hook it has no spec for and never calls it, so a misspelt name would go unnoticed.
     unknown = _unknown_hooks(pm, plugin)
@@ -310,7 +310,7 @@ def _call(impl: pluggy.HookImpl, hook_name: str, kind: _Kind, staged: dict[str, 
         result = impl.function(register=register)
     except BenchError:
         raise
-    except Exception as exc:  # the plugin's own bug, reported as one line
+    except PLUGIN_FAILURES as exc:  # the plugin's own bug, reported as one line
         raise BenchError(f"{hook_name} raised {describe_exception(exc)}") from exc
     if result is not None:
         raise BenchError(f"{hook_name} must call register(...) and return None, it returned {type(result).__name__}")

@@ -40,7 +40,8 @@ from denoise_bench.supervision import Supervision
 
 
 class BenchGroup(click.Group):
-    """Prints a user error as one line and exits 2, instead of a traceback."""
+    """Prints a user error as one line and exits 2, instead of a traceback; a ``sys.exit`` from code that is
+    not the command's (a plugin's) as one line that says where it came from, exit 1."""
 
     def invoke(self, ctx: click.Context):  # type: ignore[override]
         try:
@@ -48,6 +49,18 @@ class BenchGroup(click.Group):
         except BenchError as exc:
             click.echo(f"error: {exc}", err=True)
             ctx.exit(2)
+        except SystemExit as exc:  # the commands end through click.exceptions.Exit, never SystemExit
+            click.echo(f"error: {_exit_text(exc)}; the command did not finish", err=True)
+            ctx.exit(1)
+
+
+def _exit_text(exc: SystemExit) -> str:
+    """A stray ``SystemExit`` in words: its code and the line that raised it."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    where = f" at {tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}" if tb is not None else ""
+    return f"SystemExit({exc.code!r}) raised{where} (plugin code that called sys.exit?)"
 
 
 @click.group(cls=BenchGroup)
@@ -156,7 +169,7 @@ def _execute(the_plan: RunPlan, job_executor: Executor | None, resume_command: s
             click.echo(f"\ninterrupted; what finished is in {the_plan.run_dir}; resume with: {resume_command}", err=True)
         else:
             click.echo("\ninterrupted before the run folder was written; nothing to resume", err=True)
-        sys.exit(130)
+        raise click.exceptions.Exit(130)
     for markdown in result.tables.values():  # one per metric
         click.echo(markdown)
     click.echo(f"records: {result.run_dir / 'records.csv'}  tables: {result.run_dir / 'tables'}")
@@ -172,7 +185,7 @@ def _execute(the_plan: RunPlan, job_executor: Executor | None, resume_command: s
         click.echo(f"error: {len(result.failed)} job(s) failed; see {result.run_dir / 'jobs.csv'}", err=True)
         if why:
             click.echo(f"error: {why}", err=True)
-        sys.exit(1)
+        raise click.exceptions.Exit(1)
 
 
 @main.command("evaluate")

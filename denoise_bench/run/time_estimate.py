@@ -29,6 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from denoise_bench.data import Dataset
+from denoise_bench.errors import PLUGIN_FAILURES
 from denoise_bench.evaluate import TestCase, centre_crop, evaluate
 from denoise_bench.run.fitting import method_setup
 from denoise_bench.run.grid import Unit, setting_of
@@ -95,7 +96,7 @@ def estimate_units(p: RunPlan, grid: list[Unit], data: RunData | None = None,
         try:
             train_s = probes.training(method_cls, datasets[0], setting, unit.seed) if p.trains(method_cls) else 0.0
             test = probes.test_cost(method_cls, datasets[0], setting, unit.seed, all_cases[0])
-        except Exception:  # noqa: BLE001 - the job will fail the same way, recorded as failed; its cost is unknown
+        except PLUGIN_FAILURES:  # the job will fail the same way, recorded as failed; its cost is unknown
             costs[unit] = UnitCost(0.0, 0.0, images, timed=False)
             continue
         test_s = test.per_case * len(all_cases) + test.per_pixel * (_pixels(all_cases) + _curve_pixels(p, method_cls, cases))

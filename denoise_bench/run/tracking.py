@@ -16,6 +16,7 @@ from typing import Any
 
 import pluggy
 
+from denoise_bench.errors import PLUGIN_FAILURES
 from denoise_bench.plugins import describe_exception, get_plugin_manager, plugin_label
 from denoise_bench.results import JobStatus
 
@@ -52,7 +53,7 @@ class Tracker:
                 continue
             try:
                 impl.function(*[kwargs[name] for name in impl.argnames])  # as pluggy calls it: by declared name
-            except Exception as exc:  # a tracking plugin's bug must not cost the run
+            except PLUGIN_FAILURES as exc:  # a tracking plugin's bug must not cost the run
                 self._dropped.add(impl.plugin_name)
                 self.echo(f"warning: plugin {plugin_label(impl.plugin_name)} raised in {hook}: "
                           f"{describe_exception(exc)}; it is not called again in this run")

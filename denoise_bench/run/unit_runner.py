@@ -17,7 +17,7 @@ from typing import Any
 from denoise_bench.atomic import out_of_space
 from denoise_bench.data import Dataset
 from denoise_bench.run.fitting import trained_method
-from denoise_bench.errors import BenchError
+from denoise_bench.errors import PLUGIN_FAILURES, BenchError
 from denoise_bench.experiment import Experiment
 from denoise_bench.run.grid import Unit, experiment_of, setting_of, training_of, unit_experiment, unit_jobs
 from denoise_bench.method import Method
@@ -87,7 +87,7 @@ class UnitRunner:
         try:
             method, train_seconds = trained_method(self.plan, method_cls, [d for d, _ in todo], setting, unit.seed,
                                                    self.data, self.echo, add_curve_point, on_training_step)
-        except Exception as exc:
+        except PLUGIN_FAILURES as exc:
             if out_of_space(exc):
                 raise
             for _, job in todo:
@@ -105,7 +105,7 @@ class UnitRunner:
                 common["dataset_digest"] = self.data.test_digest(dataset, setting.train)
                 records = score_tests(self.plan, method, dataset, setting, self.data, scored=earlier,
                                       on_record=lambda record: sink.add_pending(common | record))
-            except Exception as exc:
+            except PLUGIN_FAILURES as exc:
                 if out_of_space(exc):
                     raise
                 failed = record_failure(sink, job, exc, began, self.echo)
