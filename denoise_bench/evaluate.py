@@ -11,7 +11,9 @@ from dataclasses import dataclass
 import torch
 
 from denoise_bench.data import CleanImage
+from denoise_bench.errors import BenchError
 from denoise_bench.filters import box_filter
+from denoise_bench.global_state import who_of
 from denoise_bench.images import to_chw
 from denoise_bench.isolation import call_isolated
 from denoise_bench.method import Method, NoiseInfo
@@ -57,8 +59,26 @@ def make_test_cases(dataset: str, images: list[CleanImage], spec: NoiseSpec, pro
         for repeat in range(protocol.repeats_for(dataset)):
             seed = protocol.noise_seed(dataset, image.id, str(spec), repeat)
             noisy, levels = spec.sample(clean, torch.Generator().manual_seed(seed))
+            if not cases:
+                _check_reproducible(spec, clean, seed, noisy)
             cases.append(TestCase(dataset, image.id, clean_u8, spec, repeat, seed, noisy, levels))
     return cases
+
+
+def _check_reproducible(spec: NoiseSpec, clean: torch.Tensor, seed: int, noisy: torch.Tensor) -> None:
+    """Refuse a noise model whose draw is not a function of its seed (a sampler that draws from torch's global
+    generator, not the one it is given): its records would name a ``noise_seed`` that does not give their
+    inputs back, and every run would test on other noise. Drawn once more with the same seed, compared bit for bit."""
+    again, _ = spec.sample(clean, torch.Generator().manual_seed(seed))
+    if again.shape != noisy.shape or again.dtype != noisy.dtype or _bytes(again) != _bytes(noisy):  # NaN equal to NaN
+        who = who_of(spec.family.sampler, f"noise model {spec.family.name!r}")
+        raise BenchError(f"{who}: two draws of {spec} with the same seed differ, so its test noise would change from "
+                         "run to run under the same recorded noise_seed; its sampler must draw only from the "
+                         "generator it is given (generator=...), not from torch's global one")
+
+
+def _bytes(tensor: torch.Tensor) -> bytes:
+    return tensor.detach().cpu().contiguous().numpy().tobytes()
 
 
 FLOOR_KERNEL = 3  # the floor of every table: a FLOOR_KERNEL x FLOOR_KERNEL box filter of the noisy input

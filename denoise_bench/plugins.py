@@ -15,6 +15,7 @@ Environment variables:
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import importlib.metadata
 import os
@@ -30,6 +31,7 @@ from denoise_bench import hookspecs
 from denoise_bench.data import Dataset
 from denoise_bench.errors import PLUGIN_FAILURES, BenchError, unknown_name
 from denoise_bench.executor_kind import ExecutorKind
+from denoise_bench.global_state import guarded, kept_state
 from denoise_bench.method import Method, validate_method_class
 from denoise_bench.metric import Metric
 from denoise_bench.noise import NoiseFamily, NoiseSetting, resolve_setting
@@ -178,7 +180,10 @@ def _register(pm: pluggy.PluginManager, name: str, distribution: str | None, loa
         _load_failures.append(PluginFailure(name, error, distribution))
 
     try:
-        plugin = load()
+        with kept_state("importing it"):  # one that changes torch's defaults or the working directory is refused
+            plugin = load()
+    except BenchError as exc:
+        return fail(str(exc))
     except PLUGIN_FAILURES as exc:  # a broken plugin must not break the others
         return fail(f"importing it raised {describe_exception(exc)}")
     if pm.has_plugin(name):
@@ -284,12 +289,32 @@ def _collect(pm: pluggy.PluginManager) -> Registry:
         except BenchError as exc:  # the plugin is skipped whole: nothing of it is half-registered
             reg.failures.append(PluginFailure(plugin_name, str(exc), _distributions.get(plugin_name), frozenset(tried)))
             continue
+        if plugin_name not in BUILTIN_PLUGINS:
+            _name_callables(staged, source)
         for hook_name, kind in kinds.items():
             kind.table.update(staged[hook_name])
             owners.update({(hook_name, name): source for name in staged[hook_name]})
             reg.sources.update({(kind.word, name): source for name in staged[hook_name]})
             reg.origins.update({(kind.word, name): (plugin_name, _distributions.get(plugin_name)) for name in staged[hook_name]})
     return reg
+
+
+def _name_callables(staged: dict[str, dict[str, Any]], source: str) -> None:
+    """A plugin's noise samplers and metrics, each wrapped to keep the process's state and to name itself and its
+    plugin in what it raises (``global_state.guarded``): a broken one fails a job as itself, not as the method
+    that happened to call it. The built-ins' errors are this package's bugs and keep their tracebacks."""
+    for name, family in staged["register_noise_models"].items():
+        staged["register_noise_models"][name] = dataclasses.replace(
+            family, sampler=guarded(family.sampler, f"noise model {name!r} of plugin {source}"))
+    for name, metric in staged["register_metrics"].items():
+        staged["register_metrics"][name] = dataclasses.replace(
+            metric, compute=guarded(metric.compute, f"metric {name!r} of plugin {source}"))
+
+
+def source_of(kind: str, name: str) -> str:
+    """``method 'x' of plugin 'p' (distribution d)``: a registered name as a message about its code says it."""
+    source = get_registry().sources.get((kind, name))
+    return f"{kind} {name!r}" + (f" of plugin {source}" if source else "")
 
 
 def _call(impl: pluggy.HookImpl, hook_name: str, kind: _Kind, staged: dict[str, Any], tried: set[str],
@@ -307,7 +332,8 @@ def _call(impl: pluggy.HookImpl, hook_name: str, kind: _Kind, staged: dict[str, 
         staged[name] = obj
 
     try:
-        result = impl.function(register=register)
+        with kept_state(hook_name):
+            result = impl.function(register=register)
     except BenchError:
         raise
     except PLUGIN_FAILURES as exc:  # the plugin's own bug, reported as one line

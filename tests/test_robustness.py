@@ -116,3 +116,146 @@ def test_sys_exit_from_plugin_code_anywhere_else_is_one_line_and_not_status_0(tm
     assert result.exit_code == 1, result.output
     assert f"error: SystemExit(0) raised at {__file__}:" in result.output
     assert "Traceback" not in result.output
+
+
+# --- global state a plugin changes is put back and blamed on it; paths are the user's --------------------------
+
+class Float64(Median3):
+    """Leaves torch's default dtype at float64, as a careless plugin does."""
+
+    name = "float64"
+
+    def denoise(self, noisy: torch.Tensor, noise: NoiseInfo | None = None) -> torch.Tensor:
+        torch.set_default_dtype(torch.float64)
+        return super().denoise(noisy, noise)
+
+
+class NeedsFloat32(Median3):
+    """Fails unless torch's default dtype is float32, as most code does one way or another."""
+
+    name = "needs-float32"
+
+    def denoise(self, noisy: torch.Tensor, noise: NoiseInfo | None = None) -> torch.Tensor:
+        assert torch.get_default_dtype() == torch.float32, "default dtype changed under me"
+        return super().denoise(noisy, noise)
+
+
+def test_a_method_leaving_torchs_default_dtype_changed_is_blamed_and_the_next_runs_as_usual(tmp_path: Path) -> None:
+    plugins.register_plugin(MethodPlugin(Float64, NeedsFloat32), name="dtype-plugin")
+    try:
+        result = bench("run", "--methods", "float64,needs-float32", *QUICK, "--out", str(tmp_path / "run"))
+        assert torch.get_default_dtype() == torch.float32
+    finally:
+        torch.set_default_dtype(torch.float32)
+    jobs = pd.read_csv(tmp_path / "run" / "jobs.csv").set_index("method")
+    assert jobs.status.to_dict() == {"float64": "failed", "needs-float32": "done"}, result.output
+    assert jobs.error["float64"] == ("BenchError: method 'float64' of plugin 'dtype-plugin' changed torch's default dtype "
+                                     "from float32 to float64 and did not set it back (set back now; it would have "
+                                     "changed what runs after it)")
+
+
+def _noise_plugin(sampler: Callable[..., torch.Tensor]) -> None:
+    from denoise_bench.noise import PIXEL_INDEPENDENT, ZERO_MEAN, NoiseFamily, Param
+
+    family = NoiseFamily(name="plugged", description="test plugin", params=(Param("sigma", "std", 0.0, 255.0),),
+                         sampler=sampler, properties=frozenset({PIXEL_INDEPENDENT, ZERO_MEAN}))
+
+    class NoisePlugin:
+        @hookimpl
+        def register_noise_models(self, register: Callable[[object], None]) -> None:
+            register(family)
+
+    plugins.register_plugin(NoisePlugin(), name="noise-plugin")
+    plugins.register_plugin(MethodPlugin(Median3), name="median3-plugin")
+
+
+def test_test_noise_drawn_from_torchs_global_generator_is_refused_naming_the_plugin(tmp_path: Path) -> None:
+    def sampler(clean: torch.Tensor, levels: dict, generator: torch.Generator) -> torch.Tensor:
+        return clean + levels["sigma"].to(clean).view(-1, 1, 1, 1) / 255 * torch.randn(clean.shape)  # no generator
+
+    _noise_plugin(sampler)
+    args = [a if a != "gaussian:sigma=25" else "plugged:sigma=25" for a in QUICK]
+    result = bench("run", "--methods", "median3", *args, "--out", str(tmp_path / "run"))
+    assert result.exit_code == 2, result.output
+    assert result.output.splitlines()[-1] == (
+        "error: noise model 'plugged' of plugin 'noise-plugin': two draws of plugged:sigma=25 with the same seed differ, "
+        "so its test noise would change from run to run under the same recorded noise_seed; its sampler must draw only "
+        "from the generator it is given (generator=...), not from torch's global one")
+
+
+def test_a_broken_noise_model_is_named_not_the_method_that_drew_from_it(tmp_path: Path) -> None:
+    def sampler(clean: torch.Tensor, levels: dict, generator: torch.Generator) -> torch.Tensor:
+        raise RuntimeError("broken on purpose")
+
+    _noise_plugin(sampler)
+    args = [a if a != "gaussian:sigma=25" else "plugged:sigma=25" for a in QUICK]
+    result = bench("run", "--methods", "median3", *args, "--out", str(tmp_path / "run"))
+    assert result.exit_code == 2, result.output
+    assert result.output.splitlines()[-1] == ("error: noise model 'plugged' of plugin 'noise-plugin' raised "
+                                              "RuntimeError: broken on purpose")
+
+
+def test_a_broken_metric_is_named_in_the_jobs_it_fails(tmp_path: Path) -> None:
+    from denoise_bench.metric import Metric
+
+    def compute(estimate: torch.Tensor, clean: torch.Tensor, protocol: object) -> float:
+        raise ValueError("broken on purpose")
+
+    class MetricPlugin:
+        @hookimpl
+        def register_metrics(self, register: Callable[[object], None]) -> None:
+            register(Metric("broken", "test plugin", compute))
+
+    plugins.register_plugin(MetricPlugin(), name="metric-plugin")
+    plugins.register_plugin(MethodPlugin(Median3), name="median3-plugin")
+    result = bench("run", "--methods", "median3", *QUICK, "--out", str(tmp_path / "run"))
+    assert result.exit_code == 1, result.output
+    [error] = pd.read_csv(tmp_path / "run" / "jobs.csv").error
+    assert error == "BenchError: metric 'broken' of plugin 'metric-plugin' raised ValueError: broken on purpose"
+
+
+class Wanders(Median3):
+    """Changes the working directory while it denoises."""
+
+    name = "wanders"
+    elsewhere = ""
+
+    def denoise(self, noisy: torch.Tensor, noise: NoiseInfo | None = None) -> torch.Tensor:
+        import os
+
+        os.chdir(self.elsewhere)
+        return super().denoise(noisy, noise)
+
+
+def test_a_relative_out_stays_where_the_user_was_when_a_plugin_changes_directory(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(tmp_path)
+    plugins.register_plugin(MethodPlugin(type("W", (Wanders,), {"elsewhere": str(elsewhere)}), Median3), name="wanders")
+    result = bench("run", "--methods", "wanders,median3", *QUICK, "--out", "relrun")
+    assert Path.cwd() == tmp_path
+    assert list(elsewhere.iterdir()) == []  # nothing of the run went there
+    jobs = pd.read_csv(tmp_path / "relrun" / "jobs.csv").set_index("method")
+    assert jobs.status.to_dict() == {"wanders": "failed", "median3": "done"}, result.output
+    assert "changed the working directory" in jobs.error["wanders"]
+    assert f"records: {tmp_path / 'relrun' / 'records.csv'}" in result.output
+
+
+class ChdirOnRegistering:
+    @hookimpl
+    def register_methods(self, register: Callable[[type], None]) -> None:
+        import os
+
+        os.chdir("/")
+        register(Median3)
+
+
+def test_a_plugin_changing_directory_as_it_registers_is_skipped_and_named(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    plugins.register_plugin(ChdirOnRegistering(), name="chdir-plugin")
+    result = bench("list")
+    assert Path.cwd() == tmp_path
+    assert (f"warning: plugin 'chdir-plugin' skipped: register_methods changed the working directory from "
+            f"'{tmp_path}' to '/' and did not set it back") in result.output

@@ -34,7 +34,7 @@ from denoise_bench.run.rescoring import evaluation_request
 from denoise_bench.run.dispatch import Executor, make_executor
 from denoise_bench.run.request import DATA_DIR_HELP, PROGRESS_HELP
 from denoise_bench.request_schema import split_commas
-from denoise_bench.cli.request_options import engine_options, load_request_file, request_of_options, request_options
+from denoise_bench.cli.request_options import AbsolutePath, engine_options, load_request_file, request_of_options, request_options
 from denoise_bench.run.runner import RunRequest, plan, run
 from denoise_bench.supervision import Supervision
 
@@ -117,12 +117,12 @@ def _resume_command(run_dir: Path, request: RunRequest, executor: str, executor_
 
 
 @main.command("run")
-@click.option("--config", "config_file", type=click.Path(path_type=Path, dir_okay=False), default=None, is_eager=True,
+@click.option("--config", "config_file", type=AbsolutePath(path_type=Path, dir_okay=False), default=None, is_eager=True,
               expose_value=False, callback=load_request_file,
               help="A TOML file of flags (methods = [\"iddp\"], iterations = 500, ...), or a run folder's config.json "
                    "to replay it; flags given here override the file's.")
 @request_options
-@click.option("--resume", "resume_dir", type=click.Path(path_type=Path, file_okay=False), default=None,
+@click.option("--resume", "resume_dir", type=AbsolutePath(path_type=Path, file_okay=False), default=None,
               help="Continue an interrupted run folder with the request recorded in it (other grid options are ignored). "
                    "Re-running the same command with the same --out continues it too.")
 @click.option("--executor", default="inline", show_default=True,
@@ -189,7 +189,7 @@ def _execute(the_plan: RunPlan, job_executor: Executor | None, resume_command: s
 
 
 @main.command("evaluate")
-@click.option("--run", "run_dir", required=True, type=click.Path(path_type=Path, file_okay=False, exists=True),
+@click.option("--run", "run_dir", required=True, type=AbsolutePath(path_type=Path, file_okay=False, exists=True),
               help="The run folder whose trained models are scored (its checkpoints/ hold them).")
 @click.option("--dataset", "datasets", required=True, help="Comma-separated dataset names, or a folder of images.")
 @click.option("--noise", "noises", multiple=True,
@@ -198,9 +198,9 @@ def _execute(the_plan: RunPlan, job_executor: Executor | None, resume_command: s
 @click.option("--methods", default=None,
               help="Comma-separated: some of the run's trained methods, and any per-image method [default: every method it trained].")
 @click.option("--dataset-option", "dataset_options", multiple=True, help="KEY=VALUE for the dataset, e.g. channels=1 for a folder.")
-@click.option("--data-dir", type=click.Path(path_type=Path), default=None, help=DATA_DIR_HELP)
+@click.option("--data-dir", type=AbsolutePath(path_type=Path), default=None, help=DATA_DIR_HELP)
 @click.option("--device", default="auto", show_default=True, help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
-@click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=None,
+@click.option("--out", type=AbsolutePath(path_type=Path, file_okay=False), default=None,
               help="New run folder (default runs/<timestamp>).")
 @click.option("--progress/--no-progress", default=None, help=PROGRESS_HELP)
 @click.option("--tensorboard", is_flag=True,
@@ -295,14 +295,14 @@ def _findings_text(path: Path) -> str:
 
 @main.command("leaderboard")
 @click.argument("run_dirs", nargs=-1, required=True, type=click.Path(path_type=Path, file_okay=False))
-@click.option("--out", "out", required=True, type=click.Path(path_type=Path, file_okay=False),
+@click.option("--out", "out", required=True, type=AbsolutePath(path_type=Path, file_okay=False),
               help="Folder for leaderboard.{csv,md} and pairs.{csv,md}.")
 @click.option("--allow-mismatch", is_flag=True, help="Merge runs whose protocol, profile or budget differ (listed in the output).")
 @click.option("--paper/--no-paper", default=True, show_default=True, help="Show published numbers beside ours where they exist.")
 @click.option("--html/--no-html", default=True, show_default=True, help="Also write index.html with plots (PNG and SVG) and sample crops.")
 @click.option("--exclude", "excluded", multiple=True, metavar="METHOD@RUN_DIR",
               help="Leave one method of one run out (e.g. a training that another run redid). Repeatable.")
-@click.option("--findings", "findings_file", type=click.Path(path_type=Path, dir_okay=False, exists=True), default=None,
+@click.option("--findings", "findings_file", type=AbsolutePath(path_type=Path, dir_okay=False, exists=True), default=None,
               help="A markdown file of what was found out about the rows (why one is under the floor, ...), shown under "
                    "the board's caveats and on its page.")
 def leaderboard_command(run_dirs: tuple[Path, ...], out: Path, allow_mismatch: bool, paper: bool, html: bool,
@@ -332,7 +332,7 @@ def leaderboard_command(run_dirs: tuple[Path, ...], out: Path, allow_mismatch: b
 @click.option("--channels", type=click.IntRange(1, 3), default=3, show_default=True, help="1 gray, 3 colour.")
 @click.option("--compare/--no-compare", default=True, show_default=True,
               help="Also time every case in fp32 eager (interleaved) when the chosen engine differs from it.")
-@click.option("--out", "out", required=True, type=click.Path(path_type=Path, file_okay=False),
+@click.option("--out", "out", required=True, type=AbsolutePath(path_type=Path, file_okay=False),
               help="Folder for perf.json and perf.md.")
 @engine_options
 def perf_command(methods: str, batches: str, crop: int, width: int, steps: int, rounds: int, device: str | None,
@@ -371,11 +371,11 @@ def table_command(run_dir: Path | None) -> None:
 # --- trained models outside their run: bench export (denoise_bench.models.trained) ---------------------
 
 @main.command("export")
-@click.argument("run_dir", type=click.Path(path_type=Path, file_okay=False))
+@click.argument("run_dir", type=AbsolutePath(path_type=Path, file_okay=False))
 @click.option("--method", "method", required=True, help="A method trained in RUN_DIR.")
 @click.option("--noise", "noise", default=None, help="Its training noise, where RUN_DIR trained it on several.")
 @click.option("--seed", "seed", type=int, default=None, help="Its seed, where RUN_DIR trained several.")
-@click.option("--out", "out", required=True, type=click.Path(path_type=Path, dir_okay=False), help="The .safetensors file to write.")
+@click.option("--out", "out", required=True, type=AbsolutePath(path_type=Path, dir_okay=False), help="The .safetensors file to write.")
 def export_command(run_dir: Path, method: str, noise: str | None, seed: int | None, out: Path) -> None:
     """Write a method trained in RUN_DIR as a .safetensors file (weights + description); print its sha256."""
     from denoise_bench.models.denoise_files import run_checkpoint
@@ -396,12 +396,12 @@ def export_command(run_dir: Path, method: str, noise: str | None, seed: int | No
 
 
 @main.command("denoise")
-@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--run", "run_dir", required=True, type=click.Path(path_type=Path, file_okay=False), help="The run folder.")
+@click.argument("inputs", nargs=-1, required=True, type=AbsolutePath(path_type=Path))
+@click.option("--run", "run_dir", required=True, type=AbsolutePath(path_type=Path, file_okay=False), help="The run folder.")
 @click.option("--method", "method", required=True, help="A method of that run (trained there, or per image).")
 @click.option("--noise", "noise", default=None, help="Its training noise, where the run trained it on several.")
 @click.option("--seed", "seed", type=int, default=None, help="Its seed, where the run trained several.")
-@click.option("--out", "out", type=click.Path(path_type=Path, file_okay=False), default=Path("denoised"), show_default=True)
+@click.option("--out", "out", type=AbsolutePath(path_type=Path, file_okay=False), default=Path("denoised"), show_default=True)
 @click.option("--format", "fmt", type=click.Choice(["png", "tiff", "npy"]), default="png", show_default=True,
               help="png: 8-bit; tiff, npy: float32 in [0, 1], not clipped.")
 @click.option("--sigma", type=float, default=None,

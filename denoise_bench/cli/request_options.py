@@ -8,6 +8,7 @@ those flags as keys, so it reaches every field the command line does.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,16 @@ from denoise_bench.request_schema import Leaf, leaves, request_values
 
 # The command's own KEY=VALUE option beside the request's tables (a request file gives it as a table).
 EXECUTOR_OPTIONS = "executor_options"
+
+
+class AbsolutePath(click.Path):
+    """A path option made absolute as it is parsed, against the folder `bench` was started in: before any plugin
+    runs, so that one changing the working directory (``os.chdir``) sends no output elsewhere than the user
+    said, and every message names where things really are."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        converted = super().convert(value, param, ctx)
+        return Path(os.path.abspath(converted)) if converted is not None else None
 
 
 def _click_option(leaf: Leaf) -> Callable[[Callable], Callable]:
@@ -48,7 +59,7 @@ def _click_option(leaf: Leaf) -> Callable[[Callable], Callable]:
     elif leaf.base is float:
         kwargs["type"] = float
     elif leaf.base is Path:
-        kwargs["type"] = click.Path(path_type=Path, file_okay=not spec.folder)
+        kwargs["type"] = AbsolutePath(path_type=Path, file_okay=not spec.folder)
     return click.option(f"--{leaf.flag}", leaf.name, **kwargs)
 
 

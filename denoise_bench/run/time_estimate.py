@@ -31,6 +31,8 @@ from dataclasses import dataclass, replace
 from denoise_bench.data import Dataset
 from denoise_bench.errors import PLUGIN_FAILURES
 from denoise_bench.evaluate import TestCase, centre_crop, evaluate
+from denoise_bench.global_state import kept_state
+from denoise_bench.plugins import source_of
 from denoise_bench.run.fitting import method_setup
 from denoise_bench.run.grid import Unit, setting_of
 from denoise_bench.method import Method, TrainContext
@@ -94,8 +96,9 @@ def estimate_units(p: RunPlan, grid: list[Unit], data: RunData | None = None,
             continue
         all_cases = [c for dataset_cases in cases.values() for c in dataset_cases]
         try:
-            train_s = probes.training(method_cls, datasets[0], setting, unit.seed) if p.trains(method_cls) else 0.0
-            test = probes.test_cost(method_cls, datasets[0], setting, unit.seed, all_cases[0])
+            with kept_state(source_of("method", method_cls.name)):  # a probe leaves the next one as it found it
+                train_s = probes.training(method_cls, datasets[0], setting, unit.seed) if p.trains(method_cls) else 0.0
+                test = probes.test_cost(method_cls, datasets[0], setting, unit.seed, all_cases[0])
         except PLUGIN_FAILURES:  # the job will fail the same way, recorded as failed; its cost is unknown
             costs[unit] = UnitCost(0.0, 0.0, images, timed=False)
             continue

@@ -19,8 +19,10 @@ from denoise_bench.data import Dataset
 from denoise_bench.run.fitting import trained_method
 from denoise_bench.errors import PLUGIN_FAILURES, BenchError
 from denoise_bench.experiment import Experiment
+from denoise_bench.global_state import kept_state
 from denoise_bench.run.grid import Unit, experiment_of, setting_of, training_of, unit_experiment, unit_jobs
 from denoise_bench.method import Method
+from denoise_bench.plugins import source_of
 from denoise_bench.run.planning import RunPlan, run_config
 from denoise_bench.run.inputs import RunData
 from denoise_bench.results import DONE, JobStatus
@@ -84,9 +86,11 @@ class UnitRunner:
             self.tracker.training_step(training, step, total, loss, lr)
 
         began = time.perf_counter()
+        who = source_of("method", method_cls.name)  # what it changes in torch's defaults is put back and blamed on it
         try:
-            method, train_seconds = trained_method(self.plan, method_cls, [d for d, _ in todo], setting, unit.seed,
-                                                   self.data, self.echo, add_curve_point, on_training_step)
+            with kept_state(who):
+                method, train_seconds = trained_method(self.plan, method_cls, [d for d, _ in todo], setting, unit.seed,
+                                                       self.data, self.echo, add_curve_point, on_training_step)
         except PLUGIN_FAILURES as exc:
             if out_of_space(exc):
                 raise
@@ -103,8 +107,9 @@ class UnitRunner:
                 self.echo(f"{method_cls.name} on {dataset.name}: {len(earlier)} record(s) scored before, kept")
             try:
                 common["dataset_digest"] = self.data.test_digest(dataset, setting.train)
-                records = score_tests(self.plan, method, dataset, setting, self.data, scored=earlier,
-                                      on_record=lambda record: sink.add_pending(common | record))
+                with kept_state(who):
+                    records = score_tests(self.plan, method, dataset, setting, self.data, scored=earlier,
+                                          on_record=lambda record: sink.add_pending(common | record))
             except PLUGIN_FAILURES as exc:
                 if out_of_space(exc):
                     raise
