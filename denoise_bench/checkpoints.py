@@ -7,6 +7,7 @@ into place, so a kill at any moment leaves the old file or the new one, never ha
 
 from __future__ import annotations
 
+import io
 import pickle
 import re
 from pathlib import Path
@@ -19,9 +20,13 @@ from denoise_bench.errors import BenchError
 
 
 def save_checkpoint(state: dict[str, Any], path: Path) -> None:
-    # Through a Python file, so that a full disk is an OSError (ENOSPC) rather than torch's "unexpected pos".
+    # Serialised in memory first, then written by Python: a full disk is then an OSError (ENOSPC) naming the file,
+    # which stops the run (denoise_bench.atomic). Written by torch.save, even through a Python file, the failed
+    # write comes back as torch's RuntimeError "enforce fail ... unexpected pos", failing one job as if it were its bug.
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
     with replacing(path) as tmp, tmp.open("wb") as handle:
-        torch.save(state, handle)
+        handle.write(buffer.getbuffer())
 
 
 def load_checkpoint(path: Path, map_location: torch.device | str = "cpu") -> dict[str, Any]:

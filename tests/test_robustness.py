@@ -259,3 +259,32 @@ def test_a_plugin_changing_directory_as_it_registers_is_skipped_and_named(tmp_pa
     assert Path.cwd() == tmp_path
     assert (f"warning: plugin 'chdir-plugin' skipped: register_methods changed the working directory from "
             f"'{tmp_path}' to '/' and did not set it back") in result.output
+
+
+# --- a full disk while a checkpoint is saved stops the run with one line naming the file ----------------------
+
+def test_a_full_disk_while_saving_a_checkpoint_stops_the_run_naming_the_file(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+    import io
+
+    class Full(io.BytesIO):
+        def write(self, data: object) -> int:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    real_open = Path.open
+
+    def open_(self: Path, mode: str = "r", *args: object, **kwargs: object):
+        if self.parent.name == "checkpoints" and self.name.endswith(".tmp") and "w" in mode:
+            return Full()  # as the 1 MB tmpfs this was first seen on: the checkpoint's bytes do not fit
+        return real_open(self, mode, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", open_)
+    out = tmp_path / "run"
+    result = bench("run", "--methods", "n2v", "--iterations", "2", "--width", "8", *QUICK, "--out", str(out))
+    assert result.exit_code == 2, result.output
+    state = out / "checkpoints" / "n2v__skimage__gaussian_sigma=25__seed0.train.pt"  # the first one it saves
+    assert result.output.splitlines()[-1] == (
+        f"error: No space left on device writing {state}; the run stopped, what finished is saved in {out}: "
+        f"free some space, then continue it with `bench run --resume {out}`")
+    assert not any(p.name.endswith(".tmp") for p in (out / "checkpoints").iterdir())
