@@ -288,3 +288,20 @@ def test_a_full_disk_while_saving_a_checkpoint_stops_the_run_naming_the_file(tmp
         f"error: No space left on device writing {state}; the run stopped, what finished is saved in {out}: "
         f"free some space, then continue it with `bench run --resume {out}`")
     assert not any(p.name.endswith(".tmp") for p in (out / "checkpoints").iterdir())
+
+
+# --- a run still running is not published as if it were finished ---------------------------------------------
+
+def test_a_leaderboard_of_a_run_still_running_is_refused(tmp_path: Path) -> None:
+    from denoise_bench.run.lock import run_lock
+
+    plugins.register_plugin(MethodPlugin(Median3), name="median3-plugin")
+    run = tmp_path / "run"
+    assert bench("run", "--methods", "median3", *QUICK, "--out", str(run)).exit_code == 0
+    with run_lock(run, print):  # as a `bench run` into it (a resume, or one still training) holds it
+        result = bench("leaderboard", str(run), "--out", str(tmp_path / "board"), "--no-html")
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith(f"error: {run} is still running (pid ")
+    assert "wait for it to end" in result.output
+    assert not (tmp_path / "board").exists()
+    assert bench("leaderboard", str(run), "--out", str(tmp_path / "board"), "--no-html").exit_code == 0  # once it ended

@@ -23,6 +23,7 @@ from denoise_bench.report.leaderboard_tables import (CONVERGENCE, CONVERGENCE_NO
                                               TEST_SECONDS, curve_tables, floor_marked, has_few_images_mark, has_floor,
                                               has_implausible, implausible_marked, leaderboard_tables, not_run_by_table,
                                               pairs_table, paper_scoring_note, read_paper_results)
+from denoise_bench.run.lock import running_holder
 from denoise_bench.store.output_folders import claim_folder
 from denoise_bench.plausibility import IMPLAUSIBLE_NOTE
 from denoise_bench.results import (CONFIG, FLOOR_NOTE, ORACLE_MARK, PRETRAINED_NOTE, has_pretrained, low_budget_warnings,
@@ -42,6 +43,11 @@ def write_leaderboard(run_dirs: list[Path], out: Path, allow_mismatch: bool = Fa
     exclude = exclude or {}
     if (out / CONFIG).is_file():  # its samples/ and tables are the run's own
         raise BenchError(f"--out {out} is a run folder; a leaderboard is written into a folder of its own")
+    for run_dir in run_dirs:  # its jobs so far would read as a finished run's: the methods still to come left unsaid
+        holder = running_holder(run_dir)
+        if holder:
+            raise BenchError(f"{run_dir} is still running ({holder}); a leaderboard of it would publish its jobs so far "
+                             "as the whole run: wait for it to end")
     claim_folder(out, LEADERBOARD_INPUTS, "leaderboard folder")  # an earlier leaderboard's is rewritten
     merged = merge_runs(run_dirs, allow_mismatch, exclude)
     records = merged.records[merged.records.psnr.notna()]

@@ -80,6 +80,28 @@ def run_lock(run_dir: Path, echo: Callable[[str], None] = print, *, wait: bool =
         os.close(fd)
 
 
+def running_holder(run_dir: Path) -> str | None:
+    """Who is running into ``run_dir`` now (``pid N on host H since T``), or None: its lock tried without waiting,
+    and let go at once; nothing is made or written. For readers that must not take an unfinished run for a
+    finished one (``bench leaderboard``)."""
+    try:
+        fd = os.open(run_dir / LOCK, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+    except OSError:  # no lock file (never run, or a folder made before locks): nobody holds it
+        return None
+    try:
+        try:
+            locked = _try_lock(fd)
+        except OSError:
+            return None
+        if locked is False:
+            return _describe(_read(fd))
+        if locked:
+            _unlock(fd)
+        return None
+    finally:
+        os.close(fd)
+
+
 def _make_folder(folder: Path, what: str) -> None:
     try:
         folder.mkdir(parents=True, exist_ok=True)
