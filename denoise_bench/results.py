@@ -543,6 +543,36 @@ def mark_cells(table: pd.DataFrame, dataset: str, train_noise: str, cells: Itera
     return marked
 
 
+# What would not show as itself in markdown: a '|' ends a table cell, a newline a row, a '<' before a letter,
+# '/', '!' or '?' opens HTML (an option value "<img onerror=...>" would run on a page rendering the file), an
+# '&' before a name and ';' is an entity, a backslash escapes what follows. A '<' before a space or a digit
+# ("18.49 < 18.99 dB") is text and stays as it is.
+_MARKDOWN_SPECIAL = re.compile(r"\\|\||\r\n|\r|\n|<(?=[A-Za-z/!?])|&(?=#?[A-Za-z0-9]+;)")
+_MARKDOWN_ESCAPED = {"\\": "\\\\", "|": "\\|", "\r\n": " ", "\r": " ", "\n": " ", "<": "&lt;", "&": "&amp;"}
+
+
+def markdown_text(text: object) -> str:
+    """``text`` (a name, an option value, a reason) as markdown shows it: literally, on one line, never as
+    HTML, and never ending a table cell or row."""
+    return _MARKDOWN_SPECIAL.sub(lambda match: _MARKDOWN_ESCAPED[match.group()], str(text))
+
+
+def markdown_table(frame: pd.DataFrame, index: bool = True) -> str:
+    """``frame.to_markdown()`` with every text in it (column names, index, cells) passed through
+    :func:`markdown_text`; numbers are left to the table's own formatting."""
+
+    def cell(value: object) -> object:
+        return markdown_text(value) if isinstance(value, str) else value
+
+    shown = frame.copy()
+    shown.columns = [cell(c) for c in shown.columns]
+    shown.index = pd.Index([cell(i) for i in shown.index], name=cell(shown.index.name) if shown.index.name else None)
+    for position, column in enumerate(shown.columns):
+        if shown.dtypes.iloc[position] == object or pd.api.types.is_string_dtype(shown.dtypes.iloc[position]):
+            shown.isetitem(position, pd.Series([cell(v) for v in shown.iloc[:, position]], index=shown.index, dtype=object))
+    return shown.to_markdown(index=index)
+
+
 def render_markdown(tables: dict[tuple[str, str], pd.DataFrame], metric: str, protocol: str, profile: str = "n/a",
                     warnings: list[str] | None = None, missing: pd.DataFrame | None = None,
                     nothing: bool = False, below: dict[tuple[str, str, str, str], tuple[float, float]] | None = None,
@@ -554,20 +584,21 @@ def render_markdown(tables: dict[tuple[str, str], pd.DataFrame], metric: str, pr
     lines = [f"# {metric.upper()} (protocol {protocol}, profile {profile})", ""]
     if nothing:
         lines += [NOTHING_RAN, ""]
-    lines += [f"> **Warning:** {text}" for text in warnings or []]
+    lines += [f"> **Warning:** {markdown_text(text)}" for text in warnings or []]
     if warnings:
         lines.append("")
     missing = missing if missing is not None else pd.DataFrame(columns=NOT_RUN_COLUMNS)
     for (dataset, train_noise), table in tables.items():
         shown = mark_below_floor(table, dataset, train_noise, below or {})
         shown = mark_cells(shown, dataset, train_noise, flagged or set(), IMPLAUSIBLE_MARK)
-        lines += [f"## {dataset}, {training_text(train_noise, table.columns)}", "", shown.to_markdown(), ""]
+        lines += [f"## {markdown_text(dataset)}, {markdown_text(training_text(train_noise, table.columns))}", "",
+                  markdown_table(shown), ""]
         block = records[(records.dataset == dataset) & (records.train_noise == train_noise)] if records is not None else None
         if block is not None and not block.empty:
-            lines += [images_note(block), ""]
+            lines += [markdown_text(images_note(block)), ""]
         here = missing[(missing.dataset == dataset) & (missing.train_noise == train_noise)]
         if not here.empty:
-            listed = [f"- {not_run_text(row, dataset=False, train_noise=False)}" for _, row in here.iterrows()]
+            listed = [f"- {markdown_text(not_run_text(row, dataset=False, train_noise=False))}" for _, row in here.iterrows()]
             lines += ["Not run:", "", *listed, ""]
     lines.append(f"{ORACLE_MARK} told the true noise level of each test image. "
                  "Means over test images, noise repeats and seeds.")
