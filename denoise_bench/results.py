@@ -296,12 +296,17 @@ def method_labels(frame: pd.DataFrame) -> pd.Series:
 NOT_TRAINED_HERE = "not trained here"
 
 
-def training_text(train_noise: str, labels: Iterable[object]) -> str:
-    """What a table block says of its training: ``trained on <noise>``, or, where every method of it
-    arrived pretrained, that the suite trained nothing (the noise is then only the test setting's)."""
+def training_text(train_noise: str, labels: Iterable[object], trained: bool | None = None) -> str:
+    """What a table block says of its training: ``trained on <noise>``; where its methods arrived pretrained
+    and none of them was trained here (every method pretrained, or ``trained`` False: its records show no
+    training step), that the suite trained nothing (the noise is then only the test settings' block); where
+    trained methods sit beside pretrained ones, that the latter were not trained on it."""
     methods = [label for label in labels if label not in (NOISY_INPUT, FLOOR)]
-    if methods and all(str(label).endswith(PRETRAINED_MARK) for label in methods):
+    pretrained = [label for label in methods if str(label).endswith(PRETRAINED_MARK)]
+    if pretrained and (len(pretrained) == len(methods) or trained is False):
         return f"{NOT_TRAINED_HERE} (noise {train_noise})"
+    if pretrained:
+        return f"trained on {train_noise} ({', '.join(map(str, pretrained))} {NOT_TRAINED_HERE})"
     return f"trained on {train_noise}"
 
 
@@ -495,14 +500,16 @@ def below_input_warnings(records: pd.DataFrame) -> list[str]:
             for (method, dataset, _, test_noise), row in means[means.psnr < means.input_psnr].iterrows()]
 
 
-def images_note(block: pd.DataFrame) -> str:
+def images_note(block: pd.DataFrame, test_crop: int | None = None) -> str:
     """How many test images each number of a table averages (with the noise repeats and seeds when there
-    are several), naming the methods scored on fewer: a mean over 8 images reads like one over 68."""
+    are several), naming the methods scored on fewer: a mean over 8 images reads like one over 68; and,
+    where the run's budget crops them (``Budget.test_crop``), that each was scored on its centre crop only."""
     images = block.groupby(method_labels(block), sort=False, dropna=False).image.nunique()
     most = int(images.max())
     fewer = [f"{label}: {n} image{'s' if n != 1 else ''}" for label, n in images.items() if n < most]
     extra = [f"{n} {what}" for n, what in ((block.repeat.nunique(), "noise repeats"), (block.seed.nunique(), "seeds")) if n > 1]
-    return (f"Each number averages {most} test image{'s' if most != 1 else ''}" + "".join(f", {e}" for e in extra)
+    cropped = "" if test_crop is None else f", each scored on its centre {test_crop}x{test_crop} crop, not the whole image"
+    return (f"Each number averages {most} test image{'s' if most != 1 else ''}" + cropped + "".join(f", {e}" for e in extra)
             + (f" ({'; '.join(fewer)})" if fewer else "") + ".")
 
 
@@ -576,11 +583,13 @@ def markdown_table(frame: pd.DataFrame, index: bool = True) -> str:
 def render_markdown(tables: dict[tuple[str, str], pd.DataFrame], metric: str, protocol: str, profile: str = "n/a",
                     warnings: list[str] | None = None, missing: pd.DataFrame | None = None,
                     nothing: bool = False, below: dict[tuple[str, str, str, str], tuple[float, float]] | None = None,
-                    flagged: set[tuple[str, str, str, str]] | None = None, records: pd.DataFrame | None = None) -> str:
+                    flagged: set[tuple[str, str, str, str]] | None = None, records: pd.DataFrame | None = None,
+                    test_crop: int | None = None) -> str:
     """The tables as markdown, each with how many images its numbers average (from ``records``); ``missing`` (from :func:`not_run`) is listed under the table of its
     dataset and training noise, and ``nothing`` says at the top that no job gave numbers. ``below``
     (from :func:`below_floor_cells`) marks the cells of trained methods below the floor, ``flagged``
-    (from :func:`implausible_cells`) those with scores no denoiser reaches from the noisy input alone."""
+    (from :func:`implausible_cells`) those with scores no denoiser reaches from the noisy input alone.
+    ``test_crop``: the side of the centre crop each test image was scored on (the run's budget), None for whole images."""
     lines = [f"# {metric.upper()} (protocol {protocol}, profile {profile})", ""]
     if nothing:
         lines += [NOTHING_RAN, ""]
@@ -591,11 +600,12 @@ def render_markdown(tables: dict[tuple[str, str], pd.DataFrame], metric: str, pr
     for (dataset, train_noise), table in tables.items():
         shown = mark_below_floor(table, dataset, train_noise, below or {})
         shown = mark_cells(shown, dataset, train_noise, flagged or set(), IMPLAUSIBLE_MARK)
-        lines += [f"## {markdown_text(dataset)}, {markdown_text(training_text(train_noise, table.columns))}", "",
-                  markdown_table(shown), ""]
         block = records[(records.dataset == dataset) & (records.train_noise == train_noise)] if records is not None else None
+        trained = bool((block["iterations"].fillna(0) > 0).any()) if block is not None and not block.empty else None
+        heading = training_text(train_noise, table.columns, trained)
+        lines += [f"## {markdown_text(dataset)}, {markdown_text(heading)}", "", markdown_table(shown), ""]
         if block is not None and not block.empty:
-            lines += [markdown_text(images_note(block)), ""]
+            lines += [markdown_text(images_note(block, test_crop)), ""]
         here = missing[(missing.dataset == dataset) & (missing.train_noise == train_noise)]
         if not here.empty:
             listed = [f"- {markdown_text(not_run_text(row, dataset=False, train_noise=False))}" for _, row in here.iterrows()]
@@ -641,7 +651,8 @@ def write_tables(run_dir: Path) -> dict[str, str]:
     for metric in (m.name for m in scored_metrics(records)):
         tables = build_tables(records, jobs, metric, tests)
         markdown = render_markdown(tables, metric, protocol, profile, warnings, missing, nothing,
-                                   below if metric == "psnr" else None, flagged, records)
+                                   below if metric == "psnr" else None, flagged, records,
+                                   (config.get("budget") or {}).get("test_crop"))
         write_text_atomic(run_dir / TABLES / f"{metric}.md", markdown)
         write_frame(run_dir / TABLES / f"{metric}.csv", tables_to_csv(tables))
         rendered[metric] = markdown

@@ -17,7 +17,7 @@ import pandas as pd
 
 from denoise_bench.report.convergence import convergence_caveat
 from denoise_bench.errors import BenchError
-from denoise_bench.report.leaderboard_merge import merge_runs, name_curves, name_experiments
+from denoise_bench.report.leaderboard_merge import RunInfo, merge_runs, name_curves, name_experiments
 from denoise_bench.report.leaderboard_tables import (CONVERGENCE, CONVERGENCE_NOTE, FEW_IMAGES_NOTE, PAPER_GAP, PAPER_GAP_NOTE, REFERENCE_GAP, SUBSET_NOTE,
                                               TEST_SECONDS, curve_tables, floor_marked, has_few_images_mark, has_floor,
                                               has_implausible, implausible_marked, leaderboard_tables, not_run_by_table,
@@ -30,6 +30,22 @@ from denoise_bench.results import (CONFIG, FLOOR_NOTE, ORACLE_MARK, PRETRAINED_N
 from denoise_bench.report.significance import MIN_INTERVAL_IMAGES
 
 LEADERBOARD_INPUTS = "leaderboard.json"  # the runs a leaderboard was made from; every leaderboard folder has it
+
+
+def test_crop_text(runs: list[RunInfo]) -> str:
+    """What the merged runs scored of each test image, where some scored only a centre crop of it
+    (``Budget.test_crop``, e.g. the quick profile's 256x256): "" where every run scored whole images."""
+    crops: dict[int | None, list[str]] = {}
+    for run in runs:
+        crops.setdefault((run.config.get("budget") or {}).get("test_crop"), []).append(f"`{run.run_dir}`")
+    if set(crops) <= {None}:
+        return ""
+    if len(crops) == 1:
+        (side,) = crops
+        return f"Each test image was scored on its centre {side}x{side} crop, not the whole image (the budget's test_crop)."
+    return "Test images were scored as: " + "; ".join(
+        f"{'whole images' if side is None else f'centre {side}x{side} crops'} ({', '.join(names)})"
+        for side, names in crops.items()) + " (the budget's test_crop)."
 
 
 def write_leaderboard(run_dirs: list[Path], out: Path, allow_mismatch: bool = False, paper: bool = True,
@@ -59,6 +75,9 @@ def write_leaderboard(run_dirs: list[Path], out: Path, allow_mismatch: bool = Fa
     lines += [f"Protocol {protocols}. Methods ranked by mean PSNR; each is compared with the one above it on their "
               "common images: mean paired PSNR difference and 95 % bootstrap interval over images "
               f"(\"tie\" when it contains 0). {SUBSET_NOTE}", ""]
+    crops = test_crop_text(merged.runs)
+    if crops:
+        lines += [crops, ""]
     lines += [f"> **Warning:** {markdown_text(text)}" for text in low_budget_warnings(records)]
     lines += [f"> **How far from converged:** {convergence_caveat(records, curves)}", ""]
     if findings:
