@@ -22,6 +22,10 @@ Format versions:
    records carry ``method_options``, ``training_set``, ``dataset_digest`` and the floor
    (``floor_psnr``, ``floor_ssim``); curve points ``floor_psnr``.
 3. The request records ``skip_longer_than`` (``--skip-longer-than``): runs before it ran every job.
+4. ``config.json`` records ``dataset_channels``, gray (1) or colour (3) as the run read each set, since a
+   ``folder`` set is read as its files are (gray files as gray). Before, a folder was read as colour unless
+   ``channels`` said otherwise: its request gains ``channels=3``, so that it resumes, is evaluated and
+   is recorded as it ran.
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ from denoise_bench.errors import BenchError
 from denoise_bench.experiment import canonical_options
 from denoise_bench.schema import CURVE_COLUMNS, RECORD_COLUMNS
 
-RESULTS_FORMAT = 3  # the version this code writes; bump it (and add a step below) when a run folder changes
+RESULTS_FORMAT = 4  # the version this code writes; bump it (and add a step below) when a run folder changes
 OLDEST_FORMAT = 1  # the oldest version a step upgrades from
 
 Config = dict[str, Any]
@@ -188,16 +192,51 @@ def _config_2_to_3(config: Config) -> Config:
 
 
 def _environment_2_to_3(environment: dict[str, Any]) -> dict[str, Any]:
-    """Unchanged: format 3 changed only config.json's request."""
+    """Unchanged: formats 3 and 4 changed only config.json (the step of both)."""
     return environment
+
+
+# --- version 3 -> 4 --------------------------------------------------------------------------------------
+
+FOLDER = "folder"  # the registry name of the dataset read from any folder (datasets/folder.py)
+_V3_FOLDER_CHANNELS = "3"  # how format 3 read a folder without a channels option: colour, gray files repeated
+
+
+def _config_3_to_4(config: Config) -> Config:
+    """Record how each set was read (``dataset_channels``), as format 3 read it: a folder as colour unless its
+    ``channels`` option said otherwise (its request gains that option, so that a resumed or evaluated run reads
+    it again so), a named set as its class says where it is installed here (else it is not listed)."""
+    request = config.get("request")
+    request = request if isinstance(request, dict) else {}
+    names = [*(request.get("datasets") or []), *([request["train_dataset"]] if request.get("train_dataset") else [])]
+    options = dict(config.get("dataset_options") or request.get("dataset_options") or {})
+    upgraded = config
+    if FOLDER in names and "channels" not in options:
+        options["channels"] = _V3_FOLDER_CHANNELS
+        upgraded = upgraded | {"dataset_options": options}
+        if request:
+            upgraded = upgraded | {"request": request | {"dataset_options": options}}
+    channels: dict[str, int] = {}
+    recorded = [*(config.get("datasets") or []), *([config["train_dataset"]] if config.get("train_dataset") else [])]
+    for name in recorded:
+        if not isinstance(name, str):
+            continue
+        if name.startswith(f"{FOLDER}:"):
+            channels[name] = int(options["channels"])
+            continue
+        dataset_cls = installed("dataset", name)
+        if isinstance(getattr(dataset_cls, "channels", None), int):
+            channels[name] = dataset_cls.channels  # type: ignore[union-attr]
+    return upgraded | {"format_version": 4, "dataset_channels": channels}
 
 
 # --- the steps, by the version they upgrade from ---------------------------------------------------------
 
-_CONFIG_STEPS: dict[int, Callable[[Config], Config]] = {1: _config_1_to_2, 2: _config_2_to_3}
+_CONFIG_STEPS: dict[int, Callable[[Config], Config]] = {1: _config_1_to_2, 2: _config_2_to_3, 3: _config_3_to_4}
 _ENVIRONMENT_STEPS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _environment_1_to_2,
-                                                                              2: _environment_2_to_3}
-# records, curves and jobs kept their shape from format 2 to 3 (jobs.csv since format 1): no step.
+                                                                              2: _environment_2_to_3,
+                                                                              3: _environment_2_to_3}
+# records, curves and jobs kept their shape from format 2 to 4 (jobs.csv since format 1): no step.
 _ROW_STEPS: dict[str, dict[int, Callable[[pd.DataFrame, Config], pd.DataFrame]]] = {
     "records": {1: _records_1_to_2}, "curves": {1: _curves_1_to_2}, "jobs": {}}
 

@@ -29,9 +29,10 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from enum import Enum
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -141,7 +142,7 @@ _ALWAYS_RECORDED = ("budget", "budgets", "engine", "noise_policy")
 _CONFIG_SHAPES: dict[str, type | tuple[type, ...]] = {
     "request": dict, "methods": list, "noise": list, "datasets": list, "seeds": list, "budget": dict, "budgets": dict,
     "engine": dict, "protocol": dict, "dataset_options": dict, "profile": str, "noise_policy": str,
-    "train_dataset": (str, type(None))}
+    "train_dataset": (str, type(None)), "dataset_channels": dict}
 
 
 def _config_shape_error(config: dict) -> str | None:
@@ -294,6 +295,23 @@ def method_labels(frame: pd.DataFrame) -> pd.Series:
 
 
 NOT_TRAINED_HERE = "not trained here"
+IMAGE_KINDS = {1: "gray", 3: "colour"}  # a set's channels in words
+
+
+def dataset_text(dataset: str, channels: Mapping[str, object] | None) -> str:
+    """A set as table headings name it: with gray or colour, as its run read it (``config.json``'s
+    ``dataset_channels``), where recorded: a folder of gray files and the named gray set it holds read alike,
+    but one read as colour scores three noisy looks at each image."""
+    kind = IMAGE_KINDS.get(channels.get(dataset)) if channels else None  # type: ignore[arg-type]
+    return f"{dataset} ({kind})" if kind else dataset
+
+
+def dataset_channels(configs: Iterable[Mapping[str, Any]]) -> dict[str, object]:
+    """Set name -> its channels, as the runs of ``configs`` recorded them."""
+    found: dict[str, object] = {}
+    for config in configs:
+        found.update(config.get("dataset_channels") or {})
+    return found
 
 
 def training_text(train_noise: str, labels: Iterable[object], trained: bool | None = None) -> str:
@@ -584,12 +602,13 @@ def render_markdown(tables: dict[tuple[str, str], pd.DataFrame], metric: str, pr
                     warnings: list[str] | None = None, missing: pd.DataFrame | None = None,
                     nothing: bool = False, below: dict[tuple[str, str, str, str], tuple[float, float]] | None = None,
                     flagged: set[tuple[str, str, str, str]] | None = None, records: pd.DataFrame | None = None,
-                    test_crop: int | None = None) -> str:
+                    test_crop: int | None = None, channels: Mapping[str, object] | None = None) -> str:
     """The tables as markdown, each with how many images its numbers average (from ``records``); ``missing`` (from :func:`not_run`) is listed under the table of its
     dataset and training noise, and ``nothing`` says at the top that no job gave numbers. ``below``
     (from :func:`below_floor_cells`) marks the cells of trained methods below the floor, ``flagged``
     (from :func:`implausible_cells`) those with scores no denoiser reaches from the noisy input alone.
-    ``test_crop``: the side of the centre crop each test image was scored on (the run's budget), None for whole images."""
+    ``test_crop``: the side of the centre crop each test image was scored on (the run's budget), None for whole images;
+    ``channels``: each set's channels as the run read it (:func:`dataset_text`)."""
     lines = [f"# {metric.upper()} (protocol {protocol}, profile {profile})", ""]
     if nothing:
         lines += [NOTHING_RAN, ""]
@@ -603,7 +622,8 @@ def render_markdown(tables: dict[tuple[str, str], pd.DataFrame], metric: str, pr
         block = records[(records.dataset == dataset) & (records.train_noise == train_noise)] if records is not None else None
         trained = bool((block["iterations"].fillna(0) > 0).any()) if block is not None and not block.empty else None
         heading = training_text(train_noise, table.columns, trained)
-        lines += [f"## {markdown_text(dataset)}, {markdown_text(heading)}", "", markdown_table(shown), ""]
+        lines += [f"## {markdown_text(dataset_text(dataset, channels))}, {markdown_text(heading)}", "",
+                  markdown_table(shown), ""]
         if block is not None and not block.empty:
             lines += [markdown_text(images_note(block, test_crop)), ""]
         here = missing[(missing.dataset == dataset) & (missing.train_noise == train_noise)]
@@ -652,7 +672,7 @@ def write_tables(run_dir: Path) -> dict[str, str]:
         tables = build_tables(records, jobs, metric, tests)
         markdown = render_markdown(tables, metric, protocol, profile, warnings, missing, nothing,
                                    below if metric == "psnr" else None, flagged, records,
-                                   (config.get("budget") or {}).get("test_crop"))
+                                   (config.get("budget") or {}).get("test_crop"), dataset_channels([config]))
         write_text_atomic(run_dir / TABLES / f"{metric}.md", markdown)
         write_frame(run_dir / TABLES / f"{metric}.csv", tables_to_csv(tables))
         rendered[metric] = markdown

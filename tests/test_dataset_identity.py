@@ -58,7 +58,7 @@ def test_two_folders_of_one_name_are_never_ranked_as_one_dataset(tmp_path: Path)
     assert "folder:data" in str(info.value) and "not the same test images" in str(info.value)
     assert str(tmp_path / "run-b") in str(info.value)
     markdown = write_leaderboard([tmp_path / "run-a", tmp_path / "run-copy"], tmp_path / "same", html=False)
-    assert "## folder:data, gaussian:sigma=25" in markdown
+    assert "## folder:data (gray), gaussian:sigma=25" in markdown
 
 
 def _named_data_dir(root: Path, names: list[str], listed: list[str] | None = None) -> Path:

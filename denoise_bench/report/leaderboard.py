@@ -25,7 +25,7 @@ from denoise_bench.report.leaderboard_tables import (CONVERGENCE, CONVERGENCE_NO
 from denoise_bench.store.output_folders import claim_folder
 from denoise_bench.plausibility import IMPLAUSIBLE_NOTE
 from denoise_bench.results import (CONFIG, FLOOR_NOTE, ORACLE_MARK, PRETRAINED_NOTE, has_pretrained, low_budget_warnings,
-                                   markdown_table, markdown_text, not_run, nothing_ran, write_frame, write_json,
+                                   dataset_channels, dataset_text, markdown_table, markdown_text, not_run, nothing_ran, write_frame, write_json,
                                    write_text_atomic)
 from denoise_bench.report.significance import MIN_INTERVAL_IMAGES
 
@@ -87,10 +87,12 @@ def write_leaderboard(run_dirs: list[Path], out: Path, allow_mismatch: bool = Fa
     if merged.mismatches:
         lines += ["**Merged despite differences:**", ""] + [f"* {markdown_text(m)}" for m in merged.mismatches] + [""]
     frames = []
+    channels = dataset_channels(run.config for run in merged.runs)
     for (dataset, test_noise), table in tables.items():
         shown = implausible_marked(floor_marked(table))
         shown = shown.astype(object).where(shown.notna(), "")
-        lines += [f"## {markdown_text(dataset)}, {markdown_text(test_noise)}", "", markdown_table(shown, index=False), ""]
+        heading = f"{dataset_text(dataset, channels)}, {test_noise}"
+        lines += [f"## {markdown_text(heading)}", "", markdown_table(shown, index=False), ""]
         if (dataset, test_noise) in under:
             lines += ["Not run (no numbers):", ""] + [f"- {markdown_text(text)}" for text in under[(dataset, test_noise)]] + [""]
         frames.append(table.assign(dataset=dataset, test_noise=test_noise))
@@ -120,7 +122,8 @@ def write_leaderboard(run_dirs: list[Path], out: Path, allow_mismatch: bool = Fa
         lines += ["", "# Learning curves", "", "Mean test PSNR at training steps, with the training seconds spent to reach "
                   "them (evaluation time excluded): compare methods at equal iterations or equal time.", ""]
         for (dataset, test_noise), table in curve_tables(curves).items():
-            lines += [f"## {markdown_text(dataset)}, {markdown_text(test_noise)}", "", markdown_table(table), ""]
+            lines += [f"## {markdown_text(dataset_text(dataset, channels))}, {markdown_text(test_noise)}", "",
+                      markdown_table(table), ""]
         written = curves.drop(columns="run_dir")
         # Like its tables, the file has the floor's column only where some point has the floor.
         write_frame(out / "curves.csv", written.drop(columns="floor_psnr") if written.floor_psnr.isna().all() else written)

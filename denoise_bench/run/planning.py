@@ -194,6 +194,8 @@ def run_config(p: RunPlan) -> dict[str, Any]:
                     for m in p.methods],
         "noise": [{"label": s.label, "train": str(s.train), "tests": [str(t) for t in s.tests]} for s in p.settings],
         "datasets": [d.name for d in p.datasets],
+        # Gray (1) or colour (3) as the run read each set: a folder is read as its files are, so its name does not say.
+        "dataset_channels": {d.name: d.channels for d in [*p.datasets, *([p.train_dataset] if p.train_dataset else [])]},
         "train_dataset": p.train_dataset.name if p.train_dataset else None,
         "dataset_options": p.request.dataset_options,
         "seeds": p.request.seeds,
