@@ -25,7 +25,8 @@ Format versions:
 4. ``config.json`` records ``dataset_channels``, gray (1) or colour (3) as the run read each set, since a
    ``folder`` set is read as its files are (gray files as gray). Before, a folder was read as colour unless
    ``channels`` said otherwise: its request gains ``channels=3``, so that it resumes, is evaluated and
-   is recorded as it ran.
+   is recorded as it ran. The request records ``repeats`` (``--repeats``): none in older folders, whose
+   protocol's rule by set name gave each set its noise draws.
 """
 
 from __future__ import annotations
@@ -203,14 +204,15 @@ _V3_FOLDER_CHANNELS = "3"  # how format 3 read a folder without a channels optio
 
 
 def _config_3_to_4(config: Config) -> Config:
-    """Record how each set was read (``dataset_channels``), as format 3 read it: a folder as colour unless its
+    """Record ``repeats`` in the request (none: the protocol's rule by name gave each set its draws) and how each
+    set was read (``dataset_channels``), as format 3 read it: a folder as colour unless its
     ``channels`` option said otherwise (its request gains that option, so that a resumed or evaluated run reads
     it again so), a named set as its class says where it is installed here (else it is not listed)."""
     request = config.get("request")
-    request = request if isinstance(request, dict) else {}
+    request = {"repeats": None} | request if isinstance(request, dict) else {}
     names = [*(request.get("datasets") or []), *([request["train_dataset"]] if request.get("train_dataset") else [])]
     options = dict(config.get("dataset_options") or request.get("dataset_options") or {})
-    upgraded = config
+    upgraded = config | ({"request": request} if request else {})
     if FOLDER in names and "channels" not in options:
         options["channels"] = _V3_FOLDER_CHANNELS
         upgraded = upgraded | {"dataset_options": options}

@@ -44,6 +44,7 @@ from denoise_bench.migration import (checked_version, stored_json, upgrade_confi
                                      upgrade_rows)
 from denoise_bench.plausibility import IMPLAUSIBLE_MARK, IMPLAUSIBLE_NOTE, implausible, implausible_warnings
 from denoise_bench.profiles import SHORT_BUDGET_WARNINGS
+from denoise_bench.protocol import protocol_by_id
 from denoise_bench.supervision import Supervision
 from denoise_bench.schema import CURVE_KEY, JOB_KEY, RECORD_KEY, TEXT_COLUMNS
 
@@ -304,6 +305,13 @@ def dataset_text(dataset: str, channels: Mapping[str, object] | None) -> str:
     but one read as colour scores three noisy looks at each image."""
     kind = IMAGE_KINDS.get(channels.get(dataset)) if channels else None  # type: ignore[arg-type]
     return f"{dataset} ({kind})" if kind else dataset
+
+
+def draws_text(config: Mapping[str, Any]) -> str | None:
+    """How many noise draws of each test image a run scored, and by which rule: ``--repeats`` or its protocol's
+    rule by set name (``EvalProtocol.repeats_text``); None for a protocol this version does not define."""
+    protocol = protocol_by_id(str((config.get("protocol") or {}).get("id")))
+    return protocol.repeats_text((config.get("request") or {}).get("repeats")) if protocol else None
 
 
 def dataset_channels(configs: Iterable[Mapping[str, Any]]) -> dict[str, object]:
@@ -602,19 +610,23 @@ def render_markdown(tables: dict[tuple[str, str], pd.DataFrame], metric: str, pr
                     warnings: list[str] | None = None, missing: pd.DataFrame | None = None,
                     nothing: bool = False, below: dict[tuple[str, str, str, str], tuple[float, float]] | None = None,
                     flagged: set[tuple[str, str, str, str]] | None = None, records: pd.DataFrame | None = None,
-                    test_crop: int | None = None, channels: Mapping[str, object] | None = None) -> str:
+                    test_crop: int | None = None, channels: Mapping[str, object] | None = None,
+                    draws: str | None = None) -> str:
     """The tables as markdown, each with how many images its numbers average (from ``records``); ``missing`` (from :func:`not_run`) is listed under the table of its
     dataset and training noise, and ``nothing`` says at the top that no job gave numbers. ``below``
     (from :func:`below_floor_cells`) marks the cells of trained methods below the floor, ``flagged``
     (from :func:`implausible_cells`) those with scores no denoiser reaches from the noisy input alone.
     ``test_crop``: the side of the centre crop each test image was scored on (the run's budget), None for whole images;
-    ``channels``: each set's channels as the run read it (:func:`dataset_text`)."""
+    ``channels``: each set's channels as the run read it (:func:`dataset_text`); ``draws``: how many noise draws
+    of each test image were scored, and by which rule (:func:`draws_text`)."""
     lines = [f"# {metric.upper()} (protocol {protocol}, profile {profile})", ""]
     if nothing:
         lines += [NOTHING_RAN, ""]
     lines += [f"> **Warning:** {markdown_text(text)}" for text in warnings or []]
     if warnings:
         lines.append("")
+    if draws:
+        lines += [f"Noise draws: {markdown_text(draws)}.", ""]
     missing = missing if missing is not None else pd.DataFrame(columns=NOT_RUN_COLUMNS)
     for (dataset, train_noise), table in tables.items():
         shown = mark_below_floor(table, dataset, train_noise, below or {})
@@ -672,7 +684,8 @@ def write_tables(run_dir: Path) -> dict[str, str]:
         tables = build_tables(records, jobs, metric, tests)
         markdown = render_markdown(tables, metric, protocol, profile, warnings, missing, nothing,
                                    below if metric == "psnr" else None, flagged, records,
-                                   (config.get("budget") or {}).get("test_crop"), dataset_channels([config]))
+                                   (config.get("budget") or {}).get("test_crop"), dataset_channels([config]),
+                                   draws_text(config))
         write_text_atomic(run_dir / TABLES / f"{metric}.md", markdown)
         write_frame(run_dir / TABLES / f"{metric}.csv", tables_to_csv(tables))
         rendered[metric] = markdown

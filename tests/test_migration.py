@@ -116,6 +116,7 @@ def test_a_folder_read_before_folders_were_read_as_their_files_are_stays_colour(
            "request": {"datasets": ["folder", "bsd68"], "train_dataset": None, "dataset_options": {"path": "/gone/imgs"}}}
     config = upgrade_config(old, 3)
     assert config["dataset_channels"] == {"folder:imgs": 3, "bsd68": 1}
+    assert config["request"]["repeats"] is None  # the protocol's rule by set name gave its draws
     assert config["request"]["dataset_options"] == config["dataset_options"] == {"path": "/gone/imgs", "channels": "3"}
     told = old | {"dataset_options": {"path": "/gone/imgs", "channels": "1"}}
     told["request"] = old["request"] | {"dataset_options": told["dataset_options"]}

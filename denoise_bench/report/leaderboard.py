@@ -25,7 +25,7 @@ from denoise_bench.report.leaderboard_tables import (CONVERGENCE, CONVERGENCE_NO
 from denoise_bench.store.output_folders import claim_folder
 from denoise_bench.plausibility import IMPLAUSIBLE_NOTE
 from denoise_bench.results import (CONFIG, FLOOR_NOTE, ORACLE_MARK, PRETRAINED_NOTE, has_pretrained, low_budget_warnings,
-                                   dataset_channels, dataset_text, markdown_table, markdown_text, not_run, nothing_ran, write_frame, write_json,
+                                   dataset_channels, dataset_text, draws_text, markdown_table, markdown_text, not_run, nothing_ran, write_frame, write_json,
                                    write_text_atomic)
 from denoise_bench.report.significance import MIN_INTERVAL_IMAGES
 
@@ -75,6 +75,9 @@ def write_leaderboard(run_dirs: list[Path], out: Path, allow_mismatch: bool = Fa
     lines += [f"Protocol {protocols}. Methods ranked by mean PSNR; each is compared with the one above it on their "
               "common images: mean paired PSNR difference and 95 % bootstrap interval over images "
               f"(\"tie\" when it contains 0). {SUBSET_NOTE}", ""]
+    draws = dict.fromkeys(text for text in map(draws_text, (run.config for run in merged.runs)) if text)
+    if draws:
+        lines += [f"Noise draws: {markdown_text(' / '.join(draws))}.", ""]
     crops = test_crop_text(merged.runs)
     if crops:
         lines += [crops, ""]

@@ -117,7 +117,7 @@ def plan(request: RunRequest, registry: Registry | None = None) -> RunPlan:
     engine = resolve_engine(**request.engine, device=device)
     if needs_training:  # a batch that cannot fit is refused now, not after hours of crop sampling and swapping
         check_budgets_fit(methods, budgets, max(d.channels for d in datasets), device)
-    return RunPlan(request, methods, settings, datasets, train_dataset, budget, engine, get_protocol(request.protocol),
+    return RunPlan(request, methods, settings, datasets, train_dataset, budget, engine, get_protocol(request.protocol).with_repeats(request.repeats),
                    policy, device, run_dir, budgets, threads)
 
 
