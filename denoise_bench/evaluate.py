@@ -107,6 +107,21 @@ def _timed_denoise(method: Method, noisy: torch.Tensor, info: NoiseInfo | None,
     return estimate, time.perf_counter() - start
 
 
+def check_estimate(method: str, estimate: object, noisy: torch.Tensor) -> None:
+    """Refuse an estimate that cannot be scored as the contract says (``Method.denoise``: a floating-point
+    tensor of the input's shape on the input's device), naming the method. Scored anyway, a uint8 estimate
+    would be read as values of 0-255 on the 0-1 scale and clamped (a few dB, as if the method were bad)."""
+    if not isinstance(estimate, torch.Tensor):
+        raise BenchError(f"{method}.denoise returned {type(estimate).__name__}, not a tensor")
+    if not estimate.is_floating_point():
+        raise BenchError(f"{method}.denoise returned a {str(estimate.dtype).removeprefix('torch.')} tensor; it must return "
+                         "floating-point values on the 0-1 scale of its input")
+    if estimate.shape != noisy.shape:
+        raise BenchError(f"{method}.denoise returned shape {tuple(estimate.shape)} for input {tuple(noisy.shape)}")
+    if estimate.device != noisy.device:
+        raise BenchError(f"{method}.denoise returned a tensor on {estimate.device} for an input on {noisy.device}")
+
+
 def evaluate(method: Method, cases: list[TestCase], protocol: EvalProtocol, device: torch.device,
              on_case: Callable[[], object] = lambda: None,
              on_estimate: Callable[[TestCase, torch.Tensor], None] | None = None) -> Iterator[dict]:
@@ -126,8 +141,7 @@ def evaluate(method: Method, cases: list[TestCase], protocol: EvalProtocol, devi
         padded = protocol.pad(noisy, method.input_multiple, method.pads_to_square)
         info = NoiseInfo.from_levels(case.spec, case.levels) if method.uses_noise_level else None
         estimate, seconds = call_isolated(_timed_denoise, method, padded, info, device, device=device)
-        if estimate.shape != padded.shape:
-            raise ValueError(f"{method.name}.denoise returned shape {tuple(estimate.shape)} for input {tuple(padded.shape)}")
+        check_estimate(method.name, estimate, padded)
         estimate = estimate[..., :h, :w]
         if on_estimate is not None:
             on_estimate(case, estimate)

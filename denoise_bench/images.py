@@ -50,6 +50,19 @@ def to_chw(pixels: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1).contiguous()
 
 
+GRAY_MODES = ("L", "1", "LA")  # modes read as one channel; every other supported mode is read as colour
+
+
+def image_channels(path: Path) -> int:
+    """The channels ``path`` holds as :func:`read_image` reads it: 1 for a gray file (``L``, ``1``, ``LA``),
+    3 for any other (a colour file whose three planes are equal is colour too). Only its header is read."""
+    try:
+        with Image.open(path) as img:
+            return 1 if img.mode in GRAY_MODES else 3
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise BenchError(f"{path}: not a readable image ({exc})") from None
+
+
 def read_image(path: Path, channels: int) -> np.ndarray:
     """Read an 8-bit image file as (H, W, channels) uint8, or raise a BenchError naming the file."""
     if not path.is_file():
@@ -62,7 +75,7 @@ def read_image(path: Path, channels: int) -> np.ndarray:
             if img.mode not in SUPPORTED_MODES:
                 raise BenchError(f"{path}: unsupported image mode {img.mode!r} (expected 8-bit gray or colour)")
             img.load()
-            rgb_or_l = img.convert("L" if img.mode in ("L", "1", "LA") else "RGB")
+            rgb_or_l = img.convert("L" if img.mode in GRAY_MODES else "RGB")
             pixels = np.array(rgb_or_l, dtype=np.uint8)  # a writable copy
     except BenchError:
         raise

@@ -22,6 +22,12 @@ Format versions:
    records carry ``method_options``, ``training_set``, ``dataset_digest`` and the floor
    (``floor_psnr``, ``floor_ssim``); curve points ``floor_psnr``.
 3. The request records ``skip_longer_than`` (``--skip-longer-than``): runs before it ran every job.
+4. ``config.json`` records ``dataset_channels``, gray (1) or colour (3) as the run read each set, since a
+   ``folder`` set is read as its files are (gray files as gray). Before, a folder was read as colour unless
+   ``channels`` said otherwise: its request gains ``channels=3``, so that it resumes, is evaluated and
+   is recorded as it ran. The request records ``repeats`` (``--repeats``): none in older folders, whose
+   protocol's rule by set name gave each set its noise draws. The request records ``stop_on_divergence``
+   (off before), and curve points ``input_psnr``, ``output_std`` and ``residual_ratio`` (empty in older curves).
 """
 
 from __future__ import annotations
@@ -188,25 +194,46 @@ def _config_2_to_3(config: Config) -> Config:
 
 
 def _environment_2_to_3(environment: dict[str, Any]) -> dict[str, Any]:
-    """Unchanged: format 3 changed only config.json's request."""
+    """Unchanged: formats 3 and 4 changed only config.json (the step of both)."""
     return environment
 
 
 # --- version 3 -> 4 --------------------------------------------------------------------------------------
 
+FOLDER = "folder"  # the registry name of the dataset read from any folder (datasets/folder.py)
+_V3_FOLDER_CHANNELS = "3"  # how format 3 read a folder without a channels option: colour, gray files repeated
+
+
 def _config_3_to_4(config: Config) -> Config:
-    """Record ``stop_on_divergence`` in the request: off, as no run of format 3 could turn it on. (Format 4's
+    """Record ``repeats`` in the request (none: the protocol's rule by name gave each set its draws),
+    ``stop_on_divergence`` (off: no run of format 3 could turn it on) and how each
+    set was read (``dataset_channels``), as format 3 read it: a folder as colour unless its
+    ``channels`` option said otherwise (its request gains that option, so that a resumed or evaluated run reads
+    it again so), a named set as its class says where it is installed here (else it is not listed). (Format 4's
     curves also carry the noisy input's PSNR and the estimate's diagnostics; read from older curves, those
     columns are empty, as for any column a file lacks.)"""
     request = config.get("request")
-    if not isinstance(request, dict):
-        return config | {"format_version": 4}
-    return config | {"format_version": 4, "request": {"stop_on_divergence": False} | request}
-
-
-def _environment_3_to_4(environment: dict[str, Any]) -> dict[str, Any]:
-    """Unchanged: format 4 changed config.json's request and added curve columns."""
-    return environment
+    request = {"repeats": None, "stop_on_divergence": False} | request if isinstance(request, dict) else {}
+    names = [*(request.get("datasets") or []), *([request["train_dataset"]] if request.get("train_dataset") else [])]
+    options = dict(config.get("dataset_options") or request.get("dataset_options") or {})
+    upgraded = config | ({"request": request} if request else {})
+    if FOLDER in names and "channels" not in options:
+        options["channels"] = _V3_FOLDER_CHANNELS
+        upgraded = upgraded | {"dataset_options": options}
+        if request:
+            upgraded = upgraded | {"request": request | {"dataset_options": options}}
+    channels: dict[str, int] = {}
+    recorded = [*(config.get("datasets") or []), *([config["train_dataset"]] if config.get("train_dataset") else [])]
+    for name in recorded:
+        if not isinstance(name, str):
+            continue
+        if name.startswith(f"{FOLDER}:"):
+            channels[name] = int(options["channels"])
+            continue
+        dataset_cls = installed("dataset", name)
+        if isinstance(getattr(dataset_cls, "channels", None), int):
+            channels[name] = dataset_cls.channels  # type: ignore[union-attr]
+    return upgraded | {"format_version": 4, "dataset_channels": channels}
 
 
 # --- the steps, by the version they upgrade from ---------------------------------------------------------
@@ -214,7 +241,7 @@ def _environment_3_to_4(environment: dict[str, Any]) -> dict[str, Any]:
 _CONFIG_STEPS: dict[int, Callable[[Config], Config]] = {1: _config_1_to_2, 2: _config_2_to_3, 3: _config_3_to_4}
 _ENVIRONMENT_STEPS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _environment_1_to_2,
                                                                               2: _environment_2_to_3,
-                                                                              3: _environment_3_to_4}
+                                                                              3: _environment_2_to_3}
 # records and jobs kept their shape from format 2 on (jobs.csv since format 1), curves gained columns that read as
 # empty where a file lacks them (results.read_curves): no step.
 _ROW_STEPS: dict[str, dict[int, Callable[[pd.DataFrame, Config], pd.DataFrame]]] = {

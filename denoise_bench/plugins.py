@@ -35,6 +35,7 @@ from denoise_bench.global_state import guarded, kept_state
 from denoise_bench.method import Method, validate_method_class
 from denoise_bench.metric import Metric
 from denoise_bench.noise import NoiseFamily, NoiseSetting, resolve_setting
+from denoise_bench.schema import BUILTIN_METRICS, CURVE_COLUMNS, JOB_COLUMNS, RECORD_COLUMNS
 
 BUILTIN_PLUGINS: tuple[str, ...] = (
     "denoise_bench.metrics",  # first: PSNR and SSIM are the first metrics, before any plugin's
@@ -386,4 +387,10 @@ def _check_metric(obj: object) -> str:
     if not _METRIC_NAME.fullmatch(obj.name) or obj.name.startswith(("input_", "floor_")):
         raise BenchError(f"metric name {obj.name!r} is not a column name: use up to 32 lower-case letters, digits and "
                          "'_', starting with a letter, not with input_ or floor_")
+    # Its scores go into a column of that name: one the suite already writes would take the metric's values
+    # (or give it its own) without a word. PSNR and SSIM own theirs (schema.py writes them out).
+    for what, columns in (("records", RECORD_COLUMNS), ("learning curves", CURVE_COLUMNS), ("jobs", JOB_COLUMNS)):
+        if obj.name in columns and obj.name not in BUILTIN_METRICS:
+            raise BenchError(f"metric name {obj.name!r} is already a column of {what} ({obj.name}): "
+                             "give the metric another name")
     return obj.name

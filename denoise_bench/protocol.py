@@ -56,6 +56,21 @@ class EvalProtocol:
     def repeats_for(self, dataset: str) -> int:
         return dict(self.repeats).get(dataset, self.default_repeats)
 
+    def with_repeats(self, repeats: int | None) -> "EvalProtocol":
+        """This protocol with ``repeats`` noise draws of every test image (``--repeats``), whatever the set's
+        name; itself for None. Its draws are its own (repeat r of an image is the same draw under any count),
+        so the id is kept: records of the draws both made are the same records."""
+        return self if repeats is None else replace(self, repeats=(), default_repeats=repeats)
+
+    def repeats_text(self, repeats: int | None = None) -> str:
+        """How many noise draws of each test image this protocol scores, and by which rule: ``repeats`` given
+        (``--repeats``), else its rule by set name, which a folder holding one of those sets does not meet."""
+        if repeats is not None:
+            return f"{repeats} per test image of every set (--repeats {repeats})"
+        named = ", ".join(f"{name} x{count}" for name, count in self.repeats)
+        return (f"protocol {self.id}'s rule by set name: {named}, any other set (a folder too) x{self.default_repeats}"
+                if named else f"{self.default_repeats} per test image (protocol {self.id})") + "; --repeats N to choose"
+
     def noise_seed(self, dataset: str, image_id: str, setting: str, repeat: int) -> int:
         """A seed that depends only on what is evaluated, never on run order or method."""
         key = f"{self.seed}|{dataset}|{image_id}|{setting}|{repeat}".encode()

@@ -11,9 +11,7 @@ from __future__ import annotations
 import pandas as pd
 
 from denoise_bench.metric import Metric
-from denoise_bench.schema import CURVE_COLUMNS, RECORD_COLUMNS
-
-BUILTIN_METRICS = ("psnr", "ssim")  # their record and curve columns are written out in schema.py
+from denoise_bench.schema import BUILTIN_METRICS, CURVE_COLUMNS, RECORD_COLUMNS
 
 
 def metrics() -> list[Metric]:

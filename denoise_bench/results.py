@@ -30,9 +30,10 @@ import functools
 import json
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from enum import Enum
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -46,6 +47,7 @@ from denoise_bench.migration import (checked_version, installed, stored_json, up
                                      upgrade_rows)
 from denoise_bench.plausibility import IMPLAUSIBLE_MARK, IMPLAUSIBLE_NOTE, implausible, implausible_warnings
 from denoise_bench.profiles import SHORT_BUDGET_WARNINGS
+from denoise_bench.protocol import protocol_by_id
 from denoise_bench.supervision import Supervision
 from denoise_bench.schema import CURVE_KEY, JOB_KEY, RECORD_KEY, TEXT_COLUMNS
 
@@ -144,7 +146,7 @@ _ALWAYS_RECORDED = ("budget", "budgets", "engine", "noise_policy")
 _CONFIG_SHAPES: dict[str, type | tuple[type, ...]] = {
     "request": dict, "methods": list, "noise": list, "datasets": list, "seeds": list, "budget": dict, "budgets": dict,
     "engine": dict, "protocol": dict, "dataset_options": dict, "profile": str, "noise_policy": str,
-    "train_dataset": (str, type(None))}
+    "train_dataset": (str, type(None)), "dataset_channels": dict}
 
 
 def _config_shape_error(config: dict) -> str | None:
@@ -309,14 +311,43 @@ def method_labels(frame: pd.DataFrame) -> pd.Series:
 
 
 NOT_TRAINED_HERE = "not trained here"
+IMAGE_KINDS = {1: "gray", 3: "colour"}  # a set's channels in words
 
 
-def training_text(train_noise: str, labels: Iterable[object]) -> str:
-    """What a table block says of its training: ``trained on <noise>``, or, where every method of it
-    arrived pretrained, that the suite trained nothing (the noise is then only the test setting's)."""
+def dataset_text(dataset: str, channels: Mapping[str, object] | None) -> str:
+    """A set as table headings name it: with gray or colour, as its run read it (``config.json``'s
+    ``dataset_channels``), where recorded: a folder of gray files and the named gray set it holds read alike,
+    but one read as colour scores three noisy looks at each image."""
+    kind = IMAGE_KINDS.get(channels.get(dataset)) if channels else None  # type: ignore[arg-type]
+    return f"{dataset} ({kind})" if kind else dataset
+
+
+def draws_text(config: Mapping[str, Any]) -> str | None:
+    """How many noise draws of each test image a run scored, and by which rule: ``--repeats`` or its protocol's
+    rule by set name (``EvalProtocol.repeats_text``); None for a protocol this version does not define."""
+    protocol = protocol_by_id(str((config.get("protocol") or {}).get("id")))
+    return protocol.repeats_text((config.get("request") or {}).get("repeats")) if protocol else None
+
+
+def dataset_channels(configs: Iterable[Mapping[str, Any]]) -> dict[str, object]:
+    """Set name -> its channels, as the runs of ``configs`` recorded them."""
+    found: dict[str, object] = {}
+    for config in configs:
+        found.update(config.get("dataset_channels") or {})
+    return found
+
+
+def training_text(train_noise: str, labels: Iterable[object], trained: bool | None = None) -> str:
+    """What a table block says of its training: ``trained on <noise>``; where its methods arrived pretrained
+    and none of them was trained here (every method pretrained, or ``trained`` False: its records show no
+    training step), that the suite trained nothing (the noise is then only the test settings' block); where
+    trained methods sit beside pretrained ones, that the latter were not trained on it."""
     methods = [label for label in labels if label not in (NOISY_INPUT, FLOOR)]
-    if methods and all(str(label).endswith(PRETRAINED_MARK) for label in methods):
+    pretrained = [label for label in methods if str(label).endswith(PRETRAINED_MARK)]
+    if pretrained and (len(pretrained) == len(methods) or trained is False):
         return f"{NOT_TRAINED_HERE} (noise {train_noise})"
+    if pretrained:
+        return f"trained on {train_noise} ({', '.join(map(str, pretrained))} {NOT_TRAINED_HERE})"
     return f"trained on {train_noise}"
 
 
@@ -510,14 +541,16 @@ def below_input_warnings(records: pd.DataFrame) -> list[str]:
             for (method, dataset, _, test_noise), row in means[means.psnr < means.input_psnr].iterrows()]
 
 
-def images_note(block: pd.DataFrame) -> str:
+def images_note(block: pd.DataFrame, test_crop: int | None = None) -> str:
     """How many test images each number of a table averages (with the noise repeats and seeds when there
-    are several), naming the methods scored on fewer: a mean over 8 images reads like one over 68."""
+    are several), naming the methods scored on fewer: a mean over 8 images reads like one over 68; and,
+    where the run's budget crops them (``Budget.test_crop``), that each was scored on its centre crop only."""
     images = block.groupby(method_labels(block), sort=False, dropna=False).image.nunique()
     most = int(images.max())
     fewer = [f"{label}: {n} image{'s' if n != 1 else ''}" for label, n in images.items() if n < most]
     extra = [f"{n} {what}" for n, what in ((block.repeat.nunique(), "noise repeats"), (block.seed.nunique(), "seeds")) if n > 1]
-    return (f"Each number averages {most} test image{'s' if most != 1 else ''}" + "".join(f", {e}" for e in extra)
+    cropped = "" if test_crop is None else f", each scored on its centre {test_crop}x{test_crop} crop, not the whole image"
+    return (f"Each number averages {most} test image{'s' if most != 1 else ''}" + cropped + "".join(f", {e}" for e in extra)
             + (f" ({'; '.join(fewer)})" if fewer else "") + ".")
 
 
@@ -558,31 +591,71 @@ def mark_cells(table: pd.DataFrame, dataset: str, train_noise: str, cells: Itera
     return marked
 
 
+# What would not show as itself in markdown: a '|' ends a table cell, a newline a row, a '<' before a letter,
+# '/', '!' or '?' opens HTML (an option value "<img onerror=...>" would run on a page rendering the file), an
+# '&' before a name and ';' is an entity, a backslash escapes what follows. A '<' before a space or a digit
+# ("18.49 < 18.99 dB") is text and stays as it is.
+_MARKDOWN_SPECIAL = re.compile(r"\\|\||\r\n|\r|\n|<(?=[A-Za-z/!?])|&(?=#?[A-Za-z0-9]+;)")
+_MARKDOWN_ESCAPED = {"\\": "\\\\", "|": "\\|", "\r\n": " ", "\r": " ", "\n": " ", "<": "&lt;", "&": "&amp;"}
+
+
+def markdown_text(text: object) -> str:
+    """``text`` (a name, an option value, a reason) as markdown shows it: literally, on one line, never as
+    HTML, and never ending a table cell or row."""
+    return _MARKDOWN_SPECIAL.sub(lambda match: _MARKDOWN_ESCAPED[match.group()], str(text))
+
+
+def markdown_table(frame: pd.DataFrame, index: bool = True) -> str:
+    """``frame.to_markdown()`` with every text in it (column names, index, cells) passed through
+    :func:`markdown_text`; numbers are left to the table's own formatting."""
+
+    def cell(value: object) -> object:
+        return markdown_text(value) if isinstance(value, str) else value
+
+    shown = frame.copy()
+    shown.columns = [cell(c) for c in shown.columns]
+    shown.index = pd.Index([cell(i) for i in shown.index], name=cell(shown.index.name) if shown.index.name else None)
+    for position, column in enumerate(shown.columns):
+        if shown.dtypes.iloc[position] == object or pd.api.types.is_string_dtype(shown.dtypes.iloc[position]):
+            shown.isetitem(position, pd.Series([cell(v) for v in shown.iloc[:, position]], index=shown.index, dtype=object))
+    return shown.to_markdown(index=index)
+
+
 def render_markdown(tables: dict[tuple[str, str], pd.DataFrame], metric: str, protocol: str, profile: str = "n/a",
                     warnings: list[str] | None = None, missing: pd.DataFrame | None = None,
                     nothing: bool = False, below: dict[tuple[str, str, str, str], tuple[float, float]] | None = None,
-                    flagged: set[tuple[str, str, str, str]] | None = None, records: pd.DataFrame | None = None) -> str:
+                    flagged: set[tuple[str, str, str, str]] | None = None, records: pd.DataFrame | None = None,
+                    test_crop: int | None = None, channels: Mapping[str, object] | None = None,
+                    draws: str | None = None) -> str:
     """The tables as markdown, each with how many images its numbers average (from ``records``); ``missing`` (from :func:`not_run`) is listed under the table of its
     dataset and training noise, and ``nothing`` says at the top that no job gave numbers. ``below``
     (from :func:`below_floor_cells`) marks the cells of trained methods below the floor, ``flagged``
-    (from :func:`implausible_cells`) those with scores no denoiser reaches from the noisy input alone."""
+    (from :func:`implausible_cells`) those with scores no denoiser reaches from the noisy input alone.
+    ``test_crop``: the side of the centre crop each test image was scored on (the run's budget), None for whole images;
+    ``channels``: each set's channels as the run read it (:func:`dataset_text`); ``draws``: how many noise draws
+    of each test image were scored, and by which rule (:func:`draws_text`)."""
     lines = [f"# {metric.upper()} (protocol {protocol}, profile {profile})", ""]
     if nothing:
         lines += [NOTHING_RAN, ""]
-    lines += [f"> **Warning:** {text}" for text in warnings or []]
+    lines += [f"> **Warning:** {markdown_text(text)}" for text in warnings or []]
     if warnings:
         lines.append("")
+    if draws:
+        lines += [f"Noise draws: {markdown_text(draws)}.", ""]
     missing = missing if missing is not None else pd.DataFrame(columns=NOT_RUN_COLUMNS)
     for (dataset, train_noise), table in tables.items():
         shown = mark_below_floor(table, dataset, train_noise, below or {})
         shown = mark_cells(shown, dataset, train_noise, flagged or set(), IMPLAUSIBLE_MARK)
-        lines += [f"## {dataset}, {training_text(train_noise, table.columns)}", "", shown.to_markdown(), ""]
         block = records[(records.dataset == dataset) & (records.train_noise == train_noise)] if records is not None else None
+        trained = bool((block["iterations"].fillna(0) > 0).any()) if block is not None and not block.empty else None
+        heading = training_text(train_noise, table.columns, trained)
+        lines += [f"## {markdown_text(dataset_text(dataset, channels))}, {markdown_text(heading)}", "",
+                  markdown_table(shown), ""]
         if block is not None and not block.empty:
-            lines += [images_note(block), ""]
+            lines += [markdown_text(images_note(block, test_crop)), ""]
         here = missing[(missing.dataset == dataset) & (missing.train_noise == train_noise)]
         if not here.empty:
-            listed = [f"- {not_run_text(row, dataset=False, train_noise=False)}" for _, row in here.iterrows()]
+            listed = [f"- {markdown_text(not_run_text(row, dataset=False, train_noise=False))}" for _, row in here.iterrows()]
             lines += ["Not run:", "", *listed, ""]
     lines.append(f"{ORACLE_MARK} told the true noise level of each test image. "
                  "Means over test images, noise repeats and seeds.")
@@ -625,7 +698,9 @@ def write_tables(run_dir: Path) -> dict[str, str]:
     for metric in (m.name for m in scored_metrics(records)):
         tables = build_tables(records, jobs, metric, tests)
         markdown = render_markdown(tables, metric, protocol, profile, warnings, missing, nothing,
-                                   below if metric == "psnr" else None, flagged, records)
+                                   below if metric == "psnr" else None, flagged, records,
+                                   (config.get("budget") or {}).get("test_crop"), dataset_channels([config]),
+                                   draws_text(config))
         write_text_atomic(run_dir / TABLES / f"{metric}.md", markdown)
         write_frame(run_dir / TABLES / f"{metric}.csv", tables_to_csv(tables))
         rendered[metric] = markdown

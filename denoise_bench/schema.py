@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+BUILTIN_METRICS = ("psnr", "ssim")  # the metrics whose record and curve columns are written out below
 JOB_KEY = ["method", "dataset", "train_noise", "seed"]  # one job of the grid
 RECORD_KEY = JOB_KEY + ["test_noise", "image", "repeat"]  # one record of a job
 CURVE_KEY = JOB_KEY + ["test_noise", "step"]  # one learning-curve point

@@ -58,7 +58,7 @@ def test_two_folders_of_one_name_are_never_ranked_as_one_dataset(tmp_path: Path)
     assert "folder:data" in str(info.value) and "not the same test images" in str(info.value)
     assert str(tmp_path / "run-b") in str(info.value)
     markdown = write_leaderboard([tmp_path / "run-a", tmp_path / "run-copy"], tmp_path / "same", html=False)
-    assert "## folder:data, gaussian:sigma=25" in markdown
+    assert "## folder:data (gray), gaussian:sigma=25" in markdown
 
 
 def _named_data_dir(root: Path, names: list[str], listed: list[str] | None = None) -> Path:
@@ -139,3 +139,23 @@ def test_a_request_naming_a_job_twice_is_refused_when_planned(tmp_path: Path, fl
     code, output = bench_output(*args, *flags)
     assert code == 2 and output.count("\n") == 1 and said in output, output
     assert not (tmp_path / "run").exists()
+
+
+def test_noise_draws_per_image_are_chosen_explicitly_and_the_tables_say_by_which_rule(tmp_path: Path) -> None:
+    # The protocol's draws go by the set's name: a folder holding Kodak got one draw per image where kodak24
+    # gets ten, and no table said so.
+    _png(tmp_path / "kodak" / "kodim01.png", 1)
+    by_name, chosen = tmp_path / "by-name", tmp_path / "chosen"
+    for out, extra in ((by_name, []), (chosen, ["--repeats", "10"])):
+        code, output = bench_output(*RUN, "--dataset", str(tmp_path / "kodak"), "--out", str(out), *extra)
+        assert code == 0, output
+    assert set(pd.read_csv(by_name / "records.csv").repeat) == {0}
+    assert set(pd.read_csv(chosen / "records.csv").repeat) == set(range(10))
+    assert ("Noise draws: protocol nb2nb-v1's rule by set name: kodak24 x10, bsd300 x3, set14 x20, any other set "
+            "(a folder too) x1; --repeats N to choose.") in (by_name / "tables" / "psnr.md").read_text()
+    assert "Noise draws: 10 per test image of every set (--repeats 10)." in (chosen / "tables" / "psnr.md").read_text()
+    # The first draw is the same draw under either count: the ten extend the one.
+    one, ten = (pd.read_csv(out / "records.csv").set_index("repeat") for out in (by_name, chosen))
+    assert one.loc[0, "noise_seed"] == ten.loc[0, "noise_seed"] and one.loc[0, "psnr"] == ten.loc[0, "psnr"]
+    board = write_leaderboard([chosen], tmp_path / "board", html=False)
+    assert "Noise draws: 10 per test image of every set (--repeats 10)." in board

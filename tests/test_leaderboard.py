@@ -375,3 +375,24 @@ def test_the_paper_gap_column_names_its_set_and_protocol_and_the_page_explains_i
     assert PAPER_GAP_NOTE in markdown and "BSD300 colour images, trained on Waterloo, scored by protocol paper" in markdown
     page = (tmp_path / "board" / "index.html").read_text()
     assert f'<p class="note paper-note">{html.escape(PAPER_GAP_NOTE)}</p>' in page
+
+
+def test_option_values_and_names_reach_the_leaderboards_markdown_escaped(tmp_path: Path) -> None:
+    # An option value holding HTML, a '|' and a newline was written into leaderboard.md as it was: live HTML,
+    # and a row split in two (the page, index.html, escaped it).
+    value = "<img src=x onerror=alert(1)>|x\ny"
+    run = _write_run(tmp_path / "run", {"plug": np.ones(len(IMAGES)), "unet": np.zeros(len(IMAGES))},
+                     dataset="folder:a|b")
+    config = json.loads((run / CONFIG).read_text())
+    config["methods"][0]["options"] = {"note": value}
+    write_json(run / CONFIG, config)
+    records = pd.read_csv(run / RECORDS, dtype={"method_options": object})
+    records.loc[records.method == "plug", "method_options"] = f"note={value}"
+    write_frame(run / RECORDS, records)
+    write_leaderboard([run], tmp_path / "board", html=False)
+    for name in ("leaderboard.md", "pairs.md"):
+        markdown = (tmp_path / "board" / name).read_text()
+        assert "<img" not in markdown and "note=&lt;img src=x onerror=alert(1)>\\|x y" in markdown, markdown
+        for table in re.findall(r"(?:^\|.*\n)+", markdown, flags=re.MULTILINE):
+            assert len({len(re.findall(r"(?<!\\)\|", line)) for line in table.splitlines()}) == 1, table
+    assert "## folder:a\\|b, gaussian:sigma=25" in (tmp_path / "board" / "leaderboard.md").read_text()

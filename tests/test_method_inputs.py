@@ -232,3 +232,37 @@ def test_denoise_runs_under_no_grad_in_bench_run(tmp_path: Path) -> None:
                                        "--no-progress", "--out", str(tmp_path / "run")])
     assert result.exit_code == 0, result.output
     assert GradientProbe.grad_enabled and not any(GradientProbe.grad_enabled)
+
+
+class Bytes(PerImage):
+    """Returns its estimate as 8-bit values (0-255), which a float scorer would read on the 0-1 scale."""
+
+    name = "bytes"
+
+    def denoise(self, noisy: torch.Tensor, noise: NoiseInfo | None = None) -> torch.Tensor:
+        return (noisy.clamp(0, 1) * 255).round().to(torch.uint8)
+
+
+class Elsewhere(PerImage):
+    """Returns its estimate on another device than its input's."""
+
+    name = "elsewhere"
+
+    def denoise(self, noisy: torch.Tensor, noise: NoiseInfo | None = None) -> torch.Tensor:
+        return torch.empty_like(noisy, device="meta")
+
+
+@pytest.mark.parametrize("method, message", [
+    (Bytes, "bytes.denoise returned a uint8 tensor; it must return floating-point values"),
+    (Elsewhere, "elsewhere.denoise returned a tensor on meta for an input on cpu"),
+])
+def test_an_estimate_that_is_no_float_tensor_of_the_inputs_shape_and_device_fails_its_job(
+        tmp_path: Path, method: type[Method], message: str) -> None:
+    # Scored anyway, the uint8 estimate read as 2.8 dB, and nothing said why.
+    plugins.register_plugin(MethodPlugin(Identity, method), name="estimates")
+    p = plan(RunRequest(methods=[method.name, "identity"], noises=[GAUSS], datasets=["skimage"], profile="smoke",
+                        out=tmp_path / "run", progress=False))
+    result = run(p, echo=lambda _: None)
+    assert set(result.records.method) == {"identity"}  # the grid went on
+    (error,) = result.failed.error
+    assert message in error

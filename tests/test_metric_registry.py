@@ -124,3 +124,19 @@ def test_a_run_scored_before_a_metric_was_installed_renders_as_it_did(tmp_path: 
     write_leaderboard([run_dir], tmp_path / "after", html=False)
     for name in ("leaderboard.md", "leaderboard.csv"):
         assert (tmp_path / "after" / name).read_text() == (tmp_path / "before" / name).read_text()
+
+
+@pytest.mark.parametrize("column", ["seconds", "noise_level", "step", "status"])
+def test_a_metric_named_like_a_column_the_suite_writes_is_refused(column: str) -> None:
+    # Its scores would be written into (and read back from) the suite's own column: the run's seconds, say.
+    clash = Metric(column, "a metric under the name of a record, curve or job column", _mae)
+
+    class ClashPlugin:
+        @hookimpl
+        def register_metrics(self, register: Callable[[Metric], None]) -> None:
+            register(clash)
+
+    plugins.register_plugin(ClashPlugin(), name="clash-metric")
+    assert [m.name for m in metrics()] == ["psnr", "ssim"]
+    failure = str(plugins.get_registry().failures[0])
+    assert "'clash-metric'" in failure and f"metric name {column!r} is already a column of" in failure

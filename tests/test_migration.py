@@ -108,6 +108,22 @@ def test_an_upgrade_keeps_what_its_version_ran_with_and_what_the_folder_recorded
     assert config["noise_policy"] == "fresh" and old["budget"]["init"] == "official"  # the stored dict is left alone
 
 
+def test_a_folder_read_before_folders_were_read_as_their_files_are_stays_colour() -> None:
+    # Format 3 read every folder as colour unless told: resumed or evaluated now, a folder of gray files would be
+    # read as gray, and no longer be what its models were trained and its records scored on.
+    old = {"format_version": 3, "datasets": ["folder:imgs", "bsd68"], "train_dataset": None,
+           "dataset_options": {"path": "/gone/imgs"},
+           "request": {"datasets": ["folder", "bsd68"], "train_dataset": None, "dataset_options": {"path": "/gone/imgs"}}}
+    config = upgrade_config(old, 3)
+    assert config["dataset_channels"] == {"folder:imgs": 3, "bsd68": 1}
+    assert config["request"]["repeats"] is None  # the protocol's rule by set name gave its draws
+    assert config["request"]["dataset_options"] == config["dataset_options"] == {"path": "/gone/imgs", "channels": "3"}
+    told = old | {"dataset_options": {"path": "/gone/imgs", "channels": "1"}}
+    told["request"] = old["request"] | {"dataset_options": told["dataset_options"]}
+    assert upgrade_config(told, 3)["dataset_channels"] == {"folder:imgs": 1, "bsd68": 1}
+    assert upgrade_config(told, 3)["request"]["dataset_options"]["channels"] == "1"
+
+
 def test_a_folder_of_a_newer_format_is_refused_naming_its_version(tmp_path: Path) -> None:
     copy = _copy(OLDEST, tmp_path)
     config = json.loads((copy / CONFIG).read_text()) | {"format_version": RESULTS_FORMAT + 1}

@@ -82,3 +82,25 @@ def test_the_leaderboard_marks_it_and_gives_no_training_noise(run_dir: Path, tmp
     # The paired comparisons name it with its mark as well.
     pairs = pd.read_csv(board / "pairs.csv")
     assert set(pairs.method) | set(pairs.vs) == {f"publishedblur{PRETRAINED_MARK}", Median3.name}
+
+
+def test_a_table_where_nothing_was_trained_says_so_and_names_the_crops_it_scored(run_dir: Path, tmp_path: Path) -> None:
+    # publishedblur arrived trained and median3 fits nothing: the heading said "trained on gaussian:sigma=25",
+    # and no table said that the smoke profile scores 96x96 centre crops of the test images.
+    text = (run_dir / "tables" / "psnr.md").read_text()
+    assert "## skimage (gray), not trained here (noise gaussian:sigma=25)" in text and "trained on gaussian" not in text
+    assert "Each number averages 1 test image, each scored on its centre 96x96 crop, not the whole image." in text
+    board = tmp_path / "board"
+    assert bench("leaderboard", str(run_dir), "--out", str(board), "--no-html").exit_code == 0
+    assert "Each test image was scored on its centre 96x96 crop" in (board / "leaderboard.md").read_text()
+
+
+def test_a_table_of_trained_and_pretrained_methods_names_those_not_trained_on_its_noise(tmp_path: Path) -> None:
+    plugins.register_plugin(MethodPlugin(PublishedBlur), name="published")
+    out = tmp_path / "mixed"
+    result = bench("run", "--methods", "publishedblur,unet", "--noise", "gaussian:sigma=25", "--profile", "smoke",
+                   "--test-images", "1", "--test-crop", "64", "--no-progress", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    text = (out / "tables" / "psnr.md").read_text()
+    assert f"## skimage (gray), trained on gaussian:sigma=25 (publishedblur{PRETRAINED_MARK} not trained here)" in text
+    assert "each scored on its centre 64x64 crop" in text

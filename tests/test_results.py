@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -15,7 +16,7 @@ from denoise_bench.results import (BELOW_FLOOR_MARK, CONFIG, FLOOR, FLOOR_NOTE, 
                                    low_budget_warnings, nothing_ran, with_floor, write_frame, write_json,
                                    write_tables)
 from denoise_bench.schema import JOB_COLUMNS, RECORD_COLUMNS
-from helpers import ToyPlugin, run_folder_config
+from helpers import ToyPlugin, bench, run_folder_config
 
 GAUSSIAN = {"train": "gaussian:sigma=0-50", "tests": ["gaussian:sigma=25", "gaussian:sigma=0-50"]}
 SALT = {"train": "salt:p=0.05", "tests": ["salt:p=0.05"]}
@@ -196,3 +197,26 @@ def test_each_table_says_how_many_test_images_its_numbers_average(tmp_path: Path
     run = _write_run(tmp_path / "run", jobs=[_job("unet", GAUSSIAN["train"], "done")], records=records)
     for markdown in write_tables(run).values():
         assert "Each number averages 3 test images, 2 seeds (dip: 1 image)." in markdown
+
+
+def _table_rows_hold_their_columns(markdown: str) -> None:
+    """Every line of every pipe table has as many cell separators (unescaped '|') as its header."""
+    for table in re.findall(r"(?:^\|.*\n)+", markdown, flags=re.MULTILINE):
+        counts = {len(re.findall(r"(?<!\\)\|", line)) for line in table.splitlines()}
+        assert len(counts) == 1, table
+
+
+def test_names_and_reasons_reach_the_markdown_tables_escaped(tmp_path: Path) -> None:
+    # A dataset named with '|' and a reason holding HTML and a newline: kept raw, they broke the table's rows
+    # and put live HTML into tables/*.md.
+    odd = "folder:a|b"
+    records = [_record("unet", t, 28.0) | {"dataset": odd} for t in GAUSSIAN["tests"]]
+    run = _write_run(tmp_path / "run", jobs=[
+        _job("unet", GAUSSIAN["train"], "done", dataset=odd),
+        _job("n2n", GAUSSIAN["train"], "failed", "ValueError: <img src=x onerror=alert(1)>\n| line", dataset=odd),
+    ], records=records)
+    markdown = write_tables(run)["psnr"]
+    assert "<img" not in markdown and "&lt;img src=x onerror=alert(1)> \\| line" in markdown
+    assert "## folder:a\\|b, trained on" in markdown
+    _table_rows_hold_their_columns(markdown)
+    assert bench("table", str(run)).output.count("&lt;img") == 2  # bench table prints them as it writes them

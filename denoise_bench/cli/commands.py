@@ -262,7 +262,9 @@ def list_command() -> None:
         click.echo(f"  {'':<12} from {registry.sources.get(('method', name), '?')}")
     click.echo("Datasets:")
     for name, dataset_cls in sorted(registry.datasets.items()):
-        kind = "gray" if dataset_cls.channels == 1 else "colour"
+        # A set whose options can set its channels (a folder: as its files are) has no one kind to list.
+        kind = ("gray or colour" if "channels" in dataset_cls.option_names
+                else "gray" if dataset_cls.channels == 1 else "colour")
         click.echo(f"  {name:<12} {dataset_cls.description} [{kind}; from {registry.sources.get(('dataset', name), '?')}]")
     click.echo("Noise models:")
     for name, family in sorted(registry.noise_families.items()):

@@ -53,7 +53,9 @@ def _from_config(run_dir: Path, method: str, noise_slug: str | None, seed: int, 
     source = request["train_dataset"] or request["datasets"][0]
     dataset_cls = registry.dataset(source)
     try:
-        channels = dataset_cls(None, **request["dataset_options"]).channels
+        dataset = dataset_cls(None, **request["dataset_options"])
+        # As the run read it (recorded): a folder is read as its files are, which may since have changed or gone.
+        channels = int((config.get("dataset_channels") or {}).get(dataset.name, dataset.channels))
     except BenchError:
         channels = dataset_cls.channels
     budget = config["budgets"][method]

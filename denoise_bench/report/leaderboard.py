@@ -18,7 +18,7 @@ import pandas as pd
 from denoise_bench.divergence import divergence_warnings
 from denoise_bench.report.convergence import convergence_caveat
 from denoise_bench.errors import BenchError
-from denoise_bench.report.leaderboard_merge import merge_runs, name_curves, name_experiments
+from denoise_bench.report.leaderboard_merge import RunInfo, merge_runs, name_curves, name_experiments
 from denoise_bench.report.leaderboard_tables import (CONVERGENCE, CONVERGENCE_NOTE, FEW_IMAGES_NOTE, PAPER_GAP, PAPER_GAP_NOTE, REFERENCE_GAP, SUBSET_NOTE,
                                               TEST_SECONDS, curve_tables, floor_marked, has_few_images_mark, has_floor,
                                               has_implausible, implausible_marked, leaderboard_tables, not_run_by_table,
@@ -27,10 +27,27 @@ from denoise_bench.run.lock import running_holder
 from denoise_bench.store.output_folders import claim_folder
 from denoise_bench.plausibility import IMPLAUSIBLE_NOTE
 from denoise_bench.results import (CONFIG, FLOOR_NOTE, ORACLE_MARK, PRETRAINED_NOTE, has_pretrained, low_budget_warnings,
-                                   not_run, nothing_ran, write_frame, write_json, write_text_atomic)
+                                   dataset_channels, dataset_text, draws_text, markdown_table, markdown_text, not_run, nothing_ran, write_frame, write_json,
+                                   write_text_atomic)
 from denoise_bench.report.significance import MIN_INTERVAL_IMAGES
 
 LEADERBOARD_INPUTS = "leaderboard.json"  # the runs a leaderboard was made from; every leaderboard folder has it
+
+
+def test_crop_text(runs: list[RunInfo]) -> str:
+    """What the merged runs scored of each test image, where some scored only a centre crop of it
+    (``Budget.test_crop``, e.g. the quick profile's 256x256): "" where every run scored whole images."""
+    crops: dict[int | None, list[str]] = {}
+    for run in runs:
+        crops.setdefault((run.config.get("budget") or {}).get("test_crop"), []).append(f"`{run.run_dir}`")
+    if set(crops) <= {None}:
+        return ""
+    if len(crops) == 1:
+        (side,) = crops
+        return f"Each test image was scored on its centre {side}x{side} crop, not the whole image (the budget's test_crop)."
+    return "Test images were scored as: " + "; ".join(
+        f"{'whole images' if side is None else f'centre {side}x{side} crops'} ({', '.join(names)})"
+        for side, names in crops.items()) + " (the budget's test_crop)."
 
 
 def write_leaderboard(run_dirs: list[Path], out: Path, allow_mismatch: bool = False, paper: bool = True,
@@ -65,24 +82,32 @@ def write_leaderboard(run_dirs: list[Path], out: Path, allow_mismatch: bool = Fa
     lines += [f"Protocol {protocols}. Methods ranked by mean PSNR; each is compared with the one above it on their "
               "common images: mean paired PSNR difference and 95 % bootstrap interval over images "
               f"(\"tie\" when it contains 0). {SUBSET_NOTE}", ""]
-    lines += [f"> **Warning:** {text}" for text in low_budget_warnings(records) + divergence_warnings(curves, records)]
+    draws = dict.fromkeys(text for text in map(draws_text, (run.config for run in merged.runs)) if text)
+    if draws:
+        lines += [f"Noise draws: {markdown_text(' / '.join(draws))}.", ""]
+    crops = test_crop_text(merged.runs)
+    if crops:
+        lines += [crops, ""]
+    lines += [f"> **Warning:** {markdown_text(text)}" for text in low_budget_warnings(records) + divergence_warnings(curves, records)]
     lines += [f"> **How far from converged:** {convergence_caveat(records, curves)}", ""]
     if findings:
         lines += ["## Findings", "", findings.strip(), ""]
     if exclude:
-        lines += ["Left out: " + "; ".join(f"{', '.join(m)} of `{run}`" for run, m in exclude.items()), ""]
+        lines += ["Left out: " + "; ".join(f"{markdown_text(', '.join(m))} of `{run}`" for run, m in exclude.items()), ""]
     if merged.mismatches:
-        lines += ["**Merged despite differences:**", ""] + [f"* {m}" for m in merged.mismatches] + [""]
+        lines += ["**Merged despite differences:**", ""] + [f"* {markdown_text(m)}" for m in merged.mismatches] + [""]
     frames = []
+    channels = dataset_channels(run.config for run in merged.runs)
     for (dataset, test_noise), table in tables.items():
         shown = implausible_marked(floor_marked(table))
         shown = shown.astype(object).where(shown.notna(), "")
-        lines += [f"## {dataset}, {test_noise}", "", shown.to_markdown(index=False), ""]
+        heading = f"{dataset_text(dataset, channels)}, {test_noise}"
+        lines += [f"## {markdown_text(heading)}", "", markdown_table(shown, index=False), ""]
         if (dataset, test_noise) in under:
-            lines += ["Not run (no numbers):", ""] + [f"- {text}" for text in under[(dataset, test_noise)]] + [""]
+            lines += ["Not run (no numbers):", ""] + [f"- {markdown_text(text)}" for text in under[(dataset, test_noise)]] + [""]
         frames.append(table.assign(dataset=dataset, test_noise=test_noise))
     if unplaced:
-        lines += ["## Not run (no numbers in any table)", ""] + [f"- {text}" for text in unplaced] + [""]
+        lines += ["## Not run (no numbers in any table)", ""] + [f"- {markdown_text(text)}" for text in unplaced] + [""]
     if any(has_few_images_mark(table) for table in tables.values()):
         lines += [FEW_IMAGES_NOTE, ""]
     if any(has_floor(table) for table in tables.values()):
@@ -107,7 +132,8 @@ def write_leaderboard(run_dirs: list[Path], out: Path, allow_mismatch: bool = Fa
         lines += ["", "# Learning curves", "", "Mean test PSNR at training steps, with the training seconds spent to reach "
                   "them (evaluation time excluded): compare methods at equal iterations or equal time.", ""]
         for (dataset, test_noise), table in curve_tables(curves).items():
-            lines += [f"## {dataset}, {test_noise}", "", table.to_markdown(), ""]
+            lines += [f"## {markdown_text(dataset_text(dataset, channels))}, {markdown_text(test_noise)}", "",
+                      markdown_table(table), ""]
         written = curves.drop(columns="run_dir")
         # Like its tables, the file has the floor's column only where some point has the floor.
         write_frame(out / "curves.csv", written.drop(columns="floor_psnr") if written.floor_psnr.isna().all() else written)
@@ -122,7 +148,7 @@ def write_leaderboard(run_dirs: list[Path], out: Path, allow_mismatch: bool = Fa
     write_frame(out / "pairs.csv", pairs)
     few = "few images" in pairs and bool(pairs["few images"].any())
     write_text_atomic(out / "pairs.md", "# Paired PSNR differences (95 % bootstrap intervals over images)\n\n"
-                      + pairs.to_markdown(index=False) + "\n"
+                      + markdown_table(pairs, index=False) + "\n"
                       + (f"\n`few images`: over fewer than {MIN_INTERVAL_IMAGES} common images, too few for the "
                          "interval to mean much.\n" if few else ""))
     if html:

@@ -13,15 +13,18 @@ from denoise_bench.run.grid import Unit, setting_of
 from denoise_bench.run.progress import duration
 from denoise_bench.method import Method, resolve_options
 from denoise_bench.run.planning import RunPlan
+from denoise_bench.results import dataset_text
 from denoise_bench.run.time_estimate import UnitCost
 from denoise_bench.run.time_limit import units_over_limit
 
 
 def describe_run(p: RunPlan) -> str:
-    """The first line of a run and of a dry run: where it goes and what it runs on."""
+    """The first lines of a run and of a dry run: where it goes and what it runs on, and its test sets, each
+    gray or colour as it is read (a folder is read as its files are)."""
     threads = f"{p.threads.count} torch thread{'s' if p.threads.count > 1 else ''} ({p.threads.why})"
+    sets = ", ".join(dataset_text(d.name, {d.name: d.channels}) for d in p.datasets)
     return (f"run folder: {p.run_dir}  (device {p.device}, {threads}, engine {_engine_text(p)}, "
-            f"profile {p.request.profile}, protocol {p.protocol.id})")
+            f"profile {p.request.profile}, protocol {p.protocol.id})\ntest sets: {sets}")
 
 
 def describe_grid(p: RunPlan, costs: dict[Unit, UnitCost], probe_seconds: float) -> str:

@@ -119,7 +119,7 @@ def plan(request: RunRequest, registry: Registry | None = None) -> RunPlan:
     engine = resolve_engine(**request.engine, device=device)
     if needs_training:  # a batch that cannot fit is refused now, not after hours of crop sampling and swapping
         check_budgets_fit(methods, budgets, max(d.channels for d in datasets), device)
-    return RunPlan(request, methods, settings, datasets, train_dataset, budget, engine, get_protocol(request.protocol),
+    return RunPlan(request, methods, settings, datasets, train_dataset, budget, engine, get_protocol(request.protocol).with_repeats(request.repeats),
                    policy, device, run_dir, budgets, threads)
 
 
@@ -196,6 +196,8 @@ def run_config(p: RunPlan) -> dict[str, Any]:
                     for m in p.methods],
         "noise": [{"label": s.label, "train": str(s.train), "tests": [str(t) for t in s.tests]} for s in p.settings],
         "datasets": [d.name for d in p.datasets],
+        # Gray (1) or colour (3) as the run read each set: a folder is read as its files are, so its name does not say.
+        "dataset_channels": {d.name: d.channels for d in [*p.datasets, *([p.train_dataset] if p.train_dataset else [])]},
         "train_dataset": p.train_dataset.name if p.train_dataset else None,
         "dataset_options": p.request.dataset_options,
         "seeds": p.request.seeds,

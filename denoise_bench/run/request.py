@@ -107,6 +107,11 @@ class RunRequest:
     seeds: list[int] = option(factory=lambda: [0], show_default=True, help="Comma-separated training seeds.")
     overrides: dict[str, int | float | str | None] = option(factory=dict, group=BudgetOverrides)
     protocol: str = option("nb2nb", choices=tuple(PROTOCOLS), show_default=True)
+    repeats: int | None = option(
+        None, minimum=1,
+        help="Noise draws per test image, for every test set (default: the protocol's rule, which goes by the set's "
+             "name: nb2nb and paper draw kodak24 x10, bsd300 x3, set14 x20, any other set once, a folder holding "
+             "Kodak too). Tables say which.")
     noise_policy: str = option(NoisePolicy.FRESH.value, choices=tuple(p.value for p in NoisePolicy), show_default=True,
                                help="fresh: new training noise every iteration (official codes); fixed: one noisy copy per image.")
     device: str | None = option(None, cli_default="auto", show_default=True, not_recorded=WHERE_IT_RUNS,

@@ -56,8 +56,10 @@ class TrainedElsewhere(Dataset):
 
 
 def training_groups(config: dict[str, Any], registry: Registry) -> list[TrainingGroup]:
-    """The trained run's test sets grouped as its grid trained them, from its config alone (no images read)."""
+    """The trained run's test sets grouped as its grid trained them, from its config alone: each set's channels
+    as the run recorded reading it (a folder is read as its files are, which may since have changed or gone)."""
     request = config["request"]
+    recorded = config.get("dataset_channels") or {}
     data_dir = Path(request["data_dir"]) if request.get("data_dir") else None
     options = request.get("dataset_options") or {}
 
@@ -68,7 +70,8 @@ def training_groups(config: dict[str, Any], registry: Registry) -> list[Training
     groups: dict[tuple[str, int], list[str]] = {}
     for name in request["datasets"]:
         dataset = build(name)
-        groups.setdefault(((train or dataset).training_set_id(), dataset.channels), []).append(name)
+        channels = int(recorded.get(dataset.name, dataset.channels))
+        groups.setdefault(((train or dataset).training_set_id(), channels), []).append(name)
     return [TrainingGroup(training_set, channels, tuple(names)) for (training_set, channels), names in groups.items()]
 
 
