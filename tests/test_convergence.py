@@ -64,8 +64,8 @@ def test_board_tables_give_each_trained_row_its_convergence(tmp_path: Path) -> N
                                                       "n2v": np.full(n, -0.5), "tiny": np.full(n, -0.001)}) / RECORDS)
     curves = pd.concat([_curve("unet", {1000: 26.0, 2000: 27.0, 4000: 27.02}), _curve("n2n", {2000: 26.0, 4000: 26.4})])
     table = leaderboard_tables(records, curves=curves)[("bsd68", "gaussian:sigma=25")].set_index("method")
-    assert table.loc["unet", CONVERGENCE] == "+0.02 converged (2000-4000)"
-    assert table.loc["n2n", CONVERGENCE] == "+0.40 not converged (2000-4000)"
+    assert table.loc["unet", CONVERGENCE] == "+0.02 converged (2000-4000, curve)"
+    assert table.loc["n2n", CONVERGENCE] == "+0.40 not converged (2000-4000, curve)"
     assert table.loc["n2v", CONVERGENCE] == NO_CURVE
     # a gap that rounds to zero is shown as 0.0, never -0.0
     assert table.loc["tiny", REFERENCE_GAP] == 0 and not np.signbit(table.loc["tiny", REFERENCE_GAP])
@@ -89,3 +89,29 @@ def test_a_board_carries_its_findings_and_the_convergence_note(tmp_path: Path) -
     assert "<li>one &lt;b&gt;bullet&lt;/b&gt; continued, <strong>bold</strong> and <code>code</code></li>" in page and "<p>IDDP is under the floor: its loss falls as it blurs.</p>" in page
     assert "convergence-note" in page
     assert json.loads((tmp_path / "board" / "leaderboard.json").read_text())["findings"] == findings
+
+
+def _experiment_records(row: str, iterations: int, psnr: list[float], test_images: int | None = None) -> pd.DataFrame:
+    from denoise_bench.experiment import Experiment
+
+    budget = json.dumps({"iterations": iterations, "test_images": test_images, "width": 8}, sort_keys=True)
+    key = Experiment("unet", "", "gaussian:sigma=0-50", "train400", "clean", "small", budget, "{}", "{}", "fresh").key
+    return pd.DataFrame({"method": row, "experiment": key, "dataset": "bsd68", "test_noise": "gaussian:sigma=25",
+                         "image": [f"{i:02d}" for i in range(len(psnr))], "repeat": 0, "seed": 0, "psnr": psnr,
+                         "iterations": iterations})
+
+
+def test_a_run_of_half_the_steps_measures_the_doubling_and_wins_over_the_curve() -> None:
+    from denoise_bench.report.convergence import RUNS, control_gains, gains_by_method
+
+    records = pd.concat([_experiment_records("unet (24000)", 24_000, [28.0, 29.0, 30.0]),
+                         # the half run scored more images: paired on the common ones; which images is no other experiment
+                         _experiment_records("unet (12000)", 12_000, [27.9, 28.9, 29.7, 20.0], test_images=4),
+                         _experiment_records("unet (5000)", 5_000, [26.0, 27.0, 28.0])])  # no run of 2500 steps
+    gains = control_gains(records)
+    assert [(g.method, g.half, g.last, g.source) for g in gains] == [("unet (24000)", 12_000, 24_000, RUNS)]
+    assert gains[0].gain == pytest.approx((0.1 + 0.1 + 0.3) / 3)
+    assert gains[0].cell() == "+0.17 not converged (12000-24000, runs)"
+    curve = _curve("unet (24000)", {12_000: 27.0, 24_000: 28.0})  # the curve's midpoint had not annealed: +1.00
+    assert gains_by_method(curve, records)["unet (24000)"].source == RUNS
+    assert "unet (24000) +0.17 dB" in convergence_caveat(records, curve)

@@ -1,16 +1,26 @@
-"""Whether a trained row has converged, read off its learning curve: what it still gained over the last
-doubling of its training steps. This module holds the suite's one definition of "converged"; every
-board, page and caveat that says how far a row is from converged reads it from here, so that the word
-means the same thing everywhere.
+"""Whether a trained row has converged: what it still gains when its training steps are doubled. This
+module holds the suite's one definition of "converged"; every board, page and caveat that says how far a
+row is from converged reads it from here, so that the word means the same thing everywhere.
+
+Two measurements of the same thing, the first preferred:
+
+* **a doubling control**: the row beside the same experiment trained for half its steps (on a board that
+  merges both runs): each run's final scores, so each schedule has annealed, on their common images;
+* **the row's own curve**: its point at (or before) half its steps against its last. Under a decaying rate
+  this overstates the gain, the midpoint not yet annealed: measured on the width-8 U-Net of the small
+  profile, the 24,000-step run's curve gained 0.3-0.9 dB from 12,000 steps where a run of 12,000 steps ended
+  0.3-0.65 dB under it (results/convergence-probe).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, replace
 
 import pandas as pd
 
 from denoise_bench.divergence import divergences, with_input_psnr
+from denoise_bench.experiment import Experiment
 
 # Converged: the curve gains at most this much (PSNR, dB) from half its steps to its last step, on every
 # curve it has (each dataset and test setting). 0.05 dB is a tenth of the smallest gap the boards'
@@ -18,8 +28,11 @@ from denoise_bench.divergence import divergences, with_input_psnr
 # within it would not change its place by training twice as long. A curve that falls over its last
 # doubling has stopped climbing too: it counts as converged, and is said to be falling.
 CONVERGED_GAIN_DB = 0.05
-DEFINITION = (f"converged: gains at most {CONVERGED_GAIN_DB} dB of PSNR over the last doubling of its training steps "
-              "(from the last curve point at or before half its steps to its last), the largest gain over its curves")
+DEFINITION = (f"converged: gains at most {CONVERGED_GAIN_DB} dB of PSNR when its training steps are doubled, the largest "
+              "gain over its datasets and test settings: against the same experiment trained for half the steps where "
+              "the board has it (each run's final scores, marked 'runs'), else from its own curve (the last point at or "
+              "before half its steps to its last, marked 'curve'; under a decaying rate this overstates the gain)")
+CURVE, RUNS = "curve", "runs"  # what measured a gain
 
 
 @dataclass(frozen=True)
@@ -31,6 +44,7 @@ class DoublingGain:
     half: int
     last: int
     gain: float
+    source: str = CURVE  # CURVE or RUNS
 
     @property
     def converged(self) -> bool:
@@ -45,8 +59,8 @@ class DoublingGain:
         return "falling" if round(self.gain, 2) < -CONVERGED_GAIN_DB else "converged"
 
     def cell(self) -> str:
-        """The board's convergence cell, e.g. ``+0.02 converged (3000-6000)``."""
-        return f"{self.gain:+.2f} {self.status} ({self.half}-{self.last})"
+        """The board's convergence cell, e.g. ``+0.02 converged (3000-6000, curve)``."""
+        return f"{self.gain:+.2f} {self.status} ({self.half}-{self.last}, {self.source})"
 
 
 def doubling_gains(curves: pd.DataFrame) -> list[DoublingGain]:
@@ -68,9 +82,59 @@ def doubling_gains(curves: pd.DataFrame) -> list[DoublingGain]:
     return sorted(gains, key=lambda g: -g.gain)
 
 
-def gains_by_method(curves: pd.DataFrame) -> dict[str, DoublingGain]:
-    """:func:`doubling_gains` keyed by the curves' method (experiment) name."""
-    return {g.method: g for g in doubling_gains(curves)}
+def control_gains(records: pd.DataFrame) -> list[DoublingGain]:
+    """Each row's gain over the same experiment trained for half its steps, where the records hold both
+    (the leaderboard's named records: ``method`` the row, ``experiment`` its key): the largest, over the
+    datasets and test settings, of the mean paired PSNR difference on their common images (and seeds). Which
+    test images a run scored (``test_images``) does not make another experiment here: the pairing does."""
+    if records.empty or "experiment" not in records:
+        return []
+    rows = records.drop_duplicates("experiment").set_index("experiment").method
+    by_identity = {_without_steps(key): (key, steps) for key in rows.index for steps in [_steps(key)]}
+    gains = []
+    for key, row in rows.items():
+        steps = _steps(key)
+        half = by_identity.get(_without_steps(key, steps // 2)) if steps and steps % 2 == 0 else None
+        if half is None or half[1] != steps // 2:
+            continue
+        mine, theirs = records[records.experiment == key], records[records.experiment == half[0]]
+        pair = ["dataset", "test_noise", "image", "repeat", "seed"]
+        joined = mine.merge(theirs, on=pair, suffixes=("", "_half"))
+        if joined.empty:
+            continue
+        change = joined.groupby(["dataset", "test_noise"]).apply(lambda b: (b.psnr - b.psnr_half).mean(), include_groups=False)
+        gains.append(DoublingGain(str(row), steps // 2, steps, float(change.max()), RUNS))
+    return gains
+
+
+def _budget(key: str) -> dict:
+    """The experiment's budget (empty where records made in memory name none)."""
+    try:
+        budget = json.loads(Experiment.from_key(key).budget)
+    except (ValueError, TypeError):
+        return {}
+    return budget if isinstance(budget, dict) else {}
+
+
+def _steps(key: str) -> int:
+    return int(_budget(key).get("iterations") or 0)
+
+
+def _without_steps(key: str, steps: int | None = None) -> str:
+    """The experiment's key with its budget's steps set to ``steps`` (None: its own) and which test images
+    were scored left out: two runs that differ only in those are one experiment at two budgets."""
+    experiment = Experiment.from_key(key)
+    budget = _budget(key)
+    budget = {k: v for k, v in budget.items() if k != "test_images"} | {"iterations": steps or budget.get("iterations")}
+    return replace(experiment, budget=json.dumps(budget, sort_keys=True)).key
+
+
+def gains_by_method(curves: pd.DataFrame | None, records: pd.DataFrame | None = None) -> dict[str, DoublingGain]:
+    """Each row's gain over its last doubling keyed by its (experiment) name: from its doubling control where
+    ``records`` hold one (:func:`control_gains`), else from its curve (:func:`doubling_gains`)."""
+    curve = {g.method: g for g in doubling_gains(curves)} if curves is not None else {}
+    runs = {g.method: g for g in control_gains(records)} if records is not None else {}
+    return curve | runs
 
 
 def convergence_caveat(records: pd.DataFrame, curves: pd.DataFrame) -> str:
@@ -82,10 +146,11 @@ def convergence_caveat(records: pd.DataFrame, curves: pd.DataFrame) -> str:
     steps = sorted({int(s) for s in trained.iterations})
     budget = f"{steps[0]} training steps" if len(steps) == 1 else f"{steps[0]} to {steps[-1]} training steps"
     trained_rows = set(trained.method)
-    gains = [g for g in doubling_gains(curves) if g.method in trained_rows]
+    gains = [g for g in gains_by_method(curves, records).values() if g.method in trained_rows]
     if not gains:
-        return (f"{budget}; no learning curve was recorded over a doubling of them (runs made without --eval-every), "
-                "so how far these numbers are from converged is not measured: read them as not converged.")
+        return (f"{budget}; no learning curve was recorded over a doubling of them (runs made without --eval-every) and no "
+                "run of half the steps is beside them, so how far these numbers are from converged is not measured: read "
+                "them as not converged.")
     diverged = {m: d for m, d in divergences(with_input_psnr(curves, records)).items() if m in trained_rows}
     gains = [g for g in gains if g.method not in diverged]
     climbing = [g for g in gains if not g.converged]

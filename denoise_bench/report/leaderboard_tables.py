@@ -68,9 +68,9 @@ IMPLAUSIBLE = "implausible"  # records of a row whose score no denoiser reaches 
 # (denoise_bench.report.convergence holds the definition).
 CONVERGENCE = "last doubling (dB)"
 NO_CURVE = "no curve"  # a trained row whose run recorded no learning curve (made without --eval-every)
-CONVERGENCE_NOTE = (f"`{CONVERGENCE}`: what the row's learning curve (on the curve images) gained over the last doubling "
-                    f"of its training steps, the steps in brackets; {DEFINITION}. \"{NO_CURVE}\": its run recorded no "
-                    f"curve, so how far it is from converged is not measured. \"diverged at step N\": its curve fell below "
+CONVERGENCE_NOTE = (f"`{CONVERGENCE}`: what the row gained over the last doubling of its training steps, the steps and "
+                    f"what measured it in brackets; {DEFINITION}. \"{NO_CURVE}\": its run recorded no curve and no run "
+                    f"of half its steps is on the board, so how far it is from converged is not measured. \"diverged at step N\": its curve fell below "
                     f"the noisy input after having been above it (denoise_bench.divergence). Threshold: {CONVERGED_GAIN_DB} dB.")
 
 
@@ -160,7 +160,8 @@ def leaderboard_tables(records: pd.DataFrame, paper: pd.DataFrame | None = None,
     """(dataset, test noise) -> ranked table of its experiments (see :func:`name_experiments`). With the
     merged ``curves`` (named as the experiments are), every trained row says how far from converged it is."""
     records = with_floor(name_experiments(records))
-    gains = gains_by_method(curves) if curves is not None else None
+    # The column wherever a curve or a run of half the steps measured some row (else the caveat says: not measured).
+    gains = gains_by_method(curves, records) if curves is not None else (gains_by_method(None, records) or None)
     diverged = divergences(with_input_psnr(curves, records)) if curves is not None else {}
     names = [metric.name for metric in scored_metrics(records)]
     decimals = {metric.name: metric.decimals for metric in scored_metrics(records)}
