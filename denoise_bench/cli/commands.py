@@ -34,7 +34,7 @@ from denoise_bench.run.rescoring import evaluation_request
 from denoise_bench.run.dispatch import Executor, make_executor
 from denoise_bench.run.request import DATA_DIR_HELP, PROGRESS_HELP
 from denoise_bench.request_schema import split_commas
-from denoise_bench.cli.request_options import engine_options, load_request_file, request_of_options, request_options
+from denoise_bench.cli.request_options import PathOrUnset, engine_options, load_request_file, request_of_options, request_options
 from denoise_bench.run.runner import RunRequest, plan, run
 from denoise_bench.supervision import Supervision
 
@@ -185,7 +185,7 @@ def _execute(the_plan: RunPlan, job_executor: Executor | None, resume_command: s
 @click.option("--methods", default=None,
               help="Comma-separated: some of the run's trained methods, and any per-image method [default: every method it trained].")
 @click.option("--dataset-option", "dataset_options", multiple=True, help="KEY=VALUE for the dataset, e.g. channels=1 for a folder.")
-@click.option("--data-dir", type=click.Path(path_type=Path), default=None, help=DATA_DIR_HELP)
+@click.option("--data-dir", type=PathOrUnset(path_type=Path), default=None, help=DATA_DIR_HELP)
 @click.option("--device", default="auto", show_default=True, help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="New run folder (default runs/<timestamp>).")

@@ -22,6 +22,16 @@ from denoise_bench.request_schema import Leaf, leaves, request_values
 EXECUTOR_OPTIONS = "executor_options"
 
 
+class PathOrUnset(click.Path):
+    """A path option whose empty text means "not given": ``--data-dir "$DENOISE_BENCH_DATA"`` with the variable
+    unset must fall back as if the flag were absent, not read the working directory (click makes "" a ``Path('.')``)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str) and not value.strip():
+            return None
+        return super().convert(value, param, ctx)
+
+
 def _click_option(leaf: Leaf) -> Callable[[Callable], Callable]:
     """The click option of one request value."""
     spec = leaf.option
@@ -48,7 +58,8 @@ def _click_option(leaf: Leaf) -> Callable[[Callable], Callable]:
     elif leaf.base is float:
         kwargs["type"] = float
     elif leaf.base is Path:
-        kwargs["type"] = click.Path(path_type=Path, file_okay=not spec.folder)
+        path_type = PathOrUnset if spec.empty_is_unset else click.Path
+        kwargs["type"] = path_type(path_type=Path, file_okay=not spec.folder)
     return click.option(f"--{leaf.flag}", leaf.name, **kwargs)
 
 
