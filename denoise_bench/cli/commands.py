@@ -34,7 +34,7 @@ from denoise_bench.run.rescoring import evaluation_request
 from denoise_bench.run.dispatch import Executor, make_executor
 from denoise_bench.run.request import DATA_DIR_HELP, PROGRESS_HELP
 from denoise_bench.request_schema import split_commas
-from denoise_bench.cli.request_options import PathOrUnset, engine_options, load_request_file, request_of_options, request_options
+from denoise_bench.cli.request_options import PathOrUnset, engine_options, grid_flags, load_request_file, request_of_options, request_options
 from denoise_bench.run.runner import RunRequest, plan, run
 from denoise_bench.supervision import Supervision
 
@@ -164,7 +164,7 @@ def _execute(the_plan: RunPlan, job_executor: Executor | None, resume_command: s
     if checked:
         click.echo(checked)
     if request.profile in NEXT_STEPS and result.failed.empty:
-        click.echo(f"next: {NEXT_STEPS[request.profile]}")
+        click.echo(f"next: {next_command(request)}")
     why = nothing_ran(result.jobs)
     if why and result.failed.empty:  # an impossible grid: a user error like a bad name
         raise BenchError(f"{why}; see {result.run_dir / 'jobs.csv'}")
@@ -173,6 +173,17 @@ def _execute(the_plan: RunPlan, job_executor: Executor | None, resume_command: s
         if why:
             click.echo(f"error: {why}", err=True)
         sys.exit(1)
+
+
+def next_command(request: RunRequest) -> str:
+    """The run to make after this one (``NEXT_STEPS`` of its profile): the same grid at the next size up, with
+    the data folder where it is not the one found without a flag."""
+    step = NEXT_STEPS[request.profile]
+    words = ["bench", "run", *grid_flags(request)]
+    if request.data_dir is not None and request.data_dir != resolve_data_dir(None):
+        words += ["--data-dir", shlex.quote(str(request.data_dir))]
+    words += ["--profile", step.profile] + (["--dry-run"] if step.dry_run else [])
+    return " ".join(words) + (f"   {step.note}" if step.note else "")
 
 
 @main.command("evaluate")
