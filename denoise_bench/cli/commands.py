@@ -28,7 +28,7 @@ from denoise_bench.protocol import PROTOCOLS
 from denoise_bench.results import nothing_ran, write_tables
 from denoise_bench.run.dry_run import describe_grid, describe_run
 from denoise_bench.run.grid import units
-from denoise_bench.run.time_estimate import timed_estimate
+from denoise_bench.run.time_estimate import probe_load, timed_estimate
 from denoise_bench.run.planning import RUNS_DIR, RunPlan, latest_run
 from denoise_bench.run.rescoring import evaluation_request
 from denoise_bench.run.dispatch import Executor, make_executor
@@ -138,7 +138,8 @@ def run_command(resume_dir: Path | None, executor: str, executor_options: tuple[
     the_plan = plan(request, registry)
     if dry_run:
         grid = units(the_plan)
-        click.echo(describe_grid(the_plan, *timed_estimate(the_plan, grid)))
+        load = probe_load(the_plan)  # before the probe: the other work's load, not the probe's own
+        click.echo(describe_grid(the_plan, *timed_estimate(the_plan, grid), load))
         return
     _execute(the_plan, job_executor, _resume_command(the_plan.run_dir, request, executor, executor_options))
 
