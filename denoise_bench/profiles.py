@@ -159,6 +159,10 @@ NEXT_STEPS = {
                                                   "machine, then drop --dry-run)"),
 }
 
+# The profile that checks the plumbing: each method runs with its ``smoke_options`` there (Method), unless
+# the run gives those options itself.
+SMOKE_PROFILE = "smoke"
+
 # Profiles where each method brings its own budget.
 PER_METHOD_PROFILES = ("official",)
 

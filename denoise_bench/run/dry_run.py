@@ -84,8 +84,8 @@ def _engine_text(p: RunPlan) -> str:
 
 
 def _options_text(p: RunPlan, method_cls: type[Method]) -> str:
-    """Every option the method runs with, the given ones marked with ``*``."""
-    given = p.request.method_options.get(method_cls.name, {})
+    """Every option the method runs with, the given ones (and the smoke profile's) marked with ``*``."""
+    given = p.options_of(method_cls)
     resolved = resolve_options(method_cls.name, method_cls.options, given)
     if not resolved:
         return "(none)"

@@ -165,7 +165,7 @@ class _Probes:
         self._test: dict[tuple, TestCost] = {}
 
     def _key(self, method_cls: type[Method], dataset: Dataset, setting: NoiseSetting) -> tuple:
-        options = sorted(self.p.request.method_options.get(method_cls.name, {}).items())
+        options = sorted(self.p.options_of(method_cls).items())
         return (method_cls.name, tuple(options), dataset.channels, str(setting.train))
 
     def training(self, method_cls: type[Method], dataset: Dataset, setting: NoiseSetting, seed: int) -> float:
