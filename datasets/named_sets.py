@@ -52,11 +52,16 @@ class NamedSet(Dataset):
         if self.data_dir is None:
             raise BenchError(
                 f"dataset {self.name!r} needs a data directory: pass --data-dir DIR or set "
-                f"DENOISE_BENCH_DATA to a folder that contains {name}/"
+                f"DENOISE_BENCH_DATA to a folder that contains {name}/ (no ../shared/data holding {MANIFEST} "
+                "was found beside the checkout or the working directory)"
             )
         folder = self.data_dir / name
         if not folder.is_dir():
-            raise BenchError(f"dataset {self.name!r}: folder {folder} not found (expected {name}/ inside the data directory)")
+            # The folder as searched, absolute: a relative data directory says nothing about where it was looked for.
+            raise BenchError(f"dataset {self.name!r}: folder {folder.absolute()} not found (the data directory "
+                             f"{self.data_dir.absolute()} has no {name}/); pass --data-dir DIR or set "
+                             f"DENOISE_BENCH_DATA to the folder that holds {name}/ (without either, the standard "
+                             "sets are read from ../shared/data beside the checkout or the working directory)")
         return folder
 
     def _files(self, split: str) -> list[Path]:

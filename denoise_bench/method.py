@@ -166,6 +166,10 @@ class Method(ABC):
     # The published training budget (fields of profiles.OFFICIAL_BUDGET_FIELDS) that the ``official``
     # profile gives this method; empty: the profile's base budget.
     official_budget: ClassVar[dict[str, int]] = {}
+    # Options the ``smoke`` profile runs the method with unless the run gives its own (profiles.SMOKE_PROFILE):
+    # a smoke job checks the plumbing in seconds, which the budget alone cannot make it where an option sets
+    # the cost (a network's own width, passes per test image). Other profiles use ``options``.
+    smoke_options: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, setup: MethodSetup) -> None:
         self.setup = setup
@@ -229,6 +233,7 @@ def validate_method_class(obj: object) -> str:
     if unknown:
         error = unknown_name("noise property", unknown[0], KNOWN_PROPERTIES, plural="noise properties")
         raise BenchError(f"method {obj.name!r}: {error}")
+    resolve_options(obj.name, obj.options, obj.smoke_options)  # smoke_options: options it has, of their types
     return obj.name
 
 

@@ -142,12 +142,26 @@ SHORT_BUDGET_WARNINGS = {
              "plateau on a CPU (see each board's convergence column); its boards are in results/.",
 }
 
-# The command to run after a run of these profiles (printed under its tables): the next size up, first
-# as a dry run, which shows its jobs and their time on this machine before anything long starts.
+@dataclass(frozen=True)
+class NextStep:
+    """The run to make after a run of one profile: the same grid at the next size up."""
+
+    profile: str
+    dry_run: bool = False  # first as a dry run, which shows its jobs and their time here before anything long starts
+    note: str = ""  # said after the command
+
+
+# The next step after a run of these profiles, printed under its tables with the run's own grid (its methods,
+# noise and datasets: denoise_bench.cli.request_options.grid_flags).
 NEXT_STEPS = {
-    "smoke": "bench run --profile quick",
-    "quick": "bench run --profile small --dry-run   (minutes to an hour of training per method: see its time on this machine, then drop --dry-run)",
+    "smoke": NextStep("quick"),
+    "quick": NextStep("small", dry_run=True, note="(minutes to an hour of training per method: see its time on this "
+                                                  "machine, then drop --dry-run)"),
 }
+
+# The profile that checks the plumbing: each method runs with its ``smoke_options`` there (Method), unless
+# the run gives those options itself.
+SMOKE_PROFILE = "smoke"
 
 # Profiles where each method brings its own budget.
 PER_METHOD_PROFILES = ("official",)

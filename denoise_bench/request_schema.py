@@ -41,6 +41,9 @@ class Option:
     metavar: str | None = None  # what `bench run --help` calls the value (default: its type, e.g. FLOAT)
     minimum: int | None = None  # a whole number at least this
     folder: bool = False  # a path that must not name a file
+    # An empty text is the value not given (its default, its fallbacks), not the working directory: what the
+    # shell passes for `--data-dir "$DENOISE_BENCH_DATA"` when the variable is unset.
+    empty_is_unset: bool = False
     split: Callable[[str], list[str]] | None = None  # a list's text into items (default: at commas)
     repeat: bool = False  # the flag may be given several times (each time a text to split)
     negatable: bool = False  # --flag/--no-flag, unset (None) when neither is given
@@ -140,6 +143,8 @@ def request_values(request_cls: type, given: dict[str, Any], where: Callable[[Le
 def value_of(leaf: Leaf, value: Any, where: str) -> Any:
     """``value`` (a flag's text, or what Python code passed) as the request field holds it."""
     spec = leaf.option
+    if spec.empty_is_unset and isinstance(value, str) and not value.strip():
+        value = None
     if value is not None and leaf.is_list:
         value = _list_of(leaf, value, where)
     elif value is not None and spec.pairs:

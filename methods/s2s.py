@@ -26,7 +26,7 @@ Cost: about 80 GFLOP per step on a 256x256 image, so the official budget is days
 CPU and about an hour on a GPU; smaller budgets are the profiles' ``per_image_iterations``.
 
 Options: ``width`` (48), ``dropout`` (0.3), ``keep`` (0.7, the input's Bernoulli keep probability),
-``predictions`` (100), ``lr`` (1e-4), ``normalisation`` (``official`` | ``nvidia``, the partial
+``predictions`` (100) (under the ``smoke`` profile width 16 and 4 predictions, unless given), ``lr`` (1e-4), ``normalisation`` (``official`` | ``nvidia``, the partial
 convolution's ratio; see ``denoise_bench.nets.punet``).
 """
 
@@ -103,6 +103,8 @@ class Self2Self(Method):
     pads_to_square = True  # the convention its results were scored under
     options = {"width": 48, "dropout": 0.3, "keep": 0.7, "predictions": 100, "lr": 1e-4, "normalisation": "official"}
     official_budget = {"per_image_iterations": 150_000}  # demo_denoising.py's N_STEP
+    # The width-48 network and 100 predictions per test image made a smoke job a minute on one core.
+    smoke_options = {"width": 16, "predictions": 4}
 
     def _check_options(self) -> None:
         opts = self.opts

@@ -1,9 +1,11 @@
-"""`bench run --config/--dry-run`, `--dataset PATH`, `bench --version`, `bench table` on the latest run, Ctrl-C."""
+"""`bench run --config/--dry-run`, `--dataset PATH`, `bench --version`, `bench table` on the latest run, Ctrl-C,
+the `next:` command after a run."""
 
 from __future__ import annotations
 
 import json
 import os
+import shlex
 from pathlib import Path
 
 import pandas as pd
@@ -13,7 +15,10 @@ from denoise_bench import __version__, plugins
 from denoise_bench.method import Method, TrainContext
 from denoise_bench.noise import SYMMETRIC
 from denoise_bench.supervision import Supervision
-from helpers import MethodPlugin, bench
+from denoise_bench.cli.commands import main, next_command
+from denoise_bench.cli.request_options import request_of_options
+from denoise_bench.run.request import DEFAULT_METHODS, RunRequest
+from helpers import MethodPlugin, ToyPlugin, bench
 
 
 
@@ -158,3 +163,30 @@ def test_config_file_lr_scale_is_checked_like_the_flag(tmp_path: Path) -> None:
     (tmp_path / "run.toml").write_text("lr-scale = inf\n")  # TOML has inf and nan
     result = bench("run", "--config", str(tmp_path / "run.toml"), "--dry-run")
     assert result.exit_code == 2 and "--lr-scale inf: expected a finite number above 0" in result.output, result.output
+
+
+def test_the_next_command_keeps_the_runs_own_grid(tmp_path: Path) -> None:
+    """After a smoke run of a Poisson grid, the next step is that grid under quick, not the default Gaussian job."""
+    plugins.register_plugin(ToyPlugin(), name="toy")
+    result = bench("run", "--methods", "median3", "--noise", "poisson", "--dataset", "skimage-color", "--seeds", "1",
+                   "--profile", "smoke", "--test-images", "1", "--no-progress", "--out", str(tmp_path / "run"))
+    assert result.exit_code == 0, result.output
+    [line] = [line for line in result.output.splitlines() if line.startswith("next: ")]
+    assert line == "next: bench run --methods median3 --noise poisson --dataset skimage-color --seeds 1 --profile quick"
+
+
+def test_the_next_command_after_quick_is_a_dry_run_of_the_same_grid_under_small() -> None:
+    asked = RunRequest(methods=["iddp", "nb2nb"], noises=["gaussian:sigma=25", "poisson-gaussian:lam=30,sigma=10"],
+                       datasets=["folder"], profile="quick", method_options={"iddp": {"network": "unet"}},
+                       dataset_options={"path": "my images"}, data_dir=Path("/elsewhere/sets"))
+    step = next_command(asked)
+    assert step.startswith("bench run --methods iddp,nb2nb --noise gaussian:sigma=25,poisson-gaussian:lam=30,sigma=10 "
+                           "--dataset folder --method-option iddp:network=unet --dataset-option 'path=my images' "
+                           "--data-dir /elsewhere/sets --profile small --dry-run   (minutes to an hour")
+    # What it prints parses back into the same grid.
+    words = shlex.split(step.split("   ")[0])[2:]
+    again = request_of_options(main.commands["run"].make_context("run", words).params)
+    assert (again.methods, again.noises, again.datasets, again.method_options, again.dataset_options) == (
+        asked.methods, asked.noises, asked.datasets, asked.method_options, asked.dataset_options)
+    default = RunRequest(methods=list(DEFAULT_METHODS), noises=["gaussian"], datasets=["skimage"], profile="smoke")
+    assert next_command(default) == "bench run --profile quick"

@@ -19,8 +19,11 @@ runs/x``), at smoke budgets:
   else is a copy of one shared smoke run.
 * ``bench perf`` times one step of one round on 32x32 crops; ``bench evaluate`` runs on the CPU.
 
-How to write a command so that it runs as written: data through ``--data-dir "$DENOISE_BENCH_DATA"``
-(or ``"$DENOISE_BENCH_DATA"/Set12/01.png``), run folders under ``runs/`` made earlier on the page,
+The commands run as a newcomer's do (``newcomer``): in a clone beside ``../shared/data`` (the standard
+sets), with none of the project's environment variables set, since the README sets none; an unset
+``$DENOISE_BENCH_DATA`` expands to nothing, as in the shell. How to write a command so that it runs as
+written: the named sets without ``--data-dir`` (they are found in ``../shared/data``), an image as
+``../shared/data/Set12/01.png``, run folders under ``runs/`` made earlier on the page,
 and a request file as a ``toml`` block whose first line is a comment naming it (``# run.toml``): the
 block is written into the page's folder before its commands run. Commands with placeholders
 (``...``, ``<x>``, ``/path/to``, ``RUN_DIR``, an unknown ``$VAR``) are skipped with the reason. The
@@ -43,8 +46,9 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from denoise_bench import plugins
+from denoise_bench import data, plugins
 from denoise_bench.cli import commands as cli
+from denoise_bench.data import DATA_DIR_ENV
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE_PLUGIN = REPO / "examples" / "denoise-bench-tv" / "src"
@@ -135,9 +139,11 @@ def _collect() -> list[DocCommand]:
 COMMANDS = _collect()
 
 
-def _words(text: str, data_dir: Path) -> list[str]:
-    """The command's words after the shell's quoting and ``$DENOISE_BENCH_DATA``, without ``bench``."""
-    expanded = text.replace("${DENOISE_BENCH_DATA}", str(data_dir)).replace("$DENOISE_BENCH_DATA", str(data_dir))
+def _words(text: str) -> list[str]:
+    """The command's words after the shell's quoting and ``$DENOISE_BENCH_DATA`` (as the shell expands it: empty
+    where it is unset, as in a newcomer's shell), without ``bench``."""
+    value = os.environ.get(DATA_DIR_ENV, "")
+    expanded = text.replace("${DENOISE_BENCH_DATA}", value).replace("$DENOISE_BENCH_DATA", value)
     words = shlex.split(expanded, comments=True)
     for k, word in enumerate(words):
         if word in SHELL_OPERATORS:
@@ -192,12 +198,12 @@ def _normal(path: str) -> str:
     return os.path.normpath(path.rstrip("/"))
 
 
-def _read_later(command: DocCommand, data_dir: Path) -> set[str]:
+def _read_later(command: DocCommand) -> set[str]:
     """Run folders read by the commands after this one on its page."""
     later = [c for c in COMMANDS if c.page == command.page and c.index > command.index]
     read: set[str] = set()
     for c in later:
-        read.update(_normal(p) for p in run_folders_read(_words(c.text, data_dir)))
+        read.update(_normal(p) for p in run_folders_read(_words(c.text)))
     return read
 
 
@@ -212,12 +218,17 @@ def smoke_run(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def page_folders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """One scratch folder per page; its commands run there in order, so earlier outputs feed later ones."""
+def page_folders(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> dict[str, Path]:
+    """One scratch clone per page, beside a ``../shared/data`` that is the standard sets, as a fresh clone sits;
+    its commands run there in order, so earlier outputs feed later ones."""
     folders: dict[str, Path] = {}
     for page in doc_pages():
         name = page.relative_to(REPO).as_posix()
-        folder = tmp_path_factory.mktemp("docs-" + re.sub(r"\W", "-", name))
+        place = tmp_path_factory.mktemp("docs-" + re.sub(r"\W", "-", name))
+        (place / "shared").mkdir()
+        (place / "shared" / "data").symlink_to(data_dir, target_is_directory=True)
+        folder = place / "clone"
+        folder.mkdir()
         for request in parse_page(page)[1]:
             (folder / request.name).write_text(request.text, encoding="utf-8")
         folders[name] = folder
@@ -236,12 +247,12 @@ def example_plugin():
         sys.path.remove(str(EXAMPLE_PLUGIN))
 
 
-def forced(words: list[str], command: DocCommand, data_dir: Path) -> list[str]:
+def forced(words: list[str], command: DocCommand) -> list[str]:
     """The command at a smoke budget (see the module docstring)."""
     sub = words[0]
     if sub == "run" and not _option_values(words, "--resume"):
         outs = [_normal(o) for o in _option_values(words, "--out")]
-        if outs and set(outs) & _read_later(command, data_dir):
+        if outs and set(outs) & _read_later(command):
             return [*words, *SMOKE_BUDGET]
         # The doc's profile is kept (and checked); the sizes are smoke's, which keep the dry run's
         # planning (and any timing of a few steps) cheap.
@@ -309,18 +320,20 @@ methods = ["iddp"]
         (9, "bench table runs/a"),
     ]
     assert files == [RequestFile("run.toml", '# run.toml: a request file\nmethods = ["iddp"]\n')]
-    assert _words(commands[0].text, tmp_path) == ["run", "--methods", "iddp", "--noise", "poisson"]
-    leaderboard = _words("bench leaderboard runs/a runs/b --no-html --out board", tmp_path)
+    assert _words(commands[0].text) == ["run", "--methods", "iddp", "--noise", "poisson"]
+    leaderboard = _words("bench leaderboard runs/a runs/b --no-html --out board")
     assert run_folders_read(leaderboard) == ["runs/a", "runs/b"]
-    assert run_folders_read(_words("bench run --config runs/a/config.json --out runs/c", tmp_path)) == ["runs/a"]
-    assert _placeholders(_words("bench table RUN_DIR", tmp_path)) == ["RUN_DIR"]
-    assert _placeholders(_words('bench run --data-dir "$DENOISE_BENCH_DATA"', tmp_path)) == []
+    assert run_folders_read(_words("bench run --config runs/a/config.json --out runs/c")) == ["runs/a"]
+    assert _placeholders(_words("bench table RUN_DIR")) == ["RUN_DIR"]
+    assert _placeholders(_words('bench run --data-dir "$DENOISE_BENCH_DATA"')) == []
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=[f"{c.page}:{c.line}" for c in COMMANDS])
-def test_doc_command_runs(command: DocCommand, data_dir: Path, page_folders: dict[str, Path], example_plugin: None,
+def test_doc_command_runs(command: DocCommand, page_folders: dict[str, Path], example_plugin: None,
                           monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> None:
-    words = _words(command.text, data_dir)
+    folder = page_folders[command.page]
+    newcomer(monkeypatch, folder)
+    words = _words(command.text)
     assert words and words[0] in (*cli.main.commands, "--version", "--help"), \
         f"{command.page}:{command.line}: `{command.text}` is no bench command"
     placeholders = _placeholders(words)
@@ -329,23 +342,31 @@ def test_doc_command_runs(command: DocCommand, data_dir: Path, page_folders: dic
     if cannot_run_here(words):
         _check_options_exist(words)
         return
-    folder = page_folders[command.page]
-    monkeypatch.chdir(folder)
-    monkeypatch.setenv("DENOISE_BENCH_DATA", str(data_dir))
-    monkeypatch.setenv("DENOISE_BENCH_CACHE", str(folder / ".cache"))
-    make_inputs(command, words, folder, data_dir, request)
-    run_forced(command, words, data_dir)
+    make_inputs(command, words, folder, request)
+    run_forced(command, words)
 
 
-def run_forced(command: DocCommand, words: list[str], data_dir: Path) -> None:
-    args = forced(words, command, data_dir)
+def newcomer(monkeypatch: pytest.MonkeyPatch, clone: Path) -> None:
+    """The shell of someone who cloned the project beside ``../shared`` and followed the README: in the clone,
+    none of the project's variables set (the README sets none), the package running from the clone. The
+    download cache alone is kept in the scratch folder, so that no test writes under the home folder; the
+    test suite's own switch that keeps installed plugins out stays."""
+    for name in [n for n in os.environ if n.startswith("DENOISE_BENCH_")]:
+        if name != "DENOISE_BENCH_DISABLE_PLUGIN_AUTOLOAD":
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("DENOISE_BENCH_CACHE", str(clone / ".cache"))
+    monkeypatch.setattr(data, "CHECKOUT", clone)  # the checkout the package runs from: the clone
+    monkeypatch.chdir(clone)
+
+
+def run_forced(command: DocCommand, words: list[str]) -> None:
+    args = forced(words, command)
     result = CliRunner().invoke(cli.main, args)
     assert result.exit_code == 0, (f"{command.page}:{command.line}: `{command.text}` ran as `bench {shlex.join(args)}` "
                                    f"and exited {result.exit_code}:\n{result.output[-3000:]}\n{result.exception!r}")
 
 
-def make_inputs(command: DocCommand, words: list[str], folder: Path, data_dir: Path,
-                request: pytest.FixtureRequest) -> None:
+def make_inputs(command: DocCommand, words: list[str], folder: Path, request: pytest.FixtureRequest) -> None:
     """The run folders the command reads that are not there yet (it was selected alone, or an earlier
     command failed): made by the earlier command of the page that writes them, or else copied from the
     shared smoke run."""
@@ -354,11 +375,11 @@ def make_inputs(command: DocCommand, words: list[str], folder: Path, data_dir: P
         missing.append("runs/smoke")
     for read in missing:
         producers = [c for c in COMMANDS if c.page == command.page and c.index < command.index
-                     and _normal(read) in {_normal(o) for o in _option_values(_words(c.text, data_dir), "--out")}]
+                     and _normal(read) in {_normal(o) for o in _option_values(_words(c.text), "--out")}]
         if producers:
             producer = producers[-1]
-            producer_words = _words(producer.text, data_dir)
-            make_inputs(producer, producer_words, folder, data_dir, request)
-            run_forced(producer, producer_words, data_dir)
+            producer_words = _words(producer.text)
+            make_inputs(producer, producer_words, folder, request)
+            run_forced(producer, producer_words)
         else:
             shutil.copytree(request.getfixturevalue("smoke_run"), folder / read)

@@ -23,8 +23,16 @@ def plugin_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     # No build isolation and no dependencies: nothing is fetched; denoise-bench is already installed.
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--target",
                     str(target), str(EXAMPLE)], check=True, capture_output=True, text=True)
-    env = {k: v for k, v in os.environ.items() if k not in ("DENOISE_BENCH_DISABLE_PLUGIN_AUTOLOAD", "DENOISE_BENCH_PLUGINS")}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(target), env.get("PYTHONPATH")]))
+    # Another plugin installed in the environment (a broken one, so that it would warn): the tests see only
+    # the example, whatever else is installed, through the allow-list of entry points.
+    elsewhere = tmp_path_factory.mktemp("environment")
+    (elsewhere / "stray_plugin.py").write_text("raise ImportError('another installed plugin')\n")
+    (elsewhere / "stray_plugin-0.1.dist-info").mkdir()
+    (elsewhere / "stray_plugin-0.1.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: stray_plugin\nVersion: 0.1\n")
+    (elsewhere / "stray_plugin-0.1.dist-info" / "entry_points.txt").write_text("[denoise_bench]\nstray = stray_plugin\n")
+    env = {k: v for k, v in os.environ.items() if k != "DENOISE_BENCH_DISABLE_PLUGIN_AUTOLOAD"}
+    env["DENOISE_BENCH_PLUGINS"] = "tv"
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(target), str(elsewhere), env.get("PYTHONPATH")]))
     return env
 
 

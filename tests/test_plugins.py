@@ -6,6 +6,7 @@ import importlib
 import sys
 import textwrap
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -201,39 +202,86 @@ def test_inline_plugin_with_a_bad_hook_is_reported_and_skipped(plugin: object, r
     assert plugins.get_registry().failures == []
 
 
-@pytest.fixture
-def install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str, str, str], None]]:
-    """Installs packages into a temporary site folder, found through their entry points as ``bench`` finds them.
+def write_distribution(site: Path, dist: str, entry_point: str, source: str) -> None:
+    """The module ``dist`` holding ``source`` and its dist-info with one ``denoise_bench`` entry point, in ``site``."""
+    (site / f"{dist}.py").write_text(textwrap.dedent(source))
+    info = site / f"{dist}-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(f"[denoise_bench]\n{entry_point}\n")
+
+
+@contextmanager
+def site_installer(site: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str, str, str], None]]:
+    """Installs packages into the site folder ``site``, found through their entry points as ``bench`` finds them.
 
     ``install(dist, entry_point, source)`` writes the module ``dist`` holding ``source`` and a dist-info
-    with one ``denoise_bench`` entry point (e.g. ``"toy = toy_plugin:plugin"``). The conftest rebuilds the
-    plugin manager, autoload off again, after the test.
+    with one ``denoise_bench`` entry point (e.g. ``"toy = toy_plugin:plugin"``). Only the entry points installed
+    here load (``DENOISE_BENCH_PLUGINS``, the allow-list): a plugin installed in the environment, such as the
+    README's ``pip install -e examples/denoise-bench-tv``, would add its methods and warnings to what the tests
+    assert. The conftest rebuilds the plugin manager, autoload off again, after the test.
     """
-    site = tmp_path / "site"
     site.mkdir()
     monkeypatch.syspath_prepend(str(site))
     monkeypatch.delenv("DENOISE_BENCH_DISABLE_PLUGIN_AUTOLOAD")
     installed: list[str] = []
+    names: list[str] = []
 
     def _install(dist: str, entry_point: str, source: str) -> None:
-        (site / f"{dist}.py").write_text(textwrap.dedent(source))
-        info = site / f"{dist}-0.1.dist-info"
-        info.mkdir()
-        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.1\n")
-        (info / "entry_points.txt").write_text(f"[denoise_bench]\n{entry_point}\n")
+        write_distribution(site, dist, entry_point, source)
         installed.append(dist)
+        names.append(entry_point.split("=")[0].strip())
+        monkeypatch.setenv("DENOISE_BENCH_PLUGINS", ",".join(names))
         importlib.invalidate_caches()
         plugins.reset_plugin_manager()
 
-    yield _install
-    for dist in installed:
-        sys.modules.pop(dist, None)
+    try:
+        yield _install
+    finally:
+        for dist in installed:
+            sys.modules.pop(dist, None)
+
+
+@pytest.fixture
+def install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str, str, str], None]]:
+    """:func:`site_installer` on a scratch site folder."""
+    with site_installer(tmp_path / "site", monkeypatch) as _install:
+        yield _install
 
 
 TOY = """
     from helpers import ToyPlugin
     plugin = ToyPlugin()
 """
+
+
+def test_a_plugin_installed_in_the_environment_stays_out_of_these_tests(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the tests of entry points assert (valid method lists, warnings) holds whatever else is installed,
+    e.g. the example plugin after the README's `pip install -e examples/denoise-bench-tv`."""
+    environment = tmp_path / "environment"
+    environment.mkdir()
+    write_distribution(environment, "stray_plugin", "stray = stray_plugin:plugin", """
+        from helpers import Median3, MethodPlugin
+
+        class Stray(Median3):
+            name = "stray"
+
+        plugin = MethodPlugin(Stray)
+    """)
+    monkeypatch.syspath_prepend(str(environment))
+    try:
+        with monkeypatch.context() as autoload:
+            autoload.delenv("DENOISE_BENCH_DISABLE_PLUGIN_AUTOLOAD")
+            plugins.reset_plugin_manager()
+            assert "stray" in plugins.get_registry().methods  # it is installed: bench would load it
+        with site_installer(tmp_path / "site", monkeypatch) as install:  # what the tests below get
+            install("toy_plugin", "toy = toy_plugin:plugin", TOY)
+            registry = plugins.get_registry()
+            assert "median3" in registry.methods and "stray" not in registry.methods
+            assert registry.failures == []
+    finally:
+        sys.modules.pop("stray_plugin", None)
 
 
 def test_entry_point_plugins_load_and_a_broken_one_is_skipped(install) -> None:

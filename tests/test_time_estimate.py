@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -21,7 +22,9 @@ from denoise_bench.run.grid import unit_jobs, units
 from denoise_bench.run.progress import GridProgress
 from denoise_bench.run.folder import ResultSink
 from denoise_bench.run.runner import RunRequest, plan
-from denoise_bench.run.time_estimate import UnitCost, estimate_units
+from denoise_bench.run.dry_run import estimate_text
+from denoise_bench.run.time_estimate import ProbeLoad, UnitCost, estimate_units, probe_load
+from denoise_bench.threads import ThreadChoice, usable_cores
 from denoise_bench.run.unit_runner import UnitRunner
 from helpers import MethodPlugin
 
@@ -121,6 +124,7 @@ def test_dry_run_shows_each_jobs_engine_options_images_and_time_and_the_total(tm
     assert "beta1=0.9*" in lines[3] and "network=unet3 " in lines[3]
     assert lines[4].startswith("  job  bm3d on skimage") and "(train 0s, test " in lines[4]
     assert lines[-1].startswith("2 job(s), 0 skipped cell(s); estimated time on this machine: ~")
+    assert " timed probe at load " in lines[-1]  # how sure it is: the load it was taken at
     assert not (tmp_path / "runs").exists()
 
 
@@ -149,3 +153,33 @@ def test_a_run_records_its_thread_count_and_why(tmp_path: Path) -> None:
     said = next(i for i, line in enumerate(lines) if line.startswith("estimated time on this machine: ~"))
     assert said < next(i for i, line in enumerate(lines) if line.startswith("[1/1 jobs]"))  # before the first job
     assert json.loads((out / "config.json").read_text())["threads"] == {"count": 1, "why": "--threads"}
+
+
+@pytest.mark.parametrize("load, said", [
+    # The quick grid that said ~40 min at a load of 10 on 2 cores: the time were the cores free too, and why.
+    (ProbeLoad(10.0, 2, 1), "estimated time on this machine: ~40 min, or ~7 min if the cores free up (4 job(s); from a "
+                            "9s timed probe at load 10.0 on 2 cores, more load than cores: the time follows the load "
+                            "while it runs)"),
+    (ProbeLoad(1.5, 2, 1), "estimated time on this machine: ~40 min, or ~32 min if the cores free up (4 job(s); from a "
+                           "9s timed probe at load 1.5 on 2 cores, cores shared with other work: the time follows the "
+                           "load while it runs)"),
+    (ProbeLoad(0.2, 2, 1), "estimated time on this machine: ~40 min (4 job(s); from a 9s timed probe at load 0.2 on "
+                           "2 cores; longer if the load rises)"),
+    (None, "estimated time on this machine: ~40 min (4 job(s); from a 9s timed probe)"),  # a GPU: not the cores' time
+])
+def test_the_estimate_says_the_load_it_was_taken_at_and_the_time_were_the_cores_free(load: ProbeLoad | None,
+                                                                                      said: str) -> None:
+    costs = {"unit": UnitCost(2400.0, 0.0, {"skimage": 5})}
+    assert estimate_text(costs, 4, 9.0, (), load) == said  # type: ignore[arg-type]
+
+
+def test_the_load_is_read_for_a_cpu_run_only() -> None:
+    cpu = SimpleNamespace(device=torch.device("cpu"), threads=ThreadChoice(1, "--threads"))
+    assert probe_load(cpu, load=lambda: 3.25) == ProbeLoad(3.25, usable_cores(), 1)  # type: ignore[arg-type]
+
+    def no_load_average() -> float:
+        raise OSError("no load average here")
+
+    assert probe_load(cpu, load=no_load_average) is None  # type: ignore[arg-type]
+    gpu = SimpleNamespace(device=torch.device("cuda", 0), threads=ThreadChoice(1, "--threads"))
+    assert probe_load(gpu, load=lambda: 3.25) is None  # type: ignore[arg-type]

@@ -28,13 +28,14 @@ from denoise_bench.protocol import PROTOCOLS
 from denoise_bench.results import nothing_ran, write_tables
 from denoise_bench.run.dry_run import describe_grid, describe_run
 from denoise_bench.run.grid import units
-from denoise_bench.run.time_estimate import timed_estimate
+from denoise_bench.run.time_estimate import probe_load, timed_estimate
 from denoise_bench.run.planning import RUNS_DIR, RunPlan, latest_run
 from denoise_bench.run.rescoring import evaluation_request
 from denoise_bench.run.dispatch import Executor, make_executor
 from denoise_bench.run.request import DATA_DIR_HELP, PROGRESS_HELP
 from denoise_bench.request_schema import split_commas
-from denoise_bench.cli.request_options import AbsolutePath, engine_options, load_request_file, request_of_options, request_options
+from denoise_bench.cli.request_options import (AbsolutePath, PathOrUnset, engine_options, grid_flags, load_request_file,
+                                                 request_of_options, request_options)
 from denoise_bench.run.runner import RunRequest, plan, run
 from denoise_bench.supervision import Supervision
 
@@ -151,7 +152,8 @@ def run_command(resume_dir: Path | None, executor: str, executor_options: tuple[
     the_plan = plan(request, registry)
     if dry_run:
         grid = units(the_plan)
-        click.echo(describe_grid(the_plan, *timed_estimate(the_plan, grid)))
+        load = probe_load(the_plan)  # before the probe: the other work's load, not the probe's own
+        click.echo(describe_grid(the_plan, *timed_estimate(the_plan, grid), load))
         return
     _execute(the_plan, job_executor, _resume_command(the_plan.run_dir, request, executor, executor_options))
 
@@ -177,7 +179,7 @@ def _execute(the_plan: RunPlan, job_executor: Executor | None, resume_command: s
     if checked:
         click.echo(checked)
     if request.profile in NEXT_STEPS and result.failed.empty:
-        click.echo(f"next: {NEXT_STEPS[request.profile]}")
+        click.echo(f"next: {next_command(request)}")
     why = nothing_ran(result.jobs)
     if why and result.failed.empty:  # an impossible grid: a user error like a bad name
         raise BenchError(f"{why}; see {result.run_dir / 'jobs.csv'}")
@@ -186,6 +188,17 @@ def _execute(the_plan: RunPlan, job_executor: Executor | None, resume_command: s
         if why:
             click.echo(f"error: {why}", err=True)
         raise click.exceptions.Exit(1)
+
+
+def next_command(request: RunRequest) -> str:
+    """The run to make after this one (``NEXT_STEPS`` of its profile): the same grid at the next size up, with
+    the data folder where it is not the one found without a flag."""
+    step = NEXT_STEPS[request.profile]
+    words = ["bench", "run", *grid_flags(request)]
+    if request.data_dir is not None and request.data_dir != resolve_data_dir(None):
+        words += ["--data-dir", shlex.quote(str(request.data_dir))]
+    words += ["--profile", step.profile] + (["--dry-run"] if step.dry_run else [])
+    return " ".join(words) + (f"   {step.note}" if step.note else "")
 
 
 @main.command("evaluate")
@@ -198,7 +211,7 @@ def _execute(the_plan: RunPlan, job_executor: Executor | None, resume_command: s
 @click.option("--methods", default=None,
               help="Comma-separated: some of the run's trained methods, and any per-image method [default: every method it trained].")
 @click.option("--dataset-option", "dataset_options", multiple=True, help="KEY=VALUE for the dataset, e.g. channels=1 for a folder.")
-@click.option("--data-dir", type=AbsolutePath(path_type=Path), default=None, help=DATA_DIR_HELP)
+@click.option("--data-dir", type=PathOrUnset(path_type=Path), default=None, help=DATA_DIR_HELP)
 @click.option("--device", default="auto", show_default=True, help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
 @click.option("--out", type=AbsolutePath(path_type=Path, file_okay=False), default=None,
               help="New run folder (default runs/<timestamp>).")

@@ -9,6 +9,7 @@ those flags as keys, so it reaches every field the command line does.
 from __future__ import annotations
 
 import os
+import shlex
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,16 @@ class AbsolutePath(click.Path):
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         converted = super().convert(value, param, ctx)
         return Path(os.path.abspath(converted)) if converted is not None else None
+
+
+class PathOrUnset(AbsolutePath):
+    """A path option whose empty text means "not given": ``--data-dir "$DENOISE_BENCH_DATA"`` with the variable
+    unset must fall back as if the flag were absent, not read the working directory (click makes "" a ``Path('.')``)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str) and not value.strip():
+            return None
+        return super().convert(value, param, ctx)
 
 
 def _click_option(leaf: Leaf) -> Callable[[Callable], Callable]:
@@ -59,7 +70,8 @@ def _click_option(leaf: Leaf) -> Callable[[Callable], Callable]:
     elif leaf.base is float:
         kwargs["type"] = float
     elif leaf.base is Path:
-        kwargs["type"] = AbsolutePath(path_type=Path, file_okay=not spec.folder)
+        path_type = PathOrUnset if spec.empty_is_unset else AbsolutePath
+        kwargs["type"] = path_type(path_type=Path, file_okay=not spec.folder)
     return click.option(f"--{leaf.flag}", leaf.name, **kwargs)
 
 
@@ -77,6 +89,33 @@ def request_options(command: Callable) -> Callable:
 def engine_options(command: Callable) -> Callable:
     """--precision, --channels-last, --compile: how networks train (see denoise_bench.engine), for `bench perf` too."""
     return _with_options(command, [leaf for leaf in leaves(RunRequest) if leaf.group == "engine"])
+
+
+# The request's values that make its grid: what is trained, on which noise and images, and how it is scored.
+GRID = ("methods", "noises", "datasets", "train_dataset", "seeds", "protocol", "noise_policy", "method_options",
+        "dataset_options")
+
+
+def grid_flags(request: RunRequest) -> list[str]:
+    """The flags of ``bench run`` that ask for ``request``'s grid again (:data:`GRID`), each left out where it
+    is the command line's default; shell-quoted words."""
+    by_name = {leaf.name: leaf for leaf in leaves(RunRequest)}
+    words: list[str] = []
+    for name in GRID:
+        leaf, value = by_name[name], getattr(request, name)
+        if value is None or value == leaf.default_for("cli"):
+            continue
+        flag = f"--{leaf.flag}"
+        if leaf.option.pairs and leaf.option.pairs.startswith("METHOD:"):
+            words += [part for method, opts in value.items() for key, text in opts.items()
+                      for part in (flag, shlex.quote(f"{method}:{key}={text}"))]
+        elif leaf.option.pairs:
+            words += [part for key, text in value.items() for part in (flag, shlex.quote(f"{key}={text}"))]
+        elif leaf.is_list:
+            words += [flag, shlex.quote(",".join(str(item) for item in value))]
+        else:
+            words += [flag, shlex.quote(str(value))]
+    return words
 
 
 def request_of_options(values: dict[str, Any]) -> RunRequest:

@@ -14,7 +14,7 @@ from denoise_bench.run.progress import duration
 from denoise_bench.method import Method, resolve_options
 from denoise_bench.run.planning import RunPlan
 from denoise_bench.results import dataset_text
-from denoise_bench.run.time_estimate import UnitCost
+from denoise_bench.run.time_estimate import ProbeLoad, UnitCost
 from denoise_bench.run.time_limit import units_over_limit
 
 
@@ -27,7 +27,7 @@ def describe_run(p: RunPlan) -> str:
             f"profile {p.request.profile}, protocol {p.protocol.id})\ntest sets: {sets}")
 
 
-def describe_grid(p: RunPlan, costs: dict[Unit, UnitCost], probe_seconds: float) -> str:
+def describe_grid(p: RunPlan, costs: dict[Unit, UnitCost], probe_seconds: float, load: ProbeLoad | None = None) -> str:
     """Each job of the grid, or why its cell is skipped, with its settings, test images and estimated time."""
     lines = [describe_run(p)]
     methods = {m.name: m for m in p.methods}
@@ -48,21 +48,36 @@ def describe_grid(p: RunPlan, costs: dict[Unit, UnitCost], probe_seconds: float)
         lines.append(f"  job  {where}: {time}")
         lines.append(f"         test {tests} on {cost.images_text} image(s); {_budget_text(p, method_cls)}")
         lines.append(f"         options {_options_text(p, method_cls)}")
-    lines.append(f"{jobs} job(s), {skipped} skipped cell(s); {estimate_text(costs, jobs, probe_seconds, over_limit)}")
+    lines.append(f"{jobs} job(s), {skipped} skipped cell(s); {estimate_text(costs, jobs, probe_seconds, over_limit, load)}")
     return "\n".join(lines)
 
 
-def estimate_text(costs: dict[Unit, UnitCost], jobs: int, probe_seconds: float, skipped: Collection[Unit] = ()) -> str:
-    """``estimated time on this machine: ~7 min (4 jobs; from a 9s timed probe)``; the ``skipped`` units
-    (over ``--skip-longer-than``) are not counted, as they will not run."""
+def estimate_text(costs: dict[Unit, UnitCost], jobs: int, probe_seconds: float, skipped: Collection[Unit] = (),
+                  load: ProbeLoad | None = None) -> str:
+    """``estimated time on this machine: ~7 min (4 job(s); from a 9s timed probe at load 0.2 on 2 cores; longer
+    if the load rises)``; where the probe shared the cores (``load``), also the time were they free, and where
+    the load exceeded them, that it did. The ``skipped`` units (over ``--skip-longer-than``) are not counted,
+    as they will not run."""
     total = sum(cost.seconds for unit, cost in costs.items() if unit not in skipped)
-    minutes = f"~{max(1, round(total / 60))} min" if total >= 60 else f"~{duration(total)}"
     untimed = sum(not cost.timed for cost in costs.values())
     failed = f"; {untimed} unit(s) failed the probe and are not counted" if untimed else ""
     over = sum(len(unit.datasets) for unit in costs if unit in skipped)
     over_text = f"; {over} job(s) over --skip-longer-than are skipped" if over else ""
-    return (f"estimated time on this machine: {minutes} ({jobs} job(s); from a {duration(probe_seconds)} timed "
-            f"probe{failed}{over_text})")
+    free, at_load = "", ""
+    if load is not None:
+        at_load = f" at load {load.load:.1f} on {load.cores} core{'s' if load.cores > 1 else ''}"
+        if load.share < 1 and _about(total * load.share) != _about(total):
+            free = f", or {_about(total * load.share)} if the cores free up"
+            busier = "more load than cores" if load.load > load.cores else "cores shared with other work"
+            at_load += f", {busier}: the time follows the load while it runs"
+        else:
+            at_load += "; longer if the load rises"
+    return (f"estimated time on this machine: {_about(total)}{free} ({jobs} job(s); from a {duration(probe_seconds)} "
+            f"timed probe{at_load}{failed}{over_text})")
+
+
+def _about(seconds: float) -> str:
+    return f"~{max(1, round(seconds / 60))} min" if seconds >= 60 else f"~{duration(seconds)}"
 
 
 def _engine_text(p: RunPlan) -> str:
@@ -72,8 +87,8 @@ def _engine_text(p: RunPlan) -> str:
 
 
 def _options_text(p: RunPlan, method_cls: type[Method]) -> str:
-    """Every option the method runs with, the given ones marked with ``*``."""
-    given = p.request.method_options.get(method_cls.name, {})
+    """Every option the method runs with, the given ones (and the smoke profile's) marked with ``*``."""
+    given = p.options_of(method_cls)
     resolved = resolve_options(method_cls.name, method_cls.options, given)
     if not resolved:
         return "(none)"

@@ -85,7 +85,7 @@ def method_setup(p: RunPlan, method_cls: type[Method], dataset: Dataset, setting
     # An evaluation loads trained weights and has no training images to fit a crop to.
     fits_crop = p.trains(method_cls) and not captured
     return MethodSetup(channels=dataset.channels, budget=p.budget_of(method_cls), device=p.device, seed=seed,
-                       options=p.request.method_options.get(method_cls.name, {}), engine=p.engine,
+                       options=p.options_of(method_cls), engine=p.engine,
                        training=TrainingInfo(noise=None if captured else setting.train,
                                              shortest_side=data.shortest_train_side(dataset) if fits_crop else None),
                        progress=p.request.progress)

@@ -65,7 +65,7 @@ def experiment_of(p: RunPlan, method_cls: type[Method], dataset: Dataset, settin
     """The experiment a job of the plan runs: ``method_cls`` trained for ``dataset`` on ``setting``'s training noise."""
     return Experiment(
         method=method_cls.name,
-        method_options=canonical_options(p.request.method_options.get(method_cls.name), method_cls.options,
+        method_options=canonical_options(p.options_of(method_cls), method_cls.options,
                                          method_cls.identity_options),
         train_noise=str(setting.train),
         training_set=p.training_source(dataset).training_set_id() if method_cls.trainable else "",

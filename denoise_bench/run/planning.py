@@ -8,7 +8,7 @@ second on a typo, a bad option or a missing dataset, not after an hour of traini
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,7 @@ from denoise_bench.migration import RESULTS_FORMAT
 from denoise_bench.noise import NoiseSetting, retested
 from denoise_bench.store.output_folders import claim_folder
 from denoise_bench.plugins import Registry, get_registry
-from denoise_bench.profiles import Budget, get_profile, method_budget
+from denoise_bench.profiles import SMOKE_PROFILE, Budget, get_profile, method_budget
 from denoise_bench.protocol import EvalProtocol, get_protocol
 from denoise_bench.real_noise import require_real_source
 from denoise_bench.run.request import RunRequest
@@ -66,9 +66,17 @@ class RunPlan:
     run_dir: Path
     budgets: dict[str, Budget]  # per method: the run's budget, or its published one under ``official``
     threads: ThreadChoice = ThreadChoice(1, "default")  # torch threads this process computes with
+    # per method: the options it runs with (the request's, over its smoke_options under the smoke profile)
+    method_options: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def budget_of(self, method_cls: type[Method]) -> Budget:
         return self.budgets[method_cls.name]
+
+    def options_of(self, method_cls: type[Method]) -> dict[str, Any]:
+        """The options ``method_cls`` runs with: the request's, over its ``smoke_options`` under the smoke profile."""
+        if method_cls.name in self.method_options:
+            return self.method_options[method_cls.name]
+        return self.request.method_options.get(method_cls.name, {})
 
     def trains(self, method_cls: type[Method]) -> bool:
         """Whether this run trains ``method_cls``: a trainable method, unless the run evaluates models
@@ -120,7 +128,13 @@ def plan(request: RunRequest, registry: Registry | None = None) -> RunPlan:
     if needs_training:  # a batch that cannot fit is refused now, not after hours of crop sampling and swapping
         check_budgets_fit(methods, budgets, max(d.channels for d in datasets), device)
     return RunPlan(request, methods, settings, datasets, train_dataset, budget, engine, get_protocol(request.protocol).with_repeats(request.repeats),
-                   policy, device, run_dir, budgets, threads)
+                   policy, device, run_dir, budgets, threads, {m.name: _options(request, m) for m in methods})
+
+
+def _options(request: RunRequest, method_cls: type[Method]) -> dict[str, Any]:
+    """The options a method runs with: the request's, over its ``smoke_options`` under the smoke profile."""
+    given = request.method_options.get(method_cls.name, {})
+    return {**method_cls.smoke_options, **given} if request.profile == SMOKE_PROFILE else dict(given)
 
 
 def _methods(request: RunRequest, registry: Registry) -> list[type[Method]]:
@@ -192,7 +206,7 @@ def run_config(p: RunPlan) -> dict[str, Any]:
         "request": p.request.recorded(),
         "run_id": p.run_dir.name,
         "methods": [{"name": m.name, "citation": m.citation, "supervision": Supervision(m.supervision).value,
-                     "uses_noise_level": m.uses_noise_level, "options": p.request.method_options.get(m.name, {})}
+                     "uses_noise_level": m.uses_noise_level, "options": p.options_of(m)}
                     for m in p.methods],
         "noise": [{"label": s.label, "train": str(s.train), "tests": [str(t) for t in s.tests]} for s in p.settings],
         "datasets": [d.name for d in p.datasets],

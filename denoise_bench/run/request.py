@@ -116,7 +116,7 @@ class RunRequest:
                                help="fresh: new training noise every iteration (official codes); fixed: one noisy copy per image.")
     device: str | None = option(None, cli_default="auto", show_default=True, not_recorded=WHERE_IT_RUNS,
                                 help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
-    data_dir: Path | None = option(None, finish=resolve_data_dir, help=DATA_DIR_HELP)
+    data_dir: Path | None = option(None, finish=resolve_data_dir, empty_is_unset=True, help=DATA_DIR_HELP)
     out: Path | None = option(None, folder=True, not_recorded=WHERE_IT_RUNS + " (config.json is in it)",
                               help="Run folder (default runs/<timestamp>).")
     method_options: dict[str, dict[str, str]] = option(

@@ -33,7 +33,7 @@ from denoise_bench.run.inputs import RunData
 from denoise_bench.run.folder import finished_jobs, open_run_folder, part_folder, part_sink
 from denoise_bench.run.lock import run_lock
 from denoise_bench.schema import job_key
-from denoise_bench.run.time_estimate import UnitCost, timed_estimate, unit_cases
+from denoise_bench.run.time_estimate import UnitCost, probe_load, timed_estimate, unit_cases
 from denoise_bench.run.time_limit import units_over_limit
 from denoise_bench.run.tracking import Tracker, job_counts
 from denoise_bench.run.unit_runner import UnitRunner
@@ -111,9 +111,10 @@ def _announce_estimate(p: RunPlan, grid: list[Unit], echo: Callable[[str], None]
         for unit in left:
             unit_cases(p, unit, data)
         return None, {}
+    load = probe_load(p)  # before the probe: the other work's load, not the probe's own
     costs, seconds = timed_estimate(p, left)
     skip = units_over_limit(p, costs)
-    echo(estimate_text(costs, sum(len(u.datasets) for u in left if u not in skip), seconds, skip))
+    echo(estimate_text(costs, sum(len(u.datasets) for u in left if u not in skip), seconds, skip, load))
     return costs, skip
 
 

@@ -19,10 +19,16 @@ One probe per distinct training (method, options, channels, budget, training noi
 method's test, so a grid of seeds probes once. What the probe cannot see: load that arrives later,
 data loading and checkpoint writes (small next to training). ``GridProgress`` corrects the estimates
 of the units left by how far the finished ones were off.
+
+The probe's seconds are this machine's at the load it ran under, and on a CPU that load moves them most:
+the same quick grid was estimated at ~40 min at a 1-minute load average of 10 and ~4 min at 4 on a 2-core
+machine. So the estimate says the load it was taken at (:class:`ProbeLoad`), and where
+the cores were shared, the time were they free: the threads got about ``cores / (load + threads)`` of them.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from statistics import median
 from collections.abc import Callable
@@ -40,6 +46,7 @@ from denoise_bench.noise import NoiseSetting
 from denoise_bench.run.planning import RunPlan
 from denoise_bench.run.inputs import RunData
 from denoise_bench.supervision import Supervision
+from denoise_bench.threads import usable_cores
 
 PROBE_WARMUP = 2  # untimed training steps: the first ones allocate
 PROBE_STEPS = 5  # timed training steps (and the extra per-image steps of a per-image optimiser)
@@ -48,6 +55,34 @@ PROBE_STEPS = 5  # timed training steps (and the extra per-image steps of a per-
 PROBE_SIDE = 192
 
 Clock = Callable[[], float]
+
+
+@dataclass(frozen=True)
+class ProbeLoad:
+    """The load a CPU probe ran under: the 1-minute load average just before it (the other work), the cores this
+    process may use, and the torch threads it computes with."""
+
+    load: float
+    cores: int
+    threads: int
+
+    @property
+    def share(self) -> float:
+        """The part of the time the run's threads got a core, the cores shared evenly among all that ran: 1 where
+        the other work left them enough."""
+        return min(1.0, self.cores / (max(self.load, 0.0) + self.threads))
+
+
+def probe_load(p: RunPlan, load: Callable[[], float] = lambda: os.getloadavg()[0]) -> ProbeLoad | None:
+    """The load a probe of ``p`` is about to run under; None off the CPU (a GPU's time is not the cores') or
+    where the system keeps no load average."""
+    if p.device.type != "cpu":
+        return None
+    try:
+        busy = load()
+    except (AttributeError, OSError):  # os.getloadavg: not on Windows
+        return None
+    return ProbeLoad(busy, usable_cores(), p.threads.count)
 
 
 @dataclass(frozen=True)
@@ -134,7 +169,7 @@ class _Probes:
         self._test: dict[tuple, TestCost] = {}
 
     def _key(self, method_cls: type[Method], dataset: Dataset, setting: NoiseSetting) -> tuple:
-        options = sorted(self.p.request.method_options.get(method_cls.name, {}).items())
+        options = sorted(self.p.options_of(method_cls).items())
         return (method_cls.name, tuple(options), dataset.channels, str(setting.train))
 
     def training(self, method_cls: type[Method], dataset: Dataset, setting: NoiseSetting, seed: int) -> float:
