@@ -118,11 +118,12 @@ def test_dry_run_shows_each_jobs_engine_options_images_and_time_and_the_total(tm
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     assert lines[0].startswith("run folder: ") and "1 torch thread (--threads), engine fp32," in lines[0]
-    assert lines[1].startswith("  job  iddp on skimage, train gaussian:sigma=0-50, seed 0: about ")
+    assert lines[1] == "test sets: skimage (gray)"
+    assert lines[2].startswith("  job  iddp on skimage, train gaussian:sigma=0-50, seed 0: about ")
     # skimage has 5 test images: a limit of 8 scores 5, and says so
-    assert "on 5 skimage image(s); budget: 30 iterations x batch 2" in lines[2]
-    assert "beta1=0.9*" in lines[3] and "network=unet3 " in lines[3]
-    assert lines[4].startswith("  job  bm3d on skimage") and "(train 0s, test " in lines[4]
+    assert "on 5 skimage image(s); budget: 30 iterations x batch 2" in lines[3]
+    assert "beta1=0.9*" in lines[4] and "network=unet3 " in lines[4]
+    assert lines[5].startswith("  job  bm3d on skimage") and "(train 0s, test " in lines[5]
     assert lines[-1].startswith("2 job(s), 0 skipped cell(s); estimated time on this machine: ~")
     assert " timed probe at load " in lines[-1]  # how sure it is: the load it was taken at
     assert not (tmp_path / "runs").exists()
