@@ -24,7 +24,7 @@ def _builtin_methods() -> list[str]:
 # The contract does not depend on size: Self2Self's 100 predictions of its full-width network would
 # take most of a minute per check on a CPU, and CVF-SID's eleven passes of its width-64 network about as long.
 SMALL_OPTIONS = {"s2s": {"width": "8", "predictions": "2"}, "cvf-sid": {"width": "8"}, "cvf-sid-oracle": {"width": "8"},
-                 "iddp-sup-start": {"warm_steps": "1"}}  # its default warm start is longer than the checks' budget
+                 "iddp-sup-start": {"warm_steps": "1"}}  # so that the checks' few steps reach IDDP's loss too
 
 
 @pytest.mark.parametrize("check", sorted(CHECKS))
