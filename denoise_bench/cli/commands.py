@@ -37,6 +37,7 @@ from denoise_bench.request_schema import split_commas
 from denoise_bench.cli.request_options import (AbsolutePath, PathOrUnset, engine_options, grid_flags, load_request_file,
                                                  request_of_options, request_options)
 from denoise_bench.run.runner import RunRequest, plan, run
+from denoise_bench.reproduction import reproductions
 from denoise_bench.supervision import Supervision
 
 
@@ -272,6 +273,9 @@ def list_command() -> None:
         if cls.options:
             click.echo(f"  {'':<12} options: {', '.join(f'{k}={v!r}' for k, v in cls.options.items())}")
         click.echo(f"  {'':<12} official budget (--profile official): {official_budget_text(cls)}")
+        reproduction = reproductions().get(name)
+        if reproduction is not None:
+            click.echo(f"  {'':<12} published numbers: {reproduction.status} ({reproduction.evidence})")
         click.echo(f"  {'':<12} from {registry.sources.get(('method', name), '?')}")
     click.echo("Datasets:")
     for name, dataset_cls in sorted(registry.datasets.items()):

@@ -17,6 +17,7 @@ import pandas as pd
 
 from denoise_bench.divergence import divergence_warnings
 from denoise_bench.report.convergence import convergence_caveat
+from denoise_bench.reproduction import NOTE as REPRODUCTION_NOTE
 from denoise_bench.errors import BenchError
 from denoise_bench.report.leaderboard_merge import RunInfo, merge_runs, name_curves, name_experiments
 from denoise_bench.report.leaderboard_tables import (CONVERGENCE, CONVERGENCE_NOTE, FEW_IMAGES_NOTE, PAPER_GAP, PAPER_GAP_NOTE, REFERENCE_GAP, SUBSET_NOTE,
@@ -124,6 +125,7 @@ def write_leaderboard(run_dirs: list[Path], out: Path, allow_mismatch: bool = Fa
         lines += ["", PAPER_GAP_NOTE]
     if any(CONVERGENCE in table for table in tables.values()):
         lines += ["", CONVERGENCE_NOTE]
+    lines += ["", REPRODUCTION_NOTE]
     published = read_paper_results() if paper else None
     if published is not None and any(PAPER_GAP in table or dataset in set(published.dataset)
                                      for (dataset, _), table in tables.items()):

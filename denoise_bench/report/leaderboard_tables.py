@@ -20,6 +20,7 @@ from io import StringIO
 import pandas as pd
 
 from denoise_bench.divergence import divergences, with_input_psnr
+from denoise_bench.reproduction import board_cell
 from denoise_bench.report.convergence import CONVERGED_GAIN_DB, DEFINITION, gains_by_method
 from denoise_bench.report.leaderboard_merge import name_experiments
 from denoise_bench.registered_metrics import scored_metrics
@@ -67,6 +68,7 @@ IMPLAUSIBLE = "implausible"  # records of a row whose score no denoiser reaches 
 # Each trained row's gain over the last doubling of its steps and whether that is converged
 # (denoise_bench.report.convergence holds the definition).
 CONVERGENCE = "last doubling (dB)"
+REPRODUCED = "reproduced?"  # denoise_bench.reproduction
 NO_CURVE = "no curve"  # a trained row whose run recorded no learning curve (made without --eval-every)
 CONVERGENCE_NOTE = (f"`{CONVERGENCE}`: what the row gained over the last doubling of its training steps, the steps and "
                     f"what measured it in brackets; {DEFINITION}. \"{NO_CURVE}\": its run recorded no curve and no run "
@@ -193,6 +195,7 @@ def leaderboard_tables(records: pd.DataFrame, paper: pd.DataFrame | None = None,
                 TEST_SECONDS: round(float(test_seconds[method]), 3),
                 "device": info.device,
                 "run": info.run,
+                REPRODUCED: board_cell(str(method), str(info.base_method)),
                 BELOW_FLOOR: trained and below_floor(rows_m) is not None,
                 IMPLAUSIBLE: int(implausible(rows_m).sum()),
             }

@@ -16,11 +16,12 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from denoise_bench.report.leaderboard_tables import (CONVERGENCE, CONVERGENCE_NOTE, FEW_IMAGES_NOTE, PAPER_GAP, PAPER_GAP_NOTE,
-                                              SUBSET_NOTE, has_few_images_mark, has_floor)
+                                              REPRODUCED, SUBSET_NOTE, has_few_images_mark, has_floor)
 from denoise_bench.plausibility import IMPLAUSIBLE_MARK, IMPLAUSIBLE_NOTE
 from denoise_bench.report.about import about_html
 from denoise_bench.report.plots import method_styles, oracles, plot_psnr_vs_budget, plot_psnr_vs_noise
 from denoise_bench.report.sample_crops import ZOOM, SampleGrid, collect_samples
+from denoise_bench.reproduction import NOTE as REPRODUCTION_NOTE
 from denoise_bench.results import FLOOR_NOTE, ORACLE_MARK, PRETRAINED_NOTE, has_pretrained
 from denoise_bench.store.sample_files import SAMPLES
 
@@ -148,6 +149,11 @@ def convergence_note(table: pd.DataFrame) -> str:
     return f'<p class="note convergence-note">{html.escape(CONVERGENCE_NOTE)}</p>' if CONVERGENCE in table else ""
 
 
+def reproduction_note(table: pd.DataFrame) -> str:
+    """What the reproduction column says, for a table that has it (else nothing)."""
+    return f'<p class="note reproduction-note">{html.escape(REPRODUCTION_NOTE)}</p>' if REPRODUCED in table else ""
+
+
 def findings_html(findings: str | None) -> str:
     """The publisher's findings (markdown paragraphs, and bullets starting ``* `` or ``- `` whose
     continuation lines are indented), as escaped text, under the caveats."""
@@ -232,7 +238,7 @@ def write_html(out: Path, tables: dict[tuple[str, str], pd.DataFrame], records: 
              "Click a header to sort.</p>"]
     for (dataset, test_noise), table in tables.items():
         parts += [f"<h2>{html.escape(dataset)}, {html.escape(test_noise)}</h2>", _table_html(table), oracle_note(table),
-                  few_images_note(table), floor_note(table), implausible_note(table), pretrained_note(table), paper_gap_note(table), convergence_note(table), not_run_html((not_run or {}).get((dataset, test_noise), []))]
+                  few_images_note(table), floor_note(table), implausible_note(table), pretrained_note(table), paper_gap_note(table), convergence_note(table), reproduction_note(table), not_run_html((not_run or {}).get((dataset, test_noise), []))]
         if (dataset, test_noise) in grids:
             parts.append(_grid_html(grids[(dataset, test_noise)]))
     if unplaced:
