@@ -369,7 +369,8 @@ def test_the_paper_gap_column_names_its_set_and_protocol_and_the_page_explains_i
     for dataset in ("bsd68", "skimage"):
         records = pd.read_csv(_write_run(tmp_path / dataset, offsets, dataset=dataset) / RECORDS)
         table = leaderboard_tables(records, read_paper_results())[(dataset, "gaussian:sigma=25")]
-        assert [c for c in table.columns if c.startswith("paper")] == ["paper vs unet (dB, BSD300 colour, protocol paper)"]
+        # The header says the number is the paper's, not a score of this run beside "vs unet".
+        assert [c for c in table.columns if c.startswith("paper")] == ["paper's gap to unet (dB, BSD300 colour, protocol paper)"]
     assert set(read_paper_results()[lambda p: p.dataset == "bsd300"].protocol) == {"paper"}  # what the label says
     markdown = write_leaderboard([tmp_path / "bsd68"], tmp_path / "board")
     assert PAPER_GAP_NOTE in markdown and "BSD300 colour images, trained on Waterloo, scored by protocol paper" in markdown

@@ -55,8 +55,9 @@ REFERENCE_METHOD = "unet"
 REFERENCE_GAP = f"vs {REFERENCE_METHOD} (dB)"
 PAPER_GAP_SOURCE = "bsd300"  # the IDDP paper's Tables 1-2 report BSD300 only
 PAPER_GAP_PROTOCOL = "paper"  # how it scored them (the reference data's protocol of those rows)
-# The column says where its numbers come from: they are not scores on the table's own images.
-PAPER_GAP = f"paper vs {REFERENCE_METHOD} (dB, {PAPER_GAP_SOURCE.upper()} colour, protocol {PAPER_GAP_PROTOCOL})"
+# The header says that the number is the paper's and where it comes from: it is no score of the row's
+# run, nor on the table's own images (read beside it, "vs unet" is this run's).
+PAPER_GAP = f"paper's gap to {REFERENCE_METHOD} (dB, {PAPER_GAP_SOURCE.upper()} colour, protocol {PAPER_GAP_PROTOCOL})"
 PAPER_GAP_NOTE = (f"\"{PAPER_GAP}\": the IDDP paper's PSNR of the row's method minus that of its supervised U-Net at "
                   f"the row's test noise, from its Tables 1-2: {PAPER_GAP_SOURCE.upper()} colour images, trained on "
                   f"Waterloo, scored by protocol {PAPER_GAP_PROTOCOL} (8-bit luma). Beside a row of another set or "
