@@ -60,12 +60,16 @@ window.addEventListener("load", () => {
   document.body.dataset.imagesLoaded = Array.from(document.images).filter(img => img.naturalWidth > 0).length;
   const crops = Array.from(document.querySelectorAll(".sample img"), img => img.getBoundingClientRect().width);
   if (crops.length) document.body.dataset.narrowestCrop = Math.round(Math.min(...crops));
+  // The page's width against the window's: wider means the window scrolls sideways (a table that overflows).
+  document.body.dataset.pageWidth = document.documentElement.scrollWidth;
+  document.body.dataset.windowWidth = document.documentElement.clientWidth;
 });
 """
 
-# The page uses the window: a wide column, tables that scroll rather than squeeze, plots and crops
-# that scale with it (crops never below 256 px, upscaled without smoothing so pixels stay visible); plots
-# keep the size they were drawn for, or less.
+# The page uses the window: a wide column, tables that scroll inside their own box rather than squeeze
+# (the window itself never scrolls sideways), plots and crops that scale with it (crops never below 256 px,
+# upscaled without smoothing so pixels stay visible); plots keep the size they were drawn for, or less. The
+# About block's table of what differs between runs holds sentences: its cells wrap.
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 0; color: #222; line-height: 1.4; }
 main { box-sizing: border-box; width: 100%; max-width: 1800px; margin: 0 auto; padding: 1em 2.5vw 3em; }
@@ -78,6 +82,8 @@ h2 { margin-top: 1.6em; }
 .about .note { margin: 0.4em 0 0; }
 .about table.differences { margin: 0.2em 0; font-size: 0.9em; }
 .about table.differences th, .about table.differences td { padding: 0.05em 0.4em; cursor: default; text-align: left; }
+.about table.differences td { white-space: normal; }
+.about table.differences code { white-space: nowrap; }  /* a run folder stays one line */
 .about ul { margin: 0; padding-left: 1.2em; }
 .table-wrap { max-width: 100%; overflow-x: auto; }
 table { border-collapse: collapse; margin: 0.6em 0; font-size: 0.9em; }
