@@ -222,11 +222,12 @@ def _plots_html(title: str, plots: dict[str, str], kind: str) -> list[str]:
 
 def write_html(out: Path, tables: dict[tuple[str, str], pd.DataFrame], records: pd.DataFrame, curves: pd.DataFrame,
                runs: list[RunInfo], not_run: dict[tuple[str, str], list[str]] | None = None, unplaced: list[str] | None = None,
-               findings: str | None = None) -> Path:
+               findings: str | None = None, title: str = "Leaderboard") -> Path:
     """Write ``index.html`` with its plots and sample crops into ``out``; returns its path.
 
     ``not_run`` lists, per table, the jobs that would be in it but gave no numbers; ``unplaced`` those
-    that belong to no table (see ``leaderboard_tables.not_run_by_table``)."""
+    that belong to no table (see ``leaderboard_tables.not_run_by_table``); ``title`` says what the board ranks
+    (``leaderboard.board_title``): the window's title and the page's first heading."""
     if (out / SAMPLES).exists():
         shutil.rmtree(out / SAMPLES)  # crops of an earlier leaderboard in the same folder
     styles = method_styles(list(records.method))
@@ -235,7 +236,8 @@ def write_html(out: Path, tables: dict[tuple[str, str], pd.DataFrame], records: 
     grids = collect_samples([info.run_dir for info in runs], records, out)
     parts = ["<!doctype html>", '<html lang="en"><head><meta charset="utf-8">',
              '<meta name="viewport" content="width=device-width, initial-scale=1">',
-             f"<title>denoise-bench leaderboard</title><style>{_STYLE}</style></head><body><main>", "<h1>Leaderboard</h1>",
+             f"<title>{html.escape(title)} (denoise-bench)</title><style>{_STYLE}</style></head><body><main>",
+             f"<h1>{html.escape(title)}</h1>",
              about_html(runs, records, curves),
              findings_html(findings),
              "<p>Methods ranked by mean PSNR (dB) over test images; the gap column is the mean paired PSNR difference "
