@@ -18,7 +18,7 @@ from click.testing import CliRunner
 
 from denoise_bench.cli.commands import main
 from denoise_bench.errors import BenchError
-from denoise_bench.report.leaderboard import write_leaderboard
+from denoise_bench.report.leaderboard import board_title, write_leaderboard
 from denoise_bench.report.leaderboard_merge import merge_runs
 from denoise_bench.report.leaderboard_tables import (FEW_IMAGES_NOTE, GAP_COLUMN, PAPER_GAP, PAPER_GAP_NOTE, REFERENCE_GAP,
                                               TEST_SECONDS, leaderboard_tables, read_paper_results)
@@ -369,7 +369,8 @@ def test_the_paper_gap_column_names_its_set_and_protocol_and_the_page_explains_i
     for dataset in ("bsd68", "skimage"):
         records = pd.read_csv(_write_run(tmp_path / dataset, offsets, dataset=dataset) / RECORDS)
         table = leaderboard_tables(records, read_paper_results())[(dataset, "gaussian:sigma=25")]
-        assert [c for c in table.columns if c.startswith("paper")] == ["paper vs unet (dB, BSD300 colour, protocol paper)"]
+        # The header says the number is the paper's, not a score of this run beside "vs unet".
+        assert [c for c in table.columns if c.startswith("paper")] == ["paper's gap to unet (dB, BSD300 colour, protocol paper)"]
     assert set(read_paper_results()[lambda p: p.dataset == "bsd300"].protocol) == {"paper"}  # what the label says
     markdown = write_leaderboard([tmp_path / "bsd68"], tmp_path / "board")
     assert PAPER_GAP_NOTE in markdown and "BSD300 colour images, trained on Waterloo, scored by protocol paper" in markdown
@@ -396,3 +397,40 @@ def test_option_values_and_names_reach_the_leaderboards_markdown_escaped(tmp_pat
         for table in re.findall(r"(?:^\|.*\n)+", markdown, flags=re.MULTILINE):
             assert len({len(re.findall(r"(?<!\\)\|", line)) for line in table.splitlines()}) == 1, table
     assert "## folder:a\\|b, gaussian:sigma=25" in (tmp_path / "board" / "leaderboard.md").read_text()
+
+
+def test_a_board_is_titled_by_what_it_ranks(tmp_path: Path) -> None:
+    offsets = {"unet": np.zeros(len(IMAGES)), "bm3d": np.full(len(IMAGES), -1.0)}
+    runs = [_write_run(tmp_path / dataset, offsets, dataset=dataset) for dataset in ("set12", "bsd68")]
+    markdown = write_leaderboard(runs, tmp_path / "board")
+    title = "Leaderboard: gaussian noise (trained on gaussian:sigma=0-50) on bsd68 and set12, profile quick"
+    assert markdown.splitlines()[0] == f"# {title}"
+    page = (tmp_path / "board" / "index.html").read_text()
+    assert f"<title>{title} (denoise-bench)</title>" in page and f"<h1>{title}</h1>" in page
+    # Merged rows of other noises and profiles; rows trained on nothing (per-image methods) add no training noise.
+    records = pd.concat([pd.read_csv(runs[0] / RECORDS),
+                         pd.read_csv(runs[0] / RECORDS).assign(test_noise="poisson:lam=30", train_noise="poisson:lam=5-50",
+                                                              profile="cpu"),
+                         pd.read_csv(runs[0] / RECORDS).assign(test_noise="poisson:lam=30", train_noise=None, profile="cpu")])
+    assert board_title(records) == ("Leaderboard: gaussian and poisson noise (trained on gaussian:sigma=0-50 and "
+                                    "poisson:lam=5-50) on set12, profiles quick and cpu")
+
+
+def test_each_sets_tables_show_fixed_noise_levels_before_ranges(tmp_path: Path) -> None:
+    offsets = {"unet": np.zeros(len(IMAGES)), "n2v": np.full(len(IMAGES), -1.0)}
+    noises = ["gaussian:sigma=0-50", "gaussian:sigma=25", "gaussian:sigma=5", "speckle-like:v=0.1"]  # the last: not installed
+    records = pd.concat([pd.read_csv(_write_run(tmp_path / f"{dataset}-{i}", offsets, dataset=dataset, test_noise=noise) / RECORDS)
+                         for dataset in ("set12", "bsd68") for i, noise in enumerate(noises)])
+    expected = [(dataset, noise) for dataset in ("bsd68", "set12")
+                for noise in ["gaussian:sigma=5", "gaussian:sigma=25", "speckle-like:v=0.1", "gaussian:sigma=0-50"]]
+    assert list(leaderboard_tables(records)) == expected  # the text's order would put sigma=0-50 first, sigma=5 last
+    run = tmp_path / "run"
+    run.mkdir()
+    write_json(run / CONFIG, _config(offsets))
+    write_frame(run / RECORDS, records.assign(run_id="run"))
+    markdown = write_leaderboard([run], tmp_path / "board")
+    assert [line[3:] for line in markdown.splitlines() if line.startswith("## ")] == [f"{d}, {n}" for d, n in expected]
+    page = (tmp_path / "board" / "index.html").read_text()
+    assert re.findall(r"<h2>([^<]*, [^<]*)</h2>", page) == [f"{d}, {n}" for d, n in expected]
+    pairs = pd.read_csv(tmp_path / "board" / "pairs.csv")
+    assert list(dict.fromkeys(map(tuple, pairs[["dataset", "test noise"]].values))) == expected

@@ -75,6 +75,29 @@ def test_page_renders_in_headless_chromium(board: Path, tmp_path: Path) -> None:
     assert narrowest and int(narrowest.group(1)) >= 256  # crops large enough to judge in a 1600 px window
 
 
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium package is not installed")
+def test_a_page_of_runs_made_on_other_machines_fits_a_1400_px_window(board: Path, tmp_path: Path) -> None:
+    """The About block tables where runs differ (machine, versions, commit); that table, as every table of
+    the page, stays inside the window: the window never scrolls sideways."""
+    run = board.parent / "run"
+    other = tmp_path / "the-same-smoke-run-repeated-on-a-workstation-with-a-gpu"
+    shutil.copytree(run, other)
+    environment = json.loads((other / "environment.json").read_text())
+    environment |= {"device": "cuda:0", "device_name": "NVIDIA H100 80GB HBM3 (MIG 3g.40gb, driver 550.90.07)",
+                    "platform": "Linux-5.15.0-1071-nvidia-x86_64-with-glibc2.35", "python": "3.12.3",
+                    "git_commit": "f" * 40, "versions": environment["versions"] | {"torch": "2.5.1+cu124"}}
+    (other / "environment.json").write_text(json.dumps(environment))
+    out = tmp_path / "board"
+    write_leaderboard([run, other], out, exclude={str(run): ["bm3d"], str(other): ["iddp"]})
+    flags = [f for f in CHROMIUM_FLAGS if not f.startswith("--window-size=")] + ["--window-size=1400,900"]
+    dom = subprocess.run([CHROMIUM, *flags, f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom",
+                          (out / "index.html").as_uri()], capture_output=True, text=True, timeout=120).stdout
+    assert '<table class="differences">' in dom and "NVIDIA H100" in dom  # the table of what differs is there
+    page, window = (re.search(rf'data-{name}-width="(\d+)"', dom) for name in ("page", "window"))
+    assert page and window and int(window.group(1)) > 1000  # measured, in a window about 1400 px wide
+    assert int(page.group(1)) <= int(window.group(1))  # nothing wider than the window: no sideways scrolling
+
+
 def _run_files(board: Path) -> tuple[dict, dict]:
     run_dir = board.parent / "run"
     return json.loads((run_dir / "config.json").read_text()), json.loads((run_dir / "environment.json").read_text())

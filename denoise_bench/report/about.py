@@ -126,8 +126,10 @@ def _differences_html(rows: list[_Row], differing: dict[str, list[str]]) -> str:
         cells = "".join("<td>" + html.escape(", ".join(row.properties[name][f] for f in fields if f in row.properties[name]))
                         + "</td>" for name, fields in differing.items())
         body.append(f"<tr><td><code>{html.escape(row.run)}</code></td><td>{html.escape(', '.join(row.methods))}</td>{cells}</tr>")
-    return (f'<table class="differences"><thead><tr><th>run folder</th><th>rows</th>{head}</tr></thead>'
-            f"<tbody>{''.join(body)}</tbody></table>")
+    # In a box of its own that scrolls, as every table of the page: many runs that differ in much make it
+    # wider than the window, which must not scroll sideways.
+    return (f'<div class="table-wrap"><table class="differences"><thead><tr><th>run folder</th><th>rows</th>{head}</tr></thead>'
+            f"<tbody>{''.join(body)}</tbody></table></div>")
 
 
 def images_text(records: pd.DataFrame) -> str:

@@ -23,7 +23,7 @@ from denoise_bench.report.leaderboard_merge import RunInfo, merge_runs, name_cur
 from denoise_bench.report.leaderboard_tables import (CONVERGENCE, CONVERGENCE_NOTE, FEW_IMAGES_NOTE, PAPER_GAP, PAPER_GAP_NOTE, REFERENCE_GAP, SUBSET_NOTE,
                                               TEST_SECONDS, curve_tables, floor_marked, has_few_images_mark, has_floor,
                                               has_implausible, implausible_marked, leaderboard_tables, not_run_by_table,
-                                              pairs_table, paper_scoring_note, read_paper_results)
+                                              pairs_table, paper_scoring_note, read_paper_results, noise_family)
 from denoise_bench.run.lock import running_holder
 from denoise_bench.store.output_folders import claim_folder
 from denoise_bench.plausibility import IMPLAUSIBLE_NOTE
@@ -49,6 +49,25 @@ def test_crop_text(runs: list[RunInfo]) -> str:
     return "Test images were scored as: " + "; ".join(
         f"{'whole images' if side is None else f'centre {side}x{side} crops'} ({', '.join(names)})"
         for side, names in crops.items()) + " (the budget's test_crop)."
+
+
+def _listed(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
+def board_title(records: pd.DataFrame) -> str:
+    """What a board ranks, for its first heading and its page's title: the test noise families, what the
+    trained rows were trained on, the sets and the profiles, e.g. "Leaderboard: gaussian noise (trained on
+    gaussian:sigma=0-50) on bsd68 and set12, profiles small and cpu". Boards of different noises or sets
+    read alike under a bare "Leaderboard"."""
+    families = _listed(sorted({noise_family(str(noise)) for noise in records.test_noise.unique()}))
+    trained = [str(t) for t in dict.fromkeys(records.train_noise.dropna()) if str(t).strip()]
+    title = f"Leaderboard: {families} noise" + (f" (trained on {_listed(sorted(trained))})" if trained else "")
+    title += f" on {_listed(sorted(map(str, records.dataset.unique())))}"
+    profiles = [str(p) for p in dict.fromkeys(records.profile.dropna())] if "profile" in records else []
+    if profiles:  # in the order of the runs: the board's own profile first, then those of rows merged in
+        title += f", profile{'s' if len(profiles) > 1 else ''} {_listed(profiles)}"
+    return title
 
 
 def write_leaderboard(run_dirs: list[Path], out: Path, allow_mismatch: bool = False, paper: bool = True,
@@ -78,7 +97,8 @@ def write_leaderboard(run_dirs: list[Path], out: Path, allow_mismatch: bool = Fa
     tables = leaderboard_tables(records, read_paper_results() if paper else None, None if curves.empty else curves)
     missing = not_run(merged.jobs, merged.records)
     under, unplaced = not_run_by_table(missing, records, tables)
-    lines = ["# Leaderboard", "", "Runs: " + ", ".join(f"`{d}`" for d in run_dirs), ""]
+    title = board_title(records)
+    lines = [f"# {markdown_text(title)}", "", "Runs: " + ", ".join(f"`{d}`" for d in run_dirs), ""]
     protocols = ", ".join(sorted(records.protocol.unique()))
     lines += [f"Protocol {protocols}. Methods ranked by mean PSNR; each is compared with the one above it on their "
               "common images: mean paired PSNR difference and 95 % bootstrap interval over images "
@@ -157,5 +177,5 @@ def write_leaderboard(run_dirs: list[Path], out: Path, allow_mismatch: bool = Fa
         from denoise_bench.report.page import write_html  # matplotlib is imported only when a page is made
 
         write_html(out, {key: implausible_marked(floor_marked(table)) for key, table in tables.items()}, records, curves, merged.runs,
-                   under, unplaced, findings)
+                   under, unplaced, findings, title)
     return markdown

@@ -1,6 +1,7 @@
 """The leaderboard's tables, from records merged across runs (``denoise_bench.report.leaderboard_merge``).
 
-For every (dataset, test noise), one table ranking the experiments by mean PSNR: the mean of every
+For every (dataset, test noise), in the order of :func:`setting_order` (by set, fixed levels before
+ranges), one table ranking the experiments by mean PSNR: the mean of every
 metric (PSNR, SSIM, then any a plugin registers, ``denoise_bench.metric``), how many images (and records) the mean is over, the training budget (iterations, training time,
 device) and the supervision each had. Each row is compared with the one ranked just above it on their
 common images (``significance``): the mean paired PSNR difference and its 95 % bootstrap interval; an
@@ -14,12 +15,15 @@ all paired differences, the learning-curve tables, and where jobs without number
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from importlib import resources
 from io import StringIO
 
 import pandas as pd
 
 from denoise_bench.divergence import divergences, with_input_psnr
+from denoise_bench.errors import BenchError
+from denoise_bench.noise import NoiseSpec, parse_spec
 from denoise_bench.reproduction import board_cell
 from denoise_bench.report.convergence import CONVERGED_GAIN_DB, DEFINITION, gains_by_method
 from denoise_bench.report.leaderboard_merge import name_experiments
@@ -55,8 +59,9 @@ REFERENCE_METHOD = "unet"
 REFERENCE_GAP = f"vs {REFERENCE_METHOD} (dB)"
 PAPER_GAP_SOURCE = "bsd300"  # the IDDP paper's Tables 1-2 report BSD300 only
 PAPER_GAP_PROTOCOL = "paper"  # how it scored them (the reference data's protocol of those rows)
-# The column says where its numbers come from: they are not scores on the table's own images.
-PAPER_GAP = f"paper vs {REFERENCE_METHOD} (dB, {PAPER_GAP_SOURCE.upper()} colour, protocol {PAPER_GAP_PROTOCOL})"
+# The header says that the number is the paper's and where it comes from: it is no score of the row's
+# run, nor on the table's own images (read beside it, "vs unet" is this run's).
+PAPER_GAP = f"paper's gap to {REFERENCE_METHOD} (dB, {PAPER_GAP_SOURCE.upper()} colour, protocol {PAPER_GAP_PROTOCOL})"
 PAPER_GAP_NOTE = (f"\"{PAPER_GAP}\": the IDDP paper's PSNR of the row's method minus that of its supervised U-Net at "
                   f"the row's test noise, from its Tables 1-2: {PAPER_GAP_SOURCE.upper()} colour images, trained on "
                   f"Waterloo, scored by protocol {PAPER_GAP_PROTOCOL} (8-bit luma). Beside a row of another set or "
@@ -74,6 +79,41 @@ CONVERGENCE_NOTE = (f"`{CONVERGENCE}`: what the row gained over the last doublin
                     f"what measured it in brackets; {DEFINITION}. \"{NO_CURVE}\": its run recorded no curve and no run "
                     f"of half its steps is on the board, so how far it is from converged is not measured. \"diverged at step N\": its curve fell below "
                     f"the noisy input after having been above it (denoise_bench.divergence). Threshold: {CONVERGED_GAIN_DB} dB.")
+
+
+def _parsed_noise(text: str) -> NoiseSpec | None:
+    """A records' noise spec read by the noise parser, or None for a family not installed here (records
+    may name a plugin this machine lacks)."""
+    from denoise_bench.plugins import get_registry  # lazily: boards are read without loading plugins first
+
+    try:
+        return parse_spec(text, get_registry().noise_families)
+    except BenchError:
+        return None
+
+
+def noise_family(text: str) -> str:
+    """The family of a records' noise spec: ``gaussian`` of ``gaussian:sigma=0-50``."""
+    spec = _parsed_noise(text)
+    return spec.name if spec is not None else text.partition(":")[0].strip().lower()
+
+
+def setting_order(key: tuple[str, str]) -> tuple:
+    """Where the table of (dataset, test noise) goes on a board: by dataset, then the fixed-level settings
+    (``gaussian:sigma=25``, the headline numbers) before the ranges (``gaussian:sigma=0-50``), each by family
+    and level. Sorting the text would put ``sigma=0-50`` first, and ``sigma=5`` after ``sigma=25``. A noise
+    whose family is not installed here counts as a fixed level, placed by its text."""
+    dataset, test_noise = key
+    spec = _parsed_noise(test_noise)
+    if spec is None:
+        return (dataset, False, noise_family(test_noise), (), test_noise)
+    levels = tuple((name, value.low, value.high) for name, value in spec.values)
+    return (dataset, spec.is_range, spec.name, levels, test_noise)
+
+
+def _in_setting_order(groups: Iterable[tuple[tuple[str, str], pd.DataFrame]]) -> list[tuple[tuple[str, str], pd.DataFrame]]:
+    """``groupby(["dataset", "test_noise"])``'s groups in the order a board shows its tables (:func:`setting_order`)."""
+    return sorted(groups, key=lambda group: setting_order(group[0]))
 
 
 def _gap(diff: PairedDifference) -> str:
@@ -168,7 +208,7 @@ def leaderboard_tables(records: pd.DataFrame, paper: pd.DataFrame | None = None,
     names = [metric.name for metric in scored_metrics(records)]
     decimals = {metric.name: metric.decimals for metric in scored_metrics(records)}
     tables = {}
-    for (dataset, test_noise), block in records.groupby(["dataset", "test_noise"], sort=True):
+    for (dataset, test_noise), block in _in_setting_order(records.groupby(["dataset", "test_noise"])):
         per_image = per_image_means(block, "psnr")
         ranked, subset = _ranked_and_subset(per_image)
         budget = _budget_of(block)
@@ -298,7 +338,7 @@ def _paper_gap(paper: pd.DataFrame, test_noise: str, method: str) -> float | Non
 
 def pairs_table(records: pd.DataFrame) -> pd.DataFrame:
     rows = []
-    for (dataset, test_noise), block in records.groupby(["dataset", "test_noise"], sort=True):
+    for (dataset, test_noise), block in _in_setting_order(records.groupby(["dataset", "test_noise"])):
         # A pretrained method keeps its mark here too, so no pair reads as two self-supervised rows unmarked.
         supervision = block["supervision"] if "supervision" in block else pd.Series(None, block.index, dtype=object)
         shown = {m: method_label(m, False, s) for m, s in zip(block["method"], supervision)}
@@ -331,7 +371,7 @@ def curve_tables(curves: pd.DataFrame) -> dict[tuple[str, str], pd.DataFrame]:
     with each method's training seconds to reach that step in brackets: the compute-matched view. Where
     the points carry it, a last column gives the floor (box3 of the input) on the curves' images."""
     tables = {}
-    for (dataset, test_noise), block in curves.groupby(["dataset", "test_noise"], sort=True):
+    for (dataset, test_noise), block in _in_setting_order(curves.groupby(["dataset", "test_noise"])):
         mean = block.groupby(["step", "method"]).agg(psnr=("psnr", "mean"), seconds=("train_seconds", "mean"))
         cells = mean.apply(lambda r: f"{r.psnr:.2f} ({r.seconds:.0f} s)", axis=1).unstack("method").fillna("")
         if block.floor_psnr.notna().any():

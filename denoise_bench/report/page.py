@@ -60,12 +60,16 @@ window.addEventListener("load", () => {
   document.body.dataset.imagesLoaded = Array.from(document.images).filter(img => img.naturalWidth > 0).length;
   const crops = Array.from(document.querySelectorAll(".sample img"), img => img.getBoundingClientRect().width);
   if (crops.length) document.body.dataset.narrowestCrop = Math.round(Math.min(...crops));
+  // The page's width against the window's: wider means the window scrolls sideways (a table that overflows).
+  document.body.dataset.pageWidth = document.documentElement.scrollWidth;
+  document.body.dataset.windowWidth = document.documentElement.clientWidth;
 });
 """
 
-# The page uses the window: a wide column, tables that scroll rather than squeeze, plots and crops
-# that scale with it (crops never below 256 px, upscaled without smoothing so pixels stay visible); plots
-# keep the size they were drawn for, or less.
+# The page uses the window: a wide column, tables that scroll inside their own box rather than squeeze
+# (the window itself never scrolls sideways), plots and crops that scale with it (crops never below 256 px,
+# upscaled without smoothing so pixels stay visible); plots keep the size they were drawn for, or less. The
+# About block's table of what differs between runs holds sentences: its cells wrap.
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 0; color: #222; line-height: 1.4; }
 main { box-sizing: border-box; width: 100%; max-width: 1800px; margin: 0 auto; padding: 1em 2.5vw 3em; }
@@ -78,6 +82,8 @@ h2 { margin-top: 1.6em; }
 .about .note { margin: 0.4em 0 0; }
 .about table.differences { margin: 0.2em 0; font-size: 0.9em; }
 .about table.differences th, .about table.differences td { padding: 0.05em 0.4em; cursor: default; text-align: left; }
+.about table.differences td { white-space: normal; }
+.about table.differences code { white-space: nowrap; }  /* a run folder stays one line */
 .about ul { margin: 0; padding-left: 1.2em; }
 .table-wrap { max-width: 100%; overflow-x: auto; }
 table { border-collapse: collapse; margin: 0.6em 0; font-size: 0.9em; }
@@ -216,11 +222,12 @@ def _plots_html(title: str, plots: dict[str, str], kind: str) -> list[str]:
 
 def write_html(out: Path, tables: dict[tuple[str, str], pd.DataFrame], records: pd.DataFrame, curves: pd.DataFrame,
                runs: list[RunInfo], not_run: dict[tuple[str, str], list[str]] | None = None, unplaced: list[str] | None = None,
-               findings: str | None = None) -> Path:
+               findings: str | None = None, title: str = "Leaderboard") -> Path:
     """Write ``index.html`` with its plots and sample crops into ``out``; returns its path.
 
     ``not_run`` lists, per table, the jobs that would be in it but gave no numbers; ``unplaced`` those
-    that belong to no table (see ``leaderboard_tables.not_run_by_table``)."""
+    that belong to no table (see ``leaderboard_tables.not_run_by_table``); ``title`` says what the board ranks
+    (``leaderboard.board_title``): the window's title and the page's first heading."""
     if (out / SAMPLES).exists():
         shutil.rmtree(out / SAMPLES)  # crops of an earlier leaderboard in the same folder
     styles = method_styles(list(records.method))
@@ -229,7 +236,8 @@ def write_html(out: Path, tables: dict[tuple[str, str], pd.DataFrame], records: 
     grids = collect_samples([info.run_dir for info in runs], records, out)
     parts = ["<!doctype html>", '<html lang="en"><head><meta charset="utf-8">',
              '<meta name="viewport" content="width=device-width, initial-scale=1">',
-             f"<title>denoise-bench leaderboard</title><style>{_STYLE}</style></head><body><main>", "<h1>Leaderboard</h1>",
+             f"<title>{html.escape(title)} (denoise-bench)</title><style>{_STYLE}</style></head><body><main>",
+             f"<h1>{html.escape(title)}</h1>",
              about_html(runs, records, curves),
              findings_html(findings),
              "<p>Methods ranked by mean PSNR (dB) over test images; the gap column is the mean paired PSNR difference "
