@@ -121,9 +121,10 @@ PROFILES: dict[str, Budget] = {
     # job. Every network starts from PyTorch's default initialisation and peaks at 3.3x its method's own rate
     # (warm-up + cosine), the rule that got the supervised U-Net furthest per step when measured (width 16,
     # 6000 steps, 8 BSD68 images at sigma=25: 28.27 dB, against 26.94 at 1x and 26.67 from its own 0.1-scaled
-    # init). It does not converge every row: the U-Net still gains about 0.5 dB over its last doubling, and a
-    # 12,000-step width-16 run passed the 6000-step one's end by step 5000 (results/small-probe); each board
-    # says row by row how far from converged it is (denoise_bench.report.convergence).
+    # init). It does not converge every row: the U-Net still gains about 0.5 dB over its last doubling; pairs of
+    # runs of its width-8 U-Net gained +0.65 dB from 12,000 to 24,000 steps and +0.22 from 24,000 to 48,000
+    # (results/convergence-probe), so its plateau costs about an hour of one AMX core per job; each board says
+    # row by row how far from converged it is (denoise_bench.report.convergence).
     "small": Budget(iterations=12_000, batch_size=2, crop_size=128, width=8, test_images=None, test_crop=None,
                     per_image_iterations=1200, lr_rule="warmup-cosine", init="pytorch", lr_scale=3.3),
     # About an hour per method on one GPU.

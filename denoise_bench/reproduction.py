@@ -66,4 +66,8 @@ def board_cell(row: str, method: str) -> str:
     (ours)) is not the paper's method, whatever its method's status."""
     if row.endswith(OURS) or OURS in row:
         return SHORT[NOT_A_PAPER]
-    return SHORT.get(status_of(method), "")
+    found = reproductions().get(method)
+    if found is None:
+        return ""
+    # A verdict of "no" names where its evidence is, so the board leads a reader to it.
+    return f"{SHORT[found.status]} ({found.evidence})" if found.status == NOT_REPRODUCED else SHORT[found.status]
