@@ -22,7 +22,7 @@ from denoise_bench.checkpoints import load_checkpoint
 from denoise_bench.environment import pick_device
 from denoise_bench.errors import BenchError
 from denoise_bench.images import IMAGE_SUFFIXES, list_images, read_image
-from denoise_bench.method import NoiseInfo
+from denoise_bench.method import NoiseInfo, resolve_options
 from denoise_bench.noise import parse_spec
 from denoise_bench.plugins import Registry, get_registry
 from denoise_bench.protocol import get_protocol
@@ -34,8 +34,9 @@ FORMATS = ("png", "tiff", "npy")  # 8-bit PNG; float32 TIFF or .npy in [0, 1] (n
 SUFFIXES = {"png": ".png", "tiff": ".tif", "npy": ".npy"}  # of the files written in each format
 
 
-def _from_config(run_dir: Path, method: str, noise_slug: str | None, seed: int, registry: Registry) -> dict[str, Any]:
-    """The header of ``method`` as trained in ``run_dir``, rebuilt from its config.json."""
+def _from_config(run_dir: Path, method: str, noise_slug: str | None, seed: int, registry: Registry,
+                 training_set: str | None = None) -> dict[str, Any]:
+    """The header of ``method`` as trained in ``run_dir`` (on ``training_set``, where given), rebuilt from its config.json."""
     config = read_config(run_dir)
     entry = next((m for m in config.get("methods") or [] if m.get("name") == method), None)
     if entry is None:
@@ -48,19 +49,38 @@ def _from_config(run_dir: Path, method: str, noise_slug: str | None, seed: int, 
         raise BenchError(f"{run_dir}: choose the training noise with --noise (one of: "
                          f"{', '.join(n['train'] for n in config.get('noise') or [])})")
     request = config["request"]
-    # The request's registry names (and options): config.json's own "datasets" holds the instances' names,
-    # which for a folder is "folder:<its name>", no dataset's registry key.
-    source = request["train_dataset"] or request["datasets"][0]
-    dataset_cls = registry.dataset(source)
-    try:
-        channels = dataset_cls(None, **request["dataset_options"]).channels
-    except BenchError:
-        channels = dataset_cls.channels
     budget = config["budgets"][method]
     family = parse_spec(trains[0], registry.noise_families).family
-    return {"method": method, "options": entry.get("options") or {}, "channels": channels, "budget": budget,
-            "seed": seed, "train_noise": None if family.captured else trains[0], "train_side": None,
+    return {"method": method, "options": entry.get("options") or {}, "channels": _channels(request, registry, training_set),
+            "budget": budget, "seed": seed, "train_noise": None if family.captured else trains[0], "train_side": None,
             "protocol": request["protocol"]}
+
+
+def _channels(request: dict[str, Any], registry: Registry, training_set: str | None) -> int:
+    """The channels a run's models trained on ``training_set`` have: those of its test sets that train on it
+    (the run trains one model per training set and kind of image), else of its first."""
+    # The request's registry names (and options): config.json's own "datasets" holds the instances' names,
+    # which for a folder is "folder:<its name>", no dataset's registry key.
+    options = request.get("dataset_options") or {}
+
+    def built(name: str) -> Any:
+        try:
+            return registry.dataset(name)(None, **options)
+        except BenchError:
+            return None
+
+    train = built(request["train_dataset"]) if request.get("train_dataset") else None
+    if training_set is not None:
+        channels = set()
+        for name in request["datasets"]:
+            dataset = built(name)
+            if dataset is not None and (train or dataset).training_set_id() == training_set:
+                channels.add(dataset.channels)
+        if len(channels) == 1:
+            return channels.pop()
+    source = request["train_dataset"] or request["datasets"][0]
+    dataset = train if request.get("train_dataset") else built(source)
+    return dataset.channels if dataset is not None else registry.dataset(source).channels
 
 
 def run_denoiser(run_dir: Path, method: str, noise: str | None = None, seed: int | None = None,
@@ -91,9 +111,15 @@ def run_checkpoint(run_dir: Path, method: str, noise: str | None = None, seed: i
         _from_config(run_dir, method, noise, 0, registry)  # names what the run did run
     found = find_checkpoint(run_dir, method, noise, seed)
     state = load_checkpoint(found.path)
+    recorded = _from_config(run_dir, method, found.noise, found.seed, registry, found.training_set)
     if not isinstance(state.get(ABOUT), dict):
-        state[ABOUT] = _from_config(run_dir, method, found.noise, found.seed, registry)
-    check_header(found, state[ABOUT])
+        state[ABOUT] = recorded
+    given = recorded["options"]
+    try:  # the run records the options it was given; its header holds every option
+        recorded = recorded | {"options": resolve_options(method, registry.method(method).options, given)}
+    except BenchError:  # an option the method no longer has: those given are still compared
+        pass
+    check_header(found, state[ABOUT], recorded, frozenset(given))
     return found, state
 
 
