@@ -305,3 +305,62 @@ def test_a_leaderboard_of_a_run_still_running_is_refused(tmp_path: Path) -> None
     assert "wait for it to end" in result.output
     assert not (tmp_path / "board").exists()
     assert bench("leaderboard", str(run), "--out", str(tmp_path / "board"), "--no-html").exit_code == 0  # once it ended
+
+
+# --- an --out the file system will not write ----------------------------------------------------------------
+
+def _read_only(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``folder`` as on a read-only file system: nothing can be made in it (os.mkdir, os.open creating, open writing)."""
+    import builtins
+    import errno
+    import os
+
+    def refuse(path: object) -> None:
+        if Path(os.fspath(path)).is_relative_to(folder):
+            raise OSError(errno.EROFS, "Read-only file system", os.fspath(path))
+
+    real_mkdir, real_os_open, real_open = os.mkdir, os.open, builtins.open
+
+    def mkdir(path, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if Path(os.fspath(path)).parent.is_dir():  # else the kernel's answer is ENOENT, as usual
+            refuse(path)
+        return real_mkdir(path, *args, **kwargs)
+
+    def os_open(path, flags, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if flags & (os.O_CREAT | os.O_WRONLY | os.O_RDWR):
+            refuse(path)
+        return real_os_open(path, flags, *args, **kwargs)
+
+    def open_(file, mode="r", *args, **kwargs):  # type: ignore[no-untyped-def]
+        if isinstance(file, (str, os.PathLike)) and any(c in mode for c in "wax+"):
+            refuse(file)
+        return real_open(file, mode, *args, **kwargs)
+
+    monkeypatch.setattr(os, "mkdir", mkdir)
+    monkeypatch.setattr(os, "open", os_open)
+    monkeypatch.setattr(builtins, "open", open_)
+
+
+@pytest.mark.parametrize("command", ["leaderboard", "leaderboard-into-it", "denoise", "export"])
+def test_an_out_on_a_read_only_file_system_is_one_line_naming_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                 command: str) -> None:
+    from PIL import Image
+
+    run = tmp_path / "run"
+    assert bench("run", "--methods", "n2v", "--iterations", "1", "--width", "8", *QUICK, "--out", str(run)).exit_code == 0
+    image = tmp_path / "noisy.png"
+    Image.fromarray(np.full((40, 40), 128, dtype=np.uint8)).save(image)
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    _read_only(ro, monkeypatch)
+    args, where = {
+        "leaderboard": (["leaderboard", str(run), "--out", str(ro / "board" / "new"), "--no-html"], ro / "board"),
+        "leaderboard-into-it": (["leaderboard", str(run), "--out", str(ro), "--no-html"], ro),
+        "denoise": (["denoise", str(image), "--run", str(run), "--method", "n2v", "--out", str(ro / "o")], ro / "o"),
+        "export": (["export", str(run), "--method", "n2v", "--out", str(ro / "n2v.safetensors")], ro),
+    }[command]
+    result = bench(*args)
+    assert result.exit_code == 2, result.output
+    assert result.output.splitlines()[-1] == (f"error: cannot write in {where}: Read-only file system; "
+                                              "choose an --out where you can write")
+    assert list(ro.iterdir()) == []

@@ -8,7 +8,9 @@ is ever overwritten or deleted there.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+import errno
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from denoise_bench.errors import BenchError
@@ -29,3 +31,24 @@ def claim_folder(folder: Path, marker: str, kind: str, ignored: Collection[str] 
 
 def _empty_folder(path: Path) -> bool:
     return path.is_dir() and not path.is_symlink() and not any(path.iterdir())
+
+
+# What a file system answers a write it will not take: read-only, or not the user's to write.
+_REFUSED = {errno.EROFS, errno.EACCES, errno.EPERM}
+
+
+@contextmanager
+def writing_into(out: Path) -> Iterator[None]:
+    """A write at, under or above ``out`` (a folder, or a file, made with its parents) that the file system
+    refuses ends as one line naming the path and why, not a traceback; other errors pass as they are."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in _REFUSED or not exc.filename:
+            raise
+        where = Path(str(exc.filename))
+        if where != out and where not in out.parents and out not in where.parents and out.parent not in where.parents:
+            raise  # not the output (an input it could not read, say): its own error says so
+        if where.name.startswith(".") and where.name.endswith(".tmp"):  # atomic.replacing's temporary file
+            where = where.parent
+        raise BenchError(f"cannot write in {where}: {exc.strerror or exc}; choose an --out where you can write") from None
