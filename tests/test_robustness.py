@@ -364,3 +364,94 @@ def test_an_out_on_a_read_only_file_system_is_one_line_naming_it(tmp_path: Path,
     assert result.output.splitlines()[-1] == (f"error: cannot write in {where}: Read-only file system; "
                                               "choose an --out where you can write")
     assert list(ro.iterdir()) == []
+
+
+# --- image names a C/POSIX locale cannot decode -------------------------------------------------------------
+
+def test_an_image_name_decoded_under_a_c_locale_is_the_name_its_bytes_spell() -> None:
+    pixels = np.zeros((4, 4, 1), dtype=np.uint8)
+    assert CleanImage("\udcc3\udca9", pixels).id == "é"  # 'é.png' listed under LC_ALL=C without UTF-8 mode
+    assert CleanImage("\udce9", pixels).id == "\\xe9"  # a Latin-1 'é': no UTF-8, so kept apart as an escape
+    assert CleanImage("é", pixels).id == "é"
+
+
+def test_a_folder_of_non_ascii_image_names_runs_under_a_c_locale(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64), dtype=np.uint8)).save(folder / "é.png")
+    env = os.environ | {"LC_ALL": "C", "PYTHONCOERCECLOCALE": "0", "PYTHONUTF8": "0", "PYTHONIOENCODING": ""}
+    out = tmp_path / "run"
+    done = subprocess.run([sys.executable, "-m", "denoise_bench.cli", "run", "--methods", "bm3d", "--dataset",
+                           str(folder), *QUICK, "--out", str(out)], env=env, capture_output=True, timeout=300)
+    assert done.returncode == 0, done.stderr.decode(errors="replace")[-2000:]
+    assert pd.read_csv(out / "records.csv", encoding="utf-8").image.tolist() == ["é"]
+
+
+# --- more threads than cores ----------------------------------------------------------------------------------
+
+def test_more_threads_than_cores_are_refused_naming_the_cores() -> None:
+    from denoise_bench.errors import BenchError
+    from denoise_bench.threads import choose_threads
+
+    with pytest.raises(BenchError, match=r"^--threads=100000: this process may use 2 core\(s\) \(its CPU affinity\); "
+                                         r"give at most 2 threads$"):
+        choose_threads(100000, env={}, cores=lambda: 2)
+    with pytest.raises(BenchError, match="^DENOISE_BENCH_THREADS=3: this process may use 2 core"):
+        choose_threads(None, env={"DENOISE_BENCH_THREADS": "3"}, cores=lambda: 2)
+    capped = choose_threads(None, env={"OMP_NUM_THREADS": "100000"}, cores=lambda: 2)
+    assert (capped.count, capped.why) == (2, "OMP_NUM_THREADS=100000, capped at 2 cores")
+    assert choose_threads(2, env={}, cores=lambda: 2).count == 2
+
+
+def test_threads_beyond_the_cores_end_bench_run_with_one_line(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from denoise_bench.threads import usable_cores
+
+    # In a process of its own: asking torch for them crashed the process (a MemoryError, or worse).
+    done = subprocess.run([sys.executable, "-m", "denoise_bench.cli", "run", "--methods", "bm3d", *QUICK, "--threads",
+                           "100000", "--out", str(tmp_path / "run")], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert done.stderr.splitlines() == [f"error: --threads=100000: this process may use {usable_cores()} core(s) "
+                                        f"(its CPU affinity); give at most {usable_cores()} threads"]
+    assert not (tmp_path / "run").exists()
+
+
+# --- a dataset plugin's load that raises or returns something else than images ------------------------------
+
+def _generator() -> object:
+    return (image for image in _images())
+
+
+@pytest.mark.parametrize(("loader", "says"), [
+    (lambda: (_ for _ in ()).throw(OSError("cannot reach the server")),
+     "loading its 'test' split raised OSError: cannot reach the server"),
+    (_generator, "load('test') returned a 'generator' object, not a list of CleanImage (return a list of them)"),
+    (lambda: [1, 2], "load('test') returned a 'int' object (1) as its image 0, not a CleanImage"),
+    (lambda: [CleanImage(7, _images()[0].pixels)],  # type: ignore[arg-type]
+     "load('test') returned image 0 with id 7 (int); an image's id is a str"),
+    (lambda: [CleanImage("im0", "not pixels")],  # type: ignore[arg-type]
+     "image 'im0' must be (H, W, 1) uint8, got str "),
+])
+def test_a_dataset_plugin_that_fails_to_give_images_is_named_in_one_line(tmp_path: Path, loader: Callable[[], object],
+                                                                         says: str) -> None:
+    _tiny(loader)
+    result = bench("run", "--methods", "median3", "--dataset", "tiny", *QUICK, "--out", str(tmp_path / "run"))
+    assert result.exit_code == 2, result.output
+    last = result.output.splitlines()[-1]
+    assert last.startswith("error: dataset 'tiny'"), result.output
+    assert says in last, last
+    assert "Traceback" not in result.output
+
+
+def test_a_dataset_plugin_may_return_a_tuple(tmp_path: Path) -> None:
+    _tiny(lambda: tuple(_images()))
+    result = bench("run", "--methods", "median3", "--dataset", "tiny", *QUICK, "--out", str(tmp_path / "run"))
+    assert result.exit_code == 0, result.output
