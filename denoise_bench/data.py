@@ -191,9 +191,9 @@ class Dataset(ABC):
             if not isinstance(image, CleanImage):
                 raise BenchError(f"{who}: load({split!r}) returned a {type(image).__name__!r} object "
                                  f"({reprlib.repr(image)}) as its image {index}, not a CleanImage")
-            if not isinstance(image.id, str):
+            if not isinstance(image.id, str) or not image.id.strip():  # records keep it; a blank one reads as none
                 raise BenchError(f"{who}: load({split!r}) returned image {index} with id {image.id!r} "
-                                 f"({type(image.id).__name__}); an image's id is a str")
+                                 f"({type(image.id).__name__}); an image's id is a str that is not blank")
         return list(loaded)
 
     def training_set_id(self) -> str:

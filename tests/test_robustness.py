@@ -436,7 +436,9 @@ def _generator() -> object:
     (_generator, "load('test') returned a 'generator' object, not a list of CleanImage (return a list of them)"),
     (lambda: [1, 2], "load('test') returned a 'int' object (1) as its image 0, not a CleanImage"),
     (lambda: [CleanImage(7, _images()[0].pixels)],  # type: ignore[arg-type]
-     "load('test') returned image 0 with id 7 (int); an image's id is a str"),
+     "load('test') returned image 0 with id 7 (int); an image's id is a str that is not blank"),
+    (lambda: [CleanImage("", _images()[0].pixels)],  # the run's own records.csv would then be refused as damaged
+     "load('test') returned image 0 with id '' (str); an image's id is a str that is not blank"),
     (lambda: [CleanImage("im0", "not pixels")],  # type: ignore[arg-type]
      "image 'im0' must be (H, W, 1) uint8, got str "),
 ])
