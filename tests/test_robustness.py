@@ -214,6 +214,24 @@ def test_a_broken_metric_is_named_in_the_jobs_it_fails(tmp_path: Path) -> None:
     assert error == "BenchError: metric 'broken' of plugin 'metric-plugin' raised ValueError: broken on purpose"
 
 
+@pytest.mark.parametrize("value", ["high", None, torch.tensor([1.0, 2.0])])
+def test_a_metric_returning_no_number_is_named_in_the_jobs_it_fails(tmp_path: Path, value: object) -> None:
+    from denoise_bench.metric import Metric
+
+    class MetricPlugin:
+        @hookimpl
+        def register_metrics(self, register: Callable[[object], None]) -> None:
+            register(Metric("odd", "test plugin", lambda estimate, clean, protocol: value))
+
+    plugins.register_plugin(MetricPlugin(), name="metric-plugin")
+    plugins.register_plugin(MethodPlugin(Median3), name="median3-plugin")
+    result = bench("run", "--methods", "median3", *QUICK, "--out", str(tmp_path / "run"))
+    assert result.exit_code == 1, result.output
+    [error] = pd.read_csv(tmp_path / "run" / "jobs.csv").error
+    assert error == (f"BenchError: metric 'odd' of plugin 'metric-plugin' returned {value!r} ({type(value).__name__}), "
+                     "not a number")
+
+
 class Wanders(Median3):
     """Changes the working directory while it denoises."""
 
