@@ -475,3 +475,25 @@ def test_a_dataset_plugin_may_return_a_tuple(tmp_path: Path) -> None:
     _tiny(lambda: tuple(_images()))
     result = bench("run", "--methods", "median3", "--dataset", "tiny", *QUICK, "--out", str(tmp_path / "run"))
     assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize("command", ["leaderboard", "denoise"])
+@pytest.mark.parametrize("place", ["under-a-file", "broken-link"])
+def test_an_out_where_a_file_or_a_broken_link_is_is_one_line_naming_it(tmp_path: Path, command: str, place: str) -> None:
+    from PIL import Image
+
+    run = tmp_path / "run"
+    assert bench("run", "--methods", "n2v", "--iterations", "1", "--width", "8", *QUICK, "--out", str(run)).exit_code == 0
+    image = tmp_path / "noisy.png"
+    Image.fromarray(np.full((40, 40), 128, dtype=np.uint8)).save(image)
+    (tmp_path / "afile").write_text("mine\n")
+    (tmp_path / "link").symlink_to(tmp_path / "nowhere")
+    out, blocker, what = {"under-a-file": (tmp_path / "afile" / "out", tmp_path / "afile", "a file"),
+                          "broken-link": (tmp_path / "link", tmp_path / "link", "a broken symbolic link")}[place]
+    args = {"leaderboard": ["leaderboard", str(run), "--out", str(out), "--no-html"],
+            "denoise": ["denoise", str(image), "--run", str(run), "--method", "n2v", "--out", str(out)]}[command]
+    result = bench(*args)
+    assert result.exit_code == 2, result.output
+    assert result.output.splitlines()[-1] == (f"error: cannot write in {out}: {blocker} is {what}, not a folder; "
+                                              "choose another --out")
+    assert (tmp_path / "afile").read_text() == "mine\n" and (tmp_path / "link").is_symlink()

@@ -33,8 +33,9 @@ def _empty_folder(path: Path) -> bool:
     return path.is_dir() and not path.is_symlink() and not any(path.iterdir())
 
 
-# What a file system answers a write it will not take: read-only, or not the user's to write.
-_REFUSED = {errno.EROFS, errno.EACCES, errno.EPERM}
+# What a file system answers a write it will not take: read-only, or not the user's to write; or a folder to
+# make where a file (or a broken link) is.
+_REFUSED = {errno.EROFS, errno.EACCES, errno.EPERM, errno.EEXIST, errno.ENOTDIR}
 
 
 @contextmanager
@@ -51,4 +52,10 @@ def writing_into(out: Path) -> Iterator[None]:
             raise  # not the output (an input it could not read, say): its own error says so
         if where.name.startswith(".") and where.name.endswith(".tmp"):  # atomic.replacing's temporary file
             where = where.parent
+        if exc.errno in (errno.EEXIST, errno.ENOTDIR):
+            blocker = next((p for p in (where, *where.parents) if p.is_symlink() or p.exists()), where)
+            if not blocker.is_dir():
+                what = "a broken symbolic link" if blocker.is_symlink() and not blocker.exists() else "a file"
+                raise BenchError(f"cannot write in {where}: {blocker} is {what}, not a folder; "
+                                 "choose another --out") from None
         raise BenchError(f"cannot write in {where}: {exc.strerror or exc}; choose an --out where you can write") from None
