@@ -497,3 +497,92 @@ def test_an_out_where_a_file_or_a_broken_link_is_is_one_line_naming_it(tmp_path:
     assert result.output.splitlines()[-1] == (f"error: cannot write in {out}: {blocker} is {what}, not a folder; "
                                               "choose another --out")
     assert (tmp_path / "afile").read_text() == "mine\n" and (tmp_path / "link").is_symlink()
+
+
+# --- a full disk under bench leaderboard, denoise and export ------------------------------------------------
+
+def _disk_with(folder: Path, free: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Files opened for writing under ``folder`` share ``free`` bytes, as on a small disk: a write beyond them
+    puts what fits and raises ENOSPC."""
+    import builtins
+    import errno
+    import io
+    import os
+
+    real_open = io.open
+    left = {"bytes": free}
+
+    class Limited:
+        def __init__(self, handle: object) -> None:
+            self._handle = handle
+
+        def write(self, data: object) -> int:
+            size = len(data) if not isinstance(data, memoryview) else data.nbytes  # type: ignore[arg-type]
+            if size > left["bytes"]:
+                self._handle.write(data[:left["bytes"]])  # type: ignore[attr-defined, index]
+                left["bytes"] = 0
+                raise OSError(errno.ENOSPC, "No space left on device")
+            left["bytes"] -= size
+            return self._handle.write(data)  # type: ignore[attr-defined]
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self._handle, name)
+
+        def __enter__(self) -> "Limited":
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            self._handle.close()  # type: ignore[attr-defined]
+
+    def open_(file, mode="r", *args, **kwargs):  # type: ignore[no-untyped-def]
+        handle = real_open(file, mode, *args, **kwargs)
+        writes = any(c in mode for c in "wax+")
+        if writes and isinstance(file, (str, os.PathLike)) and Path(os.fspath(file)).is_relative_to(folder):
+            return Limited(handle)
+        return handle
+
+    monkeypatch.setattr(builtins, "open", open_)
+    monkeypatch.setattr(io, "open", open_)
+
+
+def test_a_full_disk_under_bench_denoise_keeps_whole_images_only_and_says_what_to_do(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from PIL import Image
+
+    run = tmp_path / "run"
+    assert bench("run", "--methods", "n2v", "--iterations", "1", "--width", "8", *QUICK, "--out", str(run)).exit_code == 0
+    images = tmp_path / "images"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    for name in ("a", "b"):
+        Image.fromarray(rng.integers(0, 256, (40, 40), dtype=np.uint8)).save(images / f"{name}.png")
+    args = ["denoise", str(images), "--run", str(run), "--method", "n2v", "--format", "npy"]
+    assert bench(*args, "--out", str(tmp_path / "roomy")).exit_code == 0
+    first = (tmp_path / "roomy" / "a.npy").stat().st_size
+    small = tmp_path / "small"
+    _disk_with(small, first + 100, monkeypatch)  # room for a.npy, not for b.npy
+    result = bench(*args, "--out", str(small))
+    assert result.exit_code == 2, result.output
+    assert result.output.splitlines()[-1] == (
+        f"error: No space left on device writing {small / 'b.npy'}; the images before it are in {small}: "
+        "free some space, then denoise the rest into another --out")
+    assert sorted(p.name for p in small.iterdir()) == ["a.npy"]  # no truncated b.npy, no temporary file
+    assert np.array_equal(np.load(small / "a.npy"), np.load(tmp_path / "roomy" / "a.npy"))
+
+
+@pytest.mark.parametrize("command", ["export", "leaderboard"])
+def test_a_full_disk_under_bench_export_or_leaderboard_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                   command: str) -> None:
+    run = tmp_path / "run"
+    assert bench("run", "--methods", "n2v", "--iterations", "1", "--width", "8", *QUICK, "--out", str(run)).exit_code == 0
+    full = tmp_path / "full"
+    full.mkdir()
+    _disk_with(full, 0, monkeypatch)
+    out = {"export": full / "n2v.safetensors", "leaderboard": full / "board"}[command]
+    args = {"export": ["export", str(run), "--method", "n2v", "--out", str(out)],
+            "leaderboard": ["leaderboard", str(run), "--out", str(out), "--no-html"]}[command]
+    result = bench(*args)
+    assert result.exit_code == 2, result.output
+    assert result.output.splitlines()[-1].startswith(f"error: No space left on device writing {out}")
+    assert result.output.splitlines()[-1].endswith("; free some space, then run it again")
+    assert not (full / "n2v.safetensors").exists()

@@ -428,7 +428,9 @@ def denoise_command(inputs: tuple[Path, ...], run_dir: Path, method: str, noise:
         if item.doubt:  # written anyway: the user decides, but is not left to find a black image
             click.echo(f"warning: {item.written}: {item.doubt}; is {denoiser.name} trained enough?", err=True)
 
-    with writing_into(out):
+    # Those written before a full disk stay (each whole): a run again would refuse them as existing files.
+    with writing_into(out, f"the images before it are in {out}: free some space, then denoise the rest into "
+                           "another --out"):
         denoise_files(denoiser, list(inputs), out, fmt, sigma, registry, on_image=say)
 
 

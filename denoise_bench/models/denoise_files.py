@@ -9,6 +9,7 @@ and the output says which.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from denoise_bench.atomic import replacing
 from denoise_bench.checkpoints import load_checkpoint
 from denoise_bench.environment import pick_device
 from denoise_bench.errors import BenchError
@@ -194,16 +196,20 @@ def noise_info(denoiser: TrainedDenoiser, pixels: np.ndarray, sigma: float | Non
 
 def write_estimate(estimate: np.ndarray, path: Path, fmt: str) -> None:
     """An (H, W, C) estimate as a file; gray images as (H, W), as gray image files hold them."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     values = (estimate[:, :, 0] if estimate.shape[2] == 1 else estimate).astype(np.float32)
+    # Encoded in memory and written by Python under a temporary name: a full disk is then an OSError (ENOSPC)
+    # naming the file, and leaves no truncated image that reads as a result.
+    encoded = io.BytesIO()
     if fmt == "npy":
-        np.save(path, values)
+        np.save(encoded, values)
     elif fmt == "tiff":
         import tifffile
 
-        tifffile.imwrite(path, values)
+        tifffile.imwrite(encoded, values)
     else:
-        Image.fromarray(np.floor(np.clip(values, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)).save(path)
+        Image.fromarray(np.floor(np.clip(values, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)).save(encoded, format="PNG")
+    with replacing(path) as tmp:
+        tmp.write_bytes(encoded.getvalue())
 
 
 # An estimate is flagged when its spread is under this share of its input's (an all-grey or all-black image) ...

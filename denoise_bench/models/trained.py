@@ -193,7 +193,7 @@ def _merge(rest: dict[str, Any], tensors: dict[str, torch.Tensor]) -> dict[str, 
 def export_safetensors(checkpoint: Path, out: Path, state: dict[str, Any] | None = None) -> str:
     """Write a trained checkpoint (or its ``state``, header included) as ``out`` (tensors, and the rest
     as metadata); returns its sha256."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     state = state if state is not None else load_checkpoint(checkpoint)
     if not isinstance(state.get(ABOUT), dict):
@@ -201,8 +201,11 @@ def export_safetensors(checkpoint: Path, out: Path, state: dict[str, Any] | None
                          "an export could not be loaded elsewhere. Train it again with this version")
     tensors, rest = _split_state({k: v for k, v in state.items() if k != ABOUT})
     metadata = {SAFETENSORS_ABOUT: json.dumps(state[ABOUT], sort_keys=True), SAFETENSORS_STATE: json.dumps(rest, sort_keys=True)}
-    with replacing(out) as tmp:  # atomic, and readable as the umask says like every other output
-        save_file(tensors, str(tmp), metadata=metadata)
+    # Serialised in memory and written by Python: a full disk is an OSError (ENOSPC) naming the file, not a
+    # SafetensorError; atomic, and readable as the umask says like every other output.
+    encoded = save(tensors, metadata=metadata)
+    with replacing(out) as tmp:
+        tmp.write_bytes(encoded)
     return sha256_of(out)
 
 

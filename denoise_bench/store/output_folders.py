@@ -13,6 +13,7 @@ from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from denoise_bench.atomic import out_of_space
 from denoise_bench.errors import BenchError
 
 
@@ -39,12 +40,15 @@ _REFUSED = {errno.EROFS, errno.EACCES, errno.EPERM, errno.EEXIST, errno.ENOTDIR}
 
 
 @contextmanager
-def writing_into(out: Path) -> Iterator[None]:
+def writing_into(out: Path, then: str = "free some space, then run it again") -> Iterator[None]:
     """A write at, under or above ``out`` (a folder, or a file, made with its parents) that the file system
-    refuses ends as one line naming the path and why, not a traceback; other errors pass as they are."""
+    refuses ends as one line naming the path and why, not a traceback; other errors pass as they are. A full
+    disk's line ends with ``then``: what to do next."""
     try:
         yield
     except OSError as exc:
+        if out_of_space(exc):  # a full disk, or a quota; the file may be named or not
+            raise BenchError(f"No space left on device writing {exc.filename or out}; {then}") from None
         if exc.errno not in _REFUSED or not exc.filename:
             raise
         where = Path(str(exc.filename))
