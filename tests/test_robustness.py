@@ -379,8 +379,10 @@ def test_an_out_on_a_read_only_file_system_is_one_line_naming_it(tmp_path: Path,
     }[command]
     result = bench(*args)
     assert result.exit_code == 2, result.output
-    assert result.output.splitlines()[-1] == (f"error: cannot write in {where}: Read-only file system; "
-                                              "choose an --out where you can write")
+    said = (f"error: cannot write in {where}: Read-only file system; choose an --out where you can write"
+            if command != "leaderboard-into-it" else  # the folder exists: its lock is the first file it would write
+            f"error: cannot open the lock file {ro / '.lock'}: Read-only file system")
+    assert result.output.splitlines()[-1] == said
     assert list(ro.iterdir()) == []
 
 
@@ -586,3 +588,19 @@ def test_a_full_disk_under_bench_export_or_leaderboard_is_one_line(tmp_path: Pat
     assert result.output.splitlines()[-1].startswith(f"error: No space left on device writing {out}")
     assert result.output.splitlines()[-1].endswith("; free some space, then run it again")
     assert not (full / "n2v.safetensors").exists()
+
+
+def test_a_second_leaderboard_into_a_folder_being_written_is_refused(tmp_path: Path) -> None:
+    from denoise_bench.run.lock import run_lock
+
+    plugins.register_plugin(MethodPlugin(Median3), name="median3-plugin")
+    run, board = tmp_path / "run", tmp_path / "board"
+    assert bench("run", "--methods", "median3", *QUICK, "--out", str(run)).exit_code == 0
+    assert bench("leaderboard", str(run), "--out", str(board), "--no-html").exit_code == 0
+    before = {p.name: p.read_bytes() for p in board.iterdir()}
+    with run_lock(board, print, what="leaderboard folder"):  # as another `bench leaderboard` writing it holds it
+        result = bench("leaderboard", str(run), "--out", str(board), "--no-html")
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith(f"error: leaderboard folder {board} is in use by pid ")
+    assert {p.name: p.read_bytes() for p in board.iterdir()} == before
+    assert bench("leaderboard", str(run), "--out", str(board), "--no-html").exit_code == 0  # once it is free
