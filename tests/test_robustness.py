@@ -604,3 +604,44 @@ def test_a_second_leaderboard_into_a_folder_being_written_is_refused(tmp_path: P
     assert result.output.startswith(f"error: leaderboard folder {board} is in use by pid ")
     assert {p.name: p.read_bytes() for p in board.iterdir()} == before
     assert bench("leaderboard", str(run), "--out", str(board), "--no-html").exit_code == 0  # once it is free
+
+
+# --- two bench denoise into one --out --------------------------------------------------------------------------
+
+def test_create_new_never_writes_over_a_file(tmp_path: Path) -> None:
+    from denoise_bench.atomic import create_new
+
+    create_new(tmp_path / "a.png", b"first")
+    with pytest.raises(FileExistsError) as raised:
+        create_new(tmp_path / "a.png", b"second")
+    assert raised.value.filename == str(tmp_path / "a.png")
+    assert (tmp_path / "a.png").read_bytes() == b"first"
+    assert [p.name for p in tmp_path.iterdir()] == ["a.png"]  # no temporary file left
+
+
+def test_an_image_another_denoise_wrote_meanwhile_is_left_as_it_is(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from PIL import Image
+
+    from denoise_bench.models import denoise_files
+
+    run = tmp_path / "run"
+    assert bench("run", "--methods", "n2v", "--iterations", "1", "--width", "8", *QUICK, "--out", str(run)).exit_code == 0
+    image = tmp_path / "noisy.png"
+    Image.fromarray(np.full((40, 40), 128, dtype=np.uint8)).save(image)
+    out = tmp_path / "out"
+    real = denoise_files.read_image
+
+    def meanwhile(*args: object, **kwargs: object) -> object:  # after the check that out/noisy.png is new
+        out.mkdir()
+        (out / "noisy.png").write_bytes(b"the other one's")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(denoise_files, "read_image", meanwhile)
+    result = bench("denoise", str(image), "--run", str(run), "--method", "n2v", "--out", str(out))
+    assert result.exit_code == 2, result.output
+    assert result.output.splitlines()[-1] == (
+        f"error: {out / 'noisy.png'} appeared while this bench denoise ran (another one writing to the same --out?); "
+        "it is left as it is, and nothing more is written: choose another --out")
+    assert (out / "noisy.png").read_bytes() == b"the other one's"
+    assert [p.name for p in out.iterdir()] == ["noisy.png"]

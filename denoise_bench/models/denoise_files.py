@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from denoise_bench.atomic import replacing
+from denoise_bench.atomic import create_new
 from denoise_bench.checkpoints import load_checkpoint
 from denoise_bench.environment import pick_device
 from denoise_bench.errors import BenchError
@@ -208,8 +208,14 @@ def write_estimate(estimate: np.ndarray, path: Path, fmt: str) -> None:
         tifffile.imwrite(encoded, values)
     else:
         Image.fromarray(np.floor(np.clip(values, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)).save(encoded, format="PNG")
-    with replacing(path) as tmp:
-        tmp.write_bytes(encoded.getvalue())
+    try:
+        create_new(path, encoded.getvalue())
+    except FileExistsError as exc:
+        if exc.filename != str(path):  # a file where its folder should be: the caller names it
+            raise
+        # output_files found none there: another process wrote it since
+        raise BenchError(f"{path} appeared while this bench denoise ran (another one writing to the same --out?); "
+                         "it is left as it is, and nothing more is written: choose another --out") from None
 
 
 # An estimate is flagged when its spread is under this share of its input's (an all-grey or all-black image) ...
