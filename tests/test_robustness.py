@@ -279,6 +279,21 @@ def test_a_plugin_changing_directory_as_it_registers_is_skipped_and_named(tmp_pa
             f"'{tmp_path}' to '/' and did not set it back") in result.output
 
 
+def test_an_evaluation_of_a_run_still_running_is_refused(tmp_path: Path) -> None:
+    from denoise_bench.run.lock import run_lock
+
+    run = tmp_path / "run"
+    assert bench("run", "--methods", "n2v", "--iterations", "1", "--width", "8", *QUICK, "--out", str(run)).exit_code == 0
+    with run_lock(run, print):  # as a `bench run` into it still training its other methods holds it
+        result = bench("evaluate", "--run", str(run), "--dataset", "skimage", "--out", str(tmp_path / "eval"),
+                       "--no-progress")
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith(f"error: {run} is still running (pid ")
+    assert result.output.rstrip().endswith("an evaluation now would score only the models it has trained so far: "
+                                           "wait for it to end")
+    assert not (tmp_path / "eval").exists()
+
+
 # --- a full disk while a checkpoint is saved stops the run with one line naming the file ----------------------
 
 def test_a_full_disk_while_saving_a_checkpoint_stops_the_run_naming_the_file(tmp_path: Path,
