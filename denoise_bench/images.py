@@ -50,6 +50,11 @@ def to_chw(pixels: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1).contiguous()
 
 
+# What opening or decoding a file that is no (acceptable) image raises; a picture of more pixels than Pillow opens
+# by default (a decompression bomb, or a scan too large to denoise at once) among them.
+UNREADABLE = (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError)
+
+
 def read_image(path: Path, channels: int) -> np.ndarray:
     """Read an 8-bit image file as (H, W, channels) uint8, or raise a BenchError naming the file."""
     if not path.is_file():
@@ -66,7 +71,7 @@ def read_image(path: Path, channels: int) -> np.ndarray:
             pixels = np.array(rgb_or_l, dtype=np.uint8)  # a writable copy
     except BenchError:
         raise
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    except UNREADABLE as exc:
         raise BenchError(f"{path}: not a readable image ({exc})") from None
     return to_channels(pixels, channels)
 

@@ -660,3 +660,27 @@ def test_an_image_another_denoise_wrote_meanwhile_is_left_as_it_is(tmp_path: Pat
         "it is left as it is, and nothing more is written: choose another --out")
     assert (out / "noisy.png").read_bytes() == b"the other one's"
     assert [p.name for p in out.iterdir()] == ["noisy.png"]
+
+
+# --- an image of more pixels than Pillow opens ---------------------------------------------------------------
+
+@pytest.mark.parametrize("command", ["run", "denoise"])
+def test_an_image_too_large_to_open_is_named_in_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                         command: str) -> None:
+    from PIL import Image
+
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.fromarray(np.full((64, 64), 128, dtype=np.uint8)).save(images / "big.png")
+    run = tmp_path / "run"
+    if command == "denoise":
+        assert bench("run", "--methods", "n2v", "--iterations", "1", "--width", "8", *QUICK, "--out",
+                     str(run)).exit_code == 0
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 64x64 is then past twice the limit: a "decompression bomb"
+    args = {"run": ["run", "--methods", "bm3d", "--dataset", str(images), *QUICK, "--out", str(tmp_path / "r2")],
+            "denoise": ["denoise", str(images / "big.png"), "--run", str(run), "--method", "n2v", "--out",
+                        str(tmp_path / "o")]}[command]
+    result = bench(*args)
+    assert result.exit_code == 2, result.output
+    assert result.output.splitlines()[-1].startswith(f"error: {images / 'big.png'}: not a readable image (Image size "
+                                                     "(4096 pixels) exceeds limit of 2000 pixels")

@@ -17,13 +17,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from denoise_bench.atomic import create_new
 from denoise_bench.checkpoints import load_checkpoint
 from denoise_bench.environment import pick_device
 from denoise_bench.errors import BenchError
-from denoise_bench.images import IMAGE_SUFFIXES, list_images, read_image
+from denoise_bench.images import IMAGE_SUFFIXES, UNREADABLE, list_images, read_image
 from denoise_bench.method import NoiseInfo, resolve_options
 from denoise_bench.noise import parse_spec
 from denoise_bench.plugins import Registry, get_registry
@@ -132,7 +132,7 @@ def native_channels(path: Path) -> int:
     try:
         with Image.open(path) as img:
             return 1 if img.mode in ("L", "1", "LA", "I", "I;16", "F") else 3
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    except UNREADABLE as exc:
         raise BenchError(f"{path}: not a readable image ({exc})") from None
 
 
