@@ -172,11 +172,25 @@ class Dataset(ABC):
                 )
         return images
 
+    def checked(self, split: str) -> None:
+        """:meth:`check`, what it raises as one error naming the dataset (see :meth:`_loaded`)."""
+        try:
+            self.check(split)
+        except BenchError:
+            raise
+        except Exception as exc:
+            raise BenchError(f"{self._who()}: checking its {split!r} split raised {type(exc).__name__}: "
+                             f"{' '.join(str(exc).split())}") from exc
+
+    def _who(self) -> str:
+        """The dataset as a message names it: with the module of a plugin's class."""
+        module = type(self).__module__
+        return f"dataset {self.name!r}" + ("" if module.startswith("denoise_bench.") else f" (from {module})")
+
     def _loaded(self, split: str) -> list[CleanImage]:
         """What :meth:`load` returns, checked to be a list of :class:`CleanImage`; what it raises (a plugin's
         dataset that cannot reach its server, say) as one error naming the dataset, not the run that asked."""
-        who = f"dataset {self.name!r}" + ("" if type(self).__module__.startswith("denoise_bench.") else
-                                          f" (from {type(self).__module__})")
+        who = self._who()
         try:
             loaded = self.load(split)
         except BenchError:

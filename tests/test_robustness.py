@@ -488,6 +488,19 @@ def test_a_dataset_plugin_that_fails_to_give_images_is_named_in_one_line(tmp_pat
     assert "Traceback" not in result.output
 
 
+def test_a_dataset_plugin_whose_check_raises_is_named_in_one_line(tmp_path: Path) -> None:
+    class Unreachable(TinySet):
+        def check(self, split: str) -> None:
+            raise OSError("cannot reach the server")
+
+    plugins.register_plugin(DatasetPlugin(Unreachable), name="tiny-set")
+    plugins.register_plugin(MethodPlugin(Median3), name="median3-plugin")
+    result = bench("run", "--methods", "median3", "--dataset", "tiny", *QUICK, "--out", str(tmp_path / "run"))
+    assert result.exit_code == 2, result.output
+    assert result.output.splitlines()[-1] == (f"error: dataset 'tiny' (from {__name__}): checking its 'test' split "
+                                              "raised OSError: cannot reach the server")
+
+
 def test_a_dataset_plugin_may_return_a_tuple(tmp_path: Path) -> None:
     _tiny(lambda: tuple(_images()))
     result = bench("run", "--methods", "median3", "--dataset", "tiny", *QUICK, "--out", str(tmp_path / "run"))
