@@ -697,3 +697,17 @@ def test_an_image_too_large_to_open_is_named_in_one_line(tmp_path: Path, monkeyp
     assert result.exit_code == 2, result.output
     assert result.output.splitlines()[-1].startswith(f"error: {images / 'big.png'}: not a readable image (Image size "
                                                      "(4096 pixels) exceeds limit of 2000 pixels")
+
+
+@pytest.mark.parametrize("command", ["run", "leaderboard", "denoise", "export"])
+def test_an_out_with_a_name_too_long_for_the_file_system_is_refused_as_a_bad_value(tmp_path: Path,
+                                                                                  command: str) -> None:
+    long = tmp_path / ("x" * 300)
+    args = {"run": ["run", "--methods", "bm3d", *QUICK, "--out", str(long)],
+            "leaderboard": ["leaderboard", str(tmp_path), "--out", str(long), "--no-html"],
+            "denoise": ["denoise", str(tmp_path), "--run", str(tmp_path), "--method", "n2v", "--out", str(long)],
+            "export": ["export", str(tmp_path), "--method", "n2v", "--out", f"{long}.safetensors"]}[command]
+    result = bench(*args)
+    assert result.exit_code == 2, result.output
+    assert result.output.splitlines()[-1].startswith("Error: Invalid value for '--out': ")
+    assert result.output.rstrip().endswith("File name too long: a name in it is longer than the file system takes")
