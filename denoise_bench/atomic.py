@@ -50,6 +50,27 @@ def replacing(path: Path) -> Iterator[Path]:
         raise
 
 
+def create_new(path: Path, data: bytes) -> None:
+    """Write ``data`` as the new file ``path``, whole or not at all, and never over a file already there (one
+    another process made meanwhile included): FileExistsError naming ``path`` then, and nothing changed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _new_temporary(path)
+    try:
+        try:
+            tmp.write_bytes(data)
+        except OSError as exc:
+            raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc  # name the file, as replacing does
+        try:
+            os.link(tmp, path)  # atomic, and refused if path exists; its mode is the umask's, as tmp's
+        except FileExistsError:
+            raise FileExistsError(errno.EEXIST, "File exists", str(path)) from None
+        except OSError:  # no hard links here (some network and FAT file systems): claim the name, then fill it
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def out_of_space(exc: BaseException) -> bool:
     """Whether ``exc`` is a write refused for want of space (a full disk, or a quota)."""
     return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import os
+import reprlib
 from abc import ABC, abstractmethod
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -35,9 +36,25 @@ class CleanImage:
     id: str
     pixels: np.ndarray
 
+    def __post_init__(self) -> None:
+        if isinstance(self.id, str):  # another type is refused where a dataset's images are listed
+            object.__setattr__(self, "id", readable_name(self.id))
+
     @property
     def channels(self) -> int:
         return int(self.pixels.shape[2])
+
+
+def readable_name(name: str) -> str:
+    """A name taken from a file name, as its bytes spell it in UTF-8 whatever the locale says.
+
+    Under a C/POSIX locale without UTF-8 mode Python decodes file names as ASCII, keeping each other byte as
+    a lone surrogate ('é.png' becomes '\\udcc3\\udca9.png'), which no UTF-8 file (records, digests) can hold;
+    an image's id is then the same in every locale, so its records and test noise are too. Bytes that are no
+    UTF-8 at all are written as escapes ('\\xe9'), so two such names stay two."""
+    if not any("\udc80" <= c <= "\udcff" for c in name):
+        return name
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def resolve_data_dir(flag: str | Path | None, beside: Sequence[Path] | None = None) -> Path | None:
@@ -138,7 +155,7 @@ class Dataset(ABC):
         """Checked wrapper around :meth:`load`: known split, at least one image, right channels."""
         if split not in self.splits:
             raise BenchError(f"dataset {self.name!r} has no {split!r} split (it has {', '.join(self.splits)})")
-        images = self.load(split)
+        images = self._loaded(split)
         if not images:
             raise BenchError(f"dataset {self.name!r}: the {split!r} split has no images")
         ids = [image.id for image in images]
@@ -147,12 +164,51 @@ class Dataset(ABC):
             raise BenchError(f"dataset {self.name!r}: the {split!r} split repeats image ids {twice} (records and test "
                              "noise draws are keyed by id: each image needs its own)")
         for image in images:
-            if image.pixels.dtype != np.uint8 or image.pixels.ndim != 3 or image.channels != self.channels:
+            if (not isinstance(image.pixels, np.ndarray) or image.pixels.dtype != np.uint8 or image.pixels.ndim != 3
+                    or image.channels != self.channels):
                 raise BenchError(
                     f"dataset {self.name!r}: image {image.id!r} must be (H, W, {self.channels}) uint8, "
-                    f"got {image.pixels.shape} {image.pixels.dtype}"
+                    f"got {getattr(image.pixels, 'shape', type(image.pixels).__name__)} {getattr(image.pixels, 'dtype', '')}"
                 )
         return images
+
+    def checked(self, split: str) -> None:
+        """:meth:`check`, what it raises as one error naming the dataset (see :meth:`_loaded`)."""
+        try:
+            self.check(split)
+        except BenchError:
+            raise
+        except Exception as exc:
+            raise BenchError(f"{self._who()}: checking its {split!r} split raised {type(exc).__name__}: "
+                             f"{' '.join(str(exc).split())}") from exc
+
+    def _who(self) -> str:
+        """The dataset as a message names it: with the module of a plugin's class."""
+        module = type(self).__module__
+        return f"dataset {self.name!r}" + ("" if module.startswith("denoise_bench.") else f" (from {module})")
+
+    def _loaded(self, split: str) -> list[CleanImage]:
+        """What :meth:`load` returns, checked to be a list of :class:`CleanImage`; what it raises (a plugin's
+        dataset that cannot reach its server, say) as one error naming the dataset, not the run that asked."""
+        who = self._who()
+        try:
+            loaded = self.load(split)
+        except BenchError:
+            raise
+        except Exception as exc:
+            raise BenchError(f"{who}: loading its {split!r} split raised {type(exc).__name__}: "
+                             f"{' '.join(str(exc).split())}") from exc
+        if not isinstance(loaded, (list, tuple)):  # a generator would be used up by the first reader
+            raise BenchError(f"{who}: load({split!r}) returned a {type(loaded).__name__!r} object, not a list of CleanImage"
+                             + (" (return a list of them)" if isinstance(loaded, Iterable) else ""))
+        for index, image in enumerate(loaded):
+            if not isinstance(image, CleanImage):
+                raise BenchError(f"{who}: load({split!r}) returned a {type(image).__name__!r} object "
+                                 f"({reprlib.repr(image)}) as its image {index}, not a CleanImage")
+            if not isinstance(image.id, str) or not image.id.strip():  # records keep it; a blank one reads as none
+                raise BenchError(f"{who}: load({split!r}) returned image {index} with id {image.id!r} "
+                                 f"({type(image.id).__name__}); an image's id is a str that is not blank")
+        return list(loaded)
 
     def training_set_id(self) -> str:
         """Names the images of the train split; datasets that return the same id share trained models.

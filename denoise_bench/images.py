@@ -50,6 +50,10 @@ def to_chw(pixels: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1).contiguous()
 
 
+# What opening or decoding a file that is no (acceptable) image raises; a picture of more pixels than Pillow opens
+# by default (a decompression bomb, or a scan too large to denoise at once) among them.
+UNREADABLE = (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError)
+
 GRAY_MODES = ("L", "1", "LA")  # modes read as one channel; every other supported mode is read as colour
 
 
@@ -59,7 +63,7 @@ def image_channels(path: Path) -> int:
     try:
         with Image.open(path) as img:
             return 1 if img.mode in GRAY_MODES else 3
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    except UNREADABLE as exc:
         raise BenchError(f"{path}: not a readable image ({exc})") from None
 
 
@@ -79,7 +83,7 @@ def read_image(path: Path, channels: int) -> np.ndarray:
             pixels = np.array(rgb_or_l, dtype=np.uint8)  # a writable copy
     except BenchError:
         raise
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    except UNREADABLE as exc:
         raise BenchError(f"{path}: not a readable image ({exc})") from None
     return to_channels(pixels, channels)
 

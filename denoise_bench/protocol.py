@@ -17,6 +17,7 @@ keeps ``nb2nb``'s 11x11 Gaussian window, so its PSNR is the script's and its SSI
 from __future__ import annotations
 
 import hashlib
+import reprlib
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Literal
@@ -25,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from denoise_bench.errors import BenchError
+from denoise_bench.global_state import who_of
 from denoise_bench.metrics import PSNR, SSIM
 
 if TYPE_CHECKING:
@@ -126,7 +128,7 @@ class EvalProtocol:
     def scores(self, estimate: torch.Tensor, clean_u8: torch.Tensor, metrics: Sequence[Metric]) -> dict[str, float]:
         """Metric name -> score of a (C, H, W) float estimate against the (C, H, W) uint8 original."""
         est, ref = self.prepared(estimate, clean_u8)
-        return {metric.name: float(metric.compute(est, ref, self)) for metric in metrics}
+        return {metric.name: _number(metric, metric.compute(est, ref, self)) for metric in metrics}
 
     def score(self, estimate: torch.Tensor, clean_u8: torch.Tensor) -> tuple[float, float]:
         """(PSNR, SSIM) of a (C, H, W) float estimate against the (C, H, W) uint8 original."""
@@ -203,6 +205,16 @@ PAPER = replace(
     color="y",
 )
 PROTOCOLS = {p.name: p for p in (NB2NB, FLOAT, PAPER)}
+
+
+def _number(metric: Metric, value: object) -> float:
+    """A metric's score as a float, or a BenchError naming the metric (and its plugin) that gave something else:
+    the job it fails must not read as its method's."""
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError, RuntimeError):  # RuntimeError: a tensor of several values
+        raise BenchError(f"{who_of(metric.compute, f'metric {metric.name!r}')} returned {reprlib.repr(value)} "
+                         f"({type(value).__name__}), not a number") from None
 
 
 def protocol_by_id(protocol_id: str) -> EvalProtocol | None:

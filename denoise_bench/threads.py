@@ -9,9 +9,10 @@ So, unless told otherwise, a run takes the cores that the load average leaves fr
 
 The first of these decides:
 
-1. ``--threads N`` or ``DENOISE_BENCH_THREADS=N`` (the flag wins);
+1. ``--threads N`` or ``DENOISE_BENCH_THREADS=N`` (the flag wins), refused above the cores this process
+   may use;
 2. ``OMP_NUM_THREADS``, which a user or a scheduler (Slurm sets it from ``--cpus-per-task``) set for
-   this process, so its word is kept;
+   this process, so its word is kept, up to those cores;
 3. the cores this process may use (its CPU affinity) minus the 1-minute load average, rounded, at
    least 1.
 
@@ -56,10 +57,14 @@ def choose_threads(requested: int | None = None, env: Mapping[str, str] | None =
     """The thread count of the module docstring's rule."""
     env = os.environ if env is None else env
     if requested is not None:
-        return ThreadChoice(_positive(requested, "--threads"), "--threads")
+        return ThreadChoice(_at_most_cores(_positive(requested, "--threads"), "--threads", cores()), "--threads")
     for name in (ENV, "OMP_NUM_THREADS"):
         if env.get(name, "").strip():
-            return ThreadChoice(_positive(env[name], name), name)
+            count = _positive(env[name], name)
+            if name == ENV:
+                return ThreadChoice(_at_most_cores(count, name, cores()), name)
+            n = cores()  # a scheduler's word, kept; one beyond the cores is capped, as asking for it is refused
+            return ThreadChoice(count, name) if count <= n else ThreadChoice(n, f"{name}={count}, capped at {n} cores")
     n, busy = cores(), load()
     return ThreadChoice(max(1, min(n, round(n - busy))), f"{n} cores, load {busy:.1f}")
 
@@ -67,6 +72,15 @@ def choose_threads(requested: int | None = None, env: Mapping[str, str] | None =
 def use_threads(choice: ThreadChoice) -> None:
     """Make PyTorch compute with ``choice.count`` threads in this process from now on."""
     torch.set_num_threads(choice.count)
+
+
+def _at_most_cores(count: int, what: str, cores: int) -> int:
+    """Refuse more threads than the process has cores: they would only wait for each other, and a count such as
+    100000 makes PyTorch fail allocating them (a MemoryError deep in the first operator)."""
+    if count > cores:
+        raise BenchError(f"{what}={count}: this process may use {cores} core(s) (its CPU affinity); "
+                         f"give at most {cores} threads")
+    return count
 
 
 def _positive(value: int | str, what: str) -> int:

@@ -236,3 +236,76 @@ def test_a_checkpoint_holding_another_method_than_its_name_is_refused(bench_run:
     assert result.exit_code == 2, result.output
     assert f"{checkpoint}: its header says method 'n2n', its file name 'unet'" in result.output
     assert not (tmp_path / "unet.safetensors").exists() and not (tmp_path / "o").exists()
+
+
+# --- a checkpoint of another run copied into a run folder ------------------------------------------------
+
+@pytest.fixture(scope="module")
+def n2v_runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """Two runs of n2v alike in method, data, noise and seed, trained for 2 and for 1 iteration(s)."""
+    folder = tmp_path_factory.mktemp("n2v")
+    for name, iterations in (("run", 2), ("other", 1)):
+        denoise_bench.run_benchmark("n2v", NOISE, "skimage", profile="smoke", out=folder / name, iterations=iterations,
+                                    width=8, test_images=1, test_crop=64)
+    return folder / "run", folder / "other"
+
+
+def _n2v_checkpoint(run: Path) -> Path:
+    return run / "checkpoints" / "n2v__skimage__gaussian_sigma=25__seed0.pt"
+
+
+def _refused(run: Path, command: str, tmp_path: Path) -> str:
+    from click.testing import CliRunner
+
+    from denoise_bench.cli.commands import main
+
+    noisy, _ = _noisy_png(tmp_path)
+    args = {"export": ["export", str(run), "--method", "n2v", "--out", str(tmp_path / "n2v.safetensors")],
+            "denoise": ["denoise", str(noisy), "--run", str(run), "--method", "n2v", "--out", str(tmp_path / "o")]}
+    result = CliRunner().invoke(main, args[command])
+    assert result.exit_code == 2, result.output
+    assert not (tmp_path / "n2v.safetensors").exists() and not (tmp_path / "o").exists()
+    [line] = result.output.splitlines()
+    return line
+
+
+@pytest.mark.parametrize("command", ["export", "denoise"])
+def test_a_checkpoint_of_another_run_with_another_budget_is_refused(n2v_runs: tuple[Path, Path], tmp_path: Path,
+                                                                    command: str) -> None:
+    """Same method, data, noise and seed, so the file name fits; but it trained 1 iteration, the run 2."""
+    run, other = n2v_runs
+    copied = tmp_path / "run"
+    shutil.copytree(run, copied)
+    shutil.copy(_n2v_checkpoint(other), _n2v_checkpoint(copied))
+    assert _refused(copied, command, tmp_path) == (
+        f"error: {_n2v_checkpoint(copied)}: its header says budget iterations 1, the run's config.json 2: the file "
+        "was trained by another run and copied over this one's; nothing was loaded")
+
+
+@pytest.mark.parametrize(("field", "value", "says"), [
+    ("options", {"perc_pix": 1.5, "radius": 3, "strategy": "uniform_withCP"}, "option radius 3, the run's config.json 2"),
+    ("channels", 3, "channels 3, the run's config.json 1"),
+    ("protocol", "float", "protocol 'float', the run's config.json 'nb2nb'"),
+])
+def test_a_checkpoint_whose_header_differs_from_the_run_is_refused_naming_the_field(
+        n2v_runs: tuple[Path, Path], tmp_path: Path, field: str, value: object, says: str) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(n2v_runs[0], run)
+    state = load_checkpoint(_n2v_checkpoint(run))
+    state["about"][field] = value
+    save_checkpoint(state, _n2v_checkpoint(run))
+    assert _refused(run, "denoise", tmp_path).startswith(f"error: {_n2v_checkpoint(run)}: its header says {says}: ")
+
+
+def test_an_option_at_a_default_of_another_version_is_not_held_against_its_checkpoint(
+        n2v_runs: tuple[Path, Path], tmp_path: Path) -> None:
+    """The run gave n2v no options: one that version's default may differ from today's; the file is the run's."""
+    from denoise_bench.models.denoise_files import run_denoiser
+
+    run = tmp_path / "run"
+    shutil.copytree(n2v_runs[0], run)
+    state = load_checkpoint(_n2v_checkpoint(run))
+    state["about"]["options"]["radius"] = 3
+    state["about"]["package_version"] = "0.0.1"
+    save_checkpoint(state, _n2v_checkpoint(run))
+    assert run_denoiser(run, "n2v").method.opts["radius"] == 3

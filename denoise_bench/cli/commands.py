@@ -19,7 +19,7 @@ from denoise_bench.report.leaderboard import write_leaderboard
 from denoise_bench.method import Method
 from denoise_bench.network_method import NetworkMethod
 from denoise_bench.noise import split_noise_list
-from denoise_bench.store.output_folders import claim_folder
+from denoise_bench.store.output_folders import claim_folder, writing_into
 from denoise_bench.perf import PERF_REPORT, PerfSettings, write_report
 from denoise_bench.plugins import Registry, get_registry
 from denoise_bench.profiles import NEXT_STEPS
@@ -334,7 +334,8 @@ def leaderboard_command(run_dirs: tuple[Path, ...], out: Path, allow_mismatch: b
             raise BenchError(f"--exclude {item!r} is not of the form METHOD@RUN_DIR")
         exclude.setdefault(str(Path(run_dir)), []).append(method)
     findings = _findings_text(findings_file) if findings_file else None
-    click.echo(write_leaderboard(list(run_dirs), out, allow_mismatch, paper, html, exclude, findings))
+    with writing_into(out):
+        click.echo(write_leaderboard(list(run_dirs), out, allow_mismatch, paper, html, exclude, findings))
     if html:
         click.echo(f"page: {out / 'index.html'}")
 
@@ -372,7 +373,8 @@ def perf_command(methods: str, batches: str, crop: int, width: int, steps: int, 
     settings = PerfSettings(methods=tuple(split_commas(methods)), batches=batch_sizes, crop=crop, width=width, steps=steps,
                             rounds=rounds, device=chosen, peak_tflops=peak_tflops, engine=engine, baseline=baseline,
                             channels=channels)
-    click.echo(write_report(settings, out))
+    with writing_into(out):
+        click.echo(write_report(settings, out))
 
 
 @main.command("table")
@@ -409,7 +411,8 @@ def export_command(run_dir: Path, method: str, noise: str | None, seed: int | No
             raise BenchError(f"--out {out} exists and is no denoise-bench export: bench export replaces only its "
                              "own exports; choose another --out") from None
     found, state = run_checkpoint(run_dir, method, noise, seed, _registry())  # older checkpoints: header from config.json
-    digest = export_safetensors(found.path, out, state)
+    with writing_into(out):
+        digest = export_safetensors(found.path, out, state)
     click.echo(f"{out}  ({found.method} trained on {found.training_set}, noise {found.noise}, seed {found.seed})")
     click.echo(f"sha256 {digest}")
 
@@ -444,7 +447,10 @@ def denoise_command(inputs: tuple[Path, ...], run_dir: Path, method: str, noise:
         if item.doubt:  # written anyway: the user decides, but is not left to find a black image
             click.echo(f"warning: {item.written}: {item.doubt}; is {denoiser.name} trained enough?", err=True)
 
-    denoise_files(denoiser, list(inputs), out, fmt, sigma, registry, on_image=say)
+    # Those written before a full disk stay (each whole): a run again would refuse them as existing files.
+    with writing_into(out, f"the images before it are in {out}: free some space, then denoise the rest into "
+                           "another --out"):
+        denoise_files(denoiser, list(inputs), out, fmt, sigma, registry, on_image=say)
 
 
 if __name__ == "__main__":

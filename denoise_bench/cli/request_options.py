@@ -8,6 +8,7 @@ those flags as keys, so it reaches every field the command line does.
 
 from __future__ import annotations
 
+import errno
 import os
 import shlex
 from collections.abc import Callable
@@ -31,7 +32,15 @@ class AbsolutePath(click.Path):
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         converted = super().convert(value, param, ctx)
-        return Path(os.path.abspath(converted)) if converted is not None else None
+        if converted is None:
+            return None
+        path = Path(os.path.abspath(converted))
+        try:
+            os.stat(path)
+        except OSError as exc:  # not there is for the command to judge; a name no file can have is not
+            if exc.errno == errno.ENAMETOOLONG:
+                self.fail(f"{path}: {exc.strerror}: a name in it is longer than the file system takes", param, ctx)
+        return path
 
 
 class PathOrUnset(AbsolutePath):

@@ -9,6 +9,7 @@ and the output says which.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,13 +17,14 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
+from denoise_bench.atomic import create_new
 from denoise_bench.checkpoints import load_checkpoint
 from denoise_bench.environment import pick_device
 from denoise_bench.errors import BenchError
-from denoise_bench.images import IMAGE_SUFFIXES, list_images, read_image
-from denoise_bench.method import NoiseInfo
+from denoise_bench.images import IMAGE_SUFFIXES, UNREADABLE, list_images, read_image
+from denoise_bench.method import NoiseInfo, resolve_options
 from denoise_bench.noise import parse_spec
 from denoise_bench.plugins import Registry, get_registry
 from denoise_bench.protocol import get_protocol
@@ -34,8 +36,9 @@ FORMATS = ("png", "tiff", "npy")  # 8-bit PNG; float32 TIFF or .npy in [0, 1] (n
 SUFFIXES = {"png": ".png", "tiff": ".tif", "npy": ".npy"}  # of the files written in each format
 
 
-def _from_config(run_dir: Path, method: str, noise_slug: str | None, seed: int, registry: Registry) -> dict[str, Any]:
-    """The header of ``method`` as trained in ``run_dir``, rebuilt from its config.json."""
+def _from_config(run_dir: Path, method: str, noise_slug: str | None, seed: int, registry: Registry,
+                 training_set: str | None = None) -> dict[str, Any]:
+    """The header of ``method`` as trained in ``run_dir`` (on ``training_set``, where given), rebuilt from its config.json."""
     config = read_config(run_dir)
     entry = next((m for m in config.get("methods") or [] if m.get("name") == method), None)
     if entry is None:
@@ -48,21 +51,51 @@ def _from_config(run_dir: Path, method: str, noise_slug: str | None, seed: int, 
         raise BenchError(f"{run_dir}: choose the training noise with --noise (one of: "
                          f"{', '.join(n['train'] for n in config.get('noise') or [])})")
     request = config["request"]
-    # The request's registry names (and options): config.json's own "datasets" holds the instances' names,
-    # which for a folder is "folder:<its name>", no dataset's registry key.
-    source = request["train_dataset"] or request["datasets"][0]
-    dataset_cls = registry.dataset(source)
-    try:
-        dataset = dataset_cls(None, **request["dataset_options"])
-        # As the run read it (recorded): a folder is read as its files are, which may since have changed or gone.
-        channels = int((config.get("dataset_channels") or {}).get(dataset.name, dataset.channels))
-    except BenchError:
-        channels = dataset_cls.channels
     budget = config["budgets"][method]
     family = parse_spec(trains[0], registry.noise_families).family
-    return {"method": method, "options": entry.get("options") or {}, "channels": channels, "budget": budget,
-            "seed": seed, "train_noise": None if family.captured else trains[0], "train_side": None,
+    return {"method": method, "options": entry.get("options") or {}, "channels": _channels(config, registry, training_set),
+            "budget": budget, "seed": seed, "train_noise": None if family.captured else trains[0], "train_side": None,
             "protocol": request["protocol"]}
+
+
+def _channels(config: dict[str, Any], registry: Registry, training_set: str | None) -> int:
+    """The channels a run's models trained on ``training_set`` have: those of its test sets that train on it
+    (the run trains one model per training set and kind of image), else of its first; each set's as the run
+    read it (``dataset_channels``: a folder is read as its files are, which may since have changed or gone)."""
+    # The request's registry names (and options): config.json's own "datasets" holds the instances' names,
+    # which for a folder is "folder:<its name>", no dataset's registry key.
+    request = config["request"]
+    options = request.get("dataset_options") or {}
+    recorded = config.get("dataset_channels") or {}
+
+    class _Read:
+        """A built dataset with the channels the run recorded for it."""
+
+        def __init__(self, dataset: Any) -> None:
+            self.dataset, self.name = dataset, dataset.name
+            self.channels = int(recorded.get(dataset.name, dataset.channels))
+
+        def training_set_id(self) -> str:
+            return self.dataset.training_set_id()
+
+    def built(name: str) -> Any:
+        try:
+            return _Read(registry.dataset(name)(None, **options))
+        except BenchError:
+            return None
+
+    train = built(request["train_dataset"]) if request.get("train_dataset") else None
+    if training_set is not None:
+        channels = set()
+        for name in request["datasets"]:
+            dataset = built(name)
+            if dataset is not None and (train or dataset).training_set_id() == training_set:
+                channels.add(dataset.channels)
+        if len(channels) == 1:
+            return channels.pop()
+    source = request["train_dataset"] or request["datasets"][0]
+    dataset = train if request.get("train_dataset") else built(source)
+    return dataset.channels if dataset is not None else registry.dataset(source).channels
 
 
 def run_denoiser(run_dir: Path, method: str, noise: str | None = None, seed: int | None = None,
@@ -93,9 +126,15 @@ def run_checkpoint(run_dir: Path, method: str, noise: str | None = None, seed: i
         _from_config(run_dir, method, noise, 0, registry)  # names what the run did run
     found = find_checkpoint(run_dir, method, noise, seed)
     state = load_checkpoint(found.path)
+    recorded = _from_config(run_dir, method, found.noise, found.seed, registry, found.training_set)
     if not isinstance(state.get(ABOUT), dict):
-        state[ABOUT] = _from_config(run_dir, method, found.noise, found.seed, registry)
-    check_header(found, state[ABOUT])
+        state[ABOUT] = recorded
+    given = recorded["options"]
+    try:  # the run records the options it was given; its header holds every option
+        recorded = recorded | {"options": resolve_options(method, registry.method(method).options, given)}
+    except BenchError:  # an option the method no longer has: those given are still compared
+        pass
+    check_header(found, state[ABOUT], recorded, frozenset(given))
     return found, state
 
 
@@ -106,7 +145,7 @@ def native_channels(path: Path) -> int:
     try:
         with Image.open(path) as img:
             return 1 if img.mode in ("L", "1", "LA", "I", "I;16", "F") else 3
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    except UNREADABLE as exc:
         raise BenchError(f"{path}: not a readable image ({exc})") from None
 
 
@@ -170,16 +209,26 @@ def noise_info(denoiser: TrainedDenoiser, pixels: np.ndarray, sigma: float | Non
 
 def write_estimate(estimate: np.ndarray, path: Path, fmt: str) -> None:
     """An (H, W, C) estimate as a file; gray images as (H, W), as gray image files hold them."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     values = (estimate[:, :, 0] if estimate.shape[2] == 1 else estimate).astype(np.float32)
+    # Encoded in memory and written by Python under a temporary name: a full disk is then an OSError (ENOSPC)
+    # naming the file, and leaves no truncated image that reads as a result.
+    encoded = io.BytesIO()
     if fmt == "npy":
-        np.save(path, values)
+        np.save(encoded, values)
     elif fmt == "tiff":
         import tifffile
 
-        tifffile.imwrite(path, values)
+        tifffile.imwrite(encoded, values)
     else:
-        Image.fromarray(np.floor(np.clip(values, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)).save(path)
+        Image.fromarray(np.floor(np.clip(values, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)).save(encoded, format="PNG")
+    try:
+        create_new(path, encoded.getvalue())
+    except FileExistsError as exc:
+        if exc.filename != str(path):  # a file where its folder should be: the caller names it
+            raise
+        # output_files found none there: another process wrote it since
+        raise BenchError(f"{path} appeared while this bench denoise ran (another one writing to the same --out?); "
+                         "it is left as it is, and nothing more is written: choose another --out") from None
 
 
 # An estimate is flagged when its spread is under this share of its input's (an all-grey or all-black image) ...

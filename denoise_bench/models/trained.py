@@ -193,7 +193,7 @@ def _merge(rest: dict[str, Any], tensors: dict[str, torch.Tensor]) -> dict[str, 
 def export_safetensors(checkpoint: Path, out: Path, state: dict[str, Any] | None = None) -> str:
     """Write a trained checkpoint (or its ``state``, header included) as ``out`` (tensors, and the rest
     as metadata); returns its sha256."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     state = state if state is not None else load_checkpoint(checkpoint)
     if not isinstance(state.get(ABOUT), dict):
@@ -201,8 +201,11 @@ def export_safetensors(checkpoint: Path, out: Path, state: dict[str, Any] | None
                          "an export could not be loaded elsewhere. Train it again with this version")
     tensors, rest = _split_state({k: v for k, v in state.items() if k != ABOUT})
     metadata = {SAFETENSORS_ABOUT: json.dumps(state[ABOUT], sort_keys=True), SAFETENSORS_STATE: json.dumps(rest, sort_keys=True)}
-    with replacing(out) as tmp:  # atomic, and readable as the umask says like every other output
-        save_file(tensors, str(tmp), metadata=metadata)
+    # Serialised in memory and written by Python: a full disk is an OSError (ENOSPC) naming the file, not a
+    # SafetensorError; atomic, and readable as the umask says like every other output.
+    encoded = save(tensors, metadata=metadata)
+    with replacing(out) as tmp:
+        tmp.write_bytes(encoded)
     return sha256_of(out)
 
 
@@ -262,10 +265,13 @@ def run_checkpoints(run_dir: Path) -> list[RunCheckpoint]:
     return found
 
 
-def check_header(found: RunCheckpoint, about: dict[str, Any]) -> None:
-    """Refuse a checkpoint whose header describes another training than its file name in the run folder
-    (a file renamed or copied over another): the method, and the training noise and seed where it records them.
-    What is asked for by name is what is loaded, or nothing is."""
+def check_header(found: RunCheckpoint, about: dict[str, Any], recorded: dict[str, Any] | None = None,
+                 given_options: frozenset[str] | None = None) -> None:
+    """Refuse a checkpoint whose header describes another training than its run: than its file name in the
+    run folder (a file renamed or copied over another: the method, and the training noise and seed where
+    it records them) and, with ``recorded`` (the header as the run's config.json describes that training),
+    than the run itself: budget, method options, channels and protocol (a file of another run with the
+    same method, data, noise and seed copied in). What is asked for by name is what is loaded, or nothing is."""
     from denoise_bench.results import file_slug
 
     told = {"method": (about.get("method"), found.method),
@@ -275,6 +281,63 @@ def check_header(found: RunCheckpoint, about: dict[str, Any]) -> None:
         if held is not None and held != named:
             raise BenchError(f"{found.path}: its header says {what} {held!r}, its file name {named!r}: the file was "
                              "renamed or copied over another; nothing was loaded")
+    if recorded is None:
+        return
+    differs = header_differences(about, recorded, given_options)
+    if differs:
+        what, held, wanted = differs[0]
+        raise BenchError(f"{found.path}: its header says {what} {held!r}, the run's config.json {wanted!r}: the file "
+                         "was trained by another run and copied over this one's; nothing was loaded")
+
+
+def header_differences(about: dict[str, Any], recorded: dict[str, Any],
+                       given_options: frozenset[str] | None = None) -> list[tuple[str, Any, Any]]:
+    """(field, the header's value, the recorded value) for each field of a training's identity in which the
+    header ``about`` differs from ``recorded``: budget fields, method options, channels, protocol.
+
+    Both are compared as they are written: a budget normalised as :class:`Budget` reads it (defaults of
+    fields an older file lacks, former names); the header's options are resolved (every option), the run
+    records those given, resolved with today's defaults in ``recorded``. An option at its default is
+    compared only when ``given_options`` (the options the run was given) leaves it out and the header was
+    written by this version: another version may have had another default.
+    """
+    from denoise_bench import __version__
+
+    found: list[tuple[str, Any, Any]] = []
+    if "channels" in about and "channels" in recorded and int(about["channels"]) != int(recorded["channels"]):
+        found.append(("channels", about["channels"], recorded["channels"]))
+    if about.get("protocol") and recorded.get("protocol") and str(about["protocol"]) != str(recorded["protocol"]):
+        found.append(("protocol", about["protocol"], recorded["protocol"]))
+    held, wanted = _budget_values(about.get("budget")), _budget_values(recorded.get("budget"))
+    found += [(f"budget {key}", held[key], wanted[key]) for key in held.keys() & wanted.keys() if held[key] != wanted[key]]
+    same_defaults = about.get("package_version") == __version__
+    options, told = about.get("options") or {}, recorded.get("options") or {}
+    for key in sorted(options.keys() & told.keys()):
+        compared = given_options is None or key in given_options or same_defaults
+        if compared and _plain(options[key]) != _plain(told[key]):
+            found.append((f"option {key}", options[key], told[key]))
+    return found
+
+
+def _budget_values(budget: Any) -> dict[str, Any]:
+    """A recorded budget's fields as :class:`Budget` reads them (defaults filled in, former names mapped)."""
+    from dataclasses import MISSING
+
+    from denoise_bench.profiles import FORMER_INIT_NAMES
+
+    if not isinstance(budget, dict):
+        return {}
+    known = {f.name: f.default for f in fields(Budget)}
+    values = {k: v for k, v in budget.items() if k in known}
+    values |= {k: d for k, d in known.items() if k not in values and d is not MISSING}
+    if values.get("init") in FORMER_INIT_NAMES:
+        values["init"] = FORMER_INIT_NAMES[values["init"]]
+    return values
+
+
+def _plain(value: Any) -> Any:
+    """An option's value as config.json holds it (a tuple as a list), so that only a different value differs."""
+    return json.loads(json.dumps(value, default=str))
 
 
 def find_checkpoint(run_dir: Path, method: str, noise: str | None = None, seed: int | None = None) -> RunCheckpoint:

@@ -6,7 +6,7 @@ differences to ``pairs.{csv,md}``, the learning curves, the inputs it was made f
 (``leaderboard.json``) and the page (``denoise_bench.report.page``). Jobs that gave no numbers (skipped or
 failed) are listed with their reasons under the table they would be in. Runs that differ in what
 makes numbers comparable are merged only with ``allow_mismatch``, which lists the differences at the
-top of the markdown.
+top of the markdown. One process writes a leaderboard folder at a time (its ``.lock``, as a run folder's).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from denoise_bench.report.leaderboard_tables import (CONVERGENCE, CONVERGENCE_NO
                                               TEST_SECONDS, curve_tables, floor_marked, has_few_images_mark, has_floor,
                                               has_implausible, implausible_marked, leaderboard_tables, not_run_by_table,
                                               pairs_table, paper_scoring_note, read_paper_results, noise_family)
-from denoise_bench.run.lock import running_holder
+from denoise_bench.run.lock import LOCK, run_lock, running_holder
 from denoise_bench.store.output_folders import claim_folder
 from denoise_bench.plausibility import IMPLAUSIBLE_NOTE
 from denoise_bench.results import (CONFIG, FLOOR_NOTE, ORACLE_MARK, PRETRAINED_NOTE, has_pretrained, low_budget_warnings,
@@ -85,7 +85,16 @@ def write_leaderboard(run_dirs: list[Path], out: Path, allow_mismatch: bool = Fa
         if holder:
             raise BenchError(f"{run_dir} is still running ({holder}); a leaderboard of it would publish its jobs so far "
                              "as the whole run: wait for it to end")
-    claim_folder(out, LEADERBOARD_INPUTS, "leaderboard folder")  # an earlier leaderboard's is rewritten
+    claim_folder(out, LEADERBOARD_INPUTS, "leaderboard folder", ignored=(LOCK,))  # an earlier leaderboard's is rewritten
+    out.mkdir(parents=True, exist_ok=True)  # a file system's refusal to make it is its own error, not the lock's
+    # One board at a time in a folder: two at once would leave files of each, every one of them saying "done".
+    with run_lock(out, what="leaderboard folder"):
+        return _written(run_dirs, out, allow_mismatch, paper, html, exclude, findings)
+
+
+def _written(run_dirs: list[Path], out: Path, allow_mismatch: bool, paper: bool, html: bool,
+             exclude: dict[str, list[str]], findings: str | None) -> str:
+    """:func:`write_leaderboard`'s files, written under the folder's lock."""
     merged = merge_runs(run_dirs, allow_mismatch, exclude)
     records = merged.records[merged.records.psnr.notna()]
     if records.empty:

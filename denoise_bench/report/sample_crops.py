@@ -84,7 +84,7 @@ def collect_samples(run_dirs: list[Path], records: pd.DataFrame, out: Path) -> d
         if NOISY not in found:
             continue
         markers = [sample_dir(d, dataset, test_noise) / "image.txt" for d in run_dirs]
-        image = next((m.read_text().strip() for m in markers if m.is_file()), "")
+        image = next((m.read_text(encoding="utf-8").strip() for m in markers if m.is_file()), "")
         ranked = list(block.groupby("method").psnr.mean().sort_values(ascending=False).index)
         # Crops are saved under the method's own name, rows are named by experiment
         # (``dip [width=16]``): a row gets its method's crop unless another row of the same method

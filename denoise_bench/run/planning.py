@@ -185,11 +185,11 @@ def _check_datasets(datasets: list[Dataset], train_dataset: Dataset | None, sett
         for dataset in [*datasets, *([train_dataset] if train_dataset and needs_training else [])]:
             require_real_source(dataset, captured.name)
     for dataset in datasets:
-        dataset.check(TEST)
+        dataset.checked(TEST)
         if needs_training and train_dataset is None:
-            dataset.check(TRAIN)
+            dataset.checked(TRAIN)
     if train_dataset is not None and needs_training:
-        train_dataset.check(TRAIN)
+        train_dataset.checked(TRAIN)
 
 
 def _policy(name: str) -> NoisePolicy:

@@ -21,6 +21,7 @@ from typing import Any
 from denoise_bench.data import Dataset, CleanImage
 from denoise_bench.errors import BenchError
 from denoise_bench.plugins import Registry
+from denoise_bench.run.lock import running_holder
 from denoise_bench.run.request import RunRequest
 from denoise_bench.results import CHECKPOINTS, read_config, weights_stem
 
@@ -119,6 +120,10 @@ def evaluation_request(run_dir: Path, datasets: list[str], registry: Registry, *
     if methods is not None and not methods:
         raise BenchError("no methods (--methods) given; leave the flag out for every method the run trained")
     config = read_config(run_dir)
+    holder = running_holder(run_dir)
+    if holder:  # the methods it has yet to train would be left out as if its jobs had failed
+        raise BenchError(f"{run_dir} is still running ({holder}); an evaluation now would score only the models "
+                         "it has trained so far: wait for it to end")
     source = RunRequest.from_run_dir(run_dir)
     if source.weights_from is not None:
         raise BenchError(f"{run_dir} is itself an evaluation of the models of {source.weights_from}; evaluate that run")

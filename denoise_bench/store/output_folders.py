@@ -8,9 +8,12 @@ is ever overwritten or deleted there.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+import errno
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+from denoise_bench.atomic import out_of_space
 from denoise_bench.errors import BenchError
 
 
@@ -29,3 +32,34 @@ def claim_folder(folder: Path, marker: str, kind: str, ignored: Collection[str] 
 
 def _empty_folder(path: Path) -> bool:
     return path.is_dir() and not path.is_symlink() and not any(path.iterdir())
+
+
+# What a file system answers a write it will not take: read-only, or not the user's to write; or a folder to
+# make where a file (or a broken link) is.
+_REFUSED = {errno.EROFS, errno.EACCES, errno.EPERM, errno.EEXIST, errno.ENOTDIR}
+
+
+@contextmanager
+def writing_into(out: Path, then: str = "free some space, then run it again") -> Iterator[None]:
+    """A write at, under or above ``out`` (a folder, or a file, made with its parents) that the file system
+    refuses ends as one line naming the path and why, not a traceback; other errors pass as they are. A full
+    disk's line ends with ``then``: what to do next."""
+    try:
+        yield
+    except OSError as exc:
+        if out_of_space(exc):  # a full disk, or a quota; the file may be named or not
+            raise BenchError(f"No space left on device writing {exc.filename or out}; {then}") from None
+        if exc.errno not in _REFUSED or not exc.filename:
+            raise
+        where = Path(str(exc.filename))
+        if where != out and where not in out.parents and out not in where.parents and out.parent not in where.parents:
+            raise  # not the output (an input it could not read, say): its own error says so
+        if where.name.startswith(".") and where.name.endswith(".tmp"):  # atomic.replacing's temporary file
+            where = where.parent
+        if exc.errno in (errno.EEXIST, errno.ENOTDIR):
+            blocker = next((p for p in (where, *where.parents) if p.is_symlink() or p.exists()), where)
+            if not blocker.is_dir():
+                what = "a broken symbolic link" if blocker.is_symlink() and not blocker.exists() else "a file"
+                raise BenchError(f"cannot write in {where}: {blocker} is {what}, not a folder; "
+                                 "choose another --out") from None
+        raise BenchError(f"cannot write in {where}: {exc.strerror or exc}; choose an --out where you can write") from None

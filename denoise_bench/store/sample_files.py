@@ -47,4 +47,4 @@ def save_sample(run_dir: Path, case: TestCase, method: str, estimate: torch.Tens
     if not (folder / f"{CLEAN}.png").exists():
         _to_png(centre_crop(case.clean_u8, SAMPLE_SIZE), folder / f"{CLEAN}.png")
         _to_png(centre_crop(case.noisy[0], SAMPLE_SIZE), folder / f"{NOISY}.png")
-        (folder / "image.txt").write_text(f"{case.image_id}\n")
+        (folder / "image.txt").write_text(f"{case.image_id}\n", encoding="utf-8")
