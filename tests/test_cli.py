@@ -21,7 +21,7 @@ from helpers import MethodPlugin, bench
 
 
 @pytest.mark.parametrize("args,expected", [
-    (["--methods", "iddp,nope"], "error: unknown method 'nope'; valid methods: b2u, bm3d, cvf-sid, cvf-sid-oracle, dip, iddp, n2n, n2v, nb2nb, s2s, unet, zsn2n"),
+    (["--methods", "iddp,nope"], "error: unknown method 'nope'; valid methods: b2u, bm3d, cvf-sid, cvf-sid-oracle, dip, iddp, iddp-sup-start, n2n, n2v, nb2nb, s2s, unet, zsn2n"),
     (["--methods", "nb2b"], "error: unknown method 'nb2b' (did you mean 'nb2nb'?); valid methods: b2u, bm3d, cvf-sid"),
     (["--dataset", "imagenet"], "error: unknown dataset 'imagenet'; valid datasets: bsd300, bsd68, cbsd68, fmd, folder"),
     (["--noise", "laplace"], "error: unknown noise 'laplace'; valid noise families: gaussian, poisson, poisson-gaussian, real, speckle"),
