@@ -12,6 +12,7 @@ from click.testing import CliRunner, Result
 
 from denoise_bench import hookimpl
 from denoise_bench.cli.commands import main
+from denoise_bench.data import Dataset
 from denoise_bench.engine import Engine
 from denoise_bench.method import Method, NoiseInfo
 from denoise_bench.noise import PIXEL_INDEPENDENT, NoiseFamily, Param
@@ -94,6 +95,17 @@ class MethodPlugin:
     def register_methods(self, register: Callable[[type[Method]], None]) -> None:
         for method in self.methods:
             register(method)
+
+
+class DatasetPlugin:
+    """A plugin object that registers one dataset class (for one-off test plugins)."""
+
+    def __init__(self, cls: type[Dataset]) -> None:
+        self.cls = cls
+
+    @hookimpl
+    def register_datasets(self, register: Callable[[type[Dataset]], None]) -> None:
+        register(self.cls)
 
 
 class LostJobs:

@@ -26,6 +26,7 @@ from denoise_bench.real_noise import RealScene, build_real_view
 from denoise_bench.remote_set import RemoteFile
 from denoise_bench.supervision import CleanBatch, NoisyBatch, NoisyPairBatch, Supervision
 from test_download import Reply, serving
+from helpers import DatasetPlugin
 
 KIND = "Confocal_FISH"
 SIZE = 64
@@ -72,15 +73,6 @@ def _local_fmd(url: str) -> type[FMD]:
             return [RemoteFile(TRAIN, f"{KIND}.tar", url)]
 
     return LocalFMD
-
-
-class DatasetPlugin:
-    def __init__(self, cls: type[Dataset]) -> None:
-        self.cls = cls
-
-    @hookimpl
-    def register_datasets(self, register: Callable[[type[Dataset]], None]) -> None:
-        register(self.cls)
 
 
 def test_fmd_splits_follow_the_paper_and_load_offline_once_unpacked(tmp_path: Path) -> None:

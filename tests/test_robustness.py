@@ -17,7 +17,7 @@ from denoise_bench import hookimpl, plugins
 from denoise_bench.data import CleanImage, Dataset
 from denoise_bench.isolation import call_isolated
 from denoise_bench.method import NoiseInfo
-from helpers import Median3, MethodPlugin, bench
+from helpers import DatasetPlugin, Median3, MethodPlugin, bench
 
 # A per-image run of seconds: the smoke profile on one small test image.
 QUICK = ["--profile", "smoke", "--test-images", "1", "--test-crop", "64", "--noise", "gaussian:sigma=25", "--no-progress"]
@@ -38,15 +38,6 @@ class TinySet(Dataset):
 
     def load(self, split: str) -> list[CleanImage]:
         return self.loader()  # type: ignore[return-value]
-
-
-class DatasetPlugin:
-    def __init__(self, cls: type[Dataset]) -> None:
-        self.cls = cls
-
-    @hookimpl
-    def register_datasets(self, register: Callable[[type[Dataset]], None]) -> None:
-        register(self.cls)
 
 
 def _tiny(loader: Callable[[], object]) -> None:
