@@ -272,6 +272,9 @@ def list_command() -> None:
         click.echo(f"  {'':<12} {cls.citation}")
         if cls.options:
             click.echo(f"  {'':<12} options: {', '.join(f'{k}={v!r}' for k, v in cls.options.items())}")
+        if cls.extensions:
+            click.echo(f"  {'':<12} extensions (not the paper's; a row made with any is named for it, (ours)): "
+                       f"{', '.join(cls.extensions)}")
         click.echo(f"  {'':<12} official budget (--profile official): {official_budget_text(cls)}")
         reproduction = reproductions().get(name)
         if reproduction is not None:
