@@ -23,10 +23,16 @@ def save_checkpoint(state: dict[str, Any], path: Path) -> None:
     # Serialised in memory first, then written by Python: a full disk is then an OSError (ENOSPC) naming the file,
     # which stops the run (denoise_bench.atomic). Written by torch.save, even through a Python file, the failed
     # write comes back as torch's RuntimeError "enforce fail ... unexpected pos", failing one job as if it were its bug.
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    with replacing(path) as tmp, tmp.open("wb") as handle:
-        handle.write(buffer.getbuffer())
+    try:
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        with replacing(path) as tmp, tmp.open("wb") as handle:
+            handle.write(buffer.getbuffer())
+    except OSError as exc:
+        if exc.filename is not None:
+            raise
+        # An error that names no file (raised while serialising) is reported as this checkpoint's.
+        raise OSError(exc.errno, exc.strerror, str(path)) from exc
 
 
 def load_checkpoint(path: Path, map_location: torch.device | str = "cpu") -> dict[str, Any]:

@@ -35,7 +35,7 @@ def test_a_tiny_run_records_its_command_line_and_the_plugin_of_every_entry(tmp_p
     by_plugin = {p["plugin"]: p for p in env["plugins"]}
     version = importlib.metadata.version("denoise-bench")
     assert by_plugin["denoise_bench.methods.iddp"] == {"plugin": "denoise_bench.methods.iddp", "distribution": "denoise-bench",
-                                                      "version": version, "methods": ["iddp"], "datasets": [],
+                                                      "version": version, "methods": ["iddp", "iddp-sup-start"], "datasets": [],
                                                       "noise_models": [], "metrics": []}
     assert by_plugin["denoise_bench.datasets.skimage_samples"]["datasets"] == ["skimage", "skimage-color"]
     assert by_plugin["denoise_bench.noises.synthetic"]["noise_models"] == ["gaussian", "poisson", "poisson-gaussian", "speckle"]
