@@ -64,7 +64,7 @@ def status_of(method: str) -> str:
 def board_cell(row: str, method: str) -> str:
     """The board's ``reproduced?`` cell of a row of ``method``: a row the suite's extensions made (marked
     (ours)) is not the paper's method, whatever its method's status."""
-    if row.endswith(OURS) or OURS in row:
+    if OURS in row:
         return SHORT[NOT_A_PAPER]
     found = reproductions().get(method)
     if found is None:

@@ -68,21 +68,14 @@ def _channels(config: dict[str, Any], registry: Registry, training_set: str | No
     options = request.get("dataset_options") or {}
     recorded = config.get("dataset_channels") or {}
 
-    class _Read:
-        """A built dataset with the channels the run recorded for it."""
-
-        def __init__(self, dataset: Any) -> None:
-            self.dataset, self.name = dataset, dataset.name
-            self.channels = int(recorded.get(dataset.name, dataset.channels))
-
-        def training_set_id(self) -> str:
-            return self.dataset.training_set_id()
-
     def built(name: str) -> Any:
         try:
-            return _Read(registry.dataset(name)(None, **options))
+            return registry.dataset(name)(None, **options)
         except BenchError:
             return None
+
+    def read_channels(dataset: Any) -> int:
+        return int(recorded.get(dataset.name, dataset.channels))
 
     train = built(request["train_dataset"]) if request.get("train_dataset") else None
     if training_set is not None:
@@ -90,12 +83,12 @@ def _channels(config: dict[str, Any], registry: Registry, training_set: str | No
         for name in request["datasets"]:
             dataset = built(name)
             if dataset is not None and (train or dataset).training_set_id() == training_set:
-                channels.add(dataset.channels)
+                channels.add(read_channels(dataset))
         if len(channels) == 1:
             return channels.pop()
     source = request["train_dataset"] or request["datasets"][0]
     dataset = train if request.get("train_dataset") else built(source)
-    return dataset.channels if dataset is not None else registry.dataset(source).channels
+    return read_channels(dataset) if dataset is not None else registry.dataset(source).channels
 
 
 def run_denoiser(run_dir: Path, method: str, noise: str | None = None, seed: int | None = None,

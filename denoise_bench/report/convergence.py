@@ -91,14 +91,14 @@ def control_gains(records: pd.DataFrame) -> list[DoublingGain]:
     if records.empty or "experiment" not in records:
         return []
     rows = records.drop_duplicates("experiment").set_index("experiment").method
-    by_identity = {_without_steps(key): (key, steps) for key in rows.index for steps in [_steps(key)]}
+    by_identity = {_without_steps(key): key for key in rows.index}  # the steps are in the identity
     gains = []
     for key, row in rows.items():
         steps = _steps(key)
         half = by_identity.get(_without_steps(key, steps // 2)) if steps and steps % 2 == 0 else None
-        if half is None or half[1] != steps // 2:
+        if half is None:
             continue
-        mine, theirs = records[records.experiment == key], records[records.experiment == half[0]]
+        mine, theirs = records[records.experiment == key], records[records.experiment == half]
         pair = ["dataset", "test_noise", "image", "repeat", "seed"]
         joined = mine.merge(theirs, on=pair, suffixes=("", "_half"))
         if joined.empty:
