@@ -52,6 +52,10 @@ FORMER_INIT_NAMES = {"official": "own"}
 WARMUP_FRACTION = 0.05  # of the steps, for the warm-up-cosine rule
 
 
+# The test-images override that means every test image (a budget holds it as None, which an override means "keep").
+ALL_TEST_IMAGES = "all"
+
+
 @dataclass(frozen=True)
 class Budget:
     iterations: int  # optimiser steps per training job
@@ -81,7 +85,8 @@ class Budget:
         return asdict(self)
 
     def override(self, **values: Any) -> "Budget":
-        """Replace single values (``--iterations 500``); None means "keep"."""
+        """Replace single values (``--iterations 500``); None means "keep"; ``test_images=ALL_TEST_IMAGES``
+        scores every test image, whatever the profile's own number."""
         known = {f.name for f in fields(self)}
         for key in values:
             if key not in known:
@@ -89,7 +94,10 @@ class Budget:
         for key, value in values.items():
             if value is not None and isinstance(value, int) and value <= 0:
                 raise BenchError(f"budget {key} must be positive, got {value}")
-        return replace(self, **{k: v for k, v in values.items() if v is not None})
+        kept = {k: v for k, v in values.items() if v is not None}
+        if kept.get("test_images") == ALL_TEST_IMAGES:
+            kept["test_images"] = None
+        return replace(self, **kept)
 
 
 # Budget fields a method's published recipe fixes (``Method.official_budget``), for the official profile.

@@ -4,6 +4,7 @@ run folder that the leaderboard merges with the trained run."""
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 from pathlib import Path
 
@@ -67,6 +68,29 @@ def test_the_trained_test_set_gives_the_runs_own_scores(trained: Path, tmp_path:
     assert (again.training_set == source.training_set.iloc[0]).all()
     assert not (out / "checkpoints").exists() or not any((out / "checkpoints").iterdir())  # nothing trained
     assert _digests(trained) == before  # nothing written into the trained run
+
+
+def test_a_run_scored_on_a_few_images_is_scored_on_all_of_them(trained: Path, tmp_path: Path) -> None:
+    """--test-images all: every image of the set, the first one's score the trained run's own; the rows stay the
+    trained run's experiments (a doubling control pairs them with runs that scored every image)."""
+    out = tmp_path / "all"
+    result = _evaluate("--run", str(trained), "--dataset", "skimage", "--methods", "unet", "--test-images", "all",
+                       "--out", str(out))
+    assert result.exit_code == 0, result.output
+    source, everything = pd.read_csv(trained / "records.csv"), pd.read_csv(out / "records.csv")
+    source = source[source.method == "unet"]
+    n_images = len(get_registry().dataset("skimage")(None).images("test"))
+    assert source.image.nunique() == 1 < n_images == everything.image.nunique()
+    merged = source.merge(everything, on=KEY, suffixes=("_trained", "_evaluated"))
+    assert len(merged) == len(source)
+    np.testing.assert_array_equal(merged.psnr_trained, merged.psnr_evaluated)
+    budgets = [json.loads((run / "config.json").read_text())["budget"] for run in (trained, out)]
+    assert budgets[1]["test_images"] is None and budgets[0]["test_images"] == 1
+    assert {k: v for k, v in budgets[0].items() if k != "test_images"} == \
+        {k: v for k, v in budgets[1].items() if k != "test_images"}
+    bad = _evaluate("--run", str(trained), "--dataset", "skimage", "--test-images", "0", "--out", str(tmp_path / "bad"))
+    assert bad.exit_code == 2 and "neither a positive number of images nor 'all'" in bad.output
+    assert not (tmp_path / "bad").exists()
 
 
 def test_an_evaluation_scores_under_another_protocol(trained: Path, tmp_path: Path) -> None:

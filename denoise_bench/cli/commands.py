@@ -34,7 +34,7 @@ from denoise_bench.run.rescoring import evaluation_request
 from denoise_bench.run.dispatch import Executor, make_executor
 from denoise_bench.run.request import DATA_DIR_HELP, PROGRESS_HELP
 from denoise_bench.request_schema import split_commas
-from denoise_bench.cli.request_options import (AbsolutePath, PathOrUnset, engine_options, grid_flags, load_request_file,
+from denoise_bench.cli.request_options import (AbsolutePath, PathOrUnset, TestImages, engine_options, grid_flags, load_request_file,
                                                  request_of_options, request_options)
 from denoise_bench.run.runner import RunRequest, plan, run
 from denoise_bench.reproduction import reproductions
@@ -221,9 +221,12 @@ def next_command(request: RunRequest) -> str:
               help="Final PSNR/SSIM per job as TensorBoard events under OUT/tensorboard/ (the tensorboard extra).")
 @click.option("--protocol", type=click.Choice(list(PROTOCOLS)), default=None,
               help="Score under this protocol [default: the trained run's]; another one makes other experiments.")
+@click.option("--test-images", type=TestImages(), default=None,
+              help="Score the first N test images, or 'all' [default: as many as the trained run scored]; the rows "
+                   "stay the trained run's experiments.")
 def evaluate_command(run_dir: Path, datasets: str, noises: tuple[str, ...], methods: str | None,
                      dataset_options: tuple[str, ...], data_dir: Path | None, device: str, out: Path | None,
-                     progress: bool | None, tensorboard: bool, protocol: str | None) -> None:
+                     progress: bool | None, tensorboard: bool, protocol: str | None, test_images: int | str | None) -> None:
     """Score the models trained in a run on other test sets, without training; results go to a new run folder.
 
     The protocol, profile, budget and engine are the trained run's, so `bench leaderboard` puts the new
@@ -240,7 +243,7 @@ def evaluate_command(run_dir: Path, datasets: str, noises: tuple[str, ...], meth
         methods=split_commas(methods) if methods is not None else None,
         test_noises=[item for text in noises for item in split_noise_list(text)], data_dir=resolve_data_dir(data_dir),
         dataset_options=options, device=device, out=out, progress=_progress(progress), tensorboard=tensorboard, protocol=protocol,
-        note=lambda text: click.echo(f"note: {text}", err=True))
+        test_images=test_images, note=lambda text: click.echo(f"note: {text}", err=True))
     the_plan = plan(request, registry)
     _execute(the_plan, None, f"bench run --resume {shlex.quote(str(the_plan.run_dir))}")
 

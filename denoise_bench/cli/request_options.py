@@ -18,6 +18,7 @@ from typing import Any
 import click
 
 from denoise_bench.errors import BenchError, unknown_name
+from denoise_bench.profiles import ALL_TEST_IMAGES
 from denoise_bench.run.request import RunRequest, read_request_file
 from denoise_bench.request_schema import Leaf, leaves, request_values
 
@@ -41,6 +42,22 @@ class AbsolutePath(click.Path):
             if exc.errno == errno.ENAMETOOLONG:
                 self.fail(f"{path}: {exc.strerror}: a name in it is longer than the file system takes", param, ctx)
         return path
+
+
+class TestImages(click.ParamType):
+    """How many test images to score: a positive whole number, or ``all`` (every image of each set)."""
+
+    name = "N|all"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, int) or value == ALL_TEST_IMAGES:
+            return value
+        text = str(value).strip().lower()
+        if text == ALL_TEST_IMAGES:
+            return ALL_TEST_IMAGES
+        if text.isdigit() and int(text) > 0:
+            return int(text)
+        self.fail(f"{value!r} is neither a positive number of images nor '{ALL_TEST_IMAGES}'", param, ctx)
 
 
 class PathOrUnset(AbsolutePath):

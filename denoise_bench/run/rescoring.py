@@ -104,7 +104,8 @@ def evaluation_request(run_dir: Path, datasets: list[str], registry: Registry, *
                        test_noises: Sequence[str] = (), data_dir: Path | None = None,
                        dataset_options: dict[str, str] | None = None, device: str | None = None,
                        out: Path | None = None, progress: bool = True, tensorboard: bool = False,
-                       protocol: str | None = None, note: Callable[[str], None] = lambda _: None) -> RunRequest:
+                       protocol: str | None = None, test_images: int | str | None = None,
+                       note: Callable[[str], None] = lambda _: None) -> RunRequest:
     """The request of an evaluation of ``run_dir``'s trained models on ``datasets`` (names resolved as by ``plan``).
 
     ``methods``: a subset of the run's trained methods, plus any per-image method (default: every
@@ -112,8 +113,10 @@ def evaluation_request(run_dir: Path, datasets: list[str], registry: Registry, *
     tests) or specs, each of a family the models were trained on; the models trained on other
     families are left out (default: each training noise's own tests). ``tensorboard``: final PSNR/SSIM
     per job as event files (no training, so no loss curves). ``protocol``: score under another protocol
-    than the trained run's (its rows are then other experiments than the trained run's). ``note`` hears
-    what was left out.
+    than the trained run's (its rows are then other experiments than the trained run's). ``test_images``:
+    score the first N test images, or ``"all"`` (default: as many as the trained run scored); which images
+    were scored does not make another experiment, so a run scored on 8 images can be scored on all of them
+    and paired with runs that were. ``note`` hears what was left out.
     """
     if not datasets:
         raise BenchError("no dataset (--dataset) given: an evaluation needs a test set")
@@ -159,7 +162,8 @@ def evaluation_request(run_dir: Path, datasets: list[str], registry: Registry, *
                          "it was copied without them, or its jobs failed or did not finish")
     return RunRequest(
         methods=chosen, noises=[text for text, _ in noises], datasets=datasets, seeds=source.seeds,
-        profile=source.profile, overrides=source.overrides, protocol=protocol or source.protocol,
+        profile=source.profile, protocol=protocol or source.protocol,
+        overrides=source.overrides if test_images is None else {**source.overrides, "test_images": test_images},
         noise_policy=source.noise_policy,
         data_dir=data_dir, device=device, out=out,
         method_options={m: o for m, o in source.method_options.items() if m in chosen},
