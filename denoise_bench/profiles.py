@@ -125,15 +125,15 @@ PROFILES: dict[str, Budget] = {
     # default initialisation made IDDP collapse to a constant image (10 dB at 300 steps).
     "cpu": Budget(iterations=6000, batch_size=2, crop_size=128, width=32, test_images=None, test_crop=None,
                   per_image_iterations=1200, lr_rule="warmup-cosine", init="own"),
-    # The CPU comparison: a smaller network (width 8) for twice the cpu profile's steps, at about its cost per
-    # job. Every network starts from PyTorch's default initialisation and peaks at 3.3x its method's own rate
-    # (warm-up + cosine), the rule that got the supervised U-Net furthest per step when measured (width 16,
-    # 6000 steps, 8 BSD68 images at sigma=25: 28.27 dB, against 26.94 at 1x and 26.67 from its own 0.1-scaled
-    # init). It does not converge every row: the U-Net still gains about 0.5 dB over its last doubling; pairs of
-    # runs of its width-8 U-Net gained +0.65 dB from 12,000 to 24,000 steps and +0.22 from 24,000 to 48,000
-    # (results/convergence-probe), so its plateau costs about an hour of one AMX core per job; each board says
-    # row by row how far from converged it is (denoise_bench.report.convergence).
-    "small": Budget(iterations=12_000, batch_size=2, crop_size=128, width=8, test_images=None, test_crop=None,
+    # The CPU comparison, trained to its plateau: a width-8 U-Net for 48,000 steps of batch 2. Every network
+    # starts from PyTorch's default initialisation and peaks at 3.3x its method's own rate (warm-up + cosine),
+    # the rule that got the supervised U-Net furthest per step when measured (width 16, 6000 steps, 8 BSD68
+    # images at sigma=25: 28.27 dB, against 26.94 at 1x and 26.67 from its own 0.1-scaled init). The steps are
+    # measured (results/convergence-probe, pairs of runs of the supervised U-Net scored on every BSD68 and
+    # Set12 image): from 12,000 to 24,000 steps it gained +0.38 dB (every cell +0.26 to +0.51), from 24,000
+    # to 48,000 -0.00 (cells -0.14 to +0.21), converged by denoise_bench.report.convergence. A step costs
+    # about 30 ms on one AMX core in bf16 (53 ms in fp32), so a job takes about 25 minutes there.
+    "small": Budget(iterations=48_000, batch_size=2, crop_size=128, width=8, test_images=None, test_crop=None,
                     per_image_iterations=1200, lr_rule="warmup-cosine", init="pytorch", lr_scale=3.3),
     # About an hour per method on one GPU.
     "standard": Budget(iterations=100_000, batch_size=4, crop_size=128, width=48, test_images=None, test_crop=None, per_image_iterations=3000),
@@ -164,8 +164,8 @@ class NextStep:
 # noise and datasets: denoise_bench.cli.request_options.grid_flags).
 NEXT_STEPS = {
     "smoke": NextStep("quick"),
-    "quick": NextStep("small", dry_run=True, note="(minutes to an hour of training per method: see its time on this "
-                                                  "machine, then drop --dry-run)"),
+    "quick": NextStep("small", dry_run=True, note="(about half an hour to an hour of training per method: see its time "
+                                                  "on this machine, then drop --dry-run)"),
 }
 
 # The profile that checks the plumbing: each method runs with its ``smoke_options`` there (Method), unless

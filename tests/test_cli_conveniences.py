@@ -182,7 +182,7 @@ def test_the_next_command_after_quick_is_a_dry_run_of_the_same_grid_under_small(
     step = next_command(asked)
     assert step.startswith("bench run --methods iddp,nb2nb --noise gaussian:sigma=25,poisson-gaussian:lam=30,sigma=10 "
                            "--dataset folder --method-option iddp:network=unet --dataset-option 'path=my images' "
-                           "--data-dir /elsewhere/sets --profile small --dry-run   (minutes to an hour")
+                           "--data-dir /elsewhere/sets --profile small --dry-run   (about half an hour to an hour")
     # What it prints parses back into the same grid.
     words = shlex.split(step.split("   ")[0])[2:]
     again = request_of_options(main.commands["run"].make_context("run", words).params)

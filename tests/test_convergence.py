@@ -21,14 +21,20 @@ def _curve(method: str, points: dict[int, float], test_noise: str = "gaussian:si
                          "psnr": list(points.values())})
 
 
-def test_gain_is_read_over_the_last_doubling_and_the_largest_over_test_settings() -> None:
+def test_gain_is_read_over_the_last_doubling_and_the_mean_over_test_settings() -> None:
     curves = pd.concat([_curve("unet", {1500: 26.0, 3000: 26.5, 6000: 27.0}),
                         _curve("unet", {3000: 25.0, 6000: 26.0}, "gaussian:sigma=0-50"),
                         _curve("iddp", {1000: 25.0, 3000: 25.1, 6000: 25.15}),
                         _curve("short", {6000: 20.0})])  # no point at or before half its steps: left out
     gains = doubling_gains(curves)
     assert [(g.method, g.half, g.last) for g in gains] == [("unet", 3000, 6000), ("iddp", 3000, 6000)]
-    assert round(gains[0].gain, 2) == 1.0 and round(gains[1].gain, 2) == 0.05
+    assert round(gains[0].gain, 2) == 0.75 and round(gains[1].gain, 2) == 0.05
+    assert (gains[0].low, gains[0].high) == pytest.approx((0.5, 1.0))
+    assert gains[0].cell() == "+0.75 not converged (3000-6000, curve; cells +0.50 to +1.00)"
+    assert gains[1].cell() == "+0.05 converged (3000-6000, curve)"  # one cell: no range
+    # A swing of one network between noise levels, more than the threshold each way, is no climbing.
+    swinging = pd.concat([_curve("unet", {3000: 28.0, 6000: 28.2}), _curve("unet", {3000: 29.0, 6000: 28.82}, "gaussian:sigma=0-50")])
+    assert doubling_gains(swinging)[0].status == "converged"
 
 
 @pytest.mark.parametrize(("gain", "status"), [(0.3, "not converged"), (CONVERGED_GAIN_DB + 0.01, "not converged"),
