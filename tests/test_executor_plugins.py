@@ -63,7 +63,7 @@ def test_an_unknown_executor_is_named_with_the_closest_registered_one() -> None:
     plugins.register_plugin(_ExecutorPlugin(), name="in-order-executor")
     result = bench("run", "--methods", "bm3d", "--noise", "gaussian:sigma=25", "--executor", "in-ordr")
     assert result.exit_code != 0
-    assert "unknown executor 'in-ordr' (did you mean 'in-order'?); valid executors: in-order, inline, local, slurm" \
+    assert "unknown executor 'in-ordr' (did you mean 'in-order'?); valid executors: in-order, inline, local, pool, slurm" \
         in result.output
 
 

@@ -47,6 +47,43 @@ def test_a_grid_through_submitits_local_executor_matches_the_same_grid_run_inlin
     assert "unet" in (submitted / "tables" / "psnr.md").read_text()
 
 
+def test_a_grid_through_the_pool_matches_the_same_grid_run_inline(tmp_path: Path) -> None:
+    """--executor pool: the units as spawned processes, two at a time, each logging to a file of its own; the
+    records those of the inline run, bit for bit."""
+    inline, pooled = tmp_path / "inline", tmp_path / "pooled"
+    assert bench("run", *GRID, "--out", str(inline)).exit_code == 0
+    result = bench("run", *GRID, "--out", str(pooled), "--executor", "pool", "--executor-option", "jobs=2")
+    assert result.exit_code == 0, result.output
+    assert "running 2 job(s), 2 at a time on this machine" in result.output
+    assert result.output.count("started ") == 2 and result.output.count("done ") >= 2
+    logs = sorted(p.name for p in (pooled / "pool").iterdir())
+    assert len(logs) == 2 and all(name.endswith(".log") for name in logs)
+    assert not (pooled / PARTS).exists()
+    jobs = pd.read_csv(pooled / "jobs.csv")
+    assert sorted(jobs.method) == ["n2n", "unet"] and set(jobs.status) == {"done"}
+    ours = pd.read_csv(pooled / "records.csv").sort_values(KEY).reset_index(drop=True)
+    theirs = pd.read_csv(inline / "records.csv").sort_values(KEY).reset_index(drop=True)
+    pd.testing.assert_series_equal(ours.psnr, theirs.psnr)
+
+
+def test_a_pool_job_that_fails_names_its_log(tmp_path: Path) -> None:
+    """A plugin registered here only: a job's process cannot plan the grid, so every job fails, one at a time
+    (jobs=1), each naming the log that says why."""
+    plugins.get_plugin_manager().register(MethodPlugin(Median3), name="median3-here-only")
+    plugins.reset_registry()
+    out = tmp_path / "run"
+    result = bench("run", "--methods", "median3,unet", "--noise", "gaussian:sigma=25", "--dataset", "skimage",
+                   "--profile", "smoke", "--iterations", "3", "--test-images", "1", "--no-progress", "--out", str(out),
+                   "--executor", "pool", "--executor-option", "jobs=1")
+    assert result.exit_code == 1
+    jobs = pd.read_csv(out / "jobs.csv").set_index("method")
+    assert jobs.status.to_dict() == {"median3": "failed", "unet": "failed"}
+    for method in ("median3", "unet"):
+        assert "its process ended with exit code 1; its output is in" in jobs.error[method]
+        log = next(p for p in (out / "pool").iterdir() if method in p.name)
+        assert str(log) in jobs.error[method] and "unknown method 'median3'" in log.read_text()
+
+
 def test_a_job_that_dies_on_the_worker_is_recorded_as_failed(tmp_path: Path) -> None:
     """A plugin installed here but not where the job runs: the worker cannot even plan the grid."""
     plugins.get_plugin_manager().register(MethodPlugin(Median3), name="median3-here-only")
@@ -107,9 +144,12 @@ class _NoJobs:
 
 
 @pytest.mark.parametrize("name,options,message", [
-    ("kubernetes", {}, "unknown executor 'kubernetes'; valid executors: inline, local, slurm"),
+    ("kubernetes", {}, "unknown executor 'kubernetes'; valid executors: inline, local, pool, slurm"),
     ("slurn", {}, r"unknown executor 'slurn' \(did you mean 'slurm'\?\)"),
-    ("inline", {"timeout_min": "5"}, "--executor-option needs --executor local or slurm"),
+    ("inline", {"timeout_min": "5"}, "--executor-option needs --executor local, slurm or pool"),
+    ("pool", {"jobs": "0"}, "jobs='0': the number of jobs at a time must be a whole number of at least 1"),
+    ("pool", {"jobs": "two"}, "jobs='two'"),
+    ("pool", {"timeout_min": "5"}, "--executor pool takes --executor-option jobs=N only; unknown: timeout_min"),
 ])
 def test_bad_executor_choices_are_named(name: str, options: dict[str, str], message: str) -> None:
     with pytest.raises(BenchError, match=message):

@@ -9,9 +9,10 @@ killed meanwhile, the jobs go on, ``bench table``/``bench leaderboard`` already 
 
 submitit does the scheduling (sbatch, job arrays, requeue on pre-emption, logs per job); nothing
 here schedules. ``local`` runs the same jobs as processes on this machine (submitit's local
-executor), which is what the tests use. ``inline`` runs them here, one after another.
+executor, all at once), which is what the tests use. ``pool`` runs them as processes on this machine a
+fixed number at a time (``denoise_bench.run.pool``). ``inline`` runs them here, one after another.
 
-A built-in plugin: the three are registered through ``register_executors`` exactly as a third-party
+A built-in plugin: the four are registered through ``register_executors`` exactly as a third-party
 executor is (the contract is ``denoise_bench.executor_kind``), and ``--executor NAME`` finds them in the
 registry (``denoise_bench.run.dispatch.make_executor``).
 """
@@ -27,6 +28,7 @@ from denoise_bench.executor_kind import ExecutorKind
 from denoise_bench.run.grid import Unit
 from denoise_bench.hookspecs import hookimpl
 from denoise_bench.options import parse_option
+from denoise_bench.run.pool import PoolExecutor
 from denoise_bench.run.runner import run_unit
 
 LOGS = "submitit"  # per-job logs and pickles, inside the run folder
@@ -79,7 +81,7 @@ class SubmititExecutor:
 
 def _inline(options: dict[str, str]) -> None:
     if options:
-        raise BenchError("--executor-option needs --executor local or slurm")
+        raise BenchError("--executor-option needs --executor local, slurm or pool")
     return None  # the units run here, in this process (denoise_bench.run.dispatch.run_here)
 
 
@@ -90,3 +92,5 @@ def register_executors(register: Callable[[ExecutorKind], None]) -> None:
                           lambda options: SubmititExecutor("local", options)))
     register(ExecutorKind("slurm", "submit each job to Slurm through submitit",
                           lambda options: SubmititExecutor("slurm", options)))
+    register(ExecutorKind("pool", "N processes at a time on this machine (--executor-option jobs=N, default 2), "
+                                  "sharing its cores or its GPU", PoolExecutor))
