@@ -174,6 +174,14 @@ class Method(ABC):
     def __init__(self, setup: MethodSetup) -> None:
         self.setup = setup
         self.opts: dict[str, Any] = resolve_options(self.name, self.options, setup.options)
+        self.check_options(self.opts)
+
+    @classmethod
+    def check_options(cls, opts: dict[str, Any]) -> None:
+        """Refuse option values out of their range or choices with a BenchError naming them. ``opts`` are the
+        method's options resolved (typed, defaults filled in). Called when a run is planned, for every method
+        of its grid, so that a bad value stops the run before any job trains, and again when the method is
+        built. Override to check; the default accepts every value of the right type."""
 
     @classmethod
     def incompatibility(cls, family: NoiseFamily) -> str | None:

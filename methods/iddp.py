@@ -107,8 +107,8 @@ class IDDP(NetworkMethod):
     # The paper: 1M constant + 1M linearly decaying iterations of batch 1 on 128x128 crops.
     official_budget = {"iterations": 2_000_000, "batch_size": 1, "crop_size": 128}
 
-    def _check_options(self) -> None:
-        opts = self.opts
+    @classmethod
+    def check_options(cls, opts: dict[str, Any]) -> None:
         if opts["network"] not in NETWORKS:
             raise BenchError(f"iddp: network={opts['network']!r}; valid: {', '.join(NETWORKS)}")
         if opts["init"] not in NETWORK_INITS:
@@ -125,10 +125,12 @@ class IDDP(NetworkMethod):
             raise BenchError("iddp: ema needs stop_gradient=true (the teacher's prior takes no gradient)")
         if opts["clip"] < 0:
             raise BenchError(f"iddp: clip is a gradient-norm limit of at least 0 (0: off), got {opts['clip']}")
-        self.warm_steps = self._warm_steps(str(opts["warm_start"]))
+        cls.warm_steps_of(opts)
 
-    def _warm_steps(self, text: str) -> int:
-        """The steps of ``warm_start=box3:N`` (0 for ``none``); N must leave the paper's loss some steps."""
+    @classmethod
+    def warm_steps_of(cls, opts: dict[str, Any]) -> int:
+        """The steps of ``warm_start=box3:N`` (0 for ``none``)."""
+        text = str(opts["warm_start"])
         if text == "none":
             return 0
         kind, _, steps = text.partition(":")
@@ -137,7 +139,7 @@ class IDDP(NetworkMethod):
         return int(steps)
 
     def build_network(self) -> nn.Module:
-        self._check_options()  # the first hook the base class calls once the options are read
+        self.warm_steps = self.warm_steps_of(self.opts)
         if self.opts["network"] == "unet3":
             return UNet3(self.setup.channels, self.setup.channels, width=self.setup.budget.width)
         return super().build_network()
@@ -220,12 +222,13 @@ class IDDPSupervisedStart(IDDP):
     options = IDDP.options | {"warm_steps": 1000}
     identity_options = IDDP.identity_options + ("warm_steps",)
 
-    def _warm_steps(self, text: str) -> int:
-        if text != "none":
-            raise BenchError(f"{self.name}: warm_start={text!r}; its warm start is supervised (warm_steps)")
-        if self.opts["warm_steps"] < 0:
-            raise BenchError(f"{self.name}: warm_steps must be at least 0, got {self.opts['warm_steps']}")
-        return int(self.opts["warm_steps"])
+    @classmethod
+    def warm_steps_of(cls, opts: dict[str, Any]) -> int:
+        if opts["warm_start"] != "none":
+            raise BenchError(f"{cls.name}: warm_start={opts['warm_start']!r}; its warm start is supervised (warm_steps)")
+        if opts["warm_steps"] < 0:
+            raise BenchError(f"{cls.name}: warm_steps must be at least 0, got {opts['warm_steps']}")
+        return int(opts["warm_steps"])
 
     def training_loss(self, batch: CleanBatch, progress: float) -> torch.Tensor:  # type: ignore[override]
         if self.warming(progress):

@@ -172,9 +172,12 @@ class Noise2Void(NetworkMethod):
     # The BSD68 notebook: 200 epochs x 400 steps of batch 128, 64x64 patches.
     official_budget = {"iterations": 80_000, "batch_size": 128, "crop_size": 64}
 
+    @classmethod
+    def check_options(cls, opts: dict[str, Any]) -> None:
+        check_settings(opts["perc_pix"], opts["radius"], opts["strategy"])
+
     def __init__(self, setup: MethodSetup) -> None:
         super().__init__(setup)
-        check_settings(self.opts["perc_pix"], self.opts["radius"], self.opts["strategy"])  # fail before training
         shape = (1, setup.channels, 1, 1)
         self.mean = torch.zeros(shape, device=setup.device)
         self.std = torch.ones(shape, device=setup.device)

@@ -33,6 +33,7 @@ convolution's ratio; see ``denoise_bench.nets.punet``).
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -106,8 +107,8 @@ class Self2Self(Method):
     # The width-48 network and 100 predictions per test image made a smoke job a minute on one core.
     smoke_options = {"width": 16, "predictions": 4}
 
-    def _check_options(self) -> None:
-        opts = self.opts
+    @classmethod
+    def check_options(cls, opts: dict[str, Any]) -> None:
         if opts["normalisation"] not in NORMALISATIONS:
             raise BenchError(f"s2s: normalisation={opts['normalisation']!r}; valid: {', '.join(NORMALISATIONS)}")
         if not 0.0 <= opts["dropout"] < 1.0:
@@ -118,7 +119,6 @@ class Self2Self(Method):
             raise BenchError(f"s2s: predictions must be positive, got {opts['predictions']}")
 
     def denoise(self, noisy: torch.Tensor, noise: NoiseInfo | None = None) -> torch.Tensor:
-        self._check_options()
         opts = self.opts
         image = noisy.float()
         with torch.random.fork_rng(devices=[image.device] if image.device.type == "cuda" else []):
