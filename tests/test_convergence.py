@@ -121,3 +121,25 @@ def test_a_run_of_half_the_steps_measures_the_doubling_and_wins_over_the_curve()
     curve = _curve("unet (24000)", {12_000: 27.0, 24_000: 28.0})  # the curve's midpoint had not annealed: +1.00
     assert gains_by_method(curve, records)["unet (24000)"].source == RUNS
     assert "unet (24000) +0.17 dB" in convergence_caveat(records, curve)
+
+
+def test_a_doubling_control_measures_the_rows_and_is_not_ranked(tmp_path: Path) -> None:
+    """bench leaderboard --control: the run of half the steps pairs with the board's row (`runs`) without a
+    row of its own; a run given both ways is refused."""
+    from denoise_bench.report.leaderboard import write_leaderboard
+    from denoise_bench.errors import BenchError
+
+    n = 20
+    full = _write_run(tmp_path / "full", {"unet": np.zeros(n), "n2n": np.full(n, -0.2)},
+                      budget={"iterations": 1600, "test_images": 20})
+    half = _write_run(tmp_path / "half", {"unet": np.full(n, -0.03), "n2n": np.full(n, -0.6)},
+                      budget={"iterations": 800, "test_images": 20})
+    markdown = write_leaderboard([full], tmp_path / "board", allow_mismatch=True, html=False, controls=[half])
+    table = pd.read_csv(tmp_path / "board" / "leaderboard.csv")
+    assert sorted(set(table.method) - {"noisy input", "box3 of input (floor)"}) == ["n2n", "unet"]  # no control row
+    cells = table.set_index("method")[CONVERGENCE]
+    assert cells["unet"] == "+0.03 converged (800-1600, runs)" and cells["n2n"] == "+0.40 not converged (800-1600, runs)"
+    assert "Doubling controls" in markdown and str(half) in markdown
+    assert json.loads((tmp_path / "board" / "leaderboard.json").read_text())["controls"] == [str(half)]
+    with pytest.raises(BenchError, match="both as a board's run and as a doubling control"):
+        write_leaderboard([full, half], tmp_path / "board2", allow_mismatch=True, html=False, controls=[half])

@@ -330,8 +330,11 @@ def _findings_text(path: Path) -> str:
 @click.option("--findings", "findings_file", type=AbsolutePath(path_type=Path, dir_okay=False, exists=True), default=None,
               help="A markdown file of what was found out about the rows (why one is under the floor, ...), shown under "
                    "the board's caveats and on its page.")
+@click.option("--control", "controls", multiple=True, type=click.Path(path_type=Path, file_okay=False),
+              help="A run of the same experiments at half the steps: it measures how far from converged the rows are "
+                   "(their `last doubling`) and is not ranked. Repeatable.")
 def leaderboard_command(run_dirs: tuple[Path, ...], out: Path, allow_mismatch: bool, paper: bool, html: bool,
-                        excluded: tuple[str, ...], findings_file: Path | None) -> None:
+                        excluded: tuple[str, ...], findings_file: Path | None, controls: tuple[Path, ...]) -> None:
     """Merge the records of RUN_DIRS into ranked tables with paired significance tests."""
     exclude: dict[str, list[str]] = {}
     for item in excluded:
@@ -341,7 +344,7 @@ def leaderboard_command(run_dirs: tuple[Path, ...], out: Path, allow_mismatch: b
         exclude.setdefault(str(Path(run_dir)), []).append(method)
     findings = _findings_text(findings_file) if findings_file else None
     with writing_into(out):
-        click.echo(write_leaderboard(list(run_dirs), out, allow_mismatch, paper, html, exclude, findings))
+        click.echo(write_leaderboard(list(run_dirs), out, allow_mismatch, paper, html, exclude, findings, list(controls)))
     if html:
         click.echo(f"page: {out / 'index.html'}")
 

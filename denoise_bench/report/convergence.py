@@ -148,15 +148,21 @@ def _without_steps(key: str, steps: int | None = None) -> str:
     return replace(experiment, budget=json.dumps(budget, sort_keys=True)).key
 
 
-def gains_by_method(curves: pd.DataFrame | None, records: pd.DataFrame | None = None) -> dict[str, DoublingGain]:
+def gains_by_method(curves: pd.DataFrame | None, records: pd.DataFrame | None = None,
+                    controls: pd.DataFrame | None = None) -> dict[str, DoublingGain]:
     """Each row's gain over its last doubling keyed by its (experiment) name: from its doubling control where
-    ``records`` hold one (:func:`control_gains`), else from its curve (:func:`doubling_gains`)."""
+    ``records`` (or ``controls``: named records of runs that measure, not ranked) hold one
+    (:func:`control_gains`), else from its curve (:func:`doubling_gains`)."""
     curve = {g.method: g for g in doubling_gains(curves)} if curves is not None else {}
-    runs = {g.method: g for g in control_gains(records)} if records is not None else {}
+    if records is None:
+        return curve
+    rows = set(records.method)
+    measured = records if controls is None or controls.empty else pd.concat([records, controls], ignore_index=True)
+    runs = {g.method: g for g in control_gains(measured) if g.method in rows}
     return curve | runs
 
 
-def convergence_caveat(records: pd.DataFrame, curves: pd.DataFrame) -> str:
+def convergence_caveat(records: pd.DataFrame, curves: pd.DataFrame, controls: pd.DataFrame | None = None) -> str:
     """One sentence on how far from converged the trained rows are: who still climbs over the last doubling
     of their steps and who has converged, or that no curve measured it."""
     trained = records[records.iterations.fillna(0) > 0] if "iterations" in records else records.iloc[:0]
@@ -165,7 +171,7 @@ def convergence_caveat(records: pd.DataFrame, curves: pd.DataFrame) -> str:
     steps = sorted({int(s) for s in trained.iterations})
     budget = f"{steps[0]} training steps" if len(steps) == 1 else f"{steps[0]} to {steps[-1]} training steps"
     trained_rows = set(trained.method)
-    gains = [g for g in gains_by_method(curves, records).values() if g.method in trained_rows]
+    gains = [g for g in gains_by_method(curves, records, controls).values() if g.method in trained_rows]
     if not gains:
         return (f"{budget}; no learning curve was recorded over a doubling of them (runs made without --eval-every) and no "
                 "run of half the steps is beside them, so how far these numbers are from converged is not measured: read "

@@ -71,16 +71,22 @@ def board_title(records: pd.DataFrame) -> str:
 
 
 def write_leaderboard(run_dirs: list[Path], out: Path, allow_mismatch: bool = False, paper: bool = True,
-                      html: bool = True, exclude: dict[str, list[str]] | None = None, findings: str | None = None) -> str:
+                      html: bool = True, exclude: dict[str, list[str]] | None = None, findings: str | None = None,
+                      controls: list[Path] | None = None) -> str:
     """Merge the runs and write leaderboard.{csv,md}, pairs.{csv,md} and (``html``) the page with its
     plots to ``out``; returns the markdown. ``exclude`` maps a run folder to methods left out of it.
+    ``controls``: runs of the same experiments at half the steps, which measure how far from converged the
+    rows are (denoise_bench.report.convergence) and are not ranked themselves.
     ``findings`` (markdown) is what its publisher found out about the rows (why a row is under the floor,
     why a self-supervised row beats its supervised bound): shown under the caveats, on the page too, and
     kept in leaderboard.json so that the board can be made again as it is."""
     exclude = exclude or {}
+    controls = controls or []
+    if set(map(Path.resolve, controls)) & set(map(Path.resolve, run_dirs)):
+        raise BenchError("a run is given both as a board's run and as a doubling control (--control); give it once")
     if (out / CONFIG).is_file():  # its samples/ and tables are the run's own
         raise BenchError(f"--out {out} is a run folder; a leaderboard is written into a folder of its own")
-    for run_dir in run_dirs:  # its jobs so far would read as a finished run's: the methods still to come left unsaid
+    for run_dir in [*run_dirs, *controls]:  # its jobs so far would read as a finished run's: the methods still to come left unsaid
         holder = running_holder(run_dir)
         if holder:
             raise BenchError(f"{run_dir} is still running ({holder}); a leaderboard of it would publish its jobs so far "
@@ -89,25 +95,36 @@ def write_leaderboard(run_dirs: list[Path], out: Path, allow_mismatch: bool = Fa
     out.mkdir(parents=True, exist_ok=True)  # a file system's refusal to make it is its own error, not the lock's
     # One board at a time in a folder: two at once would leave files of each, every one of them saying "done".
     with run_lock(out, what="leaderboard folder"):
-        return _written(run_dirs, out, allow_mismatch, paper, html, exclude, findings)
+        return _written(run_dirs, out, allow_mismatch, paper, html, exclude, findings, controls)
 
 
 def _written(run_dirs: list[Path], out: Path, allow_mismatch: bool, paper: bool, html: bool,
-             exclude: dict[str, list[str]], findings: str | None) -> str:
+             exclude: dict[str, list[str]], findings: str | None, controls: list[Path]) -> str:
     """:func:`write_leaderboard`'s files, written under the folder's lock."""
-    merged = merge_runs(run_dirs, allow_mismatch, exclude)
+    merged = merge_runs([*run_dirs, *controls], allow_mismatch, exclude)
     records = merged.records[merged.records.psnr.notna()]
+    controlling = records.run_dir.isin({str(d) for d in controls})
+    records, control_records = records[~controlling], records[controlling]
     if records.empty:
         why = nothing_ran(merged.jobs)
         raise BenchError("the runs hold no evaluated records" + (f" ({why})" if why else ""))
     records = name_experiments(records)  # one row per experiment, in the tables, pairs and plots alike
-    curves = name_curves(merged.curves, records)
+    # Named apart, so that no control's name is a ranked row's: only their experiments pair with the rows'.
+    control_records = name_experiments(control_records).assign(
+        method=lambda frame: frame.method + " (doubling control)") if not control_records.empty else None
+    curves = name_curves(merged.curves[~merged.curves.run_dir.isin({str(d) for d in controls})], records) \
+        if not merged.curves.empty else merged.curves
     # The convergence column only where some run recorded a curve: without any, the caveat says it is not measured.
-    tables = leaderboard_tables(records, read_paper_results() if paper else None, None if curves.empty else curves)
-    missing = not_run(merged.jobs, merged.records)
+    tables = leaderboard_tables(records, read_paper_results() if paper else None, None if curves.empty else curves,
+                                control_records)
+    ranked_jobs = merged.jobs[~merged.jobs.run_dir.isin({str(d) for d in controls})] if "run_dir" in merged.jobs else merged.jobs
+    missing = not_run(ranked_jobs, merged.records)
     under, unplaced = not_run_by_table(missing, records, tables)
     title = board_title(records)
     lines = [f"# {markdown_text(title)}", "", "Runs: " + ", ".join(f"`{d}`" for d in run_dirs), ""]
+    if controls:
+        lines += ["Doubling controls (the same experiments at half the steps; they measure the `last doubling` of "
+                  "the rows and are not ranked): " + ", ".join(f"`{d}`" for d in controls), ""]
     protocols = ", ".join(sorted(records.protocol.unique()))
     lines += [f"Protocol {protocols}. Methods ranked by mean PSNR; each is compared with the one above it on their "
               "common images: mean paired PSNR difference and 95 % bootstrap interval over images "
@@ -119,7 +136,7 @@ def _written(run_dirs: list[Path], out: Path, allow_mismatch: bool, paper: bool,
     if crops:
         lines += [crops, ""]
     lines += [f"> **Warning:** {markdown_text(text)}" for text in low_budget_warnings(records) + divergence_warnings(curves, records)]
-    lines += [f"> **How far from converged:** {convergence_caveat(records, curves)}", ""]
+    lines += [f"> **How far from converged:** {convergence_caveat(records, curves, control_records)}", ""]
     if findings:
         lines += ["## Findings", "", findings.strip(), ""]
     if exclude:
@@ -172,7 +189,7 @@ def _written(run_dirs: list[Path], out: Path, allow_mismatch: bool, paper: bool,
     # What the leaderboard was made from, so that it can be checked and re-made.
     inputs = {"runs": [str(d) for d in run_dirs], "allow_mismatch": allow_mismatch, "paper": paper}
     write_json(out / LEADERBOARD_INPUTS, inputs | ({"exclude": exclude} if exclude else {})
-               | ({"findings": findings} if findings else {}))
+               | ({"findings": findings} if findings else {}) | ({"controls": [str(d) for d in controls]} if controls else {}))
     write_text_atomic(out / "leaderboard.md", markdown)
     write_frame(out / "leaderboard.csv", pd.concat(frames, ignore_index=True))
     pairs = pairs_table(records)

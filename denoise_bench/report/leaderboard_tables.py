@@ -198,12 +198,15 @@ def _references(budget: pd.DataFrame) -> dict[str, str]:
 
 
 def leaderboard_tables(records: pd.DataFrame, paper: pd.DataFrame | None = None,
-                       curves: pd.DataFrame | None = None) -> dict[tuple[str, str], pd.DataFrame]:
+                       curves: pd.DataFrame | None = None,
+                       controls: pd.DataFrame | None = None) -> dict[tuple[str, str], pd.DataFrame]:
     """(dataset, test noise) -> ranked table of its experiments (see :func:`name_experiments`). With the
-    merged ``curves`` (named as the experiments are), every trained row says how far from converged it is."""
+    merged ``curves`` (named as the experiments are), every trained row says how far from converged it is;
+    ``controls`` (named records of runs of half the steps, not ranked) measure it too."""
     records = with_floor(name_experiments(records))
     # The column wherever a curve or a run of half the steps measured some row (else the caveat says: not measured).
-    gains = gains_by_method(curves, records) if curves is not None else (gains_by_method(None, records) or None)
+    gains = (gains_by_method(curves, records, controls) if curves is not None
+             else (gains_by_method(None, records, controls) or None))
     diverged = divergences(with_input_psnr(curves, records)) if curves is not None else {}
     names = [metric.name for metric in scored_metrics(records)]
     decimals = {metric.name: metric.decimals for metric in scored_metrics(records)}
