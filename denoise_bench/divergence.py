@@ -1,9 +1,13 @@
-"""The divergence guard: a learning curve that falls below its noisy input after having been above it.
+"""The divergence guard: a learning curve that falls below its noisy input after having been above it,
+or whose network has collapsed to a constant image.
 
 A trained method that once denoised and then scores below doing nothing at all has diverged (IDDP's
 collapse to a near-constant image is the case that asked for it: its loss keeps falling while its
 PSNR does). A curve that never rose above its input is under-trained, not diverged: the tables say
-that already (below-input warnings). One rule, here, for the run's tables, the boards and
+that already (below-input warnings) -- unless its estimates have no structure left at all: an output
+whose spatial standard deviation is under ``COLLAPSED_STD`` (a constant image, whatever the input)
+scoring below its input has collapsed, wherever it started (IDDP from PyTorch's initialisation reaches
+one within 2000 steps: output std 0.000, 5.00 dB). One rule, here, for the run's tables, the boards and
 ``--stop-on-divergence``, which ends such a training at the evaluation that sees it.
 """
 
@@ -17,6 +21,9 @@ from typing import Any
 import pandas as pd
 
 CURVE = ["dataset", "test_noise", "seed"]  # one curve of a row (the method's curves are also per seed)
+# A spatial standard deviation (images in [0, 1]) under which an estimate is a constant image: a tenth of one
+# grey level of 8 bits. Clean test images have 0.1-0.3.
+COLLAPSED_STD = 0.1 / 255
 
 
 @dataclass(frozen=True)
@@ -29,12 +36,16 @@ class Divergence:
     test_noise: str
     psnr: float
     input_psnr: float
+    collapsed: bool = False  # to a constant image (whether or not it had been above its input)
 
     def cell(self) -> str:
         """The board's convergence cell of a diverged row."""
-        return f"diverged at step {self.step}"
+        return f"collapsed at step {self.step}" if self.collapsed else f"diverged at step {self.step}"
 
     def text(self) -> str:
+        if self.collapsed:
+            return (f"{self.method} collapsed at step {self.step}: on {self.dataset}, {self.test_noise} its output was a "
+                    f"constant image, {self.psnr:.2f} dB against the noisy input's {self.input_psnr:.2f}")
         return (f"{self.method} diverged at step {self.step}: on {self.dataset}, {self.test_noise} its curve fell to "
                 f"{self.psnr:.2f} dB, below the noisy input ({self.input_psnr:.2f} dB), after having been above it")
 
@@ -52,11 +63,13 @@ class DivergenceGuard:
         psnr, reference = float(point["psnr"]), float(point.get("input_psnr", math.nan))
         if math.isnan(reference):
             return
+        spread = point.get("output_std")
+        collapsed = spread is not None and not pd.isna(spread) and float(spread) < COLLAPSED_STD
         if psnr > reference:
             self._above.add(curve)
-        elif (psnr < reference or math.isnan(psnr)) and curve in self._above and self.divergence is None:
+        elif (psnr < reference or math.isnan(psnr)) and (curve in self._above or collapsed) and self.divergence is None:
             self.divergence = Divergence(str(point["method"]), int(point["step"]), str(point["dataset"]),
-                                         str(point["test_noise"]), psnr, reference)
+                                         str(point["test_noise"]), psnr, reference, collapsed)
 
 
 def divergences(curves: pd.DataFrame) -> dict[str, Divergence]:

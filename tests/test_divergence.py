@@ -39,6 +39,18 @@ def test_a_curve_that_falls_below_its_input_after_being_above_it_diverged_there(
     assert "iddp diverged at step 3000" in found["iddp"].text() and found["iddp"].cell() == "diverged at step 3000"
 
 
+def test_a_network_collapsed_to_a_constant_image_has_diverged_even_if_never_above_its_input() -> None:
+    """IDDP from PyTorch's initialisation: under its input from the first point, then a constant image."""
+    never_above = _curve("iddp", [12.3, 5.0, 5.0]).assign(output_std=[0.02, 0.0, 0.0])
+    textured = _curve("slow", [12.0, 15.0, 18.0]).assign(output_std=[0.05, 0.08, 0.1])  # under-trained, not collapsed
+    found = divergences(pd.concat([never_above, textured]))
+    assert set(found) == {"iddp"} and found["iddp"].step == 2000 and found["iddp"].collapsed
+    assert found["iddp"].cell() == "collapsed at step 2000"
+    assert "its output was a constant image, 5.00 dB against the noisy input's 20.00" in found["iddp"].text()
+    caveat = convergence_caveat(pd.DataFrame({"method": ["iddp"], "iterations": 3000}), never_above)
+    assert "collapsed (a constant image, below the noisy input): iddp at step 2000" in caveat
+
+
 def test_the_earliest_divergence_over_a_row_s_curves_counts() -> None:
     curves = pd.concat([_curve("iddp", [22.0, 22.0, 19.0]), _curve("iddp", [22.0, 19.0, 19.0], test_noise="gaussian:sigma=0-50")])
     assert divergences(curves)["iddp"].step == 2000

@@ -191,9 +191,14 @@ def convergence_caveat(records: pd.DataFrame, curves: pd.DataFrame, controls: pd
         parts.append(f"converged (at most {CONVERGED_GAIN_DB} dB): " + ", ".join(f"{g.method} {g.gain:+.2f}" for g in converged))
     if falling:
         parts.append("falling (stopped climbing, and lost ground): " + ", ".join(f"{g.method} {g.gain:+.2f} dB" for g in falling))
-    if diverged:
+    fell = sorted(m for m, d in diverged.items() if not d.collapsed)
+    collapsed = sorted(m for m, d in diverged.items() if d.collapsed)
+    if fell:
         parts.append("diverged (fell below the noisy input after having been above it): "
-                     + ", ".join(f"{m} at step {diverged[m].step}" for m in sorted(diverged)))
+                     + ", ".join(f"{m} at step {diverged[m].step}" for m in fell))
+    if collapsed:
+        parts.append("collapsed (a constant image, below the noisy input): "
+                     + ", ".join(f"{m} at step {diverged[m].step}" for m in collapsed))
     if unmeasured:
         parts.append("no curve, not measured: " + ", ".join(unmeasured))
     verdict = "Every trained row has converged." if not climbing and not unmeasured and not diverged else ""
