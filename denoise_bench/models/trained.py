@@ -10,7 +10,6 @@ moved, and still loads it with ``weights_only=True``. :func:`export_safetensors`
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -21,6 +20,7 @@ import torch
 
 from denoise_bench.atomic import replacing
 from denoise_bench.checkpoints import load_checkpoint
+from denoise_bench.download import sha256_file
 from denoise_bench.environment import pick_device
 from denoise_bench.errors import BenchError
 from denoise_bench.method import Method, MethodSetup, NoiseInfo, TrainingInfo
@@ -206,7 +206,7 @@ def export_safetensors(checkpoint: Path, out: Path, state: dict[str, Any] | None
     encoded = save(tensors, metadata=metadata)
     with replacing(out) as tmp:
         tmp.write_bytes(encoded)
-    return sha256_of(out)
+    return sha256_file(out)
 
 
 def load_safetensors(path: Path) -> dict[str, Any]:
@@ -229,14 +229,6 @@ def load_safetensors(path: Path) -> dict[str, Any]:
     except json.JSONDecodeError as exc:
         raise BenchError(f"{path}: unreadable denoise-bench metadata ({exc})") from None
     return state
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # --- checkpoints of a run folder -----------------------------------------------------------------
