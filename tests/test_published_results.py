@@ -37,7 +37,8 @@ def test_published_leaderboards_remake_identically(folder: Path, tmp_path: Path,
     inputs = json.loads((folder / "leaderboard.json").read_text())
     monkeypatch.chdir(folder.parents[1])  # run folders are recorded relative to the repository root
     markdown = write_leaderboard([Path(d) for d in inputs["runs"]], tmp_path, inputs["allow_mismatch"], inputs["paper"],
-                                 exclude=inputs.get("exclude"), findings=inputs.get("findings"))
+                                 exclude=inputs.get("exclude"), findings=inputs.get("findings"),
+                                 controls=[Path(d) for d in inputs.get("controls", [])])
     assert markdown == (folder / "leaderboard.md").read_text()
     for name in ("leaderboard.csv", "pairs.csv"):
         assert (tmp_path / name).read_text() == (folder / name).read_text()
