@@ -143,3 +143,14 @@ def test_a_doubling_control_measures_the_rows_and_is_not_ranked(tmp_path: Path) 
     assert json.loads((tmp_path / "board" / "leaderboard.json").read_text())["controls"] == [str(half)]
     with pytest.raises(BenchError, match="both as a board's run and as a doubling control"):
         write_leaderboard([full, half], tmp_path / "board2", allow_mismatch=True, html=False, controls=[half])
+
+
+def test_a_doubling_control_averages_each_runs_seeds_before_pairing_images() -> None:
+    """Two seeds of the half run, one of the full: the full run against the mean of the half run's seeds."""
+    from denoise_bench.report.convergence import control_gains
+
+    full = _experiment_records("unet (24000)", 24_000, [28.0, 29.0])
+    half = pd.concat([_experiment_records("unet (12000)", 12_000, [27.0, 28.0]),
+                      _experiment_records("unet (12000)", 12_000, [27.6, 28.6]).assign(seed=1)])
+    gains = control_gains(pd.concat([full, half]))
+    assert len(gains) == 1 and gains[0].gain == pytest.approx(0.7)  # 28.0 - 27.3 and 29.0 - 28.3

@@ -104,7 +104,7 @@ def doubling_gains(curves: pd.DataFrame) -> list[DoublingGain]:
 def control_gains(records: pd.DataFrame) -> list[DoublingGain]:
     """Each row's gain over the same experiment trained for half its steps, where the records hold both
     (the leaderboard's named records: ``method`` the row, ``experiment`` its key): the mean, over the datasets
-    and test settings, of the mean paired PSNR difference on their common images (and seeds). Which
+    and test settings, of the mean PSNR difference on their common images, each run's seeds averaged. Which
     test images a run scored (``test_images``) does not make another experiment here: the pairing does."""
     if records.empty or "experiment" not in records:
         return []
@@ -116,8 +116,10 @@ def control_gains(records: pd.DataFrame) -> list[DoublingGain]:
         half = by_identity.get(_without_steps(key, steps // 2)) if steps and steps % 2 == 0 else None
         if half is None:
             continue
-        mine, theirs = records[records.experiment == key], records[records.experiment == half]
-        pair = ["dataset", "test_noise", "image", "repeat", "seed"]
+        # Each run's seeds averaged first, then paired on images: seeds of two budgets need not be the same
+        # (a second seed of the half run measures how far two seeds of one budget lie apart).
+        pair = ["dataset", "test_noise", "image", "repeat"]
+        mine, theirs = (records[records.experiment == k].groupby(pair, as_index=False).psnr.mean() for k in (key, half))
         joined = mine.merge(theirs, on=pair, suffixes=("", "_half"))
         if joined.empty:
             continue
