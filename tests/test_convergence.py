@@ -134,13 +134,15 @@ def test_a_doubling_control_measures_the_rows_and_is_not_ranked(tmp_path: Path) 
                       budget={"iterations": 1600, "test_images": 20})
     half = _write_run(tmp_path / "half", {"unet": np.full(n, -0.03), "n2n": np.full(n, -0.6)},
                       budget={"iterations": 800, "test_images": 20})
-    markdown = write_leaderboard([full], tmp_path / "board", allow_mismatch=True, html=False, controls=[half])
+    markdown = write_leaderboard([full], tmp_path / "board", allow_mismatch=True, controls=[half])
     table = pd.read_csv(tmp_path / "board" / "leaderboard.csv")
     assert sorted(set(table.method) - {"noisy input", "box3 of input (floor)"}) == ["n2n", "unet"]  # no control row
     cells = table.set_index("method")[CONVERGENCE]
     assert cells["unet"] == "+0.03 converged (800-1600, runs)" and cells["n2n"] == "+0.40 not converged (800-1600, runs)"
     assert "Doubling controls" in markdown and str(half) in markdown
     assert json.loads((tmp_path / "board" / "leaderboard.json").read_text())["controls"] == [str(half)]
+    page = (tmp_path / "board" / "index.html").read_text()  # the page's caveat reads the controls too
+    assert "not converged: n2n +0.40 dB" in page and "converged (at most 0.05 dB): unet +0.03" in page
     with pytest.raises(BenchError, match="both as a board's run and as a doubling control"):
         write_leaderboard([full, half], tmp_path / "board2", allow_mismatch=True, html=False, controls=[half])
 

@@ -161,11 +161,13 @@ def _list_html(items: list[str]) -> str:
     return "<ul>" + "".join(f"<li>{html.escape(item)}</li>" for item in items) + "</ul>"
 
 
-def about_html(runs: list[RunInfo], records: pd.DataFrame, curves: pd.DataFrame | None = None) -> str:
+def about_html(runs: list[RunInfo], records: pd.DataFrame, curves: pd.DataFrame | None = None,
+               controls: pd.DataFrame | None = None) -> str:
     """The compact block that says what the numbers were made under, at the top of the page."""
     rows = _rows(runs, records)
     common, differing = _split(rows)
-    caveat = [*profile_warnings(records), convergence_caveat(records, curves if curves is not None else pd.DataFrame())]
+    caveat = [*profile_warnings(records),
+              convergence_caveat(records, curves if curves is not None else pd.DataFrame(), controls)]
     items = [("Caveat", " ".join(html.escape(c) for c in caveat))]
     items += [(name, html.escape(text)) for name, text in common.items()]
     items.append(("Runs made", html.escape(_days_text(runs))))

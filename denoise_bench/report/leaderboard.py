@@ -203,5 +203,5 @@ def _written(run_dirs: list[Path], out: Path, allow_mismatch: bool, paper: bool,
         from denoise_bench.report.page import write_html  # matplotlib is imported only when a page is made
 
         write_html(out, {key: implausible_marked(floor_marked(table)) for key, table in tables.items()}, records, curves, merged.runs,
-                   under, unplaced, findings, title)
+                   under, unplaced, findings, title, control_records)
     return markdown

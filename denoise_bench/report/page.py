@@ -222,8 +222,9 @@ def _plots_html(title: str, plots: dict[str, str], kind: str) -> list[str]:
 
 def write_html(out: Path, tables: dict[tuple[str, str], pd.DataFrame], records: pd.DataFrame, curves: pd.DataFrame,
                runs: list[RunInfo], not_run: dict[tuple[str, str], list[str]] | None = None, unplaced: list[str] | None = None,
-               findings: str | None = None, title: str = "Leaderboard") -> Path:
-    """Write ``index.html`` with its plots and sample crops into ``out``; returns its path.
+               findings: str | None = None, title: str = "Leaderboard", controls: pd.DataFrame | None = None) -> Path:
+    """Write ``index.html`` with its plots and sample crops into ``out``; returns its path. ``controls``: the named
+    records of the board's doubling controls (they measure how far from converged its rows are).
 
     ``not_run`` lists, per table, the jobs that would be in it but gave no numbers; ``unplaced`` those
     that belong to no table (see ``leaderboard_tables.not_run_by_table``); ``title`` says what the board ranks
@@ -238,7 +239,7 @@ def write_html(out: Path, tables: dict[tuple[str, str], pd.DataFrame], records: 
              '<meta name="viewport" content="width=device-width, initial-scale=1">',
              f"<title>{html.escape(title)} (denoise-bench)</title><style>{_STYLE}</style></head><body><main>",
              f"<h1>{html.escape(title)}</h1>",
-             about_html(runs, records, curves),
+             about_html(runs, records, curves, controls),
              findings_html(findings),
              "<p>Methods ranked by mean PSNR (dB) over test images; the gap column is the mean paired PSNR difference "
              "to the method above, with its 95% bootstrap interval over images (tie when it contains 0). "
