@@ -33,14 +33,15 @@ from denoise_bench.experiment import Experiment
 # Converged: the row gains at most this much (PSNR, dB) from half its steps to its last step, on the mean
 # of its cells (each dataset and test setting; the module docstring says why not the largest). 0.05 dB is a
 # tenth of the smallest gap the boards' paired intervals usually resolve between neighbouring rows (about
-# 0.5 dB on 8 curve images), so a row within it would not change its place by training twice as long. A curve that falls over its last
-# doubling has stopped climbing too: it counts as converged, and is said to be falling.
+# 0.5 dB on 8 curve images), so a row within it would not change its place by training twice as long. A
+# curve that falls over its last doubling has stopped climbing too: it counts as converged, and is said to
+# be falling.
 CONVERGED_GAIN_DB = 0.05
 DEFINITION = (f"converged: gains at most {CONVERGED_GAIN_DB} dB of PSNR when its training steps are doubled, the mean "
               "gain over its datasets and test settings (their range in brackets): against the same experiment "
-              "trained for half the steps where "
-              "the board has it (each run's final scores, marked 'runs'), else from its own curve (the last point at or "
-              "before half its steps to its last, marked 'curve', whose midpoint has not annealed under a decaying rate)")
+              "trained for half the steps where the board has it (each run's final scores, marked 'runs'), else from "
+              "its own curve (the last point at or before half its steps to its last, marked 'curve', whose midpoint "
+              "has not annealed under a decaying rate)")
 CURVE, RUNS = "curve", "runs"  # what measured a gain
 
 

@@ -102,8 +102,9 @@ def _written(run_dirs: list[Path], out: Path, allow_mismatch: bool, paper: bool,
              exclude: dict[str, list[str]], findings: str | None, controls: list[Path]) -> str:
     """:func:`write_leaderboard`'s files, written under the folder's lock."""
     merged = merge_runs([*run_dirs, *controls], allow_mismatch, exclude)
+    control_dirs = {str(d) for d in controls}
     records = merged.records[merged.records.psnr.notna()]
-    controlling = records.run_dir.isin({str(d) for d in controls})
+    controlling = records.run_dir.isin(control_dirs)
     records, control_records = records[~controlling], records[controlling]
     if records.empty:
         why = nothing_ran(merged.jobs)
@@ -112,12 +113,12 @@ def _written(run_dirs: list[Path], out: Path, allow_mismatch: bool, paper: bool,
     # Named apart, so that no control's name is a ranked row's: only their experiments pair with the rows'.
     control_records = name_experiments(control_records).assign(
         method=lambda frame: frame.method + " (doubling control)") if not control_records.empty else None
-    curves = name_curves(merged.curves[~merged.curves.run_dir.isin({str(d) for d in controls})], records) \
+    curves = name_curves(merged.curves[~merged.curves.run_dir.isin(control_dirs)], records) \
         if not merged.curves.empty else merged.curves
     # The convergence column only where some run recorded a curve: without any, the caveat says it is not measured.
     tables = leaderboard_tables(records, read_paper_results() if paper else None, None if curves.empty else curves,
                                 control_records)
-    ranked_jobs = merged.jobs[~merged.jobs.run_dir.isin({str(d) for d in controls})] if "run_dir" in merged.jobs else merged.jobs
+    ranked_jobs = merged.jobs[~merged.jobs.run_dir.isin(control_dirs)] if "run_dir" in merged.jobs else merged.jobs
     missing = not_run(ranked_jobs, merged.records)
     under, unplaced = not_run_by_table(missing, records, tables)
     title = board_title(records)
