@@ -50,6 +50,11 @@ class Divergence:
                 f"{self.psnr:.2f} dB, below the noisy input ({self.input_psnr:.2f} dB), after having been above it")
 
 
+def above_input(point: Mapping[str, Any]) -> bool:
+    """Whether a curve point (a row of curves.csv) scores above its noisy input (False where either is unknown)."""
+    return float(point["psnr"]) > float(point.get("input_psnr", math.nan))
+
+
 class DivergenceGuard:
     """Watches one training job's curve points as they come (``--stop-on-divergence``)."""
 
@@ -65,7 +70,7 @@ class DivergenceGuard:
             return
         spread = point.get("output_std")
         collapsed = spread is not None and not pd.isna(spread) and float(spread) < COLLAPSED_STD
-        if psnr > reference:
+        if above_input(point):
             self._above.add(curve)
         elif (psnr < reference or math.isnan(psnr)) and (curve in self._above or collapsed) and self.divergence is None:
             self.divergence = Divergence(str(point["method"]), int(point["step"]), str(point["dataset"]),

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from denoise_bench.checkpoints import load_checkpoint, save_checkpoint
 from denoise_bench.data import Dataset
-from denoise_bench.divergence import DivergenceGuard
+from denoise_bench.divergence import DivergenceGuard, above_input
 from denoise_bench.errors import BenchError
 from denoise_bench.method import Method, MethodSetup, StepReport, TrainContext, TrainingInfo
 from denoise_bench.noise import NoiseSetting
@@ -132,7 +132,7 @@ def trained_method(p: RunPlan, method_cls: type[Method], datasets: list[Dataset]
             if guard is not None:
                 for point in points:
                     guard.see(point)
-                if guard.divergence is None and all(pt["psnr"] > pt["input_psnr"] for pt in points):
+                if guard.divergence is None and all(above_input(pt) for pt in points):
                     save_checkpoint(described_state(method, p.request.protocol), files.last_good)
 
     def diverged() -> bool:
