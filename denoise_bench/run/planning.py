@@ -141,8 +141,8 @@ def _methods(request: RunRequest, registry: Registry) -> list[type[Method]]:
     if not request.methods:
         raise BenchError("no methods given")
     methods = [registry.method(name) for name in request.methods]
-    for method in methods:  # a bad option fails now, not after training others
-        method.check_options(resolve_options(method.name, method.options, request.method_options.get(method.name, {})))
+    for method in methods:  # a bad option fails now, not after training others: those it will run with
+        method.check_options(resolve_options(method.name, method.options, _options(request, method)))
     for name, given in request.method_options.items():  # options of a method outside the grid: still refused if bad
         resolve_options(name, registry.method(name).options, given)
     return methods
