@@ -50,8 +50,6 @@ class TestImages(click.ParamType):
     name = "N|all"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        if isinstance(value, int) or value == ALL_TEST_IMAGES:
-            return value
         text = str(value).strip().lower()
         if text == ALL_TEST_IMAGES:
             return ALL_TEST_IMAGES
