@@ -1,4 +1,11 @@
-"""Random square crops from a list of images of different sizes (the shared crop sampler)."""
+"""Random square crops from a list of images of different sizes (the shared crop samplers).
+
+:class:`CropSampler` cuts each crop by slicing, with positions read back to the host; it serves images
+in host memory. :class:`DeviceCropSampler` draws the same positions from the same generator calls but
+keeps them on the images' device and gathers every crop of a batch with one index, so a training step
+on resident images neither waits for the host nor copies pixels (and a CUDA graph can record it). On
+one generator the two cut identical crops.
+"""
 
 from __future__ import annotations
 
@@ -52,3 +59,52 @@ class CropSampler:
             for plane, acc in zip(self.planes, out):
                 acc.append(plane[i][..., top:top + crop_size, left:left + crop_size])
         return [torch.stack(acc) for acc in out]
+
+
+class DeviceCropSampler(CropSampler):
+    """:class:`CropSampler`'s crops, drawn and cut on the images' device.
+
+    Each plane is held as one flat tensor (images of any sizes back to back, no padding) with every
+    image's offset; positions are drawn from ``generator`` (which must live on the same device) with the
+    host sampler's calls, in the same order and precision, and the crops gathered by one computed index.
+    """
+
+    def __init__(self, planes: Sequence[Sequence[torch.Tensor]], generator: torch.Generator) -> None:
+        super().__init__(planes, generator)
+        first = planes[0][0]
+        self.device = first.device
+        if generator.device != self.device:
+            raise BenchError(f"the crop generator is on {generator.device}, the images on {self.device}: "
+                             "a device-side sampler draws where the images are")
+        self.lead = tuple(first.shape[:-2])  # e.g. (C,): the same for every image of a plane
+        self.flat = [torch.cat([image.reshape(-1) for image in plane]) for plane in planes]
+        self.planes = []  # the flat copies replace the image lists: one copy of the pixels on the device
+        sizes = torch.tensor(self.sizes, dtype=torch.long, device=self.device)
+        self.heights, self.widths = sizes[:, 0], sizes[:, 1]
+        channels = int(torch.tensor(self.lead).prod()) if self.lead else 1
+        areas = self.heights * self.widths * channels
+        self.offsets = torch.cumsum(areas, 0) - areas
+        self.channels = channels
+
+    def positions(self, batch_size: int, crop_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(image index, top, left) of ``batch_size`` random crops, as device tensors: the host sampler's
+        draws (one ``randint`` over the images, one float64 ``rand`` of shape (batch, 2))."""
+        g = self.generator
+        index = torch.randint(len(self.sizes), (batch_size,), generator=g, device=self.device)
+        u = torch.rand(batch_size, 2, generator=g, dtype=torch.float64, device=self.device)
+        top = (u[:, 0] * (self.heights[index] - crop_size + 1)).floor().long()
+        left = (u[:, 1] * (self.widths[index] - crop_size + 1)).floor().long()
+        return index, top, left
+
+    def sample(self, batch_size: int, crop_size: int) -> list[torch.Tensor]:
+        self.check_fits(crop_size)
+        index, top, left = self.positions(batch_size, crop_size)
+        span = torch.arange(crop_size, device=self.device)
+        width = self.widths[index].view(-1, 1, 1, 1)
+        plane_area = (self.heights[index] * self.widths[index]).view(-1, 1, 1, 1)
+        channel = torch.arange(self.channels, device=self.device).view(1, -1, 1, 1)
+        rows = top.view(-1, 1, 1, 1) + span.view(1, 1, -1, 1)
+        cols = left.view(-1, 1, 1, 1) + span.view(1, 1, 1, -1)
+        at = self.offsets[index].view(-1, 1, 1, 1) + channel * plane_area + rows * width + cols
+        shape = (batch_size, *self.lead, crop_size, crop_size)
+        return [flat[at].view(shape) for flat in self.flat]

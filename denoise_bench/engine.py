@@ -45,15 +45,26 @@ class Engine:
     precision: str = "fp32"  # fp32, or bf16 autocast of the forward passes and losses (weights stay fp32)
     channels_last: bool = False  # NHWC weights and activations
     compile: str = "off"  # torch.compile mode for the network's forward during training
+    # The whole training step on static tensors, recorded once as a CUDA graph and replayed (off CUDA the
+    # same static-buffer step runs eagerly): denoise_bench.captured_step.
+    capture: bool = False
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
             raise BenchError(f"unknown precision {self.precision!r}; valid: {', '.join(PRECISIONS)}")
         if self.compile not in COMPILE_MODES:
             raise BenchError(f"unknown compile mode {self.compile!r}; valid: {', '.join(COMPILE_MODES)}")
+        if self.capture and self.compile != "off":
+            raise BenchError(f"--capture records the whole training step as a CUDA graph; it does not combine with "
+                             f"--compile {self.compile} (whose reduce-overhead mode captures the compiled forward)")
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The engine as config.json records it. ``capture`` is written only when on: a plain step's engine is
+        recorded as it was before the captured step existed, so earlier runs stay the same experiment."""
+        recorded = asdict(self)
+        if not self.capture:
+            del recorded["capture"]
+        return recorded
 
     def compile_mode(self, device: torch.device) -> str:
         """The mode actually used on ``device``: CUDA graphs fall back to plain compilation off CUDA."""
@@ -127,8 +138,8 @@ def bf16_matrix_flags(flags: frozenset[str] | None = None) -> list[str]:
     return [flag for flag in BF16_CPU_FLAGS if flag in flags]
 
 
-def resolve_engine(precision: str = "auto", channels_last: bool | None = None, compile: str = "off", *,
-                   device: torch.device, flags: frozenset[str] | None = None) -> Engine:
+def resolve_engine(precision: str = "auto", channels_last: bool | None = None, compile: str = "off",
+                   capture: bool = False, *, device: torch.device, flags: frozenset[str] | None = None) -> Engine:
     """The concrete engine for a request: ``precision="auto"`` and ``channels_last=None`` decided here.
 
     auto is bf16 + channels-last on a CPU with AMX and fp32 (default layout) elsewhere, CUDA included.
@@ -140,5 +151,5 @@ def resolve_engine(precision: str = "auto", channels_last: bool | None = None, c
         precision = "bf16" if device.type == "cpu" and AUTO_BF16_FLAG in bf16_matrix_flags(flags) else "fp32"
         if channels_last is None:
             channels_last = precision == "bf16"
-    return Engine(precision=precision, channels_last=bool(channels_last), compile=compile)
+    return Engine(precision=precision, channels_last=bool(channels_last), compile=compile, capture=bool(capture))
 

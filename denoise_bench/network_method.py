@@ -11,6 +11,7 @@ its schedule and the initialisation by one rule for every method: the training l
 from __future__ import annotations
 
 from abc import abstractmethod
+from collections.abc import Hashable
 from typing import Any, ClassVar
 
 import torch
@@ -34,6 +35,9 @@ class NetworkMethod(Method):
     weight_decay: ClassVar[float] = 0.0
     amsgrad: ClassVar[bool] = False  # Adam's AMSGrad variant (CVF-SID's official code uses it)
     unet_options: ClassVar[dict[str, Any]] = {}  # e.g. {"upsample": "nearest", "slope": 0.1}
+    # Why this method's training step cannot be recorded as a CUDA graph (``--capture``), or None when it can
+    # (denoise_bench.captured_step): such a method trains eagerly and the run's log says why.
+    capture_unsupported: ClassVar[str | None] = None
 
     def __init__(self, setup: MethodSetup) -> None:
         super().__init__(setup)
@@ -63,6 +67,11 @@ class NetworkMethod(Method):
     def training_loss(self, batch: Any, progress: float) -> torch.Tensor:
         """The scalar loss of one batch (of the type the method's supervision gets, see
         ``denoise_bench.supervision``); ``progress`` in [0, 1) drives any weight schedule."""
+
+    def graph_key(self, progress: float) -> Hashable:
+        """Every Python value that :meth:`training_loss` reads from ``progress`` (or other host state) at this
+        step: a recorded step is recorded again whenever it changes. None: the loss never reads it."""
+        return None
 
     def lr_factor(self, progress: float) -> float:
         """Learning-rate multiplier at ``progress`` in [0, 1): the shape of the published schedule."""

@@ -21,6 +21,7 @@ both engines in interleaved rounds, and the report puts them side by side with t
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -39,7 +40,8 @@ from denoise_bench.plugins import get_registry
 from denoise_bench.profiles import Budget
 from denoise_bench.results import write_json, write_text_atomic
 from denoise_bench.supervision import Batch, NoisePolicy, Supervision, TrainingView, build_view
-from denoise_bench.training import make_optimizer, train
+from denoise_bench.captured_step import WARMUP_STEPS
+from denoise_bench.training import CHECK_EVERY, make_optimizer, train
 
 LAUNCH_COST_S = 10e-6
 CHANNELS = 3  # colour, as in the paper's tables
@@ -88,6 +90,8 @@ def _sync(device: torch.device) -> None:
 
 def time_suite_steps(name: str, s: PerfSettings, batch: int) -> float:
     """Seconds per iteration of the shared training loop (WARMUP untimed iterations first)."""
+    if s.engine.capture:
+        return _time_captured_steps(name, s, batch)
     method = _method(name, s, batch, WARMUP + s.steps)
     view = _view(Supervision(method.supervision), s.device, s.channels)
     train(method, view, method.setup.budget.override(iterations=WARMUP), TrainContext())
@@ -96,6 +100,24 @@ def time_suite_steps(name: str, s: PerfSettings, batch: int) -> float:
     train(method, view, method.setup.budget.override(iterations=s.steps), TrainContext())
     _sync(s.device)
     return (time.perf_counter() - start) / s.steps
+
+
+def _time_captured_steps(name: str, s: PerfSettings, batch: int) -> float:
+    """Seconds per iteration of the shared loop's captured step, once recorded: one run of CHECK_EVERY + steps
+    iterations, timed from the loop's first loss check (a device sync, well after the warm-up steps and the
+    recording) to its end, so that recording the graph is not counted as stepping."""
+    assert WARMUP_STEPS < CHECK_EVERY
+    method = _method(name, s, batch, CHECK_EVERY + s.steps)
+    view = _view(Supervision(method.supervision), s.device, s.channels)
+    started: list[float] = []
+
+    def on_step(step: int, loss: float, lr: float = math.nan) -> None:
+        if step == CHECK_EVERY:
+            started.append(time.perf_counter())
+
+    train(method, view, method.setup.budget, TrainContext(on_step=on_step))
+    _sync(s.device)
+    return (time.perf_counter() - started[0]) / s.steps
 
 
 def time_bare_steps(name: str, s: PerfSettings, batch: int) -> float:

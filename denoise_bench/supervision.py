@@ -22,7 +22,7 @@ from enum import Enum
 
 import torch
 
-from denoise_bench.crops import CropSampler
+from denoise_bench.crops import CropSampler, DeviceCropSampler
 from denoise_bench.errors import BenchError
 from denoise_bench.noise import NoiseSpec
 
@@ -79,8 +79,13 @@ class TrainingView:
     """Random training crops of the kind the supervision allows; nothing else."""
 
     def __init__(self, supervision: Supervision, channels: int, num_images: int, device: torch.device,
-                 draw: Callable[[int, int], Batch], rng_state: Callable[[], dict], set_rng_state: Callable[[dict], None]) -> None:
+                 draw: Callable[[int, int], Batch], rng_state: Callable[[], dict], set_rng_state: Callable[[dict], None],
+                 generators: tuple[torch.Generator, ...] = (), device_resident: bool = False) -> None:
         self.supervision = supervision
+        # What a recorded (CUDA graph) step needs to know: the generators its draws come from, and whether a
+        # draw stays on the device (crops cut there, no host read-back).
+        self.generators = generators
+        self.device_resident = device_resident
         self.channels = channels
         self.num_images = num_images
         self.device = device
@@ -126,7 +131,6 @@ def build_view(
     if not clean_images:
         raise BenchError("the training split has no images")
     channels = int(clean_images[0].shape[0])
-    crop_gen = torch.Generator().manual_seed(seed)
     noise_gen = torch.Generator(device=device).manual_seed(seed + 1)
 
     def noisy_of(x: torch.Tensor) -> torch.Tensor:
@@ -141,7 +145,11 @@ def build_view(
     else:
         home = data_home(sum(img.numel() * img.element_size() for img in clean_images), device)
         planes = [[img.to(home) for img in clean_images]]
-    sampler = CropSampler(planes, crop_gen)
+    # Images resident on the training device are cropped there, positions drawn from a generator on that
+    # device (on a CPU the same draws and crops as the host sampler, which serves images kept in host memory).
+    resident = planes[0][0].device.type == device.type  # data_home chose the device or the host
+    crop_gen = torch.Generator(device=planes[0][0].device).manual_seed(seed)
+    sampler = (DeviceCropSampler if resident else CropSampler)(planes, crop_gen)
 
     def draw(batch_size: int, crop_size: int) -> Batch:
         crops = [crop.to(device, non_blocking=True) for crop in sampler.sample(batch_size, crop_size)]
@@ -161,4 +169,5 @@ def build_view(
         crop_gen.set_state(state["crop"])
         noise_gen.set_state(state["noise"])
 
-    return TrainingView(supervision, channels, len(sampler), device, draw, rng_state, set_rng_state)
+    return TrainingView(supervision, channels, len(sampler), device, draw, rng_state, set_rng_state,
+                        generators=(crop_gen, noise_gen), device_resident=resident)

@@ -37,6 +37,7 @@ import torch
 from denoise_bench.checkpoints import load_checkpoint, save_checkpoint
 from denoise_bench.data import TEST, TRAIN, CleanImage, Dataset
 from denoise_bench.errors import BenchError
+from denoise_bench.engine import Engine
 from denoise_bench.images import to_chw
 from denoise_bench.method import Method, MethodSetup, NoiseInfo, TrainContext, TrainingInfo, validate_method_class
 from denoise_bench.noise import (KNOWN_PROPERTIES, SIGNAL_INDEPENDENT, ZERO_MEAN, Levels, NoiseFamily, NoiseSpec,
@@ -65,10 +66,11 @@ class ConformanceSetup:
     options: dict[str, str] = field(default_factory=dict)
     budget: Budget = TINY_BUDGET
     device: torch.device = torch.device("cpu")
+    engine: Engine = field(default_factory=Engine)
 
     def make(self, seed: int = 0) -> Method:
         setup = MethodSetup(channels=self.channels, budget=self.budget, device=self.device, seed=seed, options=self.options,
-                            training=TrainingInfo(noise=self.spec()))
+                            engine=self.engine, training=TrainingInfo(noise=self.spec()))
         return self.method_class(setup)
 
     def spec(self) -> NoiseSpec:

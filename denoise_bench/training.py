@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from denoise_bench.captured_step import eager_form, make_step
 from denoise_bench.checkpoints import load_checkpoint, save_checkpoint
 from denoise_bench.errors import BenchError
 from denoise_bench.method import TrainContext
@@ -82,7 +83,7 @@ def _training_state(method: NetworkMethod, optimizer: torch.optim.Optimizer, sch
         "step": step,
         "total": total,
         "method": method.state_dict(),
-        "optimizer": optimizer.state_dict(),
+        "optimizer": eager_form(optimizer.state_dict()),
         "scheduler": scheduler.state_dict(),
         "rng_torch": torch.get_rng_state(),
         "rng_view": view.rng_state(),
@@ -130,28 +131,22 @@ def train(method: NetworkMethod, view: TrainingView, budget: Budget, context: Tr
         context.log(f"{method.name}: resuming from step {start} of {total}")
         context.on_step(start, math.nan)
     engine, device = method.setup.engine, method.setup.device
-    step_begin = engine.step_begin(device)
     losses = _LossWindow(method.name, device)
-    clip = method.gradient_clip_norm()
     with engine.training(method.net, device):
+        training_step = make_step(method, view, optimizer, budget.batch_size, crop, context.log)
         for step in range(start, total):
-            step_begin()
-            batch = view.sample(budget.batch_size, crop)
-            with engine.autocast(device):
-                loss = method.training_loss(batch, step / total)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if clip is not None:
-                torch.nn.utils.clip_grad_norm_(method.net.parameters(), clip)
-            lr = optimizer.param_groups[0]["lr"]  # the rate of this step, before the schedule moves on
-            optimizer.step()
-            scheduler.step()
-            losses.add(step + 1, loss)
+            loss = training_step(step / total)
             save = path is not None and context.checkpoint_every and ((step + 1) % context.checkpoint_every == 0 or step + 1 == total)
             evaluate = context.evaluate_every and (step + 1) % context.evaluate_every == 0
             # Also checked before a state is saved or scored, so that a diverged one is neither.
-            if (step + 1) % CHECK_EVERY == 0 or step + 1 == total or save or evaluate:
-                context.on_step(step + 1, losses.check(), float(lr))
+            check = (step + 1) % CHECK_EVERY == 0 or step + 1 == total or save or evaluate
+            # The rate of this step, before the schedule moves on (read only when reported: under a captured
+            # step it is a device tensor, and reading it waits for the device).
+            lr = float(optimizer.param_groups[0]["lr"]) if check else math.nan
+            scheduler.step()
+            losses.add(step + 1, loss)
+            if check:
+                context.on_step(step + 1, losses.check(), lr)
             if save:
                 save_checkpoint(_training_state(method, optimizer, scheduler, view, step + 1, total, context.elapsed()), path)
             if evaluate:

@@ -33,7 +33,7 @@ Options: ``lambda_start`` (2.0), ``lambda_end`` (20.0), ``t1`` (``auto``, or a f
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 
 import torch
 import torch.nn.functional as F
@@ -131,6 +131,9 @@ class Blind2Unblind(NetworkMethod):
         """Weight of the visible term: constant until t1, then linear to ``lambda_end`` at the last epoch."""
         o = self.opts
         return constant_then_linear_ramp(epoch_fraction(progress), o["lambda_start"], o["lambda_end"], self.t1)
+
+    def graph_key(self, progress: float) -> Hashable:
+        return self.lam(progress)
 
     def training_loss(self, batch: NoisyBatch, progress: float) -> torch.Tensor:
         y = batch.noisy

@@ -157,6 +157,8 @@ class CVFSID(NetworkMethod):
     name = "cvf-sid"
     description = "CVF-SID: split the noisy image into clean, signal-dependent and signal-independent parts, cyclically"
     citation = "Neshatavar, Yavartanoo, Son and Lee, CVF-SID: Cyclic Multi-Variate Function for Self-Supervised Image Denoising, CVPR 2022"
+    capture_unsupported = ("its per-patch flips and rotations branch in Python on random numbers read back to the host "
+                           "(the official augmentation)")
     supervision = Supervision.NONE
     # Both noise maps are made zero-mean per image: noise with a non-zero mean would end in the clean part.
     requires = frozenset({ZERO_MEAN})

@@ -53,7 +53,7 @@ table, board and plot, so that it never reads as the paper's method:
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import Any
 
 import torch
@@ -159,6 +159,9 @@ class IDDP(NetworkMethod):
     def warming(self, progress: float) -> bool:
         """Whether this step is one of the warm start's (``progress`` is step / budget)."""
         return round(progress * self.setup.budget.iterations) < self.warm_steps
+
+    def graph_key(self, progress: float) -> Hashable:
+        return self.warming(progress)
 
     def training_loss(self, batch: NoisyBatch, progress: float) -> torch.Tensor:
         y = random_flips(batch.noisy) if self.opts["flips"] else batch.noisy

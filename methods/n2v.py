@@ -165,6 +165,8 @@ class Noise2Void(NetworkMethod):
     name = "n2v"
     description = "Noise2Void: predict randomly replaced (blind-spot) pixels from their neighbours"
     citation = "Krull, Buchholz and Jug, Noise2Void - Learning Denoising from Single Noisy Images, CVPR 2019"
+    capture_unsupported = ("its masks have data-dependent shapes (nonzero and boolean indexing pick the masked pixels, "
+                           "as the reference does)")
     supervision = Supervision.NONE
     requires = frozenset({ZERO_MEAN, PIXEL_INDEPENDENT})
     learning_rate = 4e-4

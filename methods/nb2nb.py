@@ -31,7 +31,7 @@ Options: ``increase_ratio`` (default 2.0; 0 drops the regulariser, the paper's g
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 
 import torch
 
@@ -117,6 +117,9 @@ class Neighbor2Neighbor(NetworkMethod):
     def gamma(self, progress: float) -> float:
         """Weight of the regulariser: epoch / n_epoch * increase_ratio of the official 100-epoch run."""
         return epoch_fraction(progress) * self.opts["increase_ratio"]
+
+    def graph_key(self, progress: float) -> Hashable:
+        return self.gamma(progress)
 
     def training_loss(self, batch: NoisyBatch, progress: float) -> torch.Tensor:
         y = batch.noisy

@@ -22,10 +22,17 @@ def _images() -> list[torch.Tensor]:
 
 
 def _contains_clean(tensor: torch.Tensor, clean: list[torch.Tensor]) -> bool:
+    """Whether ``tensor`` holds one of the clean images: as an image, or flattened inside a longer 1-D
+    tensor (the device-side crop sampler keeps every image back to back in one)."""
     for img in clean:
         for candidate in (img, img.float() / 255):
             if tensor.shape[-2:] == candidate.shape[-2:] and torch.equal(tensor.to(candidate.dtype).reshape(candidate.shape), candidate):
                 return True
+            flat = candidate.reshape(-1)
+            if tensor.dim() == 1 and tensor.numel() >= flat.numel():
+                windows = tensor.to(candidate.dtype).unfold(0, flat.numel(), 1)
+                if bool((windows == flat).all(dim=1).any()):
+                    return True
     return False
 
 

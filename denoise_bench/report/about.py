@@ -74,7 +74,7 @@ def _properties(config: dict, budget: dict, environment: dict) -> dict[str, dict
         "Profile": {"profile": str(config.get("profile") or "not recorded")},
         "Training budget": {k: field_text(k, budget[k]) for k in TRAINING_FIELDS if budget.get(k) is not None},
         "Test set": {k: field_text(k, budget.get(k)) for k in TEST_FIELDS},
-        "Training engine": {k: field_text(k, engine[k]) for k in ENGINE_FIELDS},
+        "Training engine": {k: field_text(k, engine[k]) for k in ENGINE_FIELDS if k in engine},
         "Noise policy": {"noise_policy": str(config["noise_policy"])},
         "Machine": _machine(environment),
         "Commit": {"commit": str(commit)[:12] if commit else "not recorded"},

@@ -26,6 +26,7 @@ _ENGINE_WORDS: dict[str, Callable[[Any], str]] = {
     "precision": "precision {}".format,
     "channels_last": lambda v: f"channels-last {'on' if v else 'off'}",
     "compile": "torch.compile {}".format,
+    "capture": lambda v: f"captured step {'on' if v else 'off'}",
 }
 WORDS: dict[str, Callable[[Any], str]] = _BUDGET_WORDS | _ENGINE_WORDS
 TRAINING_FIELDS = tuple(k for k in _BUDGET_WORDS if not k.startswith("test_"))  # what training got

@@ -83,7 +83,8 @@ def _about(seconds: float) -> str:
 def _engine_text(p: RunPlan) -> str:
     e = p.engine
     return " ".join([e.precision, *(["channels-last"] if e.channels_last else []),
-                     *([f"compile={e.compile}"] if e.compile != "off" else [])])
+                     *([f"compile={e.compile}"] if e.compile != "off" else []),
+                     *(["captured step"] if e.capture else [])])
 
 
 def _options_text(p: RunPlan, method_cls: type[Method]) -> str:

@@ -87,6 +87,9 @@ class EngineRequest:
     compile: str = option("off", choices=COMPILE_MODES, show_default=True,
                           help="torch.compile the network's training forward; reduce-overhead adds CUDA graphs "
                                "(plain compile off CUDA).")
+    capture: bool = option(False, help="Record each network's whole training step (crops, noise, forward, backward, Adam) "
+                                       "as one CUDA graph and replay it; off CUDA the same static-buffer step runs "
+                                       "eagerly. A method that cannot be recorded trains eagerly and says why.")
 
 
 @dataclass
