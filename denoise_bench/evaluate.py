@@ -122,9 +122,36 @@ def check_estimate(method: str, estimate: object, noisy: torch.Tensor) -> None:
         raise BenchError(f"{method}.denoise returned a tensor on {estimate.device} for an input on {noisy.device}")
 
 
+# Test inputs a GPU denoises at once (of one padded shape, for a method with ``batch_denoise``): at one
+# image per call a small network leaves the GPU waiting on launches. On a CPU a batch gains nothing.
+GPU_EVAL_BATCH = 8
+
+
+def eval_batch_size(method: Method, device: torch.device) -> int:
+    """How many inputs :func:`evaluate` hands ``method`` at once on ``device``."""
+    return GPU_EVAL_BATCH if device.type == "cuda" and method.batch_denoise and not method.uses_noise_level else 1
+
+
+def _padded_groups(method: Method, cases: list[TestCase], protocol: EvalProtocol, device: torch.device,
+                   size: int) -> Iterator[list[tuple[TestCase, torch.Tensor, torch.Tensor]]]:
+    """(case, noisy input on ``device``, its padded copy) in runs of consecutive cases of one padded shape,
+    at most ``size`` long, in the order of ``cases``."""
+    group: list[tuple[TestCase, torch.Tensor, torch.Tensor]] = []
+    for case in cases:
+        noisy = case.noisy.to(device)
+        padded = protocol.pad(noisy, method.input_multiple, method.pads_to_square)
+        if group and (len(group) == size or group[0][2].shape != padded.shape):
+            yield group
+            group = []
+        group.append((case, noisy, padded))
+    if group:
+        yield group
+
+
 def evaluate(method: Method, cases: list[TestCase], protocol: EvalProtocol, device: torch.device,
              on_case: Callable[[], object] = lambda: None,
-             on_estimate: Callable[[TestCase, torch.Tensor], None] | None = None) -> Iterator[dict]:
+             on_estimate: Callable[[TestCase, torch.Tensor], None] | None = None,
+             batch: int | None = None) -> Iterator[dict]:
     """Denoise each case and yield its record fields: every registered metric (``denoise_bench.metric``)
     of the estimate, of the noisy input (``input_<name>``) and of the floor (``floor_<name>``,
     :func:`floor_scores`).
@@ -133,16 +160,31 @@ def evaluate(method: Method, cases: list[TestCase], protocol: EvalProtocol, devi
 
     The method is handed its own copy of the noisy input (``EvalProtocol.pad``), so one that edits it
     in place changes neither the next method's input nor the noisy input's and the floor's scores, and
-    is called on a stack of its own (``denoise_bench.isolation``), where no frame holds the clean image."""
+    is called on a stack of its own (``denoise_bench.isolation``), where no frame holds the clean image.
+
+    ``batch`` inputs of one padded shape are denoised in one call (default :func:`eval_batch_size`); each
+    record's ``seconds`` is then its share of the call."""
     metrics = registered_metrics()
-    for case in cases:
-        noisy = case.noisy.to(device)
+    size = eval_batch_size(method, device) if batch is None else batch
+    if not method.batch_denoise or method.uses_noise_level:  # one input per call, whatever was asked
+        size = 1
+    for group in _padded_groups(method, cases, protocol, device, size):
+        yield from _scored_group(method, group, protocol, device, metrics, on_case, on_estimate)
+
+
+def _scored_group(method: Method, group: list[tuple[TestCase, torch.Tensor, torch.Tensor]], protocol: EvalProtocol,
+                  device: torch.device, metrics: Sequence[Metric], on_case: Callable[[], object],
+                  on_estimate: Callable[[TestCase, torch.Tensor], None] | None) -> Iterator[dict]:
+    """The records of one group of :func:`_padded_groups`, denoised in one call."""
+    first = group[0][0]
+    info = NoiseInfo.from_levels(first.spec, first.levels) if method.uses_noise_level else None  # a group of one
+    stacked = torch.cat([padded for _, _, padded in group])
+    estimates, seconds = call_isolated(_timed_denoise, method, stacked, info, device, device=device)
+    check_estimate(method.name, estimates, stacked)
+    seconds /= len(group)
+    for k, (case, noisy, _) in enumerate(group):
         h, w = noisy.shape[-2:]
-        padded = protocol.pad(noisy, method.input_multiple, method.pads_to_square)
-        info = NoiseInfo.from_levels(case.spec, case.levels) if method.uses_noise_level else None
-        estimate, seconds = call_isolated(_timed_denoise, method, padded, info, device, device=device)
-        check_estimate(method.name, estimate, padded)
-        estimate = estimate[..., :h, :w]
+        estimate = estimates[k:k + 1, ..., :h, :w]
         if on_estimate is not None:
             on_estimate(case, estimate)
         clean = case.clean_u8.to(device)

@@ -147,6 +147,10 @@ class Method(ABC):
     # ``reflect-square`` protocols) rather than each side to its own next multiple: the convention the
     # built-in networks were scored under, kept so that their results stay comparable.
     pads_to_square: ClassVar[bool] = False
+    # Whether ``denoise`` takes several test images stacked in one batch (each estimate that of the image
+    # alone, up to floating-point rounding): the evaluator batches such a method's inputs of one padded shape
+    # on a GPU. A method that fits or draws per image (DIP, CVF-SID's transductive fit) leaves it False.
+    batch_denoise: ClassVar[bool] = False
     # Tunable options and their defaults; values given as text are converted to the default's type.
     options: ClassVar[dict[str, Any]] = {}
     # Options written into every result's experiment identity even at their default (others only when

@@ -38,6 +38,7 @@ class NetworkMethod(Method):
     # Why this method's training step cannot be recorded as a CUDA graph (``--capture``), or None when it can
     # (denoise_bench.captured_step): such a method trains eagerly and the run's log says why.
     capture_unsupported: ClassVar[str | None] = None
+    batch_denoise = True  # the network maps each image of a batch on its own
 
     def __init__(self, setup: MethodSetup) -> None:
         super().__init__(setup)

@@ -156,6 +156,22 @@ def check_denoise_keeps_shape_dtype_device(setup: ConformanceSetup) -> None:
         raise _fail(setup, "denoise returned a tensor that requires grad (run inference under torch.no_grad())")
 
 
+def check_batch_denoise(setup: ConformanceSetup) -> None:
+    """A method declaring ``batch_denoise`` maps each image of a stacked batch as it maps the image alone (the
+    evaluator batches its test inputs on a GPU)."""
+    if not setup.method_class.batch_denoise:
+        return
+    method = setup.fitted()
+    noisy, info = setup.noisy_image()
+    other = noisy.flip(-1) * 0.5 + 0.25  # another image, of another brightness and contrast
+    with torch.no_grad():
+        alone = torch.cat([method.denoise(noisy.clone(), info), method.denoise(other.clone(), info)])
+        together = method.denoise(torch.cat([noisy, other]), info)
+    if together.shape != alone.shape or not torch.allclose(together, alone, atol=1e-5, rtol=0):
+        raise _fail(setup, "declares batch_denoise, but the estimates of a batch of two differ from those of each "
+                           "image alone; set batch_denoise = False")
+
+
 def check_deterministic_under_seed(setup: ConformanceSetup) -> None:
     """The same seed gives the same estimate: set-up, training and denoising are all seeded; and a method that
     declares its results independent of the seed (``seeded = False``) gives the same estimate under another."""
@@ -237,6 +253,7 @@ def check_trains_on_declared_supervision(setup: ConformanceSetup) -> None:
 CHECKS: dict[str, Callable[[ConformanceSetup], None]] = {
     "declaration": check_declaration,
     "denoise_keeps_shape_dtype_device": check_denoise_keeps_shape_dtype_device,
+    "batch_denoise": check_batch_denoise,
     "deterministic_under_seed": check_deterministic_under_seed,
     "state_round_trip": check_state_round_trip,
     "trains_on_declared_supervision": check_trains_on_declared_supervision,

@@ -157,6 +157,7 @@ class CVFSID(NetworkMethod):
     name = "cvf-sid"
     description = "CVF-SID: split the noisy image into clean, signal-dependent and signal-independent parts, cyclically"
     citation = "Neshatavar, Yavartanoo, Son and Lee, CVF-SID: Cyclic Multi-Variate Function for Self-Supervised Image Denoising, CVPR 2022"
+    batch_denoise = False  # the transductive option fits the network to each test image
     capture_unsupported = ("its per-patch flips and rotations branch in Python on random numbers read back to the host "
                            "(the official augmentation)")
     supervision = Supervision.NONE

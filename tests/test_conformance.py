@@ -52,6 +52,16 @@ class _ShapeChanger(Median3):
         return super().denoise(noisy, noise)[..., 1:-1, 1:-1]
 
 
+class _BatchMixer(Median3):
+    """Claims batch_denoise but shifts each estimate by the mean of the whole batch."""
+
+    name = "batch-mixer"
+    batch_denoise = True
+
+    def denoise(self, noisy: torch.Tensor, noise: NoiseInfo | None = None) -> torch.Tensor:
+        return super().denoise(noisy, noise) + noisy.mean() - 0.5
+
+
 class _ForgetfulTrainer(Method):
     """Trains a scale from noisy/clean batches but claims self-supervision, and keeps no state."""
 
@@ -82,6 +92,7 @@ class _NeverSamples(_ForgetfulTrainer):
 @pytest.mark.parametrize(("method_class", "check", "message"), [
     (_Unseeded, "deterministic_under_seed", "two runs with seed 7 differ"),
     (_ShapeChanger, "denoise_keeps_shape_dtype_device", "returned shape (1, 1, 62, 62)"),
+    (_BatchMixer, "batch_denoise", "declares batch_denoise, but the estimates of a batch of two differ"),
     (_ForgetfulTrainer, "state_round_trip", "state_dict misses some state"),
     (_NeverSamples, "trains_on_declared_supervision", "fit never sampled the training view"),
 ])
