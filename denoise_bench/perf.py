@@ -181,6 +181,34 @@ def count_step(name: str, s: PerfSettings, batch: int) -> tuple[int, int]:
     return int(flops.get_total_flops()), launches
 
 
+HOST_COPY_STEPS = 20
+
+
+def count_host_copies(name: str, s: PerfSettings, batch: int) -> float | None:
+    """Host-to-device copies per training step on CUDA, counted by the profiler over HOST_COPY_STEPS steps
+    after the loop's first loss check (past any warm-up and recording): 0 is a step that never waits for
+    the host. None off CUDA, or where the profiler sees no CUDA activity."""
+    if s.device.type != "cuda":
+        return None
+    from torch.profiler import ProfilerActivity, profile
+
+    method = _method(name, s, batch, CHECK_EVERY + HOST_COPY_STEPS)
+    view = _view(Supervision(method.supervision), s.device, s.channels)
+    profiler = profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA])
+
+    def on_step(step: int, loss: float, lr: float = math.nan) -> None:
+        if step == CHECK_EVERY:
+            profiler.start()
+
+    train(method, view, method.setup.budget, TrainContext(on_step=on_step))
+    _sync(s.device)
+    profiler.stop()
+    events = profiler.events()
+    if not any(e.device_type == torch.autograd.DeviceType.CUDA for e in events):
+        return None
+    return sum(1 for e in events if "HtoD" in e.name) / HOST_COPY_STEPS
+
+
 def time_evaluation(s: PerfSettings) -> float:
     """Images per second of a trained-network forward pass (batch 1, ``eval_size`` squared)."""
     method = _method(PAPER_METHOD, s, 1, 1)
@@ -217,6 +245,9 @@ def measure(s: PerfSettings) -> dict:
                    "launch_bound_ms": launches * s.launch_cost_s * 1e3}
             if base_times:
                 row |= {"baseline_ms_per_iteration": min(base_times) * 1e3, "speedup": min(base_times) / seconds}
+            copies = count_host_copies(name, s, batch)
+            if copies is not None:
+                row["host_copies_per_iteration"] = copies
             rows.append(row)
     # Suite vs bare loop, interleaved, at the first batch size.
     suite, bare = [], []
@@ -255,6 +286,11 @@ def render(report: dict) -> str:
                      f"{r['operators_per_iteration']} | {r['launch_bound_ms']:.2f} |")
     if report.get("baseline_engine"):
         lines += _render_comparison(report)
+    copies = [r for r in report["training"] if r.get("host_copies_per_iteration") is not None]
+    if copies:
+        lines += ["", "Host-to-device copies per training step (profiler, 20 steps after the first loss check; "
+                      "the loop reads the loss back every 25 steps): " +
+                  ", ".join(f"{r['method']} batch {r['batch']} {r['host_copies_per_iteration']:.2f}" for r in copies) + "."]
     c = report["suite_vs_bare"]
     if report["engine"]["compile"] != "off":
         lines += ["", "FLOPs and operators are counted on the eager step; a compiled step fuses operators and, with "
