@@ -100,7 +100,7 @@ class FMD(ArchiveSet):
             raise BenchError(f"dataset 'fmd' has no {split!r} split (it has train, test)")
         unpacked = self.unpack_all()
         fovs = [TEST_FOV] if split == TEST else [f for f in FOVS if f != TEST_FOV]
-        fields = []
+        fields: list[tuple[str, Path, int]] = []
         for kind in self.types():
             # The tar holds <type>/{raw,gt,avg2,...}/<fov>/; accept it unpacked with or without that top folder.
             base = next((b for b in (unpacked / kind / kind, unpacked / kind) if (b / "gt").is_dir()), None)

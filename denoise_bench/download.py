@@ -312,8 +312,8 @@ def is_rar(path: Path) -> bool:
 
 def _extract_rar(archive: Path, into: Path) -> list[Path]:
     """RAR has no reader in the standard library: list and unpack it with bsdtar or unrar."""
-    found = next(((name, path, listing, unpack) for name, listing, unpack in RAR_TOOLS
-                  if (path := shutil.which(name))), None)
+    found = next(((name, program, listing, unpack) for name, listing, unpack in RAR_TOOLS
+                  if (program := shutil.which(name))), None)
     if found is None:
         raise BenchError(f"{archive} is a RAR archive: unpacking it needs bsdtar (Debian/Ubuntu: apt install "
                          f"libarchive-tools) or unrar on PATH; or unpack it by hand into {into}")

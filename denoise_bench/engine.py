@@ -92,7 +92,8 @@ class Engine:
         same weights loaded from a checkpoint compute.
         """
         if self.channels_last:
-            net.to(memory_format=torch.channels_last)
+            # Module.to takes memory_format at run time; torch's overloads leave it out.
+            net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         mode = self.compile_mode(device)
         if mode != "off":
             net.forward = torch.compile(net.forward, mode=mode)  # type: ignore[method-assign]
@@ -102,7 +103,7 @@ class Engine:
             if mode != "off":
                 del net.forward  # back to the class's eager forward
             if self.channels_last:
-                net.to(memory_format=torch.contiguous_format)
+                net.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
 
     def step_begin(self, device: torch.device) -> Callable[[], None]:
         """Called before every training step: with CUDA graphs, a new step may reuse the graph's memory."""

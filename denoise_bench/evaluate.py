@@ -52,7 +52,7 @@ def centre_crop(pixels: torch.Tensor, size: int | None) -> torch.Tensor:
 def make_test_cases(dataset: str, images: list[CleanImage], spec: NoiseSpec, protocol: EvalProtocol,
                     crop: int | None = None) -> list[TestCase]:
     """Noisy copies of every test image, drawn on the CPU so every device and method sees the same bits."""
-    cases = []
+    cases: list[TestCase] = []
     for image in images:
         clean_u8 = centre_crop(to_chw(image.pixels), crop)
         clean = clean_u8.float().div(255.0).unsqueeze(0)

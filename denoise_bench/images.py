@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageFile, UnidentifiedImageError
 
 from denoise_bench.errors import BenchError
 
@@ -88,7 +88,7 @@ def read_image(path: Path, channels: int) -> np.ndarray:
     return to_channels(pixels, channels)
 
 
-def _bits_per_channel(img: Image.Image) -> int:
+def _bits_per_channel(img: ImageFile.ImageFile) -> int:
     """How many bits per channel the file holds (Pillow reports 16-bit colour as an 8-bit mode; its decoder
     arguments still say: a raw mode such as ``RGB;16B``, or a PNM maximum above 255)."""
     for tile in img.tile or []:

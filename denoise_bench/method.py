@@ -141,8 +141,9 @@ class Method(ABC):
     # sets False: a run then scores it under one seed and records that result under each other seed, the
     # test noise being the same for every seed (denoise_bench.run.unit_runner). DIP, per image, is seeded.
     seeded: ClassVar[bool] = True
-    # Input sides the method needs; the evaluator pads test images (per the protocol) to a multiple.
-    input_multiple: ClassVar[int] = 1
+    # Input sides the method needs; the evaluator pads test images (per the protocol) to a multiple. Not a
+    # ClassVar: an instance may set its own (a NetworkMethod takes its network's downsample_factor).
+    input_multiple: int = 1
     # Whether the evaluator pads to a square (both sides to the next multiple of the longer one, under the
     # ``reflect-square`` protocols) rather than each side to its own next multiple: the convention the
     # built-in networks were scored under, kept so that their results stay comparable.

@@ -66,15 +66,15 @@ def checked_version(found: object, path: Path) -> int:
 # switched, and the budget fields added during format 1 (the official rule, each network's own init,
 # and the init rule's former name "official" for it).
 _V1_ENGINE = {"precision": "fp32", "channels_last": False, "compile": "off"}
-_V1_BUDGET = {"lr_rule": "official", "init": "own", "lr_scale": 1.0}
+_V1_BUDGET: dict[str, Any] = {"lr_rule": "official", "init": "own", "lr_scale": 1.0}
 _V1_INIT_NAMES = {"official": "own"}
 # Every request field but the grid (methods, noises, datasets), at the value a run of format 1 ran with where
 # its config.json does not record it (eval_every, curve_images, engine, tensorboard, weights_from and
 # test_noises were added during format 1).
-_V1_REQUEST = {"seeds": [0], "profile": "quick", "overrides": {}, "protocol": "nb2nb", "noise_policy": "fresh",
-               "train_dataset": None, "data_dir": None, "method_options": {}, "dataset_options": {},
-               "checkpoint_every": 200, "eval_every": 0, "curve_images": None, "engine": dict(_V1_ENGINE),
-               "tensorboard": False, "weights_from": None, "test_noises": []}
+_V1_REQUEST: dict[str, Any] = {"seeds": [0], "profile": "quick", "overrides": {}, "protocol": "nb2nb", "noise_policy": "fresh",
+                               "train_dataset": None, "data_dir": None, "method_options": {}, "dataset_options": {},
+                               "checkpoint_every": 200, "eval_every": 0, "curve_images": None, "engine": dict(_V1_ENGINE),
+                               "tensorboard": False, "weights_from": None, "test_noises": []}
 # (The request's engine is the one such a run trained with, not "auto": replayed or resumed on a CPU with AMX,
 # where auto means bf16, it would otherwise ask for a run other than the one its folder holds.)
 
@@ -212,8 +212,9 @@ def _config_3_to_4(config: Config) -> Config:
     it again so), a named set as its class says where it is installed here (else it is not listed). (Format 4's
     curves also carry the noisy input's PSNR and the estimate's diagnostics; read from older curves, those
     columns are empty, as for any column a file lacks.)"""
-    request = config.get("request")
-    request = {"repeats": None, "stop_on_divergence": False} | request if isinstance(request, dict) else {}
+    recorded_request = config.get("request")
+    request: dict[str, Any] = ({"repeats": None, "stop_on_divergence": False} | recorded_request
+                               if isinstance(recorded_request, dict) else {})
     names = [*(request.get("datasets") or []), *([request["train_dataset"]] if request.get("train_dataset") else [])]
     options = dict(config.get("dataset_options") or request.get("dataset_options") or {})
     upgraded = config | ({"request": request} if request else {})
@@ -230,9 +231,9 @@ def _config_3_to_4(config: Config) -> Config:
         if name.startswith(f"{FOLDER}:"):
             channels[name] = int(options["channels"])
             continue
-        dataset_cls = installed("dataset", name)
-        if isinstance(getattr(dataset_cls, "channels", None), int):
-            channels[name] = dataset_cls.channels  # type: ignore[union-attr]
+        dataset_channels = getattr(installed("dataset", name), "channels", None)
+        if isinstance(dataset_channels, int):
+            channels[name] = dataset_channels
     return upgraded | {"format_version": 4, "dataset_channels": channels}
 
 

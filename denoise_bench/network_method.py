@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import Hashable
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import torch
 
@@ -108,7 +108,9 @@ class NetworkMethod(Method):
             return self.net(noisy)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"method": self.name, "net_config": dict(self.net.config), "net": self.net.state_dict()}
+        # Every network of the suite records its constructor options as ``config`` (a dict).
+        config = cast(dict[str, Any], self.net.config)
+        return {"method": self.name, "net_config": dict(config), "net": self.net.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)

@@ -80,7 +80,10 @@ def _view(supervision: Supervision, device: torch.device, channels: int = CHANNE
 def _method(name: str, s: PerfSettings, batch: int, iterations: int) -> NetworkMethod:
     budget = Budget(iterations=iterations, batch_size=batch, crop_size=s.crop, width=s.width, test_images=None,
                     test_crop=None, per_image_iterations=1)
-    return get_registry().method(name)(MethodSetup(channels=s.channels, budget=budget, device=s.device, engine=s.engine))
+    method = get_registry().method(name)(MethodSetup(channels=s.channels, budget=budget, device=s.device, engine=s.engine))
+    # perf_command refuses a name that is not a NetworkMethod's before anything is timed
+    assert isinstance(method, NetworkMethod), f"bench perf times network methods; {name!r} is not one"
+    return method
 
 
 def _sync(device: torch.device) -> None:

@@ -16,6 +16,7 @@ Environment variables:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
 import importlib.metadata
 import os
@@ -158,7 +159,7 @@ def get_plugin_manager() -> pluggy.PluginManager:
         pm = pluggy.PluginManager(hookspecs.PROJECT)
         pm.add_hookspecs(hookspecs)
         for module_name in BUILTIN_PLUGINS:
-            _register(pm, module_name, DISTRIBUTION, lambda m=module_name: importlib.import_module(m))
+            _register(pm, module_name, DISTRIBUTION, functools.partial(importlib.import_module, module_name))
         if not os.environ.get("DENOISE_BENCH_DISABLE_PLUGIN_AUTOLOAD"):
             _load_entry_points(pm)
         _pm = pm

@@ -311,14 +311,14 @@ def method_labels(frame: pd.DataFrame) -> pd.Series:
 
 
 NOT_TRAINED_HERE = "not trained here"
-IMAGE_KINDS = {1: "gray", 3: "colour"}  # a set's channels in words
+IMAGE_KINDS: dict[object, str] = {1: "gray", 3: "colour"}  # a set's channels in words (keyed by what a config holds)
 
 
 def dataset_text(dataset: str, channels: Mapping[str, object] | None) -> str:
     """A set as table headings name it: with gray or colour, as its run read it (``config.json``'s
     ``dataset_channels``), where recorded: a folder of gray files and the named gray set it holds read alike,
     but one read as colour scores three noisy looks at each image."""
-    kind = IMAGE_KINDS.get(channels.get(dataset)) if channels else None  # type: ignore[arg-type]
+    kind = IMAGE_KINDS.get(channels.get(dataset)) if channels else None
     return f"{dataset} ({kind})" if kind else dataset
 
 

@@ -593,7 +593,7 @@ def check_noise_statistics(setup: NoiseSetup) -> None:
     variance is the same on a dark and a bright image. Tolerances are STANDARD_ERRORS standard errors."""
     family = setup.family
     for spec in setup.level_specs():
-        variances = {}
+        variances: dict[int, list[tuple[float, float]]] = {}  # image -> (variance, its standard error) per value
         for value in (0.25, 0.75):
             noisy, levels = setup.draw(spec, value, seed=5)
             clean = torch.full_like(noisy, value)

@@ -147,7 +147,7 @@ def train(method: NetworkMethod, view: TrainingView, budget: Budget, context: Tr
             losses.add(step + 1, loss)
             if check:
                 context.on_step(step + 1, losses.check(), lr)
-            if save:
+            if save and path is not None:  # (save implies a path; said again for the type checker)
                 save_checkpoint(_training_state(method, optimizer, scheduler, view, step + 1, total, context.elapsed()), path)
             if evaluate:
                 context.on_evaluate(step + 1)

@@ -149,8 +149,12 @@ def noisy_view(noisy: torch.Tensor, seed: int) -> TrainingView:
         return NoisyBatch(sampler.sample(batch_size, crop_size)[0].to(noisy.device))
 
     generator = sampler.generator
+
+    def set_rng_state(state: dict) -> None:
+        generator.set_state(state["crop"])
+
     return TrainingView(Supervision.NONE, noisy.shape[1], 1, noisy.device, draw,
-                        lambda: {"crop": generator.get_state()}, lambda state: generator.set_state(state["crop"]))
+                        lambda: {"crop": generator.get_state()}, set_rng_state)
 
 
 class CVFSID(NetworkMethod):

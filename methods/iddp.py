@@ -54,7 +54,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Hashable
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -101,7 +101,7 @@ class IDDP(NetworkMethod):
     }
     extensions = ("warm_start", "ema", "clip", "alpha", "beta")
     # The open choices: recorded in every result's identity, default or not (see Method.identity_options).
-    identity_options = ("network", "init", "beta1", "clamp", "flips", "blur_kernel")
+    identity_options: ClassVar[tuple[str, ...]] = ("network", "init", "beta1", "clamp", "flips", "blur_kernel")
     # What results made before they were recorded ran with (the suite's first choices, Neighbor2Neighbor's).
     former_defaults = {"network": "unet", "init": "kaiming0.1", "beta1": 0.9, "clamp": False, "flips": False, "blur_kernel": 3}
     # The paper: 1M constant + 1M linearly decaying iterations of batch 1 on 128x128 crops.
@@ -196,8 +196,8 @@ class IDDP(NetworkMethod):
         with torch.no_grad():
             for mine, theirs in zip(self.teacher.parameters(), self.net.parameters()):
                 mine.lerp_(theirs, 1.0 - float(self.opts["ema"]))
-            for mine, theirs in zip(self.teacher.buffers(), self.net.buffers()):
-                mine.copy_(theirs)
+            for own, source in zip(self.teacher.buffers(), self.net.buffers()):
+                own.copy_(source)
 
     def state_dict(self) -> dict[str, Any]:
         state = super().state_dict()

@@ -365,7 +365,7 @@ def leaderboard_command(run_dirs: tuple[Path, ...], out: Path, allow_mismatch: b
               help="Folder for perf.json and perf.md.")
 @engine_options
 def perf_command(methods: str, batches: str, crop: int, width: int, steps: int, rounds: int, device: str | None,
-                 peak_tflops: float | None, channels: int, compare: bool, out: Path, **engine: Any) -> None:
+                 peak_tflops: float | None, channels: int, compare: bool, out: Path, **engine_choices: Any) -> None:
     """Time training iterations and evaluation; compare with a bare PyTorch loop and the physical bounds."""
     try:
         batch_sizes = tuple(int(b) for b in split_commas(batches))
@@ -377,7 +377,7 @@ def perf_command(methods: str, batches: str, crop: int, width: int, steps: int, 
             raise BenchError(f"bench perf times network methods; {name!r} is not one")
     claim_folder(out, PERF_REPORT, "perf folder")  # before anything is timed
     chosen = pick_device(device)
-    engine = resolve_engine(**engine, device=chosen)
+    engine = resolve_engine(**engine_choices, device=chosen)
     baseline = Engine() if compare and engine != Engine() else None
     settings = PerfSettings(methods=tuple(split_commas(methods)), batches=batch_sizes, crop=crop, width=width, steps=steps,
                             rounds=rounds, device=chosen, peak_tflops=peak_tflops, engine=engine, baseline=baseline,

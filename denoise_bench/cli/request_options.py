@@ -35,7 +35,7 @@ class AbsolutePath(click.Path):
         converted = super().convert(value, param, ctx)
         if converted is None:
             return None
-        path = Path(os.path.abspath(converted))
+        path = Path(os.path.abspath(os.fsdecode(converted)))  # converted: str or a PathLike (path_type=Path)
         try:
             os.stat(path)
         except OSError as exc:  # not there is for the command to judge; a name no file can have is not
@@ -160,7 +160,7 @@ def _file_value(param: click.Parameter, value: Any, where: str) -> Any:
     """
     by_name = {leaf.name: leaf for leaf in leaves(RunRequest)}
     leaf = by_name.get(param.name or "")
-    tables = {name: by_name[name].option.pairs for name in by_name if by_name[name].option.pairs} | {EXECUTOR_OPTIONS: "KEY=VALUE"}
+    tables = {name: entry.option.pairs for name, entry in by_name.items() if entry.option.pairs} | {EXECUTOR_OPTIONS: "KEY=VALUE"}
 
     def text(v: Any) -> str:
         return str(v).lower() if isinstance(v, bool) else str(v)

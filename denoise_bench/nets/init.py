@@ -16,21 +16,23 @@ from collections.abc import Callable
 
 from torch import nn
 
+_Conv = nn.Conv2d | nn.ConvTranspose2d  # the layers an initialisation touches
 
-def _scaled_kaiming_(conv: nn.Module) -> None:
+
+def _scaled_kaiming_(conv: _Conv) -> None:
     nn.init.kaiming_normal_(conv.weight, a=0, mode="fan_in")
     conv.weight.data.mul_(0.1)
 
 
-def _normal_002_(conv: nn.Module) -> None:
+def _normal_002_(conv: _Conv) -> None:
     nn.init.normal_(conv.weight, 0.0, 0.02)
 
 
-def _xavier_uniform_(conv: nn.Module) -> None:
+def _xavier_uniform_(conv: _Conv) -> None:
     nn.init.xavier_uniform_(conv.weight)
 
 
-_WEIGHT_INITS: dict[str, Callable[[nn.Module], None] | None] = {
+_WEIGHT_INITS: dict[str, Callable[[_Conv], None] | None] = {
     "kaiming0.1": _scaled_kaiming_,
     "normal0.02": _normal_002_,
     "xavier_uniform": _xavier_uniform_,

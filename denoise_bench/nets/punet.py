@@ -24,6 +24,8 @@ zero biases.
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -40,6 +42,8 @@ def _conv3(in_channels: int, out_channels: int) -> nn.Conv2d:
 
 class PartialConv(nn.Module):
     """A 3x3 convolution over the valid elements only; returns the output and its validity mask."""
+
+    window: torch.Tensor  # a buffer (register_buffer): ones over the k*k*C_in window
 
     def __init__(self, in_channels: int, out_channels: int, normalisation: str = "official") -> None:
         super().__init__()
@@ -74,15 +78,21 @@ class PUNet(nn.Module):
         wide = 2 * width
         # four scales below full resolution: concat (upsampled, skip) -> wide -> wide
         self.decoder = nn.ModuleList()
+        he_normal: list[nn.Conv2d] = []  # the decoder's and the full-resolution convolutions, in order
         for level in range(4):
             first_in = (width if level == 0 else wide) + width
-            self.decoder.append(nn.ModuleList([_conv3(first_in, wide), _conv3(wide, wide)]))
-        self.full = nn.ModuleList([_conv3(wide + channels, 64), _conv3(64, 32)])
+            pair = [_conv3(first_in, wide), _conv3(wide, wide)]
+            self.decoder.append(nn.ModuleList(pair))
+            he_normal += pair
+        full = [_conv3(wide + channels, 64), _conv3(64, 32)]
+        self.full = nn.ModuleList(full)
         self.output = _conv3(32, channels)
-        for conv in [c for level in self.decoder for c in level] + list(self.full):
+        for conv in he_normal + full:
             nn.init.kaiming_normal_(conv.weight, a=0.0, nonlinearity="relu")  # Keras he_normal: std sqrt(2 / fan_in)
+            assert conv.bias is not None  # _conv3 makes every convolution with a bias
             nn.init.zeros_(conv.bias)
         nn.init.kaiming_normal_(self.output.weight, nonlinearity="linear")  # gain 1: std sqrt(1 / fan_in)
+        assert self.output.bias is not None
         nn.init.zeros_(self.output.bias)
 
     def _conv(self, conv: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -99,7 +109,8 @@ class PUNet(nn.Module):
                 h, m = F.max_pool2d(h, 2, ceil_mode=True), F.max_pool2d(m, 2, ceil_mode=True)
                 if index <= 4:
                     skips.append(h)
-        for level, (first, second) in enumerate(self.decoder):
+        for level, pair in enumerate(self.decoder):
+            first, second = cast(nn.ModuleList, pair)
             skip = skips[-1 - level]
             h = F.interpolate(h, size=skip.shape[-2:], mode="nearest")
             h = F.leaky_relu(self._conv(first, torch.cat([h, skip], dim=1)), LEAKY_SLOPE)

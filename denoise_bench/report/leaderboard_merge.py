@@ -19,6 +19,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -82,12 +83,12 @@ def _identity_form(method: str, options: str) -> str:
     """Recorded options as records write them today: a method's ``identity_options`` that a record made
     before they were written lacks take the defaults that record was made under (``former_defaults``),
     so that it never reads as made under today's defaults."""
-    method_cls = installed("method", method)
+    method_cls: Any = installed("method", method)  # a Method class, read by name without importing torch
     always = getattr(method_cls, "identity_options", ())
     given = parse_canonical(options)
     if not always or all(k in given for k in always):
         return options
-    defaults = method_cls.options | method_cls.former_defaults  # type: ignore[union-attr]
+    defaults = method_cls.options | method_cls.former_defaults
     return canonical_options({k: defaults[k] for k in always} | given)
 
 

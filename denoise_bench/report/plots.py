@@ -37,7 +37,8 @@ _LABEL_SPOTS = ((8, -4, "left"), (-8, -4, "right"), (8, 6, "left"), (-8, 6, "rig
 
 def method_styles(methods: list[str]) -> dict[str, Style]:
     """One colour and marker per method, the same in every plot, so a method is found at a glance."""
-    colours = plt.get_cmap("tab10").colors
+    # tab10 is a ListedColormap, whose colors is a tuple of RGB tuples; the stubs type get_cmap as any Colormap.
+    colours = plt.get_cmap("tab10").colors  # type: ignore[attr-defined]
     return {m: {"color": colours[i % len(colours)], "marker": MARKERS[i % len(MARKERS)]}
             for i, m in enumerate(sorted(set(methods)))}
 
@@ -62,7 +63,7 @@ def _legend_outside(fig: plt.Figure, ax: plt.Axes, extra: list[Line2D] | None = 
     """A legend right of the plots, where it cannot cover a curve."""
     handles, labels = ax.get_legend_handles_labels()
     extra = extra or []
-    fig.legend(handles + extra, labels + [h.get_label() for h in extra], loc="outside right upper", frameon=False)
+    fig.legend([*handles, *extra], labels + [h.get_label() for h in extra], loc="outside right upper", frameon=False)
 
 
 def _label_points(ax: plt.Axes, points: list[Point]) -> None:
@@ -71,7 +72,7 @@ def _label_points(ax: plt.Axes, points: list[Point]) -> None:
     if not points:
         return
     ax.figure.canvas.draw()
-    renderer = ax.figure.canvas.get_renderer()
+    renderer = ax.figure.canvas.get_renderer()  # type: ignore[attr-defined]  # the Agg canvas has it (matplotlib.use above)
     radius = 8  # display px around a marker that a name must keep clear of
     placed = [Bbox.from_extents(px - radius, py - radius, px + radius, py + radius)
               for px, py in ax.transData.transform([(x, y) for _, x, y, _ in points])]
@@ -149,7 +150,7 @@ def plot_psnr_vs_noise(records: pd.DataFrame, out: Path, styles: dict[str, Style
     frame = records.assign(param=levels.map(lambda p: p and p[0]), level=levels.map(lambda p: p and p[1]),
                            family=records.test_noise.str.split(":").str[0]).dropna(subset=["level"])
     plots = {}
-    with plt.rc_context(_RC):
+    with plt.rc_context(_RC):  # type: ignore[arg-type]  # stubs key rc dicts by a Literal of rc names
         for (dataset, family), block in frame.groupby(["dataset", "family"], sort=True):
             if block.level.nunique() < 2:
                 continue  # a single fixed level: nothing to plot against
@@ -249,7 +250,7 @@ def plot_psnr_vs_budget(records: pd.DataFrame, curves: pd.DataFrame, out: Path,
     """Per dataset and test setting: PSNR against training steps and seconds (curves if recorded, final points always)."""
     styles = styles or method_styles(list(records.method))
     plots = {}
-    with plt.rc_context(_RC):
+    with plt.rc_context(_RC):  # type: ignore[arg-type]  # stubs key rc dicts by a Literal of rc names
         for (dataset, test_noise), block in records.groupby(["dataset", "test_noise"], sort=True):
             if not (block.iterations > 0).any():
                 continue  # nothing was trained: no budget to plot against

@@ -63,13 +63,14 @@ class PoolExecutor:
                 while waiting and len(running) < self.jobs:
                     unit = waiting.pop(0)
                     log = run_dir / LOGS / f"{unit.slug}.log"
-                    process = context.Process(target=_run_logged, args=(str(run_dir), unit, str(log), threads),
-                                              name=f"bench-{unit.slug}")
+                    process: multiprocessing.process.BaseProcess = context.Process(
+                        target=_run_logged, args=(str(run_dir), unit, str(log), threads), name=f"bench-{unit.slug}")
                     process.start()
                     running[process.sentinel] = (unit, process, log)
                     echo(f"started {unit.slug} (process {process.pid})")
                 for sentinel in wait(list(running)):
-                    unit, process, log = running.pop(sentinel)  # type: ignore[index]
+                    assert isinstance(sentinel, int)  # wait() gives back the process sentinels (ints) it was given
+                    unit, process, log = running.pop(sentinel)
                     process.join()
                     if process.exitcode == 0:
                         echo(f"done {unit.slug}")

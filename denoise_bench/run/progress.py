@@ -123,11 +123,12 @@ def _ratio(finished: list[_UnitTime]) -> float:
 
 def _outcome(job: dict[str, Any]) -> str:
     status, seconds = job.get("status"), job.get("seconds")
-    timed = seconds is not None and seconds == seconds  # NaN: a row read back from CSV without seconds
+    if seconds is not None and seconds != seconds:  # NaN: a row read back from CSV without seconds
+        seconds = None
     if status == "done":
-        return f"done in {duration(seconds)}" if timed else "done"
+        return f"done in {duration(seconds)}" if seconds is not None else "done"
     if status == "failed":
-        return f"failed after {duration(seconds)}" if timed else "failed"
+        return f"failed after {duration(seconds)}" if seconds is not None else "failed"
     return str(status)
 
 
