@@ -20,6 +20,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import ClassVar
 
+from typing_extensions import override
+
 from denoise_bench.data import TEST, TRAIN, CleanImage, Dataset
 from denoise_bench.errors import BenchError
 from denoise_bench.hookspecs import hookimpl
@@ -74,12 +76,15 @@ class FMD(ArchiveSet):
             raise BenchError(f"dataset 'fmd': captures={raw!r} must be a positive integer")
         return int(raw)
 
+    @override
     def files(self) -> list[RemoteFile]:
         return [RemoteFile(TRAIN, f"{t}.tar", DRIVE_URL.format(id=self.types_available[t])) for t in self.types()]
 
+    @override
     def ensure(self, split: str) -> list[Path]:
         return [self._reference(base, fov) for _, base, fov in self._fields(split)]
 
+    @override
     def load(self, split: str) -> list[CleanImage]:
         return [CleanImage(scene_id, read_image(self._reference(base, fov), 1)) for scene_id, base, fov in self._fields(split)]
 

@@ -17,6 +17,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from typing_extensions import override
+
 from denoise_bench.data import CleanImage, Dataset, check_image_ids
 from denoise_bench.errors import BenchError
 from denoise_bench.hookspecs import hookimpl
@@ -57,11 +59,13 @@ class ImageFolder(Dataset):
                     "to gray, BT.601 luma) or channels=3 (gray repeated in three channels)")
         return next(iter(kinds), 3)
 
+    @override
     def check(self, split: str) -> None:
         if not self.root.is_dir():
             raise BenchError(f"dataset {self.name!r}: {self.root} is not a folder")
         self._files(split)
 
+    @override
     def load(self, split: str) -> list[CleanImage]:
         return [CleanImage(f.stem, read_image(f, self.channels)) for f in self._files(split)]
 

@@ -22,6 +22,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import ClassVar
 
+from typing_extensions import override
+
 from denoise_bench.data import MANIFEST, TEST, TRAIN, CleanImage, Dataset, check_image_ids
 from denoise_bench.download import sha256_file
 from denoise_bench.errors import BenchError
@@ -94,14 +96,17 @@ class NamedSet(Dataset):
                              f"a set with images missing or added is another set under the same name")
         return files
 
+    @override
     def training_set_id(self) -> str:
         # The folders (and exclusions) fully determine the train split within one data directory.
         folders = "+".join(self.folders[TRAIN])
         return f"{folders}-minus-{self.exclude[TRAIN]}" if TRAIN in self.exclude else folders
 
+    @override
     def check(self, split: str) -> None:
         self._files(split)
 
+    @override
     def load(self, split: str) -> list[CleanImage]:
         manifest = _manifest(self.data_dir) if self.data_dir else {}
         images = []

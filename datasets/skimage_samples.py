@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 import numpy as np
 import skimage.data
+from typing_extensions import override
 
 from denoise_bench.data import TEST, TRAIN, CleanImage, Dataset
 from denoise_bench.hookspecs import hookimpl
@@ -32,6 +33,7 @@ class SkimageGray(Dataset):
     description = "photographs bundled with scikit-image (embedded, no download)"
     channels = 1
 
+    @override
     def load(self, split: str) -> list[CleanImage]:
         return [_load(n, self.channels) for n in GRAY_SPLITS[split]]
 
@@ -41,6 +43,7 @@ class SkimageColour(Dataset):
     description = "colour photographs bundled with scikit-image (embedded, no download)"
     channels = 3
 
+    @override
     def load(self, split: str) -> list[CleanImage]:
         return [_load(n, self.channels) for n in COLOUR_SPLITS[split]]
 

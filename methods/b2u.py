@@ -37,6 +37,7 @@ from collections.abc import Callable, Hashable
 
 import torch
 import torch.nn.functional as F
+from typing_extensions import override
 
 from denoise_bench.errors import BenchError
 from denoise_bench.hookspecs import hookimpl
@@ -124,6 +125,7 @@ class Blind2Unblind(NetworkMethod):
         super().__init__(setup)
         self.t1 = official_t1(setup.training.noise) if self.opts["t1"] == "auto" else _fraction(self.opts["t1"])
 
+    @override
     def lr_factor(self, progress: float) -> float:
         return halve_every_fifth(progress)
 
@@ -132,9 +134,11 @@ class Blind2Unblind(NetworkMethod):
         o = self.opts
         return constant_then_linear_ramp(epoch_fraction(progress), o["lambda_start"], o["lambda_end"], self.t1)
 
+    @override
     def graph_key(self, progress: float) -> Hashable:
         return self.lam(progress)
 
+    @override
     def training_loss(self, batch: NoisyBatch, progress: float) -> torch.Tensor:
         y = batch.noisy
         masks = cell_masks(y.shape[-2], y.shape[-1], device=y.device)

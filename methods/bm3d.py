@@ -18,6 +18,7 @@ from collections.abc import Callable
 import bm3d
 import numpy as np
 import torch
+from typing_extensions import override
 
 from denoise_bench.errors import BenchError
 from denoise_bench.hookspecs import hookimpl
@@ -116,12 +117,14 @@ class BM3D(Method):
     trainable = False
     seeded = False  # single-threaded (see _single_threaded_profile), so one result for every seed
 
+    @override
     @classmethod
     def incompatibility(cls, family: NoiseFamily) -> str | None:
         if family.name not in HANDLERS:
             return f"bm3d has no variance-stabilising treatment for {family.name} noise (supports {', '.join(HANDLERS)})"
         return None
 
+    @override
     def denoise(self, noisy: torch.Tensor, noise: NoiseInfo | None = None) -> torch.Tensor:
         if noise is None:
             raise BenchError("bm3d needs the noise level of each image")

@@ -52,6 +52,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 from torch import nn
+from typing_extensions import override
 
 from denoise_bench.crops import CropSampler
 from denoise_bench.errors import BenchError
@@ -182,15 +183,19 @@ class CVFSID(NetworkMethod):
         super().__init__(setup)
         self._image_side: int | None = None  # the test image's shorter side, while a transductive fit runs
 
+    @override
     def build_network(self) -> nn.Module:
         return CVFNet(self.setup.channels, width=int(self.opts["width"]))
 
+    @override
     def network_init(self) -> str:
         return "xavier_uniform"
 
+    @override
     def lr_factor(self, progress: float) -> float:
         return 0.99 ** int(progress * DECAY_STEPS)
 
+    @override
     def training_crop(self) -> TrainingCrop:
         # a transductive fit cuts crops of the test image, which may be smaller than the budget's
         return TrainingCrop(min(self.setup.budget.crop_size, self._image_side or self.setup.budget.crop_size))
@@ -199,10 +204,12 @@ class CVFSID(NetworkMethod):
         """L10's target per patch and channel: the official estimate from the noisy patch itself."""
         return window_std_target(patches)
 
+    @override
     def training_loss(self, batch: NoisyBatch, progress: float) -> torch.Tensor:
         patches = random_dihedral(batch.noisy)
         return cvf_loss(self.net, pad(patches), self.noise_level_target(patches), float(self.opts["gamma"]))
 
+    @override
     def fit(self, view: TrainingView, context: TrainContext) -> None:
         if not self.opts["transductive"]:  # a transductive network is fitted to each test image instead
             super().fit(view, context)
@@ -217,9 +224,11 @@ class CVFSID(NetworkMethod):
             with torch.enable_grad():  # the fit needs gradients even if the caller runs under no_grad
                 super().fit(noisy_view(noisy.float(), self.setup.seed), TrainContext())
 
+    @override
     def test_fit_budget(self) -> str | None:
         return "iterations" if self.opts["transductive"] else None  # each test image is fitted for the whole budget
 
+    @override
     def denoise(self, noisy: torch.Tensor, noise: NoiseInfo | None = None) -> torch.Tensor:
         if self.opts["transductive"]:
             self.fit_to_test_image(noisy, noise)
@@ -248,17 +257,20 @@ class CVFSIDOracle(CVFSID):
                              f"train at a fixed level or set --method-option {self.name}:transductive=true")
         return spec.family, {name: torch.tensor([value.low]) for name, value in spec.values}
 
+    @override
     def fit(self, view: TrainingView, context: TrainContext) -> None:
         if not self.opts["transductive"]:
             self._known = self._training_levels()
         super().fit(view, context)
 
+    @override
     def fit_to_test_image(self, noisy: torch.Tensor, noise: NoiseInfo | None) -> None:
         if noise is None:
             raise BenchError(f"{self.name} is told each test image's noise level, and was given none")
         self._known = noise.spec.family, {k: torch.tensor([v]) for k, v in noise.levels.items()}
         super().fit_to_test_image(noisy, noise)
 
+    @override
     def noise_level_target(self, patches: torch.Tensor) -> torch.Tensor:
         assert self._known is not None, "fit sets the known level before the first step"
         family, levels = self._known

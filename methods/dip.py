@@ -50,6 +50,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
+from typing_extensions import override
 
 from denoise_bench.engine import Engine
 from denoise_bench.hookspecs import hookimpl
@@ -147,6 +148,7 @@ class DeepImagePrior(Method):
         """A freshly initialised hourglass (from the global RNG, which the caller seeds)."""
         return Hourglass(self.opts["input_depth"], channels, width=self.opts["width"], skip_channels=SKIP_CHANNELS)
 
+    @override
     def denoise(self, noisy: torch.Tensor, noise: NoiseInfo | None = None) -> torch.Tensor:
         device = noisy.device
         seed = self.setup.seed

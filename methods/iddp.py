@@ -59,6 +59,7 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 from torch import nn
+from typing_extensions import override
 
 from denoise_bench.errors import BenchError
 from denoise_bench.filters import box_filter
@@ -107,6 +108,7 @@ class IDDP(NetworkMethod):
     # The paper: 1M constant + 1M linearly decaying iterations of batch 1 on 128x128 crops.
     official_budget = {"iterations": 2_000_000, "batch_size": 1, "crop_size": 128}
 
+    @override
     @classmethod
     def check_options(cls, opts: dict[str, Any]) -> None:
         if opts["network"] not in NETWORKS:
@@ -138,21 +140,26 @@ class IDDP(NetworkMethod):
             raise BenchError(f"iddp: warm_start={text!r}; valid: none, box3:N (N steps fitting the anchor alone)")
         return int(steps)
 
+    @override
     def build_network(self) -> nn.Module:
         self.warm_steps = self.warm_steps_of(self.opts)
         if self.opts["network"] == "unet3":
             return UNet3(self.setup.channels, self.setup.channels, width=self.setup.budget.width)
         return super().build_network()
 
+    @override
     def network_init(self) -> str:
         return str(self.opts["init"])
 
+    @override
     def optimizer_betas(self) -> tuple[float, float]:
         return (float(self.opts["beta1"]), 0.999)
 
+    @override
     def lr_factor(self, progress: float) -> float:
         return constant_then_linear_decay(progress)
 
+    @override
     def gradient_clip_norm(self) -> float | None:
         return float(self.opts["clip"]) or None
 
@@ -160,9 +167,11 @@ class IDDP(NetworkMethod):
         """Whether this step is one of the warm start's (``progress`` is step / budget)."""
         return round(progress * self.setup.budget.iterations) < self.warm_steps
 
+    @override
     def graph_key(self, progress: float) -> Hashable:
         return self.warming(progress)
 
+    @override
     def training_loss(self, batch: NoisyBatch, progress: float) -> torch.Tensor:
         y = random_flips(batch.noisy) if self.opts["flips"] else batch.noisy
         estimate = self.net(y)
@@ -199,12 +208,14 @@ class IDDP(NetworkMethod):
             for own, source in zip(self.teacher.buffers(), self.net.buffers()):
                 own.copy_(source)
 
+    @override
     def state_dict(self) -> dict[str, Any]:
         state = super().state_dict()
         if getattr(self, "teacher", None) is not None:  # training state of an EMA run: resumed bit for bit
             state["teacher"] = self.teacher.state_dict()
         return state
 
+    @override
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         if "teacher" in state:
@@ -225,6 +236,7 @@ class IDDPSupervisedStart(IDDP):
     options = IDDP.options | {"warm_steps": 1000}
     identity_options = IDDP.identity_options + ("warm_steps",)
 
+    @override
     @classmethod
     def warm_steps_of(cls, opts: dict[str, Any]) -> int:
         if opts["warm_start"] != "none":
@@ -233,6 +245,7 @@ class IDDPSupervisedStart(IDDP):
             raise BenchError(f"{cls.name}: warm_steps must be at least 0, got {opts['warm_steps']}")
         return int(opts["warm_steps"])
 
+    @override
     def training_loss(self, batch: CleanBatch, progress: float) -> torch.Tensor:  # type: ignore[override]
         if self.warming(progress):
             return F.mse_loss(self.net(batch.noisy), batch.clean)

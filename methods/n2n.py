@@ -18,6 +18,7 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+from typing_extensions import override
 
 from denoise_bench.hookspecs import hookimpl
 from denoise_bench.method import Method
@@ -34,6 +35,7 @@ class Noise2NoiseRecipe(NetworkMethod):
     adam_betas = (0.9, 0.99)
     official_budget = {"iterations": 300_000, "batch_size": 4, "crop_size": 256}
 
+    @override
     def lr_factor(self, progress: float) -> float:
         return cosine_squared_rampdown(progress)
 
@@ -45,6 +47,7 @@ class Noise2Noise(Noise2NoiseRecipe):
     supervision = Supervision.NOISY_PAIRS
     requires = frozenset({ZERO_MEAN})
 
+    @override
     def training_loss(self, batch: NoisyPairBatch, progress: float) -> torch.Tensor:
         return F.mse_loss(self.net(batch.noisy), batch.noisy2)
 

@@ -54,6 +54,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from typing_extensions import override
 
 from denoise_bench.errors import BenchError
 from denoise_bench.hookspecs import hookimpl
@@ -174,6 +175,7 @@ class Noise2Void(NetworkMethod):
     # The BSD68 notebook: 200 epochs x 400 steps of batch 128, 64x64 patches.
     official_budget = {"iterations": 80_000, "batch_size": 128, "crop_size": 64}
 
+    @override
     @classmethod
     def check_options(cls, opts: dict[str, Any]) -> None:
         check_settings(opts["perc_pix"], opts["radius"], opts["strategy"])
@@ -210,30 +212,36 @@ class Noise2Void(NetworkMethod):
         self.net.train()
         return loss / len(self.validation)
 
+    @override
     def own_schedule(self, optimizer: torch.optim.Optimizer, total: int, view: TrainingView) -> Any:
         # Called right after prepare, so the validation crops come next from the view, as they always
         # did; a resumed run draws them again the same way (the view is seeded) before loading its state.
         self.draw_validation(view)
         return PlateauSchedule(optimizer, total // EPOCHS, self.validation_loss)
 
+    @override
     def prepare(self, view: TrainingView) -> None:
         # Before the shared loop: a resumed run recomputes the same values (the view is seeded) and
         # then loads the statistics again from its training state.
         self.estimate_normalisation(view)
 
+    @override
     def training_loss(self, batch: NoisyBatch, progress: float) -> torch.Tensor:
         y = (batch.noisy - self.mean) / self.std
         masked, mask = n2v_mask(y, self.opts["perc_pix"], self.opts["radius"], self.opts["strategy"])
         return masked_mse(self.net(masked), y, mask)
 
+    @override
     def denoise(self, noisy: torch.Tensor, noise: NoiseInfo | None = None) -> torch.Tensor:
         self.net.eval()
         with torch.no_grad():
             return self.net((noisy - self.mean) / self.std) * self.std + self.mean
 
+    @override
     def state_dict(self) -> dict[str, Any]:
         return super().state_dict() | {"normalisation": {"mean": self.mean.cpu(), "std": self.std.cpu()}}
 
+    @override
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         if "normalisation" not in state:

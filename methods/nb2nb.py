@@ -34,6 +34,7 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable
 
 import torch
+from typing_extensions import override
 
 from denoise_bench.errors import BenchError
 from denoise_bench.hookspecs import hookimpl
@@ -94,6 +95,7 @@ class Neighbor2Neighbor(NetworkMethod):
             raise BenchError(f"{self.name}: the network's input (the crop size) must be a multiple of "
                              f"{DOWNSAMPLE_FACTOR}, got {setup.budget.crop_size}")
 
+    @override
     def training_crop(self) -> TrainingCrop:
         """Twice the budget's side, so the sub-images the network trains on are of the budget's size;
         where the training images are too small for that (Train400 is 180x180 against the cpu
@@ -111,6 +113,7 @@ class Neighbor2Neighbor(NetworkMethod):
                                     f"crops: cutting {fitted}x{fitted}, so the network trains on {fitted // 2}x{fitted // 2} "
                                     "sub-images")
 
+    @override
     def lr_factor(self, progress: float) -> float:
         return halve_every_fifth(progress)
 
@@ -118,9 +121,11 @@ class Neighbor2Neighbor(NetworkMethod):
         """Weight of the regulariser: epoch / n_epoch * increase_ratio of the official 100-epoch run."""
         return epoch_fraction(progress) * self.opts["increase_ratio"]
 
+    @override
     def graph_key(self, progress: float) -> Hashable:
         return self.gamma(progress)
 
+    @override
     def training_loss(self, batch: NoisyBatch, progress: float) -> torch.Tensor:
         y = batch.noisy
         first, second = sample_neighbour_pairs(y)

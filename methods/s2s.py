@@ -37,6 +37,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from typing_extensions import override
 
 from denoise_bench.errors import BenchError
 from denoise_bench.hookspecs import hookimpl
@@ -107,6 +108,7 @@ class Self2Self(Method):
     # The width-48 network and 100 predictions per test image made a smoke job a minute on one core.
     smoke_options = {"width": 16, "predictions": 4}
 
+    @override
     @classmethod
     def check_options(cls, opts: dict[str, Any]) -> None:
         if opts["normalisation"] not in NORMALISATIONS:
@@ -118,6 +120,7 @@ class Self2Self(Method):
         if opts["predictions"] < 1:
             raise BenchError(f"s2s: predictions must be positive, got {opts['predictions']}")
 
+    @override
     def denoise(self, noisy: torch.Tensor, noise: NoiseInfo | None = None) -> torch.Tensor:
         opts = self.opts
         image = noisy.float()

@@ -14,11 +14,14 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+from typing_extensions import override
 
 from denoise_bench.hookspecs import hookimpl
 from denoise_bench.method import Method
-from denoise_bench.methods.n2n import Noise2NoiseRecipe
 from denoise_bench.supervision import CleanBatch, Supervision
+
+# Relative: installed, this package is denoise_bench.methods; the type checker reads it from the source tree as methods.
+from .n2n import Noise2NoiseRecipe
 
 
 class SupervisedUNet(Noise2NoiseRecipe):
@@ -27,6 +30,7 @@ class SupervisedUNet(Noise2NoiseRecipe):
     citation = "Ronneberger et al., MICCAI 2015; trained as the clean-target baseline of Lehtinen et al., ICML 2018"
     supervision = Supervision.CLEAN
 
+    @override
     def training_loss(self, batch: CleanBatch, progress: float) -> torch.Tensor:
         return F.mse_loss(self.net(batch.noisy), batch.clean)
 

@@ -36,6 +36,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 from torch import nn
+from typing_extensions import override
 
 from denoise_bench.hookspecs import hookimpl
 from denoise_bench.method import Method, NoiseInfo
@@ -56,6 +57,7 @@ class NoisePredictor(nn.Module):
         self.conv2 = nn.Conv2d(width, width, 3, padding=1)
         self.conv3 = nn.Conv2d(width, channels, 1)
 
+    @override
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.leaky_relu(self.conv1(x), LEAKY_SLOPE)
         x = F.leaky_relu(self.conv2(x), LEAKY_SLOPE)
@@ -100,6 +102,7 @@ class ZeroShotNoise2Noise(Method):
     options = {"width": 48, "lr": 1e-3}
     official_budget = {"per_image_iterations": 3000}  # the notebook's max_epoch
 
+    @override
     def denoise(self, noisy: torch.Tensor, noise: NoiseInfo | None = None) -> torch.Tensor:
         with torch.random.fork_rng(devices=[]):  # seeded initialisation, global RNG left untouched
             torch.manual_seed(self.setup.seed)
