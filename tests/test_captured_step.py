@@ -11,7 +11,6 @@ import torch
 from denoise_bench.captured_step import CapturedStep, EagerStep, eager_form, make_step
 from denoise_bench.engine import Engine
 from denoise_bench.errors import BenchError
-from denoise_bench.method import TrainContext
 from denoise_bench.network_method import NetworkMethod
 from denoise_bench.plugins import get_registry
 from denoise_bench.testing import TINY_BUDGET, ConformanceSetup
