@@ -139,14 +139,15 @@ def make_capturable(optimizer: torch.optim.Optimizer, device: torch.device) -> l
     """Switch ``optimizer`` (Adam or AdamW) to its capturable form, each group's rate a device tensor;
     returns those tensors. Its state steps move to the device as the optimiser expects. PyTorch has no
     capturable form on a CPU: there only the rate becomes a tensor."""
+    capturable = device.type != "cpu"
     rates = []
     for group in optimizer.param_groups:
-        group["capturable"] = device.type != "cpu"
+        group["capturable"] = capturable
         rate = torch.tensor(float(group["lr"]), dtype=torch.float32, device=device)
         group["lr"] = rate
         rates.append(rate)
     for state in optimizer.state.values():
-        if device.type != "cpu" and "step" in state and torch.is_tensor(state["step"]):
+        if capturable and "step" in state and torch.is_tensor(state["step"]):
             state["step"] = state["step"].to(device=device, dtype=torch.float32)
     return rates
 

@@ -9,6 +9,7 @@ one generator the two cut identical crops.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -79,12 +80,11 @@ class DeviceCropSampler(CropSampler):
         self.lead = tuple(first.shape[:-2])  # e.g. (C,): the same for every image of a plane
         self.flat = [torch.cat([image.reshape(-1) for image in plane]) for plane in planes]
         self.planes = []  # the flat copies replace the image lists: one copy of the pixels on the device
+        self.channels = math.prod(self.lead)  # the leading dimensions, flattened (1 for an (H, W) image)
         sizes = torch.tensor(self.sizes, dtype=torch.long, device=self.device)
         self.heights, self.widths = sizes[:, 0], sizes[:, 1]
-        channels = int(torch.tensor(self.lead).prod()) if self.lead else 1
-        areas = self.heights * self.widths * channels
+        areas = self.heights * self.widths * self.channels
         self.offsets = torch.cumsum(areas, 0) - areas
-        self.channels = channels
 
     def positions(self, batch_size: int, crop_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(image index, top, left) of ``batch_size`` random crops, as device tensors: the host sampler's

@@ -127,9 +127,15 @@ def check_estimate(method: str, estimate: object, noisy: torch.Tensor) -> None:
 GPU_EVAL_BATCH = 8
 
 
+def _batchable(method: Method) -> bool:
+    """Whether ``method`` may get several inputs in one call: it declares ``batch_denoise``, and it is not told
+    a noise level (a NoiseInfo is per image)."""
+    return method.batch_denoise and not method.uses_noise_level
+
+
 def eval_batch_size(method: Method, device: torch.device) -> int:
     """How many inputs :func:`evaluate` hands ``method`` at once on ``device``."""
-    return GPU_EVAL_BATCH if device.type == "cuda" and method.batch_denoise and not method.uses_noise_level else 1
+    return GPU_EVAL_BATCH if device.type == "cuda" and _batchable(method) else 1
 
 
 def _padded_groups(method: Method, cases: list[TestCase], protocol: EvalProtocol, device: torch.device,
@@ -166,7 +172,7 @@ def evaluate(method: Method, cases: list[TestCase], protocol: EvalProtocol, devi
     record's ``seconds`` is then its share of the call."""
     metrics = registered_metrics()
     size = eval_batch_size(method, device) if batch is None else batch
-    if not method.batch_denoise or method.uses_noise_level:  # one input per call, whatever was asked
+    if not _batchable(method):  # one input per call, whatever was asked
         size = 1
     for group in _padded_groups(method, cases, protocol, device, size):
         yield from _scored_group(method, group, protocol, device, metrics, on_case, on_estimate)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -30,6 +31,7 @@ import skimage.data
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from denoise_bench.captured_step import WARMUP_STEPS
 from denoise_bench.engine import Engine
 from denoise_bench.environment import cpu_speed_facts
 from denoise_bench.images import to_chw
@@ -40,7 +42,6 @@ from denoise_bench.plugins import get_registry
 from denoise_bench.profiles import Budget
 from denoise_bench.results import write_json, write_text_atomic
 from denoise_bench.supervision import Batch, NoisePolicy, Supervision, TrainingView, build_view
-from denoise_bench.captured_step import WARMUP_STEPS
 from denoise_bench.training import CHECK_EVERY, make_optimizer, train
 
 LAUNCH_COST_S = 10e-6
@@ -105,21 +106,28 @@ def time_suite_steps(name: str, s: PerfSettings, batch: int) -> float:
     return (time.perf_counter() - start) / s.steps
 
 
-def _time_captured_steps(name: str, s: PerfSettings, batch: int) -> float:
-    """Seconds per iteration of the shared loop's captured step, once recorded: one run of CHECK_EVERY + steps
-    iterations, timed from the loop's first loss check (a device sync, well after the warm-up steps and the
-    recording) to its end, so that recording the graph is not counted as stepping."""
+def _train_past_first_check(name: str, s: PerfSettings, batch: int, steps: int,
+                            at_first_check: Callable[[], object]) -> None:
+    """Train ``name`` for CHECK_EVERY + ``steps`` iterations of the shared loop, calling ``at_first_check`` at the
+    loop's first loss check (a device sync, after a captured step's warm-up and recording), and wait for the
+    device at the end: what follows that call is ``steps`` steady steps."""
     assert WARMUP_STEPS < CHECK_EVERY
-    method = _method(name, s, batch, CHECK_EVERY + s.steps)
+    method = _method(name, s, batch, CHECK_EVERY + steps)
     view = _view(Supervision(method.supervision), s.device, s.channels)
-    started: list[float] = []
 
     def on_step(step: int, loss: float, lr: float = math.nan) -> None:
         if step == CHECK_EVERY:
-            started.append(time.perf_counter())
+            at_first_check()
 
     train(method, view, method.setup.budget, TrainContext(on_step=on_step))
     _sync(s.device)
+
+
+def _time_captured_steps(name: str, s: PerfSettings, batch: int) -> float:
+    """Seconds per iteration of the shared loop's captured step, once recorded: timed from the loop's first
+    loss check to its end, so that recording the graph is not counted as stepping."""
+    started: list[float] = []
+    _train_past_first_check(name, s, batch, s.steps, lambda: started.append(time.perf_counter()))
     return (time.perf_counter() - started[0]) / s.steps
 
 
@@ -195,16 +203,8 @@ def count_host_copies(name: str, s: PerfSettings, batch: int) -> float | None:
         return None
     from torch.profiler import ProfilerActivity, profile
 
-    method = _method(name, s, batch, CHECK_EVERY + HOST_COPY_STEPS)
-    view = _view(Supervision(method.supervision), s.device, s.channels)
     profiler = profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA])
-
-    def on_step(step: int, loss: float, lr: float = math.nan) -> None:
-        if step == CHECK_EVERY:
-            profiler.start()
-
-    train(method, view, method.setup.budget, TrainContext(on_step=on_step))
-    _sync(s.device)
+    _train_past_first_check(name, s, batch, HOST_COPY_STEPS, profiler.start)
     profiler.stop()
     events = profiler.events()
     if not any(e.device_type == torch.autograd.DeviceType.CUDA for e in events):
